@@ -1,0 +1,145 @@
+/**
+ * Counted GPU buffers with explicit ownership, uploads and pooled readbacks.
+ *
+ * Ownership rule: whoever creates a {@link GpuBuffer} disposes it. Buffers are never recycled
+ * by the garbage collector; {@link MemoryStats.liveBytes} lets tests assert that the step loop
+ * allocates nothing.
+ *
+ * @module
+ */
+
+import type { Gpu } from "./device.ts";
+
+/** Live and peak bytes of GPU memory allocated through one {@link Gpu}. */
+export interface MemoryStats {
+  /** Bytes currently allocated (buffers and textures). */
+  liveBytes: number;
+  /** Highest value `liveBytes` has reached. */
+  peakBytes: number;
+  /** Number of live buffers and textures. */
+  liveObjects: number;
+}
+
+/** A GPU buffer counted in {@link Gpu.memory}, freed by {@link GpuBuffer.dispose}. */
+export class GpuBuffer {
+  readonly #gpu: Gpu;
+  #buffer: GPUBuffer | null;
+  /** Requested size in bytes (the real buffer is rounded up to a multiple of 4). */
+  readonly size: number;
+  /** Debug label, used in error messages. */
+  readonly label: string;
+
+  constructor(gpu: Gpu, buffer: GPUBuffer, size: number, label: string) {
+    this.#gpu = gpu;
+    this.#buffer = buffer;
+    this.size = size;
+    this.label = label;
+    gpu.memory.liveBytes += buffer.size;
+    gpu.memory.liveObjects += 1;
+    gpu.memory.peakBytes = Math.max(gpu.memory.peakBytes, gpu.memory.liveBytes);
+  }
+
+  /** The WebGPU buffer; throws once disposed. */
+  get buffer(): GPUBuffer {
+    if (this.#buffer === null) {
+      throw new Error(`Cannot use buffer "${this.label}": it was disposed`);
+    }
+    return this.#buffer;
+  }
+
+  /** True after {@link GpuBuffer.dispose}. */
+  get disposed(): boolean {
+    return this.#buffer === null;
+  }
+
+  /** Copies `data` into the buffer at `byteOffset` (queued; no wait). */
+  write(data: ArrayBufferView, byteOffset = 0): void {
+    if (byteOffset + data.byteLength > this.buffer.size) {
+      throw new RangeError(
+        `Cannot write ${data.byteLength} bytes at offset ${byteOffset} into buffer "${this.label}" of ${this.size} bytes`,
+      );
+    }
+    // writeBuffer needs a multiple of 4 bytes; pad a copy when the view is not.
+    let view = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+    if (view.byteLength % 4 !== 0) {
+      const padded = new Uint8Array(Math.ceil(view.byteLength / 4) * 4);
+      padded.set(view);
+      view = padded;
+    }
+    this.#gpu.device.queue.writeBuffer(this.buffer, byteOffset, view);
+  }
+
+  /** Reads `size` bytes from `byteOffset`, waiting for all submitted work. */
+  async read(byteOffset = 0, size = this.size - byteOffset): Promise<ArrayBuffer> {
+    const gpu = this.#gpu;
+    const padded = Math.ceil(size / 4) * 4;
+    if (byteOffset % 4 !== 0 || byteOffset + padded > this.buffer.size) {
+      throw new RangeError(
+        `Cannot read ${size} bytes at offset ${byteOffset} from buffer "${this.label}" of ${this.size} bytes`,
+      );
+    }
+    const staging = gpu.readbacks.take(padded);
+    try {
+      const encoder = gpu.device.createCommandEncoder({ label: `read ${this.label}` });
+      encoder.copyBufferToBuffer(this.buffer, byteOffset, staging.buffer, 0, padded);
+      gpu.device.queue.submit([encoder.finish()]);
+      gpu.check();
+      await staging.buffer.mapAsync(GPUMapMode.READ, 0, padded);
+      const copy = staging.buffer.getMappedRange(0, padded).slice(0, size);
+      staging.buffer.unmap();
+      gpu.check();
+      return copy;
+    } finally {
+      gpu.readbacks.give(staging);
+    }
+  }
+
+  /** Frees the buffer; idempotent. */
+  dispose(): void {
+    if (this.#buffer === null) return;
+    this.#gpu.memory.liveBytes -= this.#buffer.size;
+    this.#gpu.memory.liveObjects -= 1;
+    this.#buffer.destroy();
+    this.#buffer = null;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+/**
+ * Buffers of one usage kept for reuse, keyed by size: readbacks of the same size (a loss, a
+ * history row) reuse one staging buffer instead of allocating per call.
+ */
+export class BufferPool {
+  readonly #gpu: Gpu;
+  readonly #usage: GPUBufferUsageFlags;
+  readonly #free = new Map<number, GpuBuffer[]>();
+
+  constructor(gpu: Gpu, usage: GPUBufferUsageFlags) {
+    this.#gpu = gpu;
+    this.#usage = usage;
+  }
+
+  /** A buffer of exactly `size` bytes, reused when one is free. */
+  take(size: number): GpuBuffer {
+    const list = this.#free.get(size);
+    const reused = list?.pop();
+    return reused ?? this.#gpu.createBuffer(size, this.#usage, `pool ${size}B`);
+  }
+
+  /** Returns a buffer taken with {@link BufferPool.take}. */
+  give(buffer: GpuBuffer): void {
+    if (buffer.disposed) return;
+    const list = this.#free.get(buffer.size) ?? [];
+    list.push(buffer);
+    this.#free.set(buffer.size, list);
+  }
+
+  /** Frees every pooled buffer. */
+  clear(): void {
+    for (const list of this.#free.values()) for (const b of list) b.dispose();
+    this.#free.clear();
+  }
+}

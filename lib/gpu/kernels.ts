@@ -1,0 +1,119 @@
+/**
+ * Kernels and pipelines: WGSL sources imported as text, a pipeline cache keyed by
+ * (kernel, entry point, override constants), and grid helpers.
+ *
+ * Sources are imported with `with { type: "text" }`, so a module imported by URL needs no
+ * file permission to find them (Deno 2.8+).
+ *
+ * @module
+ */
+
+import type { Gpu } from "./device.ts";
+import matmulTexture from "../../kernels/matmul_texture.wgsl" with { type: "text" };
+import matmulTiled from "../../kernels/matmul_tiled.wgsl" with { type: "text" };
+import matmulYardstick from "../../kernels/matmul_yardstick.wgsl" with { type: "text" };
+import packTexture from "../../kernels/pack_texture.wgsl" with { type: "text" };
+
+/** A WGSL source file under `kernels/`. */
+export interface Kernel {
+  /** File name without extension, used in cache keys and error messages. */
+  name: string;
+  /** The WGSL source. */
+  source: string;
+}
+
+/** Every kernel the toolkit ships, by file name. */
+export const KERNELS = {
+  matmul_texture: { name: "matmul_texture", source: matmulTexture },
+  matmul_tiled: { name: "matmul_tiled", source: matmulTiled },
+  matmul_yardstick: { name: "matmul_yardstick", source: matmulYardstick },
+  pack_texture: { name: "pack_texture", source: packTexture },
+} satisfies Record<string, Kernel>;
+
+/** Override constants passed to `createComputePipeline`. */
+export type Constants = Record<string, number>;
+
+/** Compiled pipelines, created once per (kernel, entry point, constants) and reused. */
+export class PipelineCache {
+  readonly #gpu: Gpu;
+  readonly #modules = new Map<string, GPUShaderModule>();
+  readonly #pipelines = new Map<string, GPUComputePipeline>();
+
+  constructor(gpu: Gpu) {
+    this.#gpu = gpu;
+  }
+
+  /** Number of pipelines compiled so far. */
+  get size(): number {
+    return this.#pipelines.size;
+  }
+
+  /**
+   * Returns the pipeline for `kernel`'s `entry` specialised with `constants`. Compilation and
+   * validation errors are recorded with the kernel's name and thrown at the next sync.
+   */
+  get(kernel: Kernel, entry: string, constants: Constants = {}): GPUComputePipeline {
+    const keys = Object.keys(constants).sort();
+    for (const k of keys) {
+      if (!Number.isFinite(constants[k])) {
+        throw new RangeError(`Cannot build kernel ${kernel.name}.${entry}: override ${k} must be finite: current value is ${constants[k]}`);
+      }
+    }
+    const key = `${kernel.name}:${entry}:${keys.map((k) => `${k}=${constants[k]}`).join(",")}`;
+    const cached = this.#pipelines.get(key);
+    if (cached) return cached;
+    const device = this.#gpu.device;
+    const label = `${kernel.name}.${entry}`;
+    this.#gpu.lastKernel = label;
+    device.pushErrorScope("validation");
+    let module = this.#modules.get(kernel.name);
+    if (!module) {
+      module = device.createShaderModule({ code: kernel.source, label: kernel.name });
+      this.#modules.set(kernel.name, module);
+      module.getCompilationInfo().then((info) => {
+        for (const m of info.messages) {
+          if (m.type === "error") {
+            this.#gpu.recordError(`kernel ${kernel.name} failed to compile at ${m.lineNum}:${m.linePos}: ${m.message}`);
+          }
+        }
+      });
+    }
+    const pipeline = device.createComputePipeline({
+      label,
+      layout: "auto",
+      compute: { module, entryPoint: entry, constants },
+    });
+    device.popErrorScope().then((error) => {
+      if (error) this.#gpu.recordError(`kernel ${label} (${JSON.stringify(constants)}): ${error.message}`);
+    });
+    this.#pipelines.set(key, pipeline);
+    return pipeline;
+  }
+}
+
+/** Largest number of workgroups WebGPU guarantees per grid dimension. */
+export const MAX_GRID = 65535;
+
+/**
+ * Splits a 1-D count of workgroups into an (x, y) grid with x ≤ 65,535. Kernels using it
+ * compute their linear workgroup index as `wid.x + wid.y * num_workgroups.x` and bounds-check.
+ */
+export function grid1d(workgroups: number): [number, number, number] {
+  if (!Number.isInteger(workgroups) || workgroups < 0) {
+    throw new RangeError(`Cannot dispatch: workgroup count must be a non-negative integer: current value is ${workgroups}`);
+  }
+  if (workgroups <= MAX_GRID) return [workgroups, 1, 1];
+  const y = Math.ceil(workgroups / MAX_GRID);
+  if (y > MAX_GRID) throw new RangeError(`Cannot dispatch ${workgroups} workgroups: more than 65535² in one grid`);
+  return [Math.ceil(workgroups / y), y, 1];
+}
+
+/** Checks a 2-D/3-D grid against the per-dimension limit, naming the kernel. */
+export function checkGrid(label: string, grid: [number, number, number]): [number, number, number] {
+  for (const g of grid) {
+    if (!Number.isInteger(g) || g < 0 || g > MAX_GRID) {
+      throw new RangeError(`Cannot dispatch ${label}: grid ${grid.join("x")} exceeds 65535 workgroups per dimension`);
+    }
+  }
+  return grid;
+}

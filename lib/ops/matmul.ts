@@ -1,0 +1,375 @@
+/**
+ * The matmul engine: `C = op(A)·op(B)` with transpose flags and a fused epilogue (bias,
+ * LeakyReLU, accumulate), planned once per shape and encoded into a step's command buffer.
+ *
+ * Two kernel variants serve different adapters:
+ * - `texture` (kernels/matmul_texture.wgsl): operands are packed into read-only rgba32float
+ *   storage textures; each invocation keeps a 16×16 block of C in registers. On Mesa's
+ *   software adapters this is 5–10× faster than any storage-buffer kernel (perf-notes.md).
+ * - `tiled` (kernels/matmul_tiled.wgsl): storage buffers with shared-memory tiles, the usual
+ *   winner on real GPUs, and the fallback when an operand exceeds the texture size limit.
+ *
+ * {@link matmulVariant} picks one per adapter: a table for known software adapters, otherwise a
+ * short timed trial of both, done once per process.
+ *
+ * @module
+ */
+
+import type { Gpu, GpuTexture } from "../gpu/device.ts";
+import type { GpuBuffer } from "../gpu/buffer.ts";
+import { checkGrid, grid1d, KERNELS } from "../gpu/kernels.ts";
+import { StepEncoder } from "../gpu/encoder.ts";
+import { ParamsLayout } from "../gpu/params.ts";
+import { Tensor } from "../tensor.ts";
+
+/** Which matmul kernel family to use. */
+export type MatmulVariant = "texture" | "tiled";
+
+/** Options of a {@link Matmul} plan. */
+export interface MatmulOptions {
+  /** A is stored [K][M] and used transposed. Default false. */
+  transA?: boolean;
+  /** B is stored [N][K] and used transposed. Default false. */
+  transB?: boolean;
+  /** Add a bias vector of length N to every row. Default false. */
+  bias?: boolean;
+  /** Activation applied after the bias. Default "none". */
+  activation?: "none" | "leaky_relu";
+  /** LeakyReLU negative slope. Default 0.01, as PyTorch. */
+  slope?: number;
+  /** Add the product into C instead of overwriting it (gradient accumulation). Default false. */
+  accumulate?: boolean;
+  /** Kernel family; default: {@link matmulVariant} of the adapter. */
+  variant?: MatmulVariant;
+}
+
+const MATMUL_PARAMS = new ParamsLayout("matmul.Params", { M: "u32", N: "u32", K: "u32", slope: "f32" });
+const PACK_PARAMS = new ParamsLayout("pack_texture.Params", {
+  rows: "u32",
+  cols: "u32",
+  width: "u32",
+  height: "u32",
+  offset: "u32",
+});
+
+/** The texture variant's block of C per invocation (fixed in the kernel) and workgroup width. */
+const TEXTURE_BLOCK = 16;
+const TEXTURE_WG = 8;
+const PACK_WG: [number, number] = [16, 4];
+/** Tuning of the tiled variant. */
+const TILED = { WG_X: 16, WG_Y: 16, RM: 4, RN: 4 };
+
+const ceilDiv = (a: number, b: number) => Math.ceil(a / b);
+
+function checkDim(name: string, value: number): void {
+  if (!Number.isInteger(value) || value <= 0) {
+    throw new RangeError(`Cannot plan matmul: ${name} must be a positive integer: current value is ${value}`);
+  }
+}
+
+/**
+ * One operand staged into a texture. A row whose byte length is a multiple of 256 is copied
+ * with `copyBufferToTexture` (about 3× faster than the pack kernel on lavapipe); other widths
+ * go through pack_texture.wgsl, which also writes the zero padding. Copies never touch the
+ * padding, which stays zero from the texture's creation.
+ */
+class TextureOperand {
+  readonly texture: GpuTexture;
+  readonly params: GpuBuffer;
+  readonly grid: [number, number, number];
+  readonly #copy: boolean;
+  readonly #rows: number;
+  readonly #cols: number;
+  #bindGroup: GPUBindGroup | null = null;
+  #source: GPUBuffer | null = null;
+
+  constructor(gpu: Gpu, label: string, rows: number, cols: number, width: number, height: number) {
+    this.#rows = rows;
+    this.#cols = cols;
+    this.#copy = (cols * 4) % 256 === 0 && width === cols / 4;
+    this.texture = gpu.createTexture(
+      width,
+      height,
+      "rgba32float",
+      GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
+      label,
+    );
+    this.params = PACK_PARAMS.upload(gpu, { rows, cols, width, height, offset: 0 }, `${label} params`);
+    this.grid = checkGrid(`pack ${label}`, [ceilDiv(width, PACK_WG[0]), ceilDiv(height, PACK_WG[1]), 1]);
+  }
+
+  encodeCopy(encoder: GPUCommandEncoder, source: GPUBuffer): void {
+    encoder.copyBufferToTexture(
+      { buffer: source, bytesPerRow: this.#cols * 4, rowsPerImage: this.#rows },
+      { texture: this.texture.texture },
+      [this.#cols / 4, this.#rows, 1],
+    );
+  }
+
+  encode(enc: StepEncoder, source: GPUBuffer): void {
+    if (this.#copy) {
+      this.encodeCopy(enc.commands(), source);
+      return;
+    }
+    const gpu = enc.gpu;
+    const pipeline = gpu.pipelines.get(KERNELS.pack_texture, "main", { WG_X: PACK_WG[0], WG_Y: PACK_WG[1] });
+    if (this.#source !== source) {
+      this.#bindGroup = gpu.device.createBindGroup({
+        layout: pipeline.getBindGroupLayout(0),
+        entries: [
+          { binding: 0, resource: { buffer: source } },
+          { binding: 1, resource: this.texture.texture.createView() },
+          { binding: 2, resource: { buffer: this.params.buffer } },
+        ],
+      });
+      this.#source = source;
+    }
+    enc.dispatch("pack_texture", pipeline, this.#bindGroup!, this.grid);
+  }
+
+  dispose(): void {
+    this.texture.dispose();
+    this.params.dispose();
+  }
+}
+
+/**
+ * A planned matmul for fixed M, N, K and options. Build once, {@link Matmul.encode} every step,
+ * {@link Matmul.dispose} when done: the plan owns its uniforms and staging textures.
+ */
+export class Matmul {
+  readonly M: number;
+  readonly N: number;
+  readonly K: number;
+  readonly variant: MatmulVariant;
+  readonly options: Readonly<Required<Omit<MatmulOptions, "variant">>>;
+  readonly #gpu: Gpu;
+  readonly #params: GpuBuffer;
+  readonly #dummyBias: GpuBuffer;
+  readonly #constants: Record<string, number>;
+  readonly #grid: [number, number, number];
+  readonly #stageA: TextureOperand | null = null;
+  readonly #stageB: TextureOperand | null = null;
+  #bindGroup: GPUBindGroup | null = null;
+  #bound: GPUBuffer[] = [];
+
+  constructor(gpu: Gpu, M: number, N: number, K: number, options: MatmulOptions = {}) {
+    checkDim("M", M);
+    checkDim("N", N);
+    checkDim("K", K);
+    const slope = options.slope ?? 0.01;
+    if (!Number.isFinite(slope)) {
+      throw new RangeError(`Cannot plan matmul: slope must be finite: current value is ${slope}`);
+    }
+    this.#gpu = gpu;
+    this.M = M;
+    this.N = N;
+    this.K = K;
+    this.options = {
+      transA: options.transA ?? false,
+      transB: options.transB ?? false,
+      bias: options.bias ?? false,
+      activation: options.activation ?? "none",
+      slope,
+      accumulate: options.accumulate ?? false,
+    };
+    const o = this.options;
+    const common = {
+      TRANS_A: Number(o.transA),
+      TRANS_B: Number(o.transB),
+      BIAS: Number(o.bias),
+      LEAKY: Number(o.activation === "leaky_relu"),
+      ACCUMULATE: Number(o.accumulate),
+    };
+
+    let variant = options.variant ?? cachedVariant(gpu);
+    const mBlocks = ceilDiv(M, TEXTURE_BLOCK);
+    const nBlocks = ceilDiv(N, TEXTURE_BLOCK);
+    const K4 = ceilDiv(K, 4);
+    // Texture extents: every load of the kernel must land inside the zero-padded texture.
+    const dimsA: [number, number] = o.transA ? [mBlocks * 4, K4 * 4] : [K4, mBlocks * 16];
+    const dimsB: [number, number] = o.transB ? [K4, nBlocks * 16] : [nBlocks * 4, K4 * 4];
+    const max = gpu.limits.maxTextureDimension2D;
+    if (variant === "texture" && [...dimsA, ...dimsB].some((d) => d > max)) variant = "tiled";
+    this.variant = variant;
+
+    if (variant === "texture") {
+      const [rowsA, colsA] = o.transA ? [K, M] : [M, K];
+      const [rowsB, colsB] = o.transB ? [N, K] : [K, N];
+      this.#stageA = new TextureOperand(gpu, "matmul A", rowsA, colsA, dimsA[0], dimsA[1]);
+      this.#stageB = new TextureOperand(gpu, "matmul B", rowsB, colsB, dimsB[0], dimsB[1]);
+      this.#constants = { ...common, WG_X: TEXTURE_WG };
+      this.#grid = grid1d(ceilDiv(mBlocks * nBlocks, TEXTURE_WG));
+    } else {
+      this.#constants = { ...common, ...TILED };
+      const BM = TILED.WG_Y * TILED.RM;
+      const BN = TILED.WG_X * TILED.RN;
+      this.#grid = checkGrid("matmul_tiled", [ceilDiv(N, BN), ceilDiv(M, BM), 1]);
+    }
+    this.#params = MATMUL_PARAMS.upload(gpu, { M, N, K, slope }, "matmul params");
+    this.#dummyBias = gpu.createBuffer(16, GPUBufferUsage.STORAGE, "matmul no-bias");
+  }
+
+  /** Floating-point operations of one product (2·M·N·K). */
+  get flops(): number {
+    return 2 * this.M * this.N * this.K;
+  }
+
+  /** Checks the operands' shapes against the plan, naming the offending tensor. */
+  #check(a: Tensor, b: Tensor, c: Tensor, bias?: Tensor): void {
+    const { M, N, K } = this;
+    const o = this.options;
+    const what = `Cannot run matmul ${M}x${K}x${N}`;
+    a.expectShape(`${what}: operand A`, o.transA ? [K, M] : [M, K]);
+    b.expectShape(`${what}: operand B`, o.transB ? [N, K] : [K, N]);
+    c.expectShape(`${what}: output C`, [M, N]);
+    for (const t of [a, b, c]) {
+      if (t.dtype !== "f32") throw new TypeError(`${what}: "${t.label}" must be f32: current dtype is ${t.dtype}`);
+    }
+    if (o.bias) {
+      if (!bias) throw new TypeError(`${what}: the plan adds a bias but none was given`);
+      bias.expectShape(`${what}: bias`, [N]);
+    } else if (bias) {
+      throw new TypeError(`${what}: a bias was given but the plan was built without bias: true`);
+    }
+  }
+
+  /** Encodes the product: C = op(A)·op(B) with the plan's epilogue. */
+  encode(enc: StepEncoder, a: Tensor, b: Tensor, c: Tensor, bias?: Tensor): void {
+    this.#check(a, b, c, bias);
+    const gpu = this.#gpu;
+    const biasBuffer = bias ? bias.buffer : this.#dummyBias.buffer;
+    if (this.variant === "texture") {
+      this.#stageA!.encode(enc, a.buffer);
+      this.#stageB!.encode(enc, b.buffer);
+    }
+    const kernel = this.variant === "texture" ? KERNELS.matmul_texture : KERNELS.matmul_tiled;
+    const pipeline = gpu.pipelines.get(kernel, "main", this.#constants);
+    const key = [a.buffer, b.buffer, biasBuffer, c.buffer];
+    if (this.#bindGroup === null || key.some((k, i) => k !== this.#bound[i])) {
+      const operands: GPUBindingResource[] = this.variant === "texture"
+        ? [this.#stageA!.texture.texture.createView(), this.#stageB!.texture.texture.createView()]
+        : [{ buffer: a.buffer }, { buffer: b.buffer }];
+      this.#bindGroup = gpu.device.createBindGroup({
+        label: `${kernel.name} ${this.M}x${this.K}x${this.N}`,
+        layout: pipeline.getBindGroupLayout(0),
+        entries: [
+          { binding: 0, resource: operands[0] },
+          { binding: 1, resource: operands[1] },
+          { binding: 2, resource: { buffer: biasBuffer } },
+          { binding: 3, resource: { buffer: c.buffer } },
+          { binding: 4, resource: { buffer: this.#params.buffer } },
+        ],
+      });
+      this.#bound = key;
+    }
+    enc.dispatch(`${kernel.name} ${this.M}x${this.K}x${this.N}`, pipeline, this.#bindGroup, this.#grid);
+  }
+
+  /** Frees the plan's uniforms and staging textures. */
+  dispose(): void {
+    this.#params.dispose();
+    this.#dummyBias.dispose();
+    this.#stageA?.dispose();
+    this.#stageB?.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+/**
+ * Computes `op(A)·op(B)` into a new tensor and submits it: the convenient form for tests and
+ * one-off use. Training code builds a {@link Matmul} once and encodes it every step.
+ */
+export function matmul(a: Tensor, b: Tensor, options: MatmulOptions & { biasTensor?: Tensor } = {}): Tensor {
+  const gpu = a.gpu;
+  if (a.shape.length !== 2 || b.shape.length !== 2) {
+    throw new RangeError(`Cannot run matmul: operands must be 2-D: current shapes are [${a.shape}] and [${b.shape}]`);
+  }
+  const [M, K] = options.transA ? [a.shape[1], a.shape[0]] : [a.shape[0], a.shape[1]];
+  const [Kb, N] = options.transB ? [b.shape[1], b.shape[0]] : [b.shape[0], b.shape[1]];
+  if (K !== Kb) {
+    throw new RangeError(`Cannot run matmul: inner dimensions differ: op(A) is ${M}x${K}, op(B) is ${Kb}x${N}`);
+  }
+  const { biasTensor, ...rest } = options;
+  const plan = new Matmul(gpu, M, N, K, { ...rest, bias: biasTensor !== undefined, accumulate: false });
+  const c = Tensor.empty(gpu, [M, N], "f32", "matmul C");
+  const enc = new StepEncoder(gpu, "matmul");
+  plan.encode(enc, a, b, c, biasTensor);
+  enc.submit();
+  // The plan's resources may be freed once the submission is queued: WebGPU keeps them alive.
+  plan.dispose();
+  return c;
+}
+
+const chosen = new WeakMap<Gpu, MatmulVariant>();
+
+function cachedVariant(gpu: Gpu): MatmulVariant {
+  return chosen.get(gpu) ?? defaultVariant(gpu);
+}
+
+/** The table part of the choice: software adapters are known to favour textures. */
+function defaultVariant(gpu: Gpu): MatmulVariant {
+  return gpu.adapter.fallback ? "texture" : "tiled";
+}
+
+/**
+ * Chooses the matmul variant for `gpu`, once per process: `WGNN_MATMUL=texture|tiled` when
+ * that variable may be read, the table for software adapters, else a short timed trial of both
+ * variants on a 1024×1024×128 product. Later plans default to the result.
+ */
+export async function matmulVariant(gpu: Gpu): Promise<MatmulVariant> {
+  const known = chosen.get(gpu);
+  if (known) return known;
+  let pick: MatmulVariant | null = null;
+  const fromEnv = readEnv("WGNN_MATMUL");
+  if (fromEnv === "texture" || fromEnv === "tiled") pick = fromEnv;
+  else if (fromEnv !== undefined) {
+    throw new RangeError(`Cannot choose matmul variant: WGNN_MATMUL must be "texture" or "tiled": current value is "${fromEnv}"`);
+  }
+  if (pick === null && gpu.adapter.fallback) pick = "texture";
+  if (pick === null) {
+    const texture = await timeVariant(gpu, "texture");
+    const tiled = await timeVariant(gpu, "tiled");
+    pick = texture < tiled ? "texture" : "tiled";
+  }
+  chosen.set(gpu, pick);
+  return pick;
+}
+
+/** Reads an environment variable only when permission is already granted (never prompts). */
+export function readEnv(name: string): string | undefined {
+  try {
+    const state = Deno.permissions.querySync({ name: "env", variable: name }).state;
+    return state === "granted" ? Deno.env.get(name) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function timeVariant(gpu: Gpu, variant: MatmulVariant): Promise<number> {
+  const [M, N, K] = [1024, 128, 1024];
+  const a = Tensor.empty(gpu, [M, K], "f32", "autotune A");
+  const b = Tensor.empty(gpu, [K, N], "f32", "autotune B");
+  const c = Tensor.empty(gpu, [M, N], "f32", "autotune C");
+  const plan = new Matmul(gpu, M, N, K, { variant });
+  try {
+    let best = Infinity;
+    for (let rep = 0; rep < 4; rep++) {
+      const start = performance.now();
+      const enc = new StepEncoder(gpu, "autotune");
+      for (let i = 0; i < 4; i++) plan.encode(enc, a, b, c);
+      enc.submit();
+      await gpu.sync();
+      if (rep > 0) best = Math.min(best, performance.now() - start);
+    }
+    return best;
+  } finally {
+    plan.dispose();
+    a.dispose();
+    b.dispose();
+    c.dispose();
+  }
+}

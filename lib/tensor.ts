@@ -1,0 +1,159 @@
+/**
+ * A GPU tensor: a counted buffer plus a shape and a dtype.
+ *
+ * Dtypes: `f32`, `u32`, and `u8` (bytes packed four to a `u32` word, as CIFAR-10 images are
+ * kept on the GPU). A tensor made by {@link Tensor.empty} or {@link Tensor.from} owns its
+ * buffer; a {@link Tensor.reshape} view shares it and must not outlive it.
+ *
+ * @module
+ */
+
+import type { Gpu } from "./gpu/device.ts";
+import type { GpuBuffer } from "./gpu/buffer.ts";
+
+/** Element types a {@link Tensor} can hold. */
+export type DType = "f32" | "u32" | "u8";
+
+const USAGE = GPUBufferUsageFlagsAll();
+
+function GPUBufferUsageFlagsAll(): number {
+  // STORAGE for kernels, COPY_SRC for readbacks and texture packing, COPY_DST for uploads.
+  return typeof GPUBufferUsage === "undefined"
+    ? 0
+    : GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+}
+
+/** Bytes needed for `numel` elements of `dtype` (u8 is rounded up to whole u32 words). */
+export function byteSize(dtype: DType, numel: number): number {
+  return dtype === "u8" ? Math.ceil(numel / 4) * 4 : numel * 4;
+}
+
+/** Checks a shape and returns its element count, naming `what` in errors. */
+export function checkShape(what: string, shape: readonly number[]): number {
+  if (!Array.isArray(shape) || shape.length === 0) {
+    throw new TypeError(`Cannot create ${what}: shape must be a non-empty array: current value is ${JSON.stringify(shape)}`);
+  }
+  let n = 1;
+  for (const d of shape) {
+    if (!Number.isInteger(d) || d <= 0) {
+      throw new RangeError(`Cannot create ${what}: dimensions must be positive integers: current shape is [${shape.join(", ")}]`);
+    }
+    n *= d;
+  }
+  return n;
+}
+
+/** A tensor living in a GPU buffer. */
+export class Tensor {
+  /** The GPU this tensor lives on. */
+  readonly gpu: Gpu;
+  /** The buffer holding the elements (row-major). */
+  readonly storage: GpuBuffer;
+  /** Dimensions, outermost first. */
+  readonly shape: readonly number[];
+  /** Element type. */
+  readonly dtype: DType;
+  /** Debug label. */
+  readonly label: string;
+  /** Whether this tensor owns (and disposes) its buffer. */
+  readonly owner: boolean;
+
+  private constructor(
+    gpu: Gpu,
+    storage: GpuBuffer,
+    shape: readonly number[],
+    dtype: DType,
+    label: string,
+    owner: boolean,
+  ) {
+    this.gpu = gpu;
+    this.storage = storage;
+    this.shape = Object.freeze([...shape]);
+    this.dtype = dtype;
+    this.label = label;
+    this.owner = owner;
+  }
+
+  /** Allocates an uninitialised (zeroed) tensor. The caller owns it. */
+  static empty(gpu: Gpu, shape: readonly number[], dtype: DType = "f32", label = "tensor"): Tensor {
+    const numel = checkShape(`tensor "${label}"`, shape);
+    const storage = gpu.createBuffer(byteSize(dtype, numel), USAGE, label);
+    return new Tensor(gpu, storage, shape, dtype, label, true);
+  }
+
+  /** Uploads `data` into a new tensor of `shape`. The caller owns it. */
+  static from(
+    gpu: Gpu,
+    data: Float32Array | Uint32Array | Uint8Array | number[],
+    shape: readonly number[],
+    label = "tensor",
+  ): Tensor {
+    const array = Array.isArray(data) ? new Float32Array(data) : data;
+    const dtype: DType = array instanceof Float32Array ? "f32" : array instanceof Uint32Array ? "u32" : "u8";
+    const numel = checkShape(`tensor "${label}"`, shape);
+    if (array.length !== numel) {
+      throw new RangeError(
+        `Cannot create tensor "${label}": ${array.length} values do not fill shape [${shape.join(", ")}] (${numel} elements)`,
+      );
+    }
+    const t = Tensor.empty(gpu, shape, dtype, label);
+    t.storage.write(array);
+    return t;
+  }
+
+  /** Number of elements. */
+  get numel(): number {
+    return this.shape.reduce((a, b) => a * b, 1);
+  }
+
+  /** The WebGPU buffer, for binding. Throws once disposed. */
+  get buffer(): GPUBuffer {
+    return this.storage.buffer;
+  }
+
+  /** A view with another shape of the same element count, sharing the buffer. */
+  reshape(shape: readonly number[]): Tensor {
+    const numel = checkShape(`view of "${this.label}"`, shape);
+    if (numel !== this.numel) {
+      throw new RangeError(
+        `Cannot reshape "${this.label}" from [${this.shape.join(", ")}] to [${shape.join(", ")}]: element counts differ`,
+      );
+    }
+    return new Tensor(this.gpu, this.storage, shape, this.dtype, this.label, false);
+  }
+
+  /** Throws a RangeError unless the shape equals `expected` (-1 matches any size). */
+  expectShape(what: string, expected: readonly number[]): void {
+    const ok = expected.length === this.shape.length &&
+      expected.every((d, i) => d === -1 || d === this.shape[i]);
+    if (!ok) {
+      const want = expected.map((d) => (d === -1 ? "*" : String(d))).join(", ");
+      throw new RangeError(`${what}: expected shape [${want}]: current shape of "${this.label}" is [${this.shape.join(", ")}]`);
+    }
+  }
+
+  /** Reads the tensor back (waits for the GPU). f32 → Float32Array, u32 → Uint32Array, u8 → Uint8Array. */
+  async read(): Promise<Float32Array | Uint32Array | Uint8Array> {
+    const bytes = await this.storage.read(0, byteSize(this.dtype, this.numel));
+    if (this.dtype === "f32") return new Float32Array(bytes);
+    if (this.dtype === "u32") return new Uint32Array(bytes);
+    return new Uint8Array(bytes, 0, this.numel);
+  }
+
+  /** Reads an f32 tensor back as a Float32Array. */
+  async toFloat32(): Promise<Float32Array> {
+    if (this.dtype !== "f32") {
+      throw new TypeError(`Cannot read "${this.label}" as f32: its dtype is ${this.dtype}`);
+    }
+    return (await this.read()) as Float32Array;
+  }
+
+  /** Frees the buffer if this tensor owns it; views do nothing. */
+  dispose(): void {
+    if (this.owner) this.storage.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
