@@ -1,0 +1,33 @@
+/**
+ * The record of a training run, as written to `history.json` and read by the plots.
+ *
+ * @module
+ */
+
+/** One epoch of a run. Validation fields are present only on validation epochs. */
+export interface EpochRecord {
+  /** 1-based epoch number. */
+  epoch: number;
+  /** Mean of the epoch's training batch losses (train mode). */
+  trainLoss: number;
+  /** Mean validation batch loss (eval mode), when validated this epoch. */
+  valLoss?: number;
+  /** Validation accuracy in [0, 1], when validated this epoch. */
+  valAccuracy?: number;
+  /** Wall-clock seconds the epoch took (training and validation). */
+  seconds: number;
+}
+
+/** A whole run of one model variant. */
+export interface History {
+  /** Variant name: "plain", "bn" or "dropout" for the seed's models. */
+  variant: string;
+  /** The adapter's description, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)". */
+  adapter: string;
+  /** One record per epoch, in order. */
+  epochs: EpochRecord[];
+  /** Class names, index = label. */
+  classes: string[];
+  /** Final validation confusion matrix: confusion[true][predicted] = count. */
+  confusion?: number[][];
+}
