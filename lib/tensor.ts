@@ -57,6 +57,8 @@ export class Tensor {
   readonly label: string;
   /** Whether this tensor owns (and disposes) its buffer. */
   readonly owner: boolean;
+  /** Where the elements start in the buffer (a multiple of the storage offset alignment). */
+  readonly byteOffset: number;
 
   private constructor(
     gpu: Gpu,
@@ -65,9 +67,11 @@ export class Tensor {
     dtype: DType,
     label: string,
     owner: boolean,
+    byteOffset = 0,
   ) {
     this.gpu = gpu;
     this.storage = storage;
+    this.byteOffset = byteOffset;
     this.shape = Object.freeze([...shape]);
     this.dtype = dtype;
     this.label = label;
@@ -97,7 +101,7 @@ export class Tensor {
       );
     }
     const t = Tensor.empty(gpu, shape, dtype, label);
-    t.storage.write(array);
+    t.write(array);
     return t;
   }
 
@@ -111,6 +115,35 @@ export class Tensor {
     return this.storage.buffer;
   }
 
+  /**
+   * A view of `shape` at `byteOffset` inside `parent`'s buffer (e.g. one parameter inside a
+   * model's flat parameter arena). The view does not own the buffer.
+   */
+  static view(parent: Tensor, byteOffset: number, shape: readonly number[], label: string): Tensor {
+    const numel = checkShape(`view "${label}"`, shape);
+    const align = parent.gpu.limits.minStorageBufferOffsetAlignment;
+    const absolute = parent.byteOffset + byteOffset;
+    if (absolute % align !== 0) {
+      throw new RangeError(`Cannot create view "${label}": offset ${absolute} is not a multiple of ${align}`);
+    }
+    if (byteOffset < 0 || byteOffset + byteSize(parent.dtype, numel) > byteSize(parent.dtype, parent.numel)) {
+      throw new RangeError(
+        `Cannot create view "${label}": [${shape.join(", ")}] at byte ${byteOffset} overruns "${parent.label}" [${parent.shape.join(", ")}]`,
+      );
+    }
+    return new Tensor(parent.gpu, parent.storage, shape, parent.dtype, label, false, absolute);
+  }
+
+  /** Size in bytes of the elements (u8 rounded up to whole words). */
+  get byteLength(): number {
+    return byteSize(this.dtype, this.numel);
+  }
+
+  /** The buffer range to bind for this tensor. */
+  binding(): GPUBufferBinding {
+    return { buffer: this.storage.buffer, offset: this.byteOffset, size: this.byteLength };
+  }
+
   /** A view with another shape of the same element count, sharing the buffer. */
   reshape(shape: readonly number[]): Tensor {
     const numel = checkShape(`view of "${this.label}"`, shape);
@@ -119,7 +152,16 @@ export class Tensor {
         `Cannot reshape "${this.label}" from [${this.shape.join(", ")}] to [${shape.join(", ")}]: element counts differ`,
       );
     }
-    return new Tensor(this.gpu, this.storage, shape, this.dtype, this.label, false);
+    return new Tensor(this.gpu, this.storage, shape, this.dtype, this.label, false, this.byteOffset);
+  }
+
+  /** Uploads `data` (same element count) into this tensor's range (queued; no wait). */
+  write(data: Float32Array | Uint32Array | Uint8Array): void {
+    const bytes = data.byteLength;
+    if (bytes !== byteSize(this.dtype, this.numel) && !(this.dtype === "u8" && data.length === this.numel)) {
+      throw new RangeError(`Cannot write ${data.length} values into "${this.label}" [${this.shape.join(", ")}]`);
+    }
+    this.storage.write(data, this.byteOffset);
   }
 
   /** Throws a RangeError unless the shape equals `expected` (-1 matches any size). */
@@ -134,7 +176,7 @@ export class Tensor {
 
   /** Reads the tensor back (waits for the GPU). f32 → Float32Array, u32 → Uint32Array, u8 → Uint8Array. */
   async read(): Promise<Float32Array | Uint32Array | Uint8Array> {
-    const bytes = await this.storage.read(0, byteSize(this.dtype, this.numel));
+    const bytes = await this.storage.read(this.byteOffset, this.byteLength);
     if (this.dtype === "f32") return new Float32Array(bytes);
     if (this.dtype === "u32") return new Uint32Array(bytes);
     return new Uint8Array(bytes, 0, this.numel);

@@ -1,8 +1,12 @@
 /**
- * A trainable tensor and its gradient, owned by the module that created it.
+ * Trainable tensors and the flat arena that holds them.
  *
- * Gradients accumulate (backward kernels add into `grad`) until {@link Parameter.zeroGrad},
- * as in PyTorch. Optimizers read `value` and `grad` and own their own state tensors.
+ * All parameters of a model live in one value buffer and one gradient buffer (a
+ * {@link ParameterArena}); each {@link Parameter} is a view at an aligned offset. An optimizer
+ * can then update the whole model in one dispatch over the arena. Padding between views is
+ * zero in values and gradients, so element-wise update rules keep it zero.
+ *
+ * Gradients accumulate (backward kernels add into `grad`) until zeroed, as in PyTorch.
  *
  * @module
  */
@@ -11,29 +15,69 @@ import { Tensor } from "../tensor.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { StepEncoder } from "../gpu/encoder.ts";
 
-/** A trainable f32 tensor with a same-shaped gradient. */
-export class Parameter {
-  /** PyTorch state-dict name, e.g. "1.weight" (set by the owning Sequential). */
-  name: string;
-  /** The values, f32, row-major in PyTorch's layout (Linear weight is [out, in]). */
+/** A trainable f32 tensor with a same-shaped gradient (both views into an arena). */
+export interface Parameter {
+  /** PyTorch state-dict name, e.g. "1.weight". */
+  readonly name: string;
+  /** The values, row-major in PyTorch's layout (a Linear weight is [out, in]). */
   readonly value: Tensor;
   /** The gradient, same shape; accumulated by backward, cleared by zeroGrad. */
   readonly grad: Tensor;
+}
 
-  constructor(gpu: Gpu, name: string, data: Float32Array, shape: readonly number[]) {
-    this.name = name;
-    this.value = Tensor.from(gpu, data, shape, name);
-    this.grad = Tensor.empty(gpu, shape, "f32", `${name}.grad`);
+/** What a module declares for each of its parameters. */
+export interface ParameterSpec {
+  /** State-dict name. */
+  name: string;
+  /** Shape, PyTorch layout. */
+  shape: readonly number[];
+  /** Initial values (length = product of shape). */
+  init: Float32Array;
+}
+
+/** One value buffer and one gradient buffer holding every parameter of a model. */
+export class ParameterArena {
+  /** All values, flat (f32), including alignment padding. */
+  readonly values: Tensor;
+  /** All gradients, flat (f32), same layout as {@link ParameterArena.values}. */
+  readonly grads: Tensor;
+  /** The parameters, in declaration order. */
+  readonly params: Parameter[];
+
+  constructor(gpu: Gpu, specs: readonly ParameterSpec[], label = "params") {
+    // Views must start at the storage-offset alignment (256 bytes on most GPUs).
+    const align = gpu.limits.minStorageBufferOffsetAlignment / 4;
+    const offsets: number[] = [];
+    let total = 0;
+    for (const spec of specs) {
+      const numel = spec.shape.reduce((a, b) => a * b, 1);
+      if (spec.init.length !== numel) {
+        throw new RangeError(
+          `Cannot create parameter "${spec.name}": ${spec.init.length} initial values for shape [${spec.shape.join(", ")}]`,
+        );
+      }
+      offsets.push(total);
+      total += Math.ceil(numel / align) * align;
+    }
+    const host = new Float32Array(Math.max(total, 1));
+    specs.forEach((spec, i) => host.set(spec.init, offsets[i]));
+    this.values = Tensor.from(gpu, host, [host.length], `${label}.values`);
+    this.grads = Tensor.empty(gpu, [host.length], "f32", `${label}.grads`);
+    this.params = specs.map((spec, i) => ({
+      name: spec.name,
+      value: Tensor.view(this.values, offsets[i] * 4, spec.shape, spec.name),
+      grad: Tensor.view(this.grads, offsets[i] * 4, spec.shape, `${spec.name}.grad`),
+    }));
   }
 
-  /** Encodes `grad = 0` (a clearBuffer; no kernel). */
+  /** Encodes `grad = 0` for every parameter (one clearBuffer; no kernel). */
   zeroGrad(enc: StepEncoder): void {
-    enc.commands().clearBuffer(this.grad.buffer);
+    enc.commands().clearBuffer(this.grads.buffer);
   }
 
-  /** Frees value and gradient. */
+  /** Frees both buffers (every view becomes unusable). */
   dispose(): void {
-    this.value.dispose();
-    this.grad.dispose();
+    this.values.dispose();
+    this.grads.dispose();
   }
 }

@@ -81,7 +81,7 @@ class TextureOperand {
   readonly #rows: number;
   readonly #cols: number;
   #bindGroup: GPUBindGroup | null = null;
-  #source: GPUBuffer | null = null;
+  #source: Tensor | null = null;
 
   constructor(gpu: Gpu, label: string, rows: number, cols: number, width: number, height: number) {
     this.#rows = rows;
@@ -98,15 +98,15 @@ class TextureOperand {
     this.grid = checkGrid(`pack ${label}`, [ceilDiv(width, PACK_WG[0]), ceilDiv(height, PACK_WG[1]), 1]);
   }
 
-  encodeCopy(encoder: GPUCommandEncoder, source: GPUBuffer): void {
+  encodeCopy(encoder: GPUCommandEncoder, source: Tensor): void {
     encoder.copyBufferToTexture(
-      { buffer: source, bytesPerRow: this.#cols * 4, rowsPerImage: this.#rows },
+      { buffer: source.buffer, offset: source.byteOffset, bytesPerRow: this.#cols * 4, rowsPerImage: this.#rows },
       { texture: this.texture.texture },
       [this.#cols / 4, this.#rows, 1],
     );
   }
 
-  encode(enc: StepEncoder, source: GPUBuffer): void {
+  encode(enc: StepEncoder, source: Tensor): void {
     if (this.#copy) {
       this.encodeCopy(enc.commands(), source);
       return;
@@ -117,7 +117,7 @@ class TextureOperand {
       this.#bindGroup = gpu.device.createBindGroup({
         layout: pipeline.getBindGroupLayout(0),
         entries: [
-          { binding: 0, resource: { buffer: source } },
+          { binding: 0, resource: source.binding() },
           { binding: 1, resource: this.texture.texture.createView() },
           { binding: 2, resource: { buffer: this.params.buffer } },
         ],
@@ -151,7 +151,7 @@ export class Matmul {
   readonly #stageA: TextureOperand | null = null;
   readonly #stageB: TextureOperand | null = null;
   #bindGroup: GPUBindGroup | null = null;
-  #bound: GPUBuffer[] = [];
+  #bound: (Tensor | null)[] = [];
 
   constructor(gpu: Gpu, M: number, N: number, K: number, options: MatmulOptions = {}) {
     checkDim("M", M);
@@ -238,26 +238,26 @@ export class Matmul {
   encode(enc: StepEncoder, a: Tensor, b: Tensor, c: Tensor, bias?: Tensor): void {
     this.#check(a, b, c, bias);
     const gpu = this.#gpu;
-    const biasBuffer = bias ? bias.buffer : this.#dummyBias.buffer;
+    const biasBinding: GPUBufferBinding = bias ? bias.binding() : { buffer: this.#dummyBias.buffer };
     if (this.variant === "texture") {
-      this.#stageA!.encode(enc, a.buffer);
-      this.#stageB!.encode(enc, b.buffer);
+      this.#stageA!.encode(enc, a);
+      this.#stageB!.encode(enc, b);
     }
     const kernel = this.variant === "texture" ? KERNELS.matmul_texture : KERNELS.matmul_tiled;
     const pipeline = gpu.pipelines.get(kernel, "main", this.#constants);
-    const key = [a.buffer, b.buffer, biasBuffer, c.buffer];
+    const key = [a, b, bias ?? null, c];
     if (this.#bindGroup === null || key.some((k, i) => k !== this.#bound[i])) {
       const operands: GPUBindingResource[] = this.variant === "texture"
         ? [this.#stageA!.texture.texture.createView(), this.#stageB!.texture.texture.createView()]
-        : [{ buffer: a.buffer }, { buffer: b.buffer }];
+        : [a.binding(), b.binding()];
       this.#bindGroup = gpu.device.createBindGroup({
         label: `${kernel.name} ${this.M}x${this.K}x${this.N}`,
         layout: pipeline.getBindGroupLayout(0),
         entries: [
           { binding: 0, resource: operands[0] },
           { binding: 1, resource: operands[1] },
-          { binding: 2, resource: { buffer: biasBuffer } },
-          { binding: 3, resource: { buffer: c.buffer } },
+          { binding: 2, resource: biasBinding },
+          { binding: 3, resource: c.binding() },
           { binding: 4, resource: { buffer: this.#params.buffer } },
         ],
       });
