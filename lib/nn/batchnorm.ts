@@ -1,0 +1,231 @@
+/**
+ * BatchNorm1d over [batch, features], exactly as PyTorch: biased batch variance to normalise,
+ * unbiased variance into `running_var`, momentum updates, `num_batches_tracked`, running
+ * estimates in eval mode. Forward is one dispatch (statistics, normalisation and the running
+ * update per feature); backward is one dispatch.
+ *
+ * @module
+ */
+
+import type { StepEncoder } from "../gpu/encoder.ts";
+import type { GpuBuffer } from "../gpu/buffer.ts";
+import { ParamsLayout } from "../gpu/params.ts";
+import { Tensor } from "../tensor.ts";
+import batchnormSource from "../../kernels/batchnorm.wgsl" with { type: "text" };
+import { KernelCall } from "./kernel_call.ts";
+import { type AttachContext, checkInput, disposeAll, type HostTensor, Module, PerBatch } from "./module.ts";
+import type { Parameter, ParameterSpec } from "./parameter.ts";
+
+const BATCHNORM = { name: "batchnorm", source: batchnormSource };
+const BN_PARAMS = new ParamsLayout("batchnorm.Params", { B: "u32", F: "u32", eps: "f32", momentum: "f32" });
+const WG = 32;
+
+/** Options of {@link BatchNorm1d}, PyTorch's defaults. */
+export interface BatchNormOptions {
+  /** Added to the variance (default 1e-5). */
+  eps?: number;
+  /** Weight of the new batch in the running estimates (default 0.1). */
+  momentum?: number;
+  /** Learn γ (weight) and β (bias) (default true). */
+  affine?: boolean;
+  /** Keep running estimates and use them in eval mode (default true). */
+  trackRunningStats?: boolean;
+}
+
+class BatchNormBuffers {
+  readonly y: Tensor;
+  readonly params: GpuBuffer;
+  #dx: Tensor | null = null;
+  readonly #gpu;
+
+  constructor(gpu: NonNullable<Module["gpu"]>, batch: number, features: number, eps: number, momentum: number) {
+    this.#gpu = gpu;
+    this.y = Tensor.empty(gpu, [batch, features], "f32", "batchnorm.y");
+    this.params = BN_PARAMS.upload(gpu, { B: batch, F: features, eps, momentum });
+  }
+
+  dx(): Tensor {
+    this.#dx ??= Tensor.empty(this.#gpu, this.y.shape, "f32", "batchnorm.dX");
+    return this.#dx;
+  }
+
+  dispose(): void {
+    disposeAll(this.y, this.params, this.#dx);
+  }
+}
+
+/**
+ * Batch normalisation over features (PyTorch's `BatchNorm1d(num_features)`).
+ *
+ * @example The seed's BatchNorm layer
+ * ```ts ignore
+ * new BatchNorm1d(128); // eps 1e-5, momentum 0.1, affine, tracking running statistics
+ * ```
+ */
+export class BatchNorm1d extends Module {
+  /** Number of features (channels). */
+  readonly numFeatures: number;
+  readonly eps: number;
+  readonly momentum: number;
+  readonly affine: boolean;
+  readonly trackRunningStats: boolean;
+  #gamma: Parameter | null = null;
+  #beta: Parameter | null = null;
+  /** [running_mean (F), running_var (F), num_batches_tracked (1, u32 bits)]. */
+  #state: Tensor | null = null;
+  /** [mean (F), rstd (F)] of the last training batch, for backward. */
+  #saved: Tensor | null = null;
+  #x: Tensor | null = null;
+  #wasTraining = true;
+  #buffers = new PerBatch((batch) =>
+    new BatchNormBuffers(this.requireGpu(), batch, this.numFeatures, this.eps, this.momentum)
+  );
+  #train: KernelCall | null = null;
+  #eval: KernelCall | null = null;
+  #backward: KernelCall | null = null;
+  /** Stand-ins bound where γ/β and their gradients do not exist (affine: false). */
+  #dummy: Tensor | null = null;
+  #dummyGrads: [Tensor, Tensor] | null = null;
+
+  constructor(numFeatures: number, options: BatchNormOptions = {}) {
+    super();
+    if (!Number.isInteger(numFeatures) || numFeatures <= 0) {
+      throw new RangeError(`Cannot create BatchNorm1d: numFeatures must be > 0: current value is ${numFeatures}`);
+    }
+    this.numFeatures = numFeatures;
+    this.eps = options.eps ?? 1e-5;
+    this.momentum = options.momentum ?? 0.1;
+    this.affine = options.affine ?? true;
+    this.trackRunningStats = options.trackRunningStats ?? true;
+    if (!(this.eps > 0) || !Number.isFinite(this.eps)) {
+      throw new RangeError(`Cannot create BatchNorm1d: eps must be > 0: current value is ${this.eps}`);
+    }
+    if (!(this.momentum >= 0 && this.momentum <= 1)) {
+      throw new RangeError(`Cannot create BatchNorm1d: momentum must be in [0, 1]: current value is ${this.momentum}`);
+    }
+  }
+
+  describe(): string {
+    return `BatchNorm1d(${this.numFeatures})`;
+  }
+
+  override parameterSpecs(): ParameterSpec[] {
+    if (!this.affine) return [];
+    const F = this.numFeatures;
+    return [
+      { name: "weight", shape: [F], init: new Float32Array(F).fill(1) },
+      { name: "bias", shape: [F], init: new Float32Array(F) },
+    ];
+  }
+
+  override attach(context: AttachContext, params: Parameter[]): void {
+    super.attach(context, params);
+    const gpu = context.gpu;
+    [this.#gamma = null, this.#beta = null] = params;
+    const F = this.numFeatures;
+    const state = new Float32Array(2 * F + 1);
+    state.fill(1, F, 2 * F); // running_var starts at 1, running_mean at 0, count at 0
+    this.#state = Tensor.from(gpu, state, [2 * F + 1], `${context.index}.running_stats`);
+    this.#saved = Tensor.empty(gpu, [2 * F], "f32", `${context.index}.saved_stats`);
+    this.#dummy = Tensor.empty(gpu, [F], "f32", "batchnorm.unused");
+    // A buffer may not be bound read-only and writable in one dispatch: separate stand-ins.
+    this.#dummyGrads = [Tensor.empty(gpu, [F], "f32", "batchnorm.unused.dgamma"), Tensor.empty(gpu, [F], "f32", "batchnorm.unused.dbeta")];
+    const constants = { WG, AFFINE: Number(this.affine), TRACK: Number(this.trackRunningStats) };
+    this.#train = new KernelCall(gpu, BATCHNORM, "forward_train", constants);
+    this.#eval = new KernelCall(gpu, BATCHNORM, "forward_eval", constants);
+    this.#backward = new KernelCall(gpu, BATCHNORM, "backward", constants);
+  }
+
+  outputShape(input: readonly number[]): number[] {
+    if (input.length !== 1 || input[0] !== this.numFeatures) {
+      throw new RangeError(`Cannot run ${this.describe()}: expected ${this.numFeatures} features: current input is [${input.join(", ")}]`);
+    }
+    return [this.numFeatures];
+  }
+
+  forward(enc: StepEncoder, x: Tensor): Tensor {
+    this.requireGpu();
+    const batch = checkInput(this, x, [this.numFeatures]);
+    const useBatchStats = this.training || !this.trackRunningStats;
+    if (useBatchStats && batch < 2) {
+      throw new RangeError(
+        `Cannot run ${this.describe()} at index ${this.index} in train mode: expected more than 1 value per channel: current batch size is ${batch}`,
+      );
+    }
+    const bufs = this.#buffers.get(batch);
+    const gamma = this.#gamma?.value ?? this.#dummy!;
+    const beta = this.#beta?.value ?? this.#dummy!;
+    const call = this.training ? this.#train! : this.#eval!;
+    call.encode(enc, [Math.ceil(this.numFeatures / WG), 1, 1], [0, 1, 2, 3, 4, 5, 6], [
+      x,
+      gamma,
+      beta,
+      bufs.y,
+      this.#saved!,
+      this.#state!,
+      bufs.params,
+    ]);
+    this.#x = x;
+    this.#wasTraining = this.training;
+    return bufs.y;
+  }
+
+  backward(enc: StepEncoder, dY: Tensor): Tensor {
+    if (this.#x === null) throw new Error(`Cannot run ${this.describe()} backward: no forward was encoded`);
+    if (!this.#wasTraining) {
+      throw new Error(`Cannot run ${this.describe()} backward after an eval-mode forward: switch to train() first`);
+    }
+    const batch = this.#x.shape[0];
+    dY.expectShape(`Cannot run ${this.describe()} backward`, [batch, this.numFeatures]);
+    const bufs = this.#buffers.get(batch);
+    const dx = bufs.dx();
+    this.#backward!.encode(enc, [Math.ceil(this.numFeatures / WG), 1, 1], [0, 1, 7, 8, 9, 10, 11, 6], [
+      this.#x,
+      this.#gamma?.value ?? this.#dummy!,
+      dY,
+      this.#saved!,
+      dx,
+      this.#gamma?.grad ?? this.#dummyGrads![0],
+      this.#beta?.grad ?? this.#dummyGrads![1],
+      bufs.params,
+    ]);
+    return dx;
+  }
+
+  override bufferShapes(): Record<string, { dtype: "F32" | "I64"; shape: number[] }> {
+    if (!this.trackRunningStats) return {};
+    const F = this.numFeatures;
+    return {
+      running_mean: { dtype: "F32", shape: [F] },
+      running_var: { dtype: "F32", shape: [F] },
+      num_batches_tracked: { dtype: "I64", shape: [] },
+    };
+  }
+
+  override async readBuffers(): Promise<Record<string, HostTensor>> {
+    if (!this.trackRunningStats || this.#state === null) return {};
+    const F = this.numFeatures;
+    const all = await this.#state.toFloat32();
+    const count = new Uint32Array(all.buffer, all.byteOffset + 8 * F, 1)[0];
+    return {
+      running_mean: { dtype: "F32", shape: [F], data: all.slice(0, F) },
+      running_var: { dtype: "F32", shape: [F], data: all.slice(F, 2 * F) },
+      num_batches_tracked: { dtype: "I64", shape: [], data: BigInt64Array.of(BigInt(count)) },
+    };
+  }
+
+  override writeBuffers(buffers: Record<string, HostTensor>): void {
+    if (!this.trackRunningStats || this.#state === null) return;
+    const F = this.numFeatures;
+    const all = new Float32Array(2 * F + 1);
+    all.set(buffers.running_mean.data as Float32Array, 0);
+    all.set(buffers.running_var.data as Float32Array, F);
+    new Uint32Array(all.buffer, 8 * F, 1)[0] = Number((buffers.num_batches_tracked.data as BigInt64Array)[0]);
+    this.#state.write(all);
+  }
+
+  override dispose(): void {
+    this.#buffers.dispose();
+    disposeAll(this.#state, this.#saved, this.#dummy, ...(this.#dummyGrads ?? []));
+  }
+}

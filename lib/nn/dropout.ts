@@ -1,0 +1,121 @@
+/**
+ * Inverted dropout, `y = x·mask/(1−p)` in train mode and the identity in eval mode, with masks
+ * drawn on the GPU from a counter-based hash of (seed, step, layer, index): reproducible run to
+ * run, recomputed in backward instead of stored, and reproducible bit for bit on the CPU
+ * (tests/reference/dropout_mask.ts). `seed` is the {@link manualSeed} value when the layer was
+ * built, `layer` its index in the Sequential, `step` the model's training-forward count.
+ *
+ * @module
+ */
+
+import type { StepEncoder } from "../gpu/encoder.ts";
+import type { GpuBuffer } from "../gpu/buffer.ts";
+import { grid1d } from "../gpu/kernels.ts";
+import { ParamsLayout } from "../gpu/params.ts";
+import { Tensor } from "../tensor.ts";
+import dropoutSource from "../../kernels/dropout.wgsl" with { type: "text" };
+import { KernelCall } from "./kernel_call.ts";
+import { type AttachContext, disposeAll, Module, PerBatch } from "./module.ts";
+import type { Parameter } from "./parameter.ts";
+import { currentSeed } from "./random.ts";
+
+/** The dropout kernel family (also used by Sequential for the step counter). */
+export const DROPOUT_KERNEL = { name: "dropout", source: dropoutSource };
+const DROPOUT_PARAMS = new ParamsLayout("dropout.Params", { n: "u32", seed: "u32", layer: "u32", p: "f32", scale: "f32" });
+const WG = 64;
+
+class DropoutBuffers {
+  readonly y: Tensor;
+  readonly params: GpuBuffer;
+  readonly n: number;
+  #dx: Tensor | null = null;
+  readonly #gpu;
+
+  constructor(gpu: NonNullable<Module["gpu"]>, shape: readonly number[], values: Record<"seed" | "layer" | "p" | "scale", number>) {
+    this.#gpu = gpu;
+    this.n = shape.reduce((a, b) => a * b, 1);
+    this.y = Tensor.empty(gpu, shape, "f32", "dropout.y");
+    this.params = DROPOUT_PARAMS.upload(gpu, { n: this.n, ...values });
+  }
+
+  dx(): Tensor {
+    this.#dx ??= Tensor.empty(this.#gpu, this.y.shape, "f32", "dropout.dX");
+    return this.#dx;
+  }
+
+  dispose(): void {
+    disposeAll(this.y, this.params, this.#dx);
+  }
+}
+
+/**
+ * Zeroes each element with probability `p` in train mode and scales the rest by 1/(1−p).
+ *
+ * @example The seed's Dropout layer
+ * ```ts ignore
+ * new Dropout(0.5);
+ * ```
+ */
+export class Dropout extends Module {
+  /** Probability of zeroing an element. */
+  readonly p: number;
+  /** The seed keying the masks (the manualSeed value at construction). */
+  readonly seed: number;
+  #counter: Tensor | null = null;
+  #call: KernelCall | null = null;
+  #shape: readonly number[] = [];
+  #buffers = new PerBatch((batch) =>
+    new DropoutBuffers(this.requireGpu(), [batch, ...this.#shape.slice(1)], {
+      seed: this.seed,
+      layer: this.index,
+      p: this.p,
+      scale: Math.fround(1 / (1 - this.p)),
+    })
+  );
+  #lastTraining = false;
+
+  constructor(p = 0.5) {
+    super();
+    if (!(p >= 0 && p < 1)) {
+      throw new RangeError(`Cannot create Dropout: p must be in [0, 1): current value is ${p}`);
+    }
+    this.p = p;
+    this.seed = currentSeed();
+  }
+
+  describe(): string {
+    return `Dropout(p=${this.p})`;
+  }
+
+  override attach(context: AttachContext, params: Parameter[]): void {
+    super.attach(context, params);
+    this.#counter = context.stepCounter;
+    this.#call = new KernelCall(context.gpu, DROPOUT_KERNEL, "main", { WG });
+  }
+
+  outputShape(input: readonly number[]): number[] {
+    return [...input];
+  }
+
+  forward(enc: StepEncoder, x: Tensor): Tensor {
+    this.requireGpu();
+    this.#lastTraining = this.training;
+    if (!this.training || this.p === 0) return x;
+    this.#shape = x.shape;
+    const bufs = this.#buffers.get(x.shape[0]);
+    this.#call!.encode(enc, grid1d(Math.ceil(bufs.n / WG)), [0, 1, 2, 3], [x, this.#counter!, bufs.y, bufs.params]);
+    return bufs.y;
+  }
+
+  backward(enc: StepEncoder, dY: Tensor): Tensor {
+    if (!this.#lastTraining || this.p === 0) return dY;
+    const bufs = this.#buffers.get(dY.shape[0]);
+    const dx = bufs.dx();
+    this.#call!.encode(enc, grid1d(Math.ceil(bufs.n / WG)), [0, 1, 2, 3], [dY, this.#counter!, dx, bufs.params]);
+    return dx;
+  }
+
+  override dispose(): void {
+    this.#buffers.dispose();
+  }
+}

@@ -1,0 +1,366 @@
+/**
+ * Flatten, Linear, LeakyReLU and ReLU.
+ *
+ * Linear keeps its weight as [in][out] on the GPU (the forward X·W reads it row by row, which
+ * measured faster than X·Wᵀ); the state dict transposes to PyTorch's [out][in]. A LeakyReLU
+ * (slope ≥ 0) right after a Linear is fused into the Linear's matmul epilogue by Sequential:
+ * forward is then one dispatch, and the activation module passes tensors through.
+ *
+ * @module
+ */
+
+import type { StepEncoder } from "../gpu/encoder.ts";
+import { grid1d } from "../gpu/kernels.ts";
+import { ParamsLayout } from "../gpu/params.ts";
+import type { GpuBuffer } from "../gpu/buffer.ts";
+import { Matmul } from "../ops/matmul.ts";
+import { Tensor } from "../tensor.ts";
+import activationSource from "../../kernels/activation.wgsl" with { type: "text" };
+import columnSumSource from "../../kernels/column_sum.wgsl" with { type: "text" };
+import { KernelCall } from "./kernel_call.ts";
+import { type AttachContext, checkInput, disposeAll, Module, PerBatch } from "./module.ts";
+import type { Parameter, ParameterSpec } from "./parameter.ts";
+import { uniform } from "./random.ts";
+
+const ACTIVATION = { name: "activation", source: activationSource };
+const COLUMN_SUM = { name: "column_sum", source: columnSumSource };
+const ACT_PARAMS = new ParamsLayout("activation.Params", { n: "u32", slope: "f32" });
+const SUM_PARAMS = new ParamsLayout("column_sum.Params", { M: "u32", N: "u32" });
+const WG = 64;
+
+function positiveInt(what: string, name: string, value: number): void {
+  if (!Number.isInteger(value) || value <= 0) {
+    throw new RangeError(`Cannot create ${what}: ${name} must be > 0: current value is ${value}`);
+  }
+}
+
+/**
+ * Flattens every dimension after the first (PyTorch's `Flatten()`, start_dim 1).
+ *
+ * @example Flatten images
+ * ```ts ignore
+ * const model = new Sequential(new Flatten(), new Linear(3072, 10));
+ * ```
+ */
+export class Flatten extends Module {
+  #inputShape: readonly number[] = [];
+
+  describe(): string {
+    return "Flatten()";
+  }
+
+  outputShape(input: readonly number[]): number[] {
+    return [input.reduce((a, b) => a * b, 1)];
+  }
+
+  forward(_enc: StepEncoder, x: Tensor): Tensor {
+    this.#inputShape = x.shape;
+    return x.reshape([x.shape[0], x.numel / x.shape[0]]);
+  }
+
+  backward(_enc: StepEncoder, dY: Tensor): Tensor {
+    return dY.reshape(this.#inputShape);
+  }
+}
+
+/**
+ * `y = x > 0 ? x : slope·x`, as PyTorch's `LeakyReLU(negative_slope = 0.01)`.
+ *
+ * @example The seed's hidden activation
+ * ```ts ignore
+ * new LeakyReLU(); // slope 0.01
+ * ```
+ */
+export class LeakyReLU extends Module {
+  /** The negative slope. */
+  readonly slope: number;
+  /** Set by Sequential when this activation runs inside the preceding Linear's epilogue. */
+  fused = false;
+  #x: Tensor | null = null;
+  #forward: KernelCall | null = null;
+  #backward: KernelCall | null = null;
+  #buffers = new PerBatch((batch) => new ActivationBuffers(this.requireGpu(), batch, this.#features));
+  #features = 0;
+
+  constructor(slope = 0.01) {
+    super();
+    if (!Number.isFinite(slope)) {
+      throw new RangeError(`Cannot create LeakyReLU: slope must be finite: current value is ${slope}`);
+    }
+    this.slope = slope;
+  }
+
+  describe(): string {
+    return `LeakyReLU(${this.slope})`;
+  }
+
+  outputShape(input: readonly number[]): number[] {
+    return [...input];
+  }
+
+  override attach(context: AttachContext, params: Parameter[]): void {
+    super.attach(context, params);
+    if (this.fused) return;
+    this.#forward = new KernelCall(context.gpu, ACTIVATION, "forward", { WG });
+    this.#backward = new KernelCall(context.gpu, ACTIVATION, "backward", { WG });
+  }
+
+  forward(enc: StepEncoder, x: Tensor): Tensor {
+    if (this.fused) return x;
+    this.requireGpu();
+    this.#features = x.numel / x.shape[0];
+    const bufs = this.#buffers.get(x.shape[0]);
+    this.#x = x;
+    this.#forward!.encode(enc, grid1d(Math.ceil(bufs.n / WG)), [0, 2, 3], [x, bufs.y, bufs.params(this.slope)]);
+    return bufs.y.reshape(x.shape);
+  }
+
+  backward(enc: StepEncoder, dY: Tensor): Tensor {
+    if (this.fused) return dY;
+    if (this.#x === null) throw new Error(`Cannot run ${this.describe()} backward: no forward was encoded`);
+    const bufs = this.#buffers.get(dY.shape[0]);
+    const dX = bufs.dX();
+    this.#backward!.encode(enc, grid1d(Math.ceil(bufs.n / WG)), [0, 1, 2, 3], [this.#x, dY, dX, bufs.params(this.slope)]);
+    return dX.reshape(dY.shape);
+  }
+
+  override dispose(): void {
+    this.#buffers.dispose();
+  }
+}
+
+/** Output, gradient and uniforms of an element-wise activation for one batch size. */
+class ActivationBuffers {
+  readonly n: number;
+  readonly y: Tensor;
+  #dX: Tensor | null = null;
+  #params: GpuBuffer | null = null;
+  readonly #gpu;
+
+  constructor(gpu: NonNullable<Module["gpu"]>, batch: number, features: number) {
+    this.#gpu = gpu;
+    this.n = batch * features;
+    this.y = Tensor.empty(gpu, [this.n], "f32", "activation.y");
+  }
+
+  /** dX is allocated on the first backward: evaluation never pays for it. */
+  dX(): Tensor {
+    this.#dX ??= Tensor.empty(this.#gpu, [this.n], "f32", "activation.dX");
+    return this.#dX;
+  }
+
+  params(slope: number): GpuBuffer {
+    this.#params ??= ACT_PARAMS.upload(this.#gpu, { n: this.n, slope });
+    return this.#params;
+  }
+
+  dispose(): void {
+    disposeAll(this.y, this.#dX, this.#params);
+  }
+}
+
+/**
+ * `ReLU()`: LeakyReLU with slope 0 (gradient 0 at x = 0, as PyTorch).
+ *
+ * @example
+ * ```ts ignore
+ * new Sequential(new Linear(4, 8), new ReLU(), new Linear(8, 2));
+ * ```
+ */
+export class ReLU extends LeakyReLU {
+  constructor() {
+    super(0);
+  }
+
+  override describe(): string {
+    return "ReLU()";
+  }
+}
+
+/** Linear's per-batch plans and tensors. */
+class LinearBuffers {
+  readonly forward: Matmul;
+  readonly y: Tensor;
+  readonly #gpu;
+  readonly #inF: number;
+  readonly #outF: number;
+  readonly #batch: number;
+  #back: { dW: Matmul; dX: Matmul | null; dZ: Tensor; dXt: Tensor | null; sumParams: GpuBuffer; actParams: GpuBuffer } | null =
+    null;
+
+  constructor(gpu: NonNullable<Module["gpu"]>, batch: number, inF: number, outF: number, bias: boolean, slope: number | null) {
+    this.#gpu = gpu;
+    this.#inF = inF;
+    this.#outF = outF;
+    this.#batch = batch;
+    this.forward = new Matmul(gpu, batch, outF, inF, {
+      bias,
+      activation: slope === null ? "none" : "leaky_relu",
+      slope: slope ?? 0.01,
+    });
+    this.y = Tensor.empty(gpu, [batch, outF], "f32", "linear.y");
+  }
+
+  /** Backward plans, created on the first backward. */
+  back(needsInputGrad: boolean, slope: number | null) {
+    if (this.#back === null) {
+      const gpu = this.#gpu;
+      const [B, inF, outF] = [this.#batch, this.#inF, this.#outF];
+      this.#back = {
+        // dW[in][out] += Xᵀ·dZ
+        dW: new Matmul(gpu, inF, outF, B, { transA: true, accumulate: true }),
+        // dX = dZ·Wᵀ (W stored [in][out] = [N][K] of this product)
+        dX: needsInputGrad ? new Matmul(gpu, B, inF, outF, { transB: true }) : null,
+        dZ: Tensor.empty(gpu, [B, outF], "f32", "linear.dZ"),
+        dXt: needsInputGrad ? Tensor.empty(gpu, [B, inF], "f32", "linear.dX") : null,
+        sumParams: SUM_PARAMS.upload(gpu, { M: B, N: outF }),
+        actParams: ACT_PARAMS.upload(gpu, { n: B * outF, slope: slope ?? 0 }),
+      };
+    }
+    return this.#back;
+  }
+
+  dispose(): void {
+    disposeAll(this.forward, this.y);
+    if (this.#back) {
+      const b = this.#back;
+      disposeAll(b.dW, b.dX, b.dZ, b.dXt, b.sumParams, b.actParams);
+    }
+  }
+}
+
+/** Options of {@link Linear}. */
+export interface LinearOptions {
+  /** Learn an additive bias (default true). */
+  bias?: boolean;
+}
+
+/**
+ * `y = x·Wᵀ + b` with PyTorch's default initialisation, U(−1/√in, 1/√in) for weight and bias.
+ *
+ * @example The seed's first layer
+ * ```ts ignore
+ * const fc = new Linear(3072, 128);
+ * ```
+ */
+export class Linear extends Module {
+  /** Input features. */
+  readonly inFeatures: number;
+  /** Output features. */
+  readonly outFeatures: number;
+  /** Whether a bias is learned. */
+  readonly hasBias: boolean;
+  /** LeakyReLU slope when Sequential fused an activation into this layer; null otherwise. */
+  fusedSlope: number | null = null;
+  #weightInit: Float32Array;
+  #biasInit: Float32Array | null;
+  #weight: Parameter | null = null;
+  #bias: Parameter | null = null;
+  #x: Tensor | null = null;
+  #y: Tensor | null = null;
+  #buffers = new PerBatch((batch) =>
+    new LinearBuffers(this.requireGpu(), batch, this.inFeatures, this.outFeatures, this.hasBias, this.fusedSlope)
+  );
+  #colSum: KernelCall | null = null;
+  #actBackward: KernelCall | null = null;
+
+  constructor(inFeatures: number, outFeatures: number, options: LinearOptions = {}) {
+    super();
+    positiveInt("Linear", "inFeatures", inFeatures);
+    positiveInt("Linear", "outFeatures", outFeatures);
+    this.inFeatures = inFeatures;
+    this.outFeatures = outFeatures;
+    this.hasBias = options.bias ?? true;
+    // PyTorch: kaiming_uniform_(a=√5) gives bound 1/√in for the weight; the bias uses 1/√in too.
+    const bound = 1 / Math.sqrt(inFeatures);
+    const torchLayout = uniform(inFeatures * outFeatures, -bound, bound); // [out][in], drawn in PyTorch's order
+    this.#weightInit = transpose(torchLayout, outFeatures, inFeatures);
+    this.#biasInit = this.hasBias ? uniform(outFeatures, -bound, bound) : null;
+  }
+
+  describe(): string {
+    return `Linear(${this.inFeatures}, ${this.outFeatures}${this.hasBias ? "" : ", bias=false"})`;
+  }
+
+  override parameterSpecs(): ParameterSpec[] {
+    const specs: ParameterSpec[] = [{ name: "weight", shape: [this.inFeatures, this.outFeatures], init: this.#weightInit }];
+    if (this.#biasInit) specs.push({ name: "bias", shape: [this.outFeatures], init: this.#biasInit });
+    return specs;
+  }
+
+  override attach(context: AttachContext, params: Parameter[]): void {
+    super.attach(context, params);
+    [this.#weight, this.#bias = null] = params;
+    this.#colSum = new KernelCall(context.gpu, COLUMN_SUM, "main", { WG: 32 });
+    this.#actBackward = new KernelCall(context.gpu, ACTIVATION, "backward", { WG });
+  }
+
+  outputShape(input: readonly number[]): number[] {
+    if (input.length !== 1 || input[0] !== this.inFeatures) {
+      throw new RangeError(`Cannot run ${this.describe()}: expected ${this.inFeatures} input features: current input is [${input.join(", ")}]`);
+    }
+    return [this.outFeatures];
+  }
+
+  forward(enc: StepEncoder, x: Tensor): Tensor {
+    this.requireGpu();
+    const batch = checkInput(this, x, [this.inFeatures]);
+    const bufs = this.#buffers.get(batch);
+    bufs.forward.encode(enc, x, this.#weight!.value, bufs.y, this.#bias?.value);
+    this.#x = x;
+    this.#y = bufs.y;
+    return bufs.y;
+  }
+
+  backward(enc: StepEncoder, dY: Tensor): Tensor {
+    if (this.#x === null || this.#y === null) throw new Error(`Cannot run ${this.describe()} backward: no forward was encoded`);
+    const batch = this.#x.shape[0];
+    dY.expectShape(`Cannot run ${this.describe()} backward`, [batch, this.outFeatures]);
+    const bufs = this.#buffers.get(batch);
+    const back = bufs.back(this.needsInputGrad, this.fusedSlope);
+    let dZ = dY;
+    if (this.fusedSlope !== null) {
+      // The fused activation's gradient: dZ = dY·(y > 0 ? 1 : slope).
+      this.#actBackward!.encode(enc, grid1d(Math.ceil((batch * this.outFeatures) / WG)), [0, 1, 2, 3], [
+        this.#y,
+        dY,
+        back.dZ,
+        back.actParams,
+      ]);
+      dZ = back.dZ;
+    }
+    back.dW.encode(enc, this.#x, dZ, this.#weight!.grad);
+    if (this.#bias) {
+      this.#colSum!.encode(enc, [Math.ceil(this.outFeatures / 32), 1, 1], [0, 1, 2], [dZ, this.#bias.grad, back.sumParams]);
+    }
+    if (back.dX && back.dXt) {
+      back.dX.encode(enc, dZ, this.#weight!.value, back.dXt);
+      return back.dXt;
+    }
+    // The first layer's input gradient is never used; return dZ's shape-compatible stand-in.
+    return dZ;
+  }
+
+  /** PyTorch-layout weight ([out][in]) from the GPU layout. */
+  static toTorchLayout(weight: Float32Array, inF: number, outF: number): Float32Array {
+    return transpose(weight, inF, outF);
+  }
+
+  /** GPU-layout weight ([in][out]) from PyTorch's layout. */
+  static fromTorchLayout(weight: Float32Array, inF: number, outF: number): Float32Array {
+    return transpose(weight, outF, inF);
+  }
+
+  override dispose(): void {
+    this.#buffers.dispose();
+  }
+}
+
+/** Transposes a row-major [rows][cols] matrix. */
+function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) out[c * rows + r] = a[r * cols + c];
+  }
+  return out;
+}

@@ -1,0 +1,198 @@
+/**
+ * Cross-entropy on logits with PyTorch's 'mean' reduction, optional class weights and label
+ * smoothing. Loss and gradient are computed in one pass per row; a one-workgroup reduction adds
+ * the batch's loss and correct count to a {@link LossStats} accumulator on the GPU, which is read
+ * once per epoch instead of once per step.
+ *
+ * @module
+ */
+
+import type { Gpu } from "../gpu/device.ts";
+import type { GpuBuffer } from "../gpu/buffer.ts";
+import type { StepEncoder } from "../gpu/encoder.ts";
+import { grid1d } from "../gpu/kernels.ts";
+import { ParamsLayout } from "../gpu/params.ts";
+import { Tensor } from "../tensor.ts";
+import crossEntropySource from "../../kernels/cross_entropy.wgsl" with { type: "text" };
+import { KernelCall } from "./kernel_call.ts";
+import { disposeAll, PerBatch } from "./module.ts";
+
+const CROSS_ENTROPY = { name: "cross_entropy", source: crossEntropySource };
+const CE_PARAMS = new ParamsLayout("cross_entropy.Params", { B: "u32", C: "u32", smoothing: "f32", _pad: "u32" });
+const WG = 64;
+const RWG = 64;
+
+/** What a {@link LossStats} holds, read back. */
+export interface LossSummary {
+  /** Mean of the batch losses since the last reset (NaN when no batch). */
+  meanLoss: number;
+  /** Batches since the last reset. */
+  batches: number;
+  /** Fraction of rows whose argmax equals the label. */
+  accuracy: number;
+  /** Rows since the last reset. */
+  samples: number;
+  /** Loss of the most recent batch. */
+  lastLoss: number;
+  /** 0-based index (since the reset) of the first batch with a NaN/Inf loss, or null. */
+  firstNonFiniteBatch: number | null;
+}
+
+/** A GPU-side accumulator of batch losses and correct predictions. */
+export class LossStats {
+  /** [Σ loss, batches, Σ correct, samples, last loss, first non-finite + 1, counter, pad]. */
+  readonly acc: Tensor;
+
+  constructor(gpu: Gpu, label = "loss stats") {
+    this.acc = Tensor.empty(gpu, [8], "f32", label);
+  }
+
+  /** Encodes a reset (a clearBuffer, ordered with the steps around it). */
+  reset(enc: StepEncoder): void {
+    enc.commands().clearBuffer(this.acc.buffer, this.acc.byteOffset, this.acc.byteLength);
+  }
+
+  /** Reads the accumulator (waits for the GPU: call once per epoch or per display refresh). */
+  async read(): Promise<LossSummary> {
+    const a = await this.acc.toFloat32();
+    return {
+      meanLoss: a[1] > 0 ? a[0] / a[1] : NaN,
+      batches: a[1],
+      accuracy: a[3] > 0 ? a[2] / a[3] : NaN,
+      samples: a[3],
+      lastLoss: a[4],
+      firstNonFiniteBatch: a[5] > 0 ? a[5] - 1 : null,
+    };
+  }
+
+  /** Frees the accumulator. */
+  dispose(): void {
+    this.acc.dispose();
+  }
+}
+
+/** Options of {@link CrossEntropyLoss}, as PyTorch's. */
+export interface CrossEntropyOptions {
+  /** A weight per class (default: all 1). */
+  weight?: number[];
+  /** Label smoothing ε in [0, 1] (default 0). */
+  labelSmoothing?: number;
+}
+
+class LossBuffers {
+  readonly grad: Tensor;
+  readonly rowStats: Tensor;
+  readonly params: GpuBuffer;
+
+  constructor(gpu: Gpu, batch: number, classes: number, smoothing: number) {
+    this.grad = Tensor.empty(gpu, [batch, classes], "f32", "loss.dlogits");
+    this.rowStats = Tensor.empty(gpu, [2 * batch], "f32", "loss.rows");
+    this.params = CE_PARAMS.upload(gpu, { B: batch, C: classes, smoothing, _pad: 0 });
+  }
+
+  dispose(): void {
+    disposeAll(this.grad, this.rowStats, this.params);
+  }
+}
+
+/**
+ * `CrossEntropyLoss()` on logits [batch, classes] and u32 labels [batch].
+ *
+ * @example One training step
+ * ```ts ignore
+ * const loss = new CrossEntropyLoss();
+ * loss.forward(enc, model.forward(enc, x), y);
+ * model.backward(enc, loss.backward());
+ * ```
+ */
+export class CrossEntropyLoss {
+  readonly labelSmoothing: number;
+  readonly weight: Float32Array | null;
+  #gpu: Gpu | null = null;
+  #rows: KernelCall | null = null;
+  #reduce: KernelCall | null = null;
+  #weights: Tensor | null = null;
+  #classes = 0;
+  #buffers: PerBatch<LossBuffers> | null = null;
+  #last: LossBuffers | null = null;
+  #stats: LossStats | null = null;
+
+  constructor(options: CrossEntropyOptions = {}) {
+    const eps = options.labelSmoothing ?? 0;
+    if (!(eps >= 0 && eps <= 1)) {
+      throw new RangeError(`Cannot create CrossEntropyLoss: labelSmoothing must be in [0, 1]: current value is ${eps}`);
+    }
+    this.labelSmoothing = eps;
+    if (options.weight) {
+      const bad = options.weight.findIndex((w) => !Number.isFinite(w) || w < 0);
+      if (bad >= 0) {
+        throw new RangeError(`Cannot create CrossEntropyLoss: weight[${bad}] must be finite and >= 0: current value is ${options.weight[bad]}`);
+      }
+    }
+    this.weight = options.weight ? Float32Array.from(options.weight) : null;
+  }
+
+  /** The default accumulator (created with the first forward). */
+  get stats(): LossStats {
+    if (this.#stats === null) throw new Error("Cannot read CrossEntropyLoss stats: no forward was encoded yet");
+    return this.#stats;
+  }
+
+  #setup(gpu: Gpu, classes: number): void {
+    if (this.#gpu === gpu && this.#classes === classes) return;
+    if (this.#gpu !== null) {
+      throw new RangeError(`Cannot run CrossEntropyLoss: it was set up for ${this.#classes} classes: current logits have ${classes}`);
+    }
+    if (this.weight && this.weight.length !== classes) {
+      throw new RangeError(`Cannot run CrossEntropyLoss: ${this.weight.length} class weights for ${classes} classes`);
+    }
+    this.#gpu = gpu;
+    this.#classes = classes;
+    const constants = { WG, RWG, WEIGHTED: Number(this.weight !== null) };
+    this.#rows = new KernelCall(gpu, CROSS_ENTROPY, "rows", constants);
+    this.#reduce = new KernelCall(gpu, CROSS_ENTROPY, "reduce", constants);
+    this.#weights = Tensor.from(gpu, this.weight ?? new Float32Array(classes).fill(1), [classes], "loss.weight");
+    this.#buffers = new PerBatch((batch) => new LossBuffers(gpu, batch, classes, this.labelSmoothing));
+    this.#stats = new LossStats(gpu, "loss.stats");
+  }
+
+  /**
+   * Encodes loss and gradient for `logits` and `labels`, adding the batch to `stats`
+   * (default: {@link CrossEntropyLoss.stats}).
+   */
+  forward(enc: StepEncoder, logits: Tensor, labels: Tensor, stats?: LossStats): void {
+    if (logits.shape.length !== 2 || logits.dtype !== "f32") {
+      throw new RangeError(`Cannot run CrossEntropyLoss: logits must be [batch, classes] f32: current shape is [${logits.shape.join(", ")}] ${logits.dtype}`);
+    }
+    const [batch, classes] = logits.shape;
+    if (labels.dtype !== "u32" || labels.shape.length !== 1 || labels.shape[0] !== batch) {
+      throw new RangeError(
+        `Cannot run CrossEntropyLoss: labels must be [${batch}] u32: current labels are [${labels.shape.join(", ")}] ${labels.dtype}`,
+      );
+    }
+    this.#setup(logits.gpu, classes);
+    const bufs = this.#buffers!.get(batch);
+    this.#rows!.encode(enc, grid1d(Math.ceil(batch / WG)), [0, 1, 2, 3, 4, 5], [
+      logits,
+      labels,
+      this.#weights!,
+      bufs.grad,
+      bufs.rowStats,
+      bufs.params,
+    ]);
+    this.#reduce!.encode(enc, [1, 1, 1], [6, 7, 5], [bufs.rowStats, (stats ?? this.#stats!).acc, bufs.params]);
+    this.#last = bufs;
+  }
+
+  /** The gradient of the last forward's mean loss with respect to the logits. */
+  backward(): Tensor {
+    if (this.#last === null) throw new Error("Cannot run CrossEntropyLoss backward: no forward was encoded");
+    return this.#last.grad;
+  }
+
+  /** Frees every buffer. */
+  dispose(): void {
+    this.#buffers?.dispose();
+    disposeAll(this.#weights, this.#stats);
+  }
+}

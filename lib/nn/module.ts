@@ -1,0 +1,154 @@
+/**
+ * The module contract: explicit `forward(enc, x)` / `backward(enc, dY)` pairs.
+ *
+ * A module declares its parameters ({@link Module.parameterSpecs}); {@link Sequential} puts all
+ * of them in one arena on the GPU and hands each module its views ({@link Module.attach}).
+ * Forward saves what backward needs in named fields; backward adds into the parameters'
+ * gradients and returns dX. Activations are allocated once per batch size and reused, so the
+ * step loop never allocates. Tensors a module returns stay owned by the module.
+ *
+ * @module
+ */
+
+import type { Gpu } from "../gpu/device.ts";
+import type { StepEncoder } from "../gpu/encoder.ts";
+import type { Tensor } from "../tensor.ts";
+import type { Parameter, ParameterSpec } from "./parameter.ts";
+
+/** A tensor of a state dict on the host, in PyTorch's layout. */
+export interface HostTensor {
+  /** safetensors dtype name. */
+  dtype: "F32" | "I64";
+  /** PyTorch shape. */
+  shape: number[];
+  /** Values: Float32Array for F32, BigInt64Array for I64. */
+  data: Float32Array | BigInt64Array;
+}
+
+/** What a module learns about its place in the model when it is attached. */
+export interface AttachContext {
+  /** The GPU. */
+  gpu: Gpu;
+  /** Index in the parent Sequential (the state-dict prefix). */
+  index: number;
+  /** The model's training-forward counter (u32 [current, next]), read by Dropout. */
+  stepCounter: Tensor;
+  /** False for the first module of the model: its input gradient is never needed. */
+  needsInputGrad: boolean;
+}
+
+/** Base class of every layer. */
+export abstract class Module {
+  /** Train mode (true) or eval mode (false), as PyTorch's `module.training`. */
+  training = true;
+  /** Set by {@link Module.attach}; null before. */
+  protected gpu: Gpu | null = null;
+  /** Index in the parent Sequential, for names in messages. */
+  protected index = -1;
+  /** Whether backward must produce dX. */
+  protected needsInputGrad = true;
+
+  /** Short name used in messages and `toString`, e.g. "Linear(3072, 128)". */
+  abstract describe(): string;
+
+  /** Switches to train mode (`mode = true`) or eval mode, recursively. */
+  train(mode = true): this {
+    this.training = mode;
+    return this;
+  }
+
+  /** Switches to eval mode. */
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Parameters this module owns, with PyTorch names relative to the module ("weight"). */
+  parameterSpecs(): ParameterSpec[] {
+    return [];
+  }
+
+  /** Receives the GPU, its position and views of its parameters (in spec order). */
+  attach(context: AttachContext, _params: Parameter[]): void {
+    this.gpu = context.gpu;
+    this.index = context.index;
+    this.needsInputGrad = context.needsInputGrad;
+  }
+
+  /** The GPU, or an error naming the module when it was never attached. */
+  protected requireGpu(): Gpu {
+    if (this.gpu === null) {
+      throw new Error(`Cannot run ${this.describe()}: it is not on a GPU yet; call model.to(gpu) first`);
+    }
+    return this.gpu;
+  }
+
+  /** Per-sample output shape for a per-sample input shape; throws on a mismatch. */
+  abstract outputShape(input: readonly number[]): number[];
+
+  /** Encodes the forward pass; the returned tensor is owned by the module. */
+  abstract forward(enc: StepEncoder, x: Tensor): Tensor;
+
+  /** Encodes the backward pass for the last forward; returns dX (owned by the module). */
+  abstract backward(enc: StepEncoder, dY: Tensor): Tensor;
+
+  /** Non-parameter state for the state dict (BatchNorm's running statistics), read back. */
+  readBuffers(): Promise<Record<string, HostTensor>> {
+    return Promise.resolve({});
+  }
+
+  /** Restores non-parameter state written by {@link Module.readBuffers}. */
+  writeBuffers(_buffers: Record<string, HostTensor>): void {}
+
+  /** Names (relative) and shapes of the non-parameter state, for checks on load. */
+  bufferShapes(): Record<string, { dtype: "F32" | "I64"; shape: number[] }> {
+    return {};
+  }
+
+  /** Frees per-batch activations and module-owned state. */
+  dispose(): void {}
+}
+
+/** Per-batch-size resources, created on first use and disposed together. */
+export class PerBatch<T extends { dispose(): void }> {
+  readonly #map = new Map<number, T>();
+  readonly #make: (batch: number) => T;
+
+  constructor(make: (batch: number) => T) {
+    this.#make = make;
+  }
+
+  /** The resources for `batch` rows, created once. */
+  get(batch: number): T {
+    let value = this.#map.get(batch);
+    if (!value) {
+      value = this.#make(batch);
+      this.#map.set(batch, value);
+    }
+    return value;
+  }
+
+  /** Disposes every batch size's resources. */
+  dispose(): void {
+    for (const v of this.#map.values()) v.dispose();
+    this.#map.clear();
+  }
+}
+
+/** Disposes several things at once (a PerBatch entry is often a few tensors and plans). */
+export function disposeAll(...things: ({ dispose(): void } | null | undefined)[]): void {
+  for (const t of things) t?.dispose();
+}
+
+/** Checks that `x` is [batch, ...shape] f32, naming the module. */
+export function checkInput(module: Module, x: Tensor, shape: readonly number[]): number {
+  const ok = x.dtype === "f32" && x.shape.length === shape.length + 1 &&
+    shape.every((d, i) => d === x.shape[i + 1]);
+  if (!ok) {
+    throw new RangeError(
+      `Cannot run ${module.describe()}: expected input [batch, ${shape.join(", ")}] f32: current input "${x.label}" is [${
+        x.shape.join(", ")
+      }] ${x.dtype}`,
+    );
+  }
+  return x.shape[0];
+}

@@ -1,0 +1,199 @@
+/**
+ * Sequential: modules run in order, parameters in one arena, PyTorch state-dict names.
+ *
+ * `to(gpu)` fuses each Linear followed by a LeakyReLU/ReLU (slope ≥ 0) into one matmul with an
+ * activation epilogue, creates the parameter arena (so an optimizer updates the whole model in
+ * one dispatch) and the training-forward counter that keys Dropout masks.
+ *
+ * @module
+ */
+
+import type { Gpu } from "../gpu/device.ts";
+import type { StepEncoder } from "../gpu/encoder.ts";
+import { Tensor } from "../tensor.ts";
+import { DROPOUT_KERNEL } from "./dropout.ts";
+import { KernelCall } from "./kernel_call.ts";
+import { LeakyReLU, Linear } from "./layers.ts";
+import { type HostTensor, Module } from "./module.ts";
+import { type Parameter, ParameterArena } from "./parameter.ts";
+
+/** A state dict: PyTorch names to host tensors in PyTorch's layout. */
+export type StateDict = Record<string, HostTensor>;
+
+/**
+ * A chain of modules, as PyTorch's `nn.Sequential`.
+ *
+ * @example The seed's BatchNorm model
+ * ```ts ignore
+ * const model = new Sequential(
+ *   new Flatten(),
+ *   new Linear(3072, 128), new LeakyReLU(), new BatchNorm1d(128),
+ *   new Linear(128, 128), new LeakyReLU(), new BatchNorm1d(128),
+ *   new Linear(128, 10),
+ * ).to(gpu);
+ * ```
+ */
+export class Sequential extends Module {
+  /** The child modules, in order (their index is their state-dict prefix). */
+  readonly modules: readonly Module[];
+  #arena: ParameterArena | null = null;
+  #owned: Parameter[][] = [];
+  #counter: Tensor | null = null;
+  #advance: KernelCall | null = null;
+  #firstParam = 0;
+
+  constructor(...modules: Module[]) {
+    super();
+    if (modules.length === 0) throw new RangeError("Cannot create Sequential: it needs at least one module: current count is 0");
+    modules.forEach((m, i) => {
+      if (!(m instanceof Module)) throw new TypeError(`Cannot create Sequential: argument ${i} is not a Module: current value is ${m}`);
+    });
+    this.modules = modules;
+  }
+
+  describe(): string {
+    return `Sequential(${this.modules.map((m) => m.describe()).join(", ")})`;
+  }
+
+  /** Moves the model to `gpu`: fuses, allocates the parameter arena and uploads the weights. */
+  to(gpu: Gpu): this {
+    if (this.gpu !== null) throw new Error(`Cannot move ${this.describe()} to a GPU: it is already on one`);
+    this.modules.forEach((m, i) => {
+      const next = this.modules[i + 1];
+      if (m instanceof Linear && next instanceof LeakyReLU && next.slope >= 0) {
+        m.fusedSlope = next.slope;
+        next.fused = true;
+      }
+    });
+    const specs = this.modules.flatMap((m, i) => m.parameterSpecs().map((s) => ({ ...s, name: `${i}.${s.name}` })));
+    this.#arena = new ParameterArena(gpu, specs, "params");
+    this.#counter = Tensor.from(gpu, new Uint32Array(2), [2], "train step counter");
+    this.#advance = new KernelCall(gpu, DROPOUT_KERNEL, "advance");
+    let offset = 0;
+    const firstWithParams = this.modules.findIndex((m) => m.parameterSpecs().length > 0);
+    this.#firstParam = firstWithParams;
+    this.#owned = this.modules.map((m, i) => {
+      const count = m.parameterSpecs().length;
+      const params = this.#arena!.params.slice(offset, offset + count);
+      offset += count;
+      m.attach({ gpu, index: i, stepCounter: this.#counter!, needsInputGrad: i > firstWithParams }, params);
+      return params;
+    });
+    this.gpu = gpu;
+    return this;
+  }
+
+  /** The parameter arena (pass it to an optimizer). */
+  parameters(): ParameterArena {
+    if (this.#arena === null) throw new Error(`Cannot list parameters of ${this.describe()}: call to(gpu) first`);
+    return this.#arena;
+  }
+
+  override train(mode = true): this {
+    this.training = mode;
+    for (const m of this.modules) m.train(mode);
+    return this;
+  }
+
+  outputShape(input: readonly number[]): number[] {
+    return this.modules.reduce((shape, m) => m.outputShape(shape), [...input]);
+  }
+
+  /** Encodes the forward pass of every module; in train mode, advances the step counter first. */
+  forward(enc: StepEncoder, x: Tensor): Tensor {
+    this.requireGpu();
+    if (this.training) this.#advance!.encode(enc, [1, 1, 1], [4], [this.#counter!]);
+    return this.modules.reduce((h, m) => m.forward(enc, h), x);
+  }
+
+  /** Encodes the backward pass in reverse order; returns the last dX. */
+  backward(enc: StepEncoder, dY: Tensor): Tensor {
+    // Modules before the first one with parameters need no backward (nothing to learn there).
+    let g = dY;
+    for (let i = this.modules.length - 1; i >= Math.max(0, this.#firstParam); i--) {
+      g = this.modules[i].backward(enc, g);
+    }
+    return g;
+  }
+
+  /** Training forwards so far (the Dropout step), read from the GPU. */
+  async trainingSteps(): Promise<number> {
+    return (await this.#counter!.read())[1];
+  }
+
+  /** Sets the training-forward count (when resuming a run). */
+  setTrainingSteps(steps: number): void {
+    this.#counter!.write(new Uint32Array([Math.max(0, steps - 1), steps]));
+  }
+
+  /** Reads the model's state dict with PyTorch's names, shapes and layouts. */
+  async stateDict(): Promise<StateDict> {
+    const out: StateDict = {};
+    for (let i = 0; i < this.modules.length; i++) {
+      const m = this.modules[i];
+      for (const p of this.#owned[i] ?? []) {
+        let data = await p.value.toFloat32();
+        let shape = [...p.value.shape];
+        if (m instanceof Linear && p.name.endsWith(".weight")) {
+          data = Linear.toTorchLayout(data, m.inFeatures, m.outFeatures);
+          shape = [m.outFeatures, m.inFeatures];
+        }
+        out[p.name] = { dtype: "F32", shape, data };
+      }
+      for (const [name, t] of Object.entries(await m.readBuffers())) out[`${i}.${name}`] = t;
+    }
+    return out;
+  }
+
+  /** The names, dtypes and PyTorch shapes a state dict for this model must have. */
+  expectedState(): Record<string, { dtype: "F32" | "I64"; shape: number[] }> {
+    const out: Record<string, { dtype: "F32" | "I64"; shape: number[] }> = {};
+    this.modules.forEach((m, i) => {
+      for (const s of m.parameterSpecs()) {
+        const shape = m instanceof Linear && s.name === "weight" ? [m.outFeatures, m.inFeatures] : [...s.shape];
+        out[`${i}.${s.name}`] = { dtype: "F32", shape };
+      }
+      for (const [name, s] of Object.entries(m.bufferShapes())) out[`${i}.${name}`] = s;
+    });
+    return out;
+  }
+
+  /**
+   * Loads a state dict (PyTorch names and layouts). Every missing, unexpected, mis-shaped or
+   * mis-typed entry is reported in one error; nothing is written unless all entries match.
+   */
+  loadStateDict(state: StateDict): void {
+    this.requireGpu();
+    const expected = this.expectedState();
+    const problems: string[] = [];
+    for (const [name, e] of Object.entries(expected)) {
+      const t = state[name];
+      if (!t) problems.push(`missing "${name}"`);
+      else if (t.dtype !== e.dtype) problems.push(`"${name}" has dtype ${t.dtype}, expected ${e.dtype}`);
+      else if (t.shape.length !== e.shape.length || t.shape.some((d, k) => d !== e.shape[k])) {
+        problems.push(`"${name}" has shape [${t.shape.join(", ")}], expected [${e.shape.join(", ")}]`);
+      } else if (t.dtype === "F32" && !(t.data as Float32Array).every(Number.isFinite)) {
+        problems.push(`"${name}" holds NaN or Inf`);
+      }
+    }
+    for (const name of Object.keys(state)) if (!(name in expected)) problems.push(`unexpected "${name}"`);
+    if (problems.length > 0) {
+      throw new RangeError(`Cannot load state dict into ${this.describe()}: ${problems.join("; ")}`);
+    }
+    this.modules.forEach((m, i) => {
+      for (const p of this.#owned[i] ?? []) {
+        let data = state[p.name].data as Float32Array;
+        if (m instanceof Linear && p.name.endsWith(".weight")) data = Linear.fromTorchLayout(data, m.inFeatures, m.outFeatures);
+        p.value.write(data);
+      }
+      const buffers = Object.fromEntries(Object.keys(m.bufferShapes()).map((n) => [n, state[`${i}.${n}`]]));
+      m.writeBuffers(buffers);
+    });
+  }
+
+  override dispose(): void {
+    for (const m of this.modules) m.dispose();
+    this.#arena?.dispose();
+    this.#counter?.dispose();
+  }
+}
