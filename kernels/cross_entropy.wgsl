@@ -83,16 +83,16 @@ fn rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
   let eps = p.smoothing;
   let wy = weight(y);
-  var smooth = 0.0;
+  var smooth_sum = 0.0;
   for (var c = 0u; c < p.C; c++) {
     let z = logits[base + c];
     let prob = exp(z - lse);
     let wc = weight(c);
-    smooth += wc * (lse - z);
+    smooth_sum += wc * (lse - z);
     let hot = select(0.0, 1.0, c == y);
     dlogits[base + c] = ((1.0 - eps) * wy * (prob - hot) + (eps / f32(p.C)) * (prob * wsum - wc)) / denom;
   }
-  let loss = (1.0 - eps) * wy * (lse - logits[base + y]) + (eps / f32(p.C)) * smooth;
+  let loss = (1.0 - eps) * wy * (lse - logits[base + y]) + (eps / f32(p.C)) * smooth_sum;
   row_stats[r] = loss / denom;
   row_stats[p.B + r] = select(0.0, 1.0, arg == y);
 }

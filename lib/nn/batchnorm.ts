@@ -155,16 +155,13 @@ export class BatchNorm1d extends Module {
     const bufs = this.#buffers.get(batch);
     const gamma = this.#gamma?.value ?? this.#dummy!;
     const beta = this.#beta?.value ?? this.#dummy!;
-    const call = this.training ? this.#train! : this.#eval!;
-    call.encode(enc, [Math.ceil(this.numFeatures / WG), 1, 1], [0, 1, 2, 3, 4, 5, 6], [
-      x,
-      gamma,
-      beta,
-      bufs.y,
-      this.#saved!,
-      this.#state!,
-      bufs.params,
-    ]);
+    const grid: [number, number, number] = [Math.ceil(this.numFeatures / WG), 1, 1];
+    if (this.training) {
+      this.#train!.encode(enc, grid, [0, 1, 2, 3, 4, 5, 6], [x, gamma, beta, bufs.y, this.#saved!, this.#state!, bufs.params]);
+    } else {
+      // Eval never touches the saved batch statistics.
+      this.#eval!.encode(enc, grid, [0, 1, 2, 3, 5, 6], [x, gamma, beta, bufs.y, this.#state!, bufs.params]);
+    }
     this.#x = x;
     this.#wasTraining = this.training;
     return bufs.y;

@@ -35,6 +35,7 @@ export class KernelCall {
     bindings: readonly number[],
     resources: readonly Resource[],
   ): void {
+    this.#gpu.lastKernel = this.label;
     if (this.#group === null || resources.some((r, i) => r !== this.#key[i])) {
       this.#group = this.#gpu.device.createBindGroup({
         label: this.label,

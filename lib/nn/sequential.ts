@@ -128,11 +128,25 @@ export class Sequential extends Module {
 
   /** Reads the model's state dict with PyTorch's names, shapes and layouts. */
   async stateDict(): Promise<StateDict> {
+    const out = await this.#readParameters("value");
+    for (let i = 0; i < this.modules.length; i++) {
+      for (const [name, t] of Object.entries(await this.modules[i].readBuffers())) out[`${i}.${name}`] = t;
+    }
+    return out;
+  }
+
+  /** Reads every parameter's gradient, with PyTorch's names, shapes and layouts. */
+  gradients(): Promise<StateDict> {
+    return this.#readParameters("grad");
+  }
+
+  async #readParameters(which: "value" | "grad"): Promise<StateDict> {
+    this.requireGpu();
     const out: StateDict = {};
     for (let i = 0; i < this.modules.length; i++) {
       const m = this.modules[i];
       for (const p of this.#owned[i] ?? []) {
-        let data = await p.value.toFloat32();
+        let data = await p[which].toFloat32();
         let shape = [...p.value.shape];
         if (m instanceof Linear && p.name.endsWith(".weight")) {
           data = Linear.toTorchLayout(data, m.inFeatures, m.outFeatures);
@@ -140,7 +154,6 @@ export class Sequential extends Module {
         }
         out[p.name] = { dtype: "F32", shape, data };
       }
-      for (const [name, t] of Object.entries(await m.readBuffers())) out[`${i}.${name}`] = t;
     }
     return out;
   }
