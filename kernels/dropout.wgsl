@@ -1,6 +1,7 @@
 // dropout.wgsl — inverted dropout with counter-based masks, and the step counter it keys on.
 //
-// Math:     keep(i) = u(i) ≥ p with u(i) = (hash(i ^ key) >> 8)·2⁻²⁴ ∈ [0, 1)
+// Math:     keep(i) = u(i) ≥ p with u(i) = (hash(i ^ key) >> 8)·2⁻²⁴ ∈ [0, 1), evaluated exactly
+//           as the integer test (hash(i ^ key) >> 8) ≥ threshold, threshold = ceil(p·2²⁴) (host, f64)
 //           key = hash(seed ^ hash(step ^ hash(layer))), hash = lowbias32 (below)
 //           forward   y  = keep(i) ? x·scale : 0,  scale = 1/(1−p)
 //           backward  dX = keep(i) ? dY·scale : 0  (the mask is recomputed, never stored)
@@ -18,7 +19,7 @@ struct Params {
   n: u32,
   seed: u32,
   layer: u32,
-  p: f32,
+  threshold: u32,
   scale: f32,
 }
 
@@ -48,8 +49,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     return;
   }
   let key = hash(p.seed ^ hash(counter[0] ^ hash(p.layer)));
-  let u = f32(hash(i ^ key) >> 8u) * (1.0 / 16777216.0);
-  dst[i] = select(0.0, src[i] * p.scale, u >= p.p);
+  dst[i] = select(0.0, src[i] * p.scale, (hash(i ^ key) >> 8u) >= p.threshold);
 }
 
 @compute @workgroup_size(1)

@@ -176,7 +176,7 @@ gpuTest("Dropout: masks equal the CPU twin bit for bit, scaled by 1/(1-p); eval 
   const dy = randomArray(B * OUT, 6);
   for (let step = 0; step < 2; step++) {
     const { y, grads } = await runStep(gpu, model, x, dy, [IN]);
-    const mask = dropoutMask(7, step, 2, B, HID, Math.fround(p));
+    const mask = dropoutMask(7, step, 2, B, HID, p);
     const scale = Math.fround(1 / (1 - p));
     const h = leakyForward(linearForward(x, f("0.weight"), f("0.bias"), B, IN, HID), 0).map((v, i) => v * mask[i] * scale);
     assertClose(y, linearForward(h, f("3.weight"), f("3.bias"), B, HID, OUT), { atol: 1e-5, what: `step ${step} output` });

@@ -21,7 +21,7 @@ import { currentSeed } from "./random.ts";
 
 /** The dropout kernel family (also used by Sequential for the step counter). */
 export const DROPOUT_KERNEL = { name: "dropout", source: dropoutSource };
-const DROPOUT_PARAMS = new ParamsLayout("dropout.Params", { n: "u32", seed: "u32", layer: "u32", p: "f32", scale: "f32" });
+const DROPOUT_PARAMS = new ParamsLayout("dropout.Params", { n: "u32", seed: "u32", layer: "u32", threshold: "u32", scale: "f32" });
 const WG = 64;
 
 class DropoutBuffers {
@@ -31,7 +31,7 @@ class DropoutBuffers {
   #dx: Tensor | null = null;
   readonly #gpu;
 
-  constructor(gpu: NonNullable<Module["gpu"]>, shape: readonly number[], values: Record<"seed" | "layer" | "p" | "scale", number>) {
+  constructor(gpu: NonNullable<Module["gpu"]>, shape: readonly number[], values: Record<"seed" | "layer" | "threshold" | "scale", number>) {
     this.#gpu = gpu;
     this.n = shape.reduce((a, b) => a * b, 1);
     this.y = Tensor.empty(gpu, shape, "f32", "dropout.y");
@@ -68,7 +68,8 @@ export class Dropout extends Module {
     new DropoutBuffers(this.requireGpu(), [batch, ...this.#shape.slice(1)], {
       seed: this.seed,
       layer: this.index,
-      p: this.p,
+      // u ≥ p for u = k·2⁻²⁴ exactly when k ≥ ceil(p·2²⁴): an exact integer test on the GPU.
+      threshold: Math.ceil(this.p * 2 ** 24),
       scale: Math.fround(1 / (1 - this.p)),
     })
   );
