@@ -1,0 +1,238 @@
+/**
+ * The experiment's figures, drawn with Observable Plot and returned as standalone SVG strings.
+ *
+ * Plot puts titles and swatch legends in an HTML `<figure>` around the SVG; we want one `<svg>`
+ * per figure (a file that opens on its own, inlined as is in the report), so the title and the
+ * legend are drawn into the SVG's top margin by {@link frame} instead.
+ *
+ * Loss charts use y ∈ [0.2, 2] as the seed lecture does. Values outside are clipped at the frame;
+ * they are first clamped to a band ten domain-widths wide, so a diverged 1e30 cannot put absurd
+ * coordinates into the path. Missing or non-finite values (a `null` in JSON) are skipped, never
+ * drawn as 0.
+ *
+ * @module
+ */
+
+// deno-lint-ignore no-import-prefix -- library code must work imported by URL, without our import map
+import * as Plot from "npm:@observablehq/plot@0.6.17";
+import type { History } from "../train/history.ts";
+import { type DomElement, plotDocument } from "./dom.ts";
+import { frame, MARGIN_LEFT, MARGIN_TOP } from "./frame.ts";
+
+/** The seed's y range for loss charts. */
+export const LOSS_DOMAIN: readonly [number, number] = [0.2, 2];
+
+const SEED_COLORS: Record<string, string> = { plain: "#4e79a7", bn: "#f28e2b", dropout: "#59a14f" };
+const OTHER_COLORS = ["#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
+const TRAIN_COLOR = "#4e79a7";
+const VAL_COLOR = "#e15759";
+
+const WIDTH = 640;
+const HEIGHT = 400;
+
+/**
+ * The colour of a variant in every figure: the seed's three keep fixed colours, others take the
+ * next free colour by their position among `variants`.
+ */
+export function variantColor(variant: string, variants: readonly string[]): string {
+  if (variant in SEED_COLORS) return SEED_COLORS[variant];
+  const others = variants.filter((v) => !(v in SEED_COLORS));
+  return OTHER_COLORS[Math.max(0, others.indexOf(variant)) % OTHER_COLORS.length];
+}
+
+/** A named line of (epoch, value) points. */
+interface Series {
+  name: string;
+  color: string;
+  points: { x: number; y: number }[];
+}
+
+interface Point {
+  x: number;
+  y: number;
+  series: string;
+}
+
+/** Keeps finite values, clamped into a band around `domain` (see the module doc). */
+function cleanPoints(
+  pairs: [number, number | undefined][],
+  domain: readonly [number, number] | undefined,
+  log: boolean,
+): { x: number; y: number }[] {
+  const out: { x: number; y: number }[] = [];
+  for (const [x, y] of pairs) {
+    if (y === undefined || !Number.isFinite(y) || (log && y <= 0)) continue;
+    if (domain === undefined) out.push({ x, y });
+    else if (log) {
+      const [lo, hi] = domain;
+      out.push({ x, y: Math.min(hi * (hi / lo) ** 10, Math.max(lo / (hi / lo) ** 10, y)) });
+    } else {
+      const span = domain[1] - domain[0];
+      out.push({ x, y: Math.min(domain[1] + 10 * span, Math.max(domain[0] - 10 * span, y)) });
+    }
+  }
+  return out;
+}
+
+/** Integer epoch ticks: 1, then multiples of a 1-2-5 step, about eight in all. */
+function epochTicks(maxEpoch: number): number[] {
+  const steps = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10000];
+  const step = steps.find((s) => maxEpoch / s <= 8) ?? Math.ceil(maxEpoch / 8);
+  const ticks = [1];
+  for (let t = step; t <= maxEpoch; t += step) if (t !== 1) ticks.push(t);
+  return ticks;
+}
+
+interface LineChartOptions {
+  title: string;
+  series: Series[];
+  yLabel: string;
+  y: Plot.ScaleOptions;
+  /** Data clamp band for `cleanPoints`; omit for accuracy (already checked to be in [0, 1]). */
+  clampDomain?: readonly [number, number];
+}
+
+function lineChart(
+  options: LineChartOptions,
+  rows: { series: string; pairs: [number, number | undefined][] }[],
+): string {
+  const log = options.y.type === "log";
+  const points: Point[] = [];
+  let maxEpoch = 1;
+  for (const row of rows) {
+    for (const p of cleanPoints(row.pairs, options.clampDomain, log)) {
+      points.push({ ...p, series: row.series });
+    }
+    for (const [x] of row.pairs) maxEpoch = Math.max(maxEpoch, x);
+  }
+  const names = options.series.map((s) => s.name);
+  // Dots mark each value on short runs, and make a lone validation point visible.
+  const dots = maxEpoch <= 40
+    ? [Plot.dot(points, { x: "x", y: "y", fill: "series", r: 2.2, clip: true })]
+    : [];
+  const svg = Plot.plot({
+    document: plotDocument(),
+    width: WIDTH,
+    height: HEIGHT,
+    marginTop: MARGIN_TOP,
+    marginLeft: MARGIN_LEFT,
+    marginRight: 24,
+    marginBottom: 40,
+    style: { fontSize: "11px" },
+    grid: true,
+    x: {
+      label: "epoch",
+      domain: [1, Math.max(2, maxEpoch)],
+      ticks: epochTicks(maxEpoch),
+      tickFormat: "d",
+      labelAnchor: "center",
+      labelArrow: "none",
+    },
+    y: { label: options.yLabel, labelAnchor: "center", labelArrow: "none", ...options.y },
+    color: { domain: names, range: options.series.map((s) => s.color) },
+    marks: [
+      Plot.frame({ strokeOpacity: 0.25 }),
+      Plot.line(points, {
+        x: "x",
+        y: "y",
+        z: "series",
+        stroke: "series",
+        strokeWidth: 1.8,
+        clip: true,
+      }),
+      ...dots,
+    ],
+  });
+  return frame(svg as unknown as DomElement, options.title, options.series);
+}
+
+/**
+ * Figure 1, per variant: training and validation loss per epoch, y ∈ [0.2, 2] as in the seed.
+ *
+ * @example Write one variant's loss chart
+ * ```ts ignore
+ * await Deno.writeTextFile("out/bn/loss.svg", lossFigure(history));
+ * ```
+ */
+export function lossFigure(history: History): string {
+  const series: Series[] = [
+    { name: "train", color: TRAIN_COLOR, points: [] },
+    { name: "validation", color: VAL_COLOR, points: [] },
+  ];
+  return lineChart({
+    title: `Loss per epoch: ${history.variant}`,
+    series,
+    yLabel: "cross-entropy loss",
+    y: { domain: [...LOSS_DOMAIN] },
+    clampDomain: LOSS_DOMAIN,
+  }, [
+    { series: "train", pairs: history.epochs.map((e) => [e.epoch, e.trainLoss]) },
+    { series: "validation", pairs: history.epochs.map((e) => [e.epoch, e.valLoss]) },
+  ]);
+}
+
+function variantSeries(histories: History[]): Series[] {
+  const names = histories.map((h) => h.variant);
+  return names.map((name) => ({ name, color: variantColor(name, names), points: [] }));
+}
+
+/** Figure 2: the variants' validation loss overlaid, y ∈ [0.2, 2]. */
+export function compareValLossFigure(histories: History[]): string {
+  return lineChart(
+    {
+      title: "Validation loss: all variants",
+      series: variantSeries(histories),
+      yLabel: "validation loss",
+      y: { domain: [...LOSS_DOMAIN] },
+      clampDomain: LOSS_DOMAIN,
+    },
+    histories.map((h) => ({ series: h.variant, pairs: h.epochs.map((e) => [e.epoch, e.valLoss]) })),
+  );
+}
+
+/**
+ * Figure 3: the variants' training loss overlaid. A log y axis from below the lowest loss (at
+ * most 0.2, at least 0.001) to 2, since BatchNorm's training loss falls far below the seed's 0.2.
+ */
+export function compareTrainLossFigure(histories: History[]): string {
+  let min = LOSS_DOMAIN[0];
+  for (const h of histories) {
+    for (const e of h.epochs) if (e.trainLoss > 0 && e.trainLoss < min) min = e.trainLoss;
+  }
+  const domain: [number, number] = [Math.max(1e-3, niceFloor(min)), LOSS_DOMAIN[1]];
+  return lineChart(
+    {
+      title: "Training loss: all variants",
+      series: variantSeries(histories),
+      yLabel: "training loss (log scale)",
+      y: { type: "log", domain, tickFormat: (v: number) => String(+v.toPrecision(2)) },
+      clampDomain: domain,
+    },
+    histories.map((h) => ({
+      series: h.variant,
+      pairs: h.epochs.map((e) => [e.epoch, e.trainLoss]),
+    })),
+  );
+}
+
+/** The largest 1, 2 or 5 × 10^k that is ≤ v (v > 0). */
+function niceFloor(v: number): number {
+  const p = 10 ** Math.floor(Math.log10(v));
+  return [5, 2, 1].map((m) => m * p).find((c) => c <= v * (1 + 1e-12)) ?? p;
+}
+
+/** Figure 4: the variants' validation accuracy, y in percent. */
+export function valAccuracyFigure(histories: History[]): string {
+  return lineChart(
+    {
+      title: "Validation accuracy: all variants",
+      series: variantSeries(histories),
+      yLabel: "validation accuracy",
+      y: { percent: true, nice: true, zero: false, tickFormat: (v: number) => `${+v.toFixed(1)}%` },
+    },
+    histories.map((h) => ({
+      series: h.variant,
+      pairs: h.epochs.map((e) => [e.epoch, e.valAccuracy]),
+    })),
+  );
+}

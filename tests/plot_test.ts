@@ -1,0 +1,422 @@
+/**
+ * Figures and report, checked from the outside: each SVG is parsed by a small strict XML reader
+ * written here (not linkedom), and the drawn lines are mapped back to data through the axis tick
+ * labels, then compared with the values the synthetic histories were built from.
+ */
+
+import assert from "node:assert/strict";
+import { confusionFigure } from "../lib/plot/confusion.ts";
+import {
+  compareTrainLossFigure,
+  compareValLossFigure,
+  lossFigure,
+  valAccuracyFigure,
+} from "../lib/plot/figures.ts";
+import { parseHistory, parseSummary, summarize } from "../lib/plot/load.ts";
+import { buildReport, REPORT_TITLE } from "../lib/plot/report.ts";
+import type { History } from "../lib/train/history.ts";
+
+// ---- synthetic histories ----
+
+const CLASSES = [
+  "airplane",
+  "automobile",
+  "bird",
+  "cat",
+  "deer",
+  "dog",
+  "frog",
+  "horse",
+  "ship",
+  "truck",
+];
+
+function trainLossAt(k: number, e: number): number {
+  return 0.25 + 1.6 * Math.exp(-k * e / 4);
+}
+
+/** `epochs` records; validation every `valFreq` epochs; `nanAt` gives a NaN valLoss there. */
+function history(variant: string, k: number, epochs = 6, valFreq = 1, nanAt = -1): History {
+  const records = [];
+  for (let e = 1; e <= epochs; e++) {
+    const validated = e % valFreq === 0;
+    records.push({
+      epoch: e,
+      trainLoss: trainLossAt(k, e),
+      seconds: 2 + k,
+      ...(validated
+        ? { valLoss: e === nanAt ? NaN : 1.9 - 0.1 * e * k, valAccuracy: 0.3 + 0.02 * e * k }
+        : {}),
+    });
+  }
+  // confusion[t][p]: a distinct count per cell, so a misplaced label is caught.
+  const confusion = CLASSES.map((_, t) => CLASSES.map((_, p) => (t === p ? 900 + t : 10 * t + p)));
+  return {
+    variant,
+    adapter: "test adapter <lavapipe>",
+    epochs: records,
+    classes: CLASSES,
+    confusion,
+  };
+}
+
+const RATES: Record<string, number> = { plain: 1, bn: 2, dropout: 0.5 };
+const HISTORIES = [history("plain", 1), history("bn", 2, 6, 2), history("dropout", 0.5)];
+
+// ---- a strict little XML reader ----
+
+interface Node {
+  tag: string;
+  attrs: Record<string, string>;
+  children: Node[];
+  text: string;
+  parent?: Node;
+}
+
+const ENTITY = /&(?!(?:amp|lt|gt|quot|apos|#\d+|#x[0-9a-fA-F]+);)/;
+const decode = (s: string) =>
+  s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&quot;/g, '"').replace(/&#39;/g, "'")
+    .replace(/&amp;/g, "&");
+
+/** Parses one XML element tree; throws on unbalanced tags, bad attributes or stray `&`/`<`. */
+function parseXml(xml: string): Node {
+  const root: Node = { tag: "#root", attrs: {}, children: [], text: "" };
+  const stack = [root];
+  const tagRe = /<(\/?)([A-Za-z][\w:.-]*)((?:\s+[\w:.-]+\s*=\s*(?:"[^"<]*"|'[^'<]*'))*)\s*(\/?)>/y;
+  let i = 0;
+  while (i < xml.length) {
+    if (xml[i] !== "<") {
+      const end = xml.indexOf("<", i) < 0 ? xml.length : xml.indexOf("<", i);
+      const text = xml.slice(i, end);
+      if (ENTITY.test(text)) throw new Error(`bad "&" in text at ${i}: ${text.slice(0, 40)}`);
+      stack.at(-1)!.text += decode(text);
+      i = end;
+      continue;
+    }
+    if (xml.startsWith("<!--", i)) {
+      i = xml.indexOf("-->", i) + 3;
+      if (i < 3) throw new Error("unterminated comment");
+      continue;
+    }
+    tagRe.lastIndex = i;
+    const m = tagRe.exec(xml);
+    if (m === null) throw new Error(`malformed tag at ${i}: ${xml.slice(i, i + 60)}`);
+    const [all, closing, tag, attrText, selfClosing] = m;
+    if (closing) {
+      const open = stack.pop()!;
+      if (open.tag !== tag) throw new Error(`</${tag}> closes <${open.tag}> at ${i}`);
+    } else {
+      const attrs: Record<string, string> = {};
+      for (const a of attrText.matchAll(/([\w:.-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')/g)) {
+        if (a[1] in attrs) throw new Error(`duplicate attribute ${a[1]} on <${tag}>`);
+        const value = a[2] ?? a[3];
+        if (ENTITY.test(value)) throw new Error(`bad "&" in attribute ${a[1]}`);
+        attrs[a[1]] = decode(value);
+      }
+      const node: Node = { tag, attrs, children: [], text: "", parent: stack.at(-1) };
+      stack.at(-1)!.children.push(node);
+      if (!selfClosing) stack.push(node);
+    }
+    i += all.length;
+  }
+  if (stack.length !== 1) throw new Error(`unclosed <${stack.at(-1)!.tag}>`);
+  if (root.children.length !== 1) throw new Error(`expected one root element`);
+  return root.children[0];
+}
+
+function all(node: Node, pred: (n: Node) => boolean): Node[] {
+  const out: Node[] = [];
+  const walk = (n: Node) => {
+    if (pred(n)) out.push(n);
+    n.children.forEach(walk);
+  };
+  walk(node);
+  return out;
+}
+
+const byLabel = (root: Node, label: string) => all(root, (n) => n.attrs["aria-label"] === label);
+
+/** Absolute position: translate() of the node and its ancestors, plus its own x/y. */
+function position(node: Node): [number, number] {
+  let x = Number(node.attrs.x ?? 0),
+    y = Number(node.attrs.y?.endsWith("em") ? 0 : node.attrs.y ?? 0);
+  for (let n: Node | undefined = node; n; n = n.parent) {
+    const m = /translate\(\s*([-\d.e+]+)(?:[ ,]\s*([-\d.e+]+))?\)/.exec(n.attrs.transform ?? "");
+    if (m) {
+      x += Number(m[1]);
+      y += Number(m[2] ?? 0);
+    }
+  }
+  return [x, y];
+}
+
+/** Maps pixels back to data values along an axis, from its labelled ticks. */
+function axis(root: Node, dim: "x" | "y", log = false): (pixel: number) => number {
+  const ticks = byLabel(root, `${dim}-axis tick label`)[0].children
+    .filter((t) => t.text.trim() !== "")
+    .map((
+      t,
+    ) => [
+      position(t)[dim === "x" ? 0 : 1],
+      Number(t.text.replace("%", "")) / (t.text.includes("%") ? 100 : 1),
+    ]);
+  const f = (v: number) => (log ? Math.log10(v) : v);
+  const [[p0, v0], [p1, v1]] = [ticks[0], ticks.at(-1)!];
+  return (pixel) => {
+    const t = f(v0) + ((pixel - p0) / (p1 - p0)) * (f(v1) - f(v0));
+    return log ? 10 ** t : t;
+  };
+}
+
+/** Legend entries as [label, colour], in order. */
+function legend(root: Node): [string, string][] {
+  const items = byLabel(root, "legend")[0].children;
+  const out: [string, string][] = [];
+  items.forEach((n, i) => {
+    if (n.attrs.class === "legend-label") {
+      out.push([n.text, items[i - 1].attrs.stroke ?? items[i - 1].attrs.fill]);
+    }
+  });
+  return out;
+}
+
+/** The drawn lines: per series name (via the legend colour), the data points read back. */
+function lines(root: Node, log = false): Map<string, [number, number][]> {
+  const names = new Map(legend(root).map(([name, color]) => [color, name]));
+  const toX = axis(root, "x"), toY = axis(root, "y", log);
+  const out = new Map<string, [number, number][]>();
+  for (const path of all(byLabel(root, "line")[0], (n) => n.tag === "path")) {
+    const [dx, dy] = position(path);
+    const points = [...path.attrs.d.matchAll(/[ML]\s*([-\d.e+]+),([-\d.e+]+)/g)]
+      .map((m) => [toX(Number(m[1]) + dx), toY(Number(m[2]) + dy)] as [number, number]);
+    out.set(names.get(path.attrs.stroke) ?? `?${path.attrs.stroke}`, points);
+  }
+  return out;
+}
+
+function assertPoints(
+  actual: [number, number][] | undefined,
+  expected: [number, number][],
+  what: string,
+) {
+  assert(actual, `${what}: no line drawn`);
+  assert.deepEqual(actual.length, expected.length, `${what}: ${JSON.stringify(actual)}`);
+  actual.forEach(([x, y], i) => {
+    const [ex, ey] = expected[i];
+    assert(
+      Math.abs(x - ex) < 0.02 && Math.abs(y - ey) <= 0.01 + 0.01 * Math.abs(ey),
+      `${what}[${i}]: (${x}, ${y}) vs (${ex}, ${ey})`,
+    );
+  });
+}
+
+function checkFrame(svg: string, title: string, xLabel: string, yLabel: string): Node {
+  assert.match(svg, /^<svg[\s>]/);
+  const root = parseXml(svg);
+  assert.deepEqual(root.attrs.xmlns, "http://www.w3.org/2000/svg");
+  assert.deepEqual(all(root, (n) => n.attrs.class === "figure-title")[0]?.text, title);
+  assert.deepEqual(byLabel(root, "x-axis label")[0].children[0].text, xLabel);
+  assert.deepEqual(byLabel(root, "y-axis label")[0].children[0].text, yLabel);
+  for (const grid of ["x-grid", "y-grid"]) {
+    assert(byLabel(root, grid)[0]?.children.length > 1, grid);
+  }
+  return root;
+}
+
+/** Asserts that `fn` throws an instance of `type` whose message matches `message`. */
+function throwsWith(fn: () => unknown, type: ErrorConstructor, message: RegExp) {
+  assert.throws(fn, (error: unknown) => {
+    assert(error instanceof type, `expected ${type.name}, got ${error}`);
+    assert.match(error.message, message);
+    return true;
+  });
+}
+
+// ---- tests ----
+
+Deno.test("lossFigure draws train every epoch and validation only where measured", () => {
+  const h = history("plain", 1, 7, 2, 4); // validated at 2, 4 (NaN), 6
+  const root = checkFrame(lossFigure(h), "Loss per epoch: plain", "epoch", "cross-entropy loss");
+  assert.deepEqual(legend(root).map(([name]) => name), ["train", "validation"]);
+  const drawn = lines(root);
+  assert.deepEqual(drawn.size, 2);
+  assertPoints(drawn.get("train"), h.epochs.map((e) => [e.epoch, e.trainLoss]), "train");
+  assertPoints(drawn.get("validation"), [[2, 1.7], [6, 1.3]], "validation (NaN at 4 skipped)");
+});
+
+Deno.test("lossFigure clips values outside [0.2, 2] instead of stretching the axis", () => {
+  const h = history("bn", 1, 5);
+  const wild = [50, 1e30, 0.01, -3, 1.0];
+  h.epochs.forEach((e, i) => {
+    e.trainLoss = wild[i];
+    e.valLoss = Infinity;
+  });
+  const root = checkFrame(lossFigure(h), "Loss per epoch: bn", "epoch", "cross-entropy loss");
+  const toY = axis(root, "y");
+  assert(
+    Math.abs(toY(position(byLabel(root, "y-axis tick label")[0].children[0])[1]) - 0.2) < 1e-9,
+  );
+  const ticks = byLabel(root, "y-axis tick label")[0].children.map((t) => Number(t.text));
+  assert.deepEqual([Math.min(...ticks), Math.max(...ticks)], [0.2, 2]);
+  const drawn = lines(root);
+  assert.deepEqual(drawn.size, 1, "an all-Infinity validation series draws no line");
+  // Clamped to a band of ten domain-widths (1.8 each) around [0.2, 2], then clipped at the frame.
+  assertPoints(drawn.get("train"), [[1, 20], [2, 20], [3, 0.01], [4, -3], [5, 1]], "train");
+  const group = byLabel(root, "line")[0];
+  const clipId = /^url\(#(.+)\)$/.exec(group.attrs["clip-path"])?.[1];
+  assert(all(root, (n) => n.tag === "clipPath" && n.attrs.id === clipId).length === 1, "clip path");
+});
+
+Deno.test("comparison figures overlay one line per variant with a legend", () => {
+  const names = HISTORIES.map((h) => h.variant);
+  const val = checkFrame(
+    compareValLossFigure(HISTORIES),
+    "Validation loss: all variants",
+    "epoch",
+    "validation loss",
+  );
+  assert.deepEqual(legend(val).map(([n]) => n), names);
+  assert.deepEqual(new Set(legend(val).map(([, c]) => c)).size, 3, "distinct colours");
+  const valLines = lines(val);
+  assert.deepEqual(valLines.size, 3);
+  for (const h of HISTORIES) {
+    const expected = h.epochs.filter((e) => e.valLoss !== undefined).map((e) =>
+      [e.epoch, e.valLoss!] as [number, number]
+    );
+    assertPoints(valLines.get(h.variant), expected, `val ${h.variant}`);
+  }
+  const train = checkFrame(
+    compareTrainLossFigure(HISTORIES),
+    "Training loss: all variants",
+    "epoch",
+    "training loss (log scale)",
+  );
+  const trainLines = lines(train, true);
+  assert.deepEqual(trainLines.size, 3);
+  for (const h of HISTORIES) {
+    assertPoints(
+      trainLines.get(h.variant),
+      h.epochs.map((e) => [e.epoch, trainLossAt(RATES[h.variant], e.epoch)]),
+      `train ${h.variant}`,
+    );
+  }
+  const acc = checkFrame(
+    valAccuracyFigure(HISTORIES),
+    "Validation accuracy: all variants",
+    "epoch",
+    "validation accuracy",
+  );
+  const accLines = lines(acc);
+  assert.deepEqual([...accLines.keys()], names);
+  assertPoints(accLines.get("bn"), [[2, 0.38], [4, 0.46], [6, 0.54]], "accuracy bn");
+});
+
+Deno.test("confusionFigure labels both axes with class names and puts each count in its cell", () => {
+  const h = HISTORIES[0];
+  // Diagonal 900..909 sums to 9045; off-diagonal 10t+p sums to 4950 - 495 = 4455: 13500 in all.
+  const title = "Confusion matrix: plain — accuracy 67.0% of 13500";
+  const root = checkFrame(confusionFigure(h), title, "predicted class", "true class");
+  const xs = byLabel(root, "x-axis tick label")[0].children.map((t) =>
+    [t.text, position(t)[0]] as const
+  );
+  const ys = byLabel(root, "y-axis tick label")[0].children.map((t) =>
+    [t.text, position(t)[1]] as const
+  );
+  assert.deepEqual(xs.map(([n]) => n), CLASSES);
+  assert.deepEqual(ys.map(([n]) => n), CLASSES);
+  const texts = byLabel(root, "text").flatMap((g) => g.children);
+  assert.deepEqual(texts.length, 100);
+  for (const t of texts) {
+    const [x, y] = position(t);
+    const p = xs.findIndex(([, px]) => Math.abs(px - x) < 1);
+    const r = ys.findIndex(([, py]) => Math.abs(py - y) < 1);
+    assert(p >= 0 && r >= 0, `cell "${t.text}" at (${x}, ${y}) is off the grid`);
+    assert.deepEqual(
+      Number(t.text),
+      r === p ? 900 + r : 10 * r + p,
+      `cell true=${CLASSES[r]} predicted=${CLASSES[p]}`,
+    );
+  }
+  assert.deepEqual(legend(root).length, 5);
+  throwsWith(() => confusionFigure({ ...h, confusion: undefined }), TypeError, /has none/);
+});
+
+Deno.test("names with markup characters are escaped in SVG and HTML", () => {
+  const odd = history(`a<b & "c"`, 1);
+  odd.classes = odd.classes.map((c, i) => (i === 0 ? "<cat & dog>" : c));
+  for (const svg of [lossFigure(odd), compareValLossFigure([odd]), confusionFigure(odd)]) {
+    parseXml(svg);
+  }
+  const html = buildReport([odd], summarize([odd]));
+  assert(!html.includes(`a<b`) && html.includes("a&lt;b &amp; &quot;c&quot;"));
+});
+
+Deno.test("buildReport is one self-contained page with every figure and the summary", () => {
+  const html = buildReport(HISTORIES, summarize(HISTORIES), {
+    date: new Date("2024-05-06T07:08:00Z"),
+  });
+  assert.match(html, /^<!doctype html>/);
+  assert(html.includes(`<h1>${REPORT_TITLE}</h1>`));
+  assert(html.includes("2024-05-06 07:08 UTC") && html.includes("test adapter &lt;lavapipe&gt;"));
+  assert.deepEqual(html.match(/<svg[\s>]/g)?.length, 3 + 2 * HISTORIES.length);
+  const ids = [...html.matchAll(/\sid="([^"]*)"/g)].map((m) => m[1]);
+  assert.equal(new Set(ids).size, ids.length, `ids are unique across figures: ${ids}`);
+  for (const svg of html.matchAll(/<svg[\s\S]*?<\/svg>/g)) {
+    const root = parseXml(svg[0]);
+    const own = new Set(all(root, (n) => n.attrs.id !== undefined).map((n) => n.attrs.id));
+    for (const ref of svg[0].matchAll(/url\(#([^)]*)\)/g)) {
+      assert(own.has(ref[1]), `#${ref[1]} in its own SVG`);
+    }
+  }
+  assert(
+    !/<script|<link|<iframe|<img|<object|<embed|@import/i.test(html),
+    "no scripts or linked resources",
+  );
+  assert(
+    !/\s(?:src|href|xlink:href)\s*=\s*["']?\s*(?:https?:)?\/\//i.test(html),
+    "no external src/href",
+  );
+  assert(!/url\(\s*["']?(?:https?:)?\/\//i.test(html), "no external CSS url()");
+  // plain: last train loss 0.25 + 1.6·e^(-1.5) = 0.607006...; lowest val 1.9 - 0.6 = 1.3 at epoch 6.
+  const plainRow = /<tr><td>plain<\/td>(.*?)<\/tr>/.exec(html)![1];
+  const cells = [...plainRow.matchAll(/<td class="num">([^<]*)<\/td>/g)].map((m) => m[1]);
+  assert.deepEqual(cells, ["6", "0.6070", "1.3000", "6", "42.00%", "3.00"]);
+});
+
+Deno.test("parseHistory reads JSON nulls as not measured and names the file and field on errors", () => {
+  const h = history("plain", 1, 3, 1, 2);
+  const read = parseHistory(JSON.stringify(h), "x.json"); // NaN was written as null
+  assert.deepEqual(read.epochs[1].valLoss, undefined);
+  assert(Math.abs(read.epochs[0].valLoss! - 1.8) < 1e-12);
+  throwsWith(
+    () => parseHistory("{ oops", "out/bn/history.json"),
+    TypeError,
+    /Cannot read "out\/bn\/history.json": not valid JSON/,
+  );
+  const bad = JSON.stringify({ ...h, epochs: [{ epoch: 1, trainLoss: "high", seconds: 1 }] });
+  throwsWith(
+    () => parseHistory(bad, "h.json"),
+    TypeError,
+    /"h.json": epochs\[0\]\.trainLoss must be a number: current value is "high"/,
+  );
+  const acc = JSON.stringify({
+    ...h,
+    epochs: [{ epoch: 1, trainLoss: 1, seconds: 1, valAccuracy: 42 }],
+  });
+  throwsWith(
+    () => parseHistory(acc, "h.json"),
+    TypeError,
+    /valAccuracy must be in \[0, 1\]: current value is 42/,
+  );
+  throwsWith(
+    () => parseHistory(JSON.stringify({ ...h, confusion: [[1]] }), "h.json"),
+    TypeError,
+    /confusion must be a 10×10/,
+  );
+  throwsWith(() => parseSummary("{}", "s.json"), TypeError, /"s.json": expected an array/);
+  assert.deepEqual(
+    parseSummary(JSON.stringify([{ ...summarize([h])[0], bestValLoss: null }]), "s.json")[0]
+      .bestValLoss,
+    NaN,
+  );
+});
