@@ -1,0 +1,377 @@
+/**
+ * The machinery shared by every optimizer: parameter groups, state allocation, the GPU step
+ * counter and the encoding of one update.
+ *
+ * An update is two dispatches from kernels/optim.wgsl: `tick` (one invocation) advances the step
+ * counter `t` kept in a small GPU buffer and derives Adam's bias corrections from it; the rule's
+ * entry point then updates every element. Because `t` lives on the GPU, a training loop may encode
+ * many steps into one submission. Hyperparameters live in a uniform written only when they change
+ * ({@link Optimizer.setLr}). State is allocated by the constructor and freed by
+ * {@link Optimizer.dispose}; {@link Optimizer.step} allocates nothing.
+ *
+ * @module
+ */
+
+import type { GpuBuffer } from "../gpu/buffer.ts";
+import type { StepEncoder } from "../gpu/encoder.ts";
+import { grid1d, type Kernel } from "../gpu/kernels.ts";
+import { ParamsLayout } from "../gpu/params.ts";
+import { checkGroup, checkMin } from "./validate.ts";
+import { ParameterArena } from "../nn/parameter.ts";
+import { Tensor } from "../tensor.ts";
+import optimSource from "../../kernels/optim.wgsl" with { type: "text" };
+
+const KERNEL: Kernel = { name: "optim", source: optimSource };
+
+/** Invocations per workgroup of the update kernels (a multiple of the SIMD width, 8 or 16). */
+const WG = 64;
+
+/** A tensor to update and its gradient (same shape, both f32). */
+export interface TensorPair {
+  /** The values, updated in place. */
+  readonly value: Tensor;
+  /** The gradient, read by {@link Optimizer.step} and cleared by {@link Optimizer.zeroGrad}. */
+  readonly grad: Tensor;
+}
+
+/**
+ * What an optimizer updates: a model's whole {@link ParameterArena} (one dispatch per step, the
+ * fast path), or a list of tensors with their gradients (one dispatch per tensor).
+ */
+export type ParameterGroup = ParameterArena | readonly TensorPair[];
+
+/** The uniform shared by every entry point of kernels/optim.wgsl (declaration order). */
+const FIELDS = {
+  n: "u32",
+  stride: "u32",
+  lr: "f32",
+  weight_decay: "f32",
+  momentum: "f32",
+  one_minus_dampening: "f32",
+  beta1: "f32",
+  beta2: "f32",
+  one_minus_beta1: "f32",
+  one_minus_beta2: "f32",
+  log_beta1: "f32",
+  log_beta2: "f32",
+  eps: "f32",
+  alpha: "f32",
+  one_minus_alpha: "f32",
+  decay: "f32",
+} as const;
+const OPTIM_PARAMS = new ParamsLayout("optim.Params", FIELDS);
+type Field = keyof typeof FIELDS;
+
+/**
+ * Hyperparameter fields of the kernel's uniform (names as in kernels/optim.wgsl); a rule leaves
+ * the ones it does not read at 0.
+ */
+export type Hyperparameters = Partial<
+  Record<
+    | "lr"
+    | "weight_decay"
+    | "momentum"
+    | "one_minus_dampening"
+    | "beta1"
+    | "beta2"
+    | "one_minus_beta1"
+    | "one_minus_beta2"
+    | "log_beta1"
+    | "log_beta2"
+    | "eps"
+    | "alpha"
+    | "one_minus_alpha"
+    | "decay",
+    number
+  >
+>;
+
+/** How a subclass describes its rule to {@link Optimizer}. */
+export interface RuleSpec {
+  /** Class name for messages, e.g. "Adam". */
+  name: string;
+  /** Entry-point prefix in kernels/optim.wgsl: "sgd", "adam" or "rmsprop". */
+  rule: "sgd" | "adam" | "rmsprop";
+  /** State slots in kernel order, named as in PyTorch's optimizer state. */
+  slots: readonly string[];
+  /** Override constants (flags, 0 or 1) of the rule's pipelines. */
+  constants: Record<string, number>;
+  /** The uniform's hyperparameters for a learning rate (called again by setLr). */
+  hyperparameters: (lr: number) => Hyperparameters;
+  /** Initial learning rate (already validated). */
+  lr: number;
+}
+
+/** One dispatch's worth of work: a tensor (or the whole arena) and its state. */
+interface Target {
+  value: Tensor;
+  grad: Tensor;
+  /** Slots of `stride` floats, or null when the rule keeps no state. */
+  state: Tensor | null;
+  stride: number;
+  vec4: boolean;
+  uniform: GpuBuffer;
+  pipeline: GPUComputePipeline;
+  bindGroup: GPUBindGroup;
+  grid: [number, number, number];
+  /** Prefix of this target's state names: "" for an arena, "3." for the fourth tensor. */
+  prefix: string;
+}
+
+/** Largest step count an f32 counter holds exactly (PyTorch also keeps `step` as f32). */
+const MAX_STEPS = 2 ** 24;
+
+/**
+ * Base class of {@link SGD}, {@link Adam}, {@link AdamW} and {@link RMSprop}. Construct one of
+ * those; this class holds the shared behaviour.
+ */
+export abstract class Optimizer {
+  /** The optimizer's class name, used in messages. */
+  readonly name: string;
+  readonly #spec: RuleSpec;
+  readonly #arena: ParameterArena | null;
+  readonly #targets: Target[] = [];
+  /** [t, step_size, bc2_sqrt, 0] — t is the step counter, the rest derived by `tick`. */
+  readonly #scalars: Tensor;
+  readonly #dummy: GpuBuffer;
+  readonly #tick: { pipeline: GPUComputePipeline; bindGroup: GPUBindGroup };
+  #lr: number;
+  #steps = 0;
+  #disposed = false;
+
+  /** Validates `params`, allocates the state and compiles the rule's pipelines. */
+  protected constructor(params: ParameterGroup, spec: RuleSpec) {
+    const pairs = checkGroup(spec.name, params);
+    const gpu = pairs[0].value.gpu;
+    this.name = spec.name;
+    this.#spec = spec;
+    this.#lr = spec.lr;
+    this.#arena = params instanceof ParameterArena ? params : null;
+    const k = (s: string) => `${spec.name}.${s}`;
+    this.#scalars = Tensor.empty(gpu, [4], "f32", k("scalars"));
+    this.#dummy = gpu.createBuffer(16, GPUBufferUsage.STORAGE, k("no state"));
+    const align = gpu.limits.minStorageBufferOffsetAlignment / 4;
+    const hyper = spec.hyperparameters(spec.lr);
+    pairs.forEach((pair, index) => {
+      const numel = pair.value.numel;
+      // Slots start at the storage-offset alignment so that each can be viewed as a Tensor.
+      const stride = Math.ceil(numel / align) * align;
+      const slots = spec.slots.length;
+      const state = slots > 0
+        ? Tensor.empty(gpu, [slots * stride], "f32", k(`state ${index}`))
+        : null;
+      const vec4 = numel % 4 === 0;
+      const unit = vec4 ? 4 : 1;
+      const uniform = OPTIM_PARAMS.upload(
+        gpu,
+        fill(hyper, numel / unit, stride / unit),
+        k("params"),
+      );
+      const entry = `${spec.rule}_${vec4 ? "vec4" : "scalar"}`;
+      const pipeline = gpu.pipelines.get(KERNEL, entry, { ...spec.constants, WG });
+      const entries: GPUBindGroupEntry[] = [
+        { binding: 0, resource: pair.grad.binding() },
+        { binding: 1, resource: pair.value.binding() },
+        { binding: 2, resource: state ? state.binding() : { buffer: this.#dummy.buffer } },
+        { binding: 3, resource: this.#scalars.binding() },
+        { binding: 4, resource: { buffer: uniform.buffer } },
+      ];
+      // RMSprop reads neither t nor the bias corrections, so its auto layout lacks binding 3.
+      const bindGroup = gpu.device.createBindGroup({
+        label: k(`update ${index}`),
+        layout: pipeline.getBindGroupLayout(0),
+        entries: spec.rule === "rmsprop" ? entries.filter((e) => e.binding !== 3) : entries,
+      });
+      const grid = grid1d(Math.ceil(numel / unit / WG));
+      const prefix = this.#arena ? "" : `${index}.`;
+      this.#targets.push({
+        ...pair,
+        state,
+        stride,
+        vec4,
+        uniform,
+        pipeline,
+        bindGroup,
+        grid,
+        prefix,
+      });
+    });
+    const tick = gpu.pipelines.get(KERNEL, "tick");
+    this.#tick = {
+      pipeline: tick,
+      bindGroup: gpu.device.createBindGroup({
+        label: k("tick"),
+        layout: tick.getBindGroupLayout(0),
+        entries: [
+          { binding: 3, resource: this.#scalars.binding() },
+          { binding: 4, resource: { buffer: this.#targets[0].uniform.buffer } },
+        ],
+      }),
+    };
+  }
+
+  /** The current learning rate. */
+  get lr(): number {
+    return this.#lr;
+  }
+
+  /** Number of {@link Optimizer.step} calls encoded so far (or restored by loadState). */
+  get stepCount(): number {
+    return this.#steps;
+  }
+
+  /**
+   * Sets the learning rate for steps submitted from now on. The uniform is written through the
+   * queue, so steps already encoded but not yet submitted also see the new value: submit them
+   * first.
+   */
+  setLr(lr: number): void {
+    this.#checkLive("set lr");
+    checkMin(`Cannot set ${this.name}.lr`, "lr", lr, 0);
+    this.#lr = lr;
+    const hyper = this.#spec.hyperparameters(lr);
+    for (const t of this.#targets) {
+      const unit = t.vec4 ? 4 : 1;
+      const packed = OPTIM_PARAMS.pack(fill(hyper, t.value.numel / unit, t.stride / unit));
+      t.uniform.write(new Uint8Array(packed));
+    }
+  }
+
+  /**
+   * Encodes one update of every parameter from its gradient: the step counter's tick, then one
+   * dispatch for an arena or one per tensor. Waits for nothing and allocates nothing.
+   */
+  step(enc: StepEncoder): void {
+    this.#checkLive("step");
+    if (this.#steps >= MAX_STEPS) {
+      throw new RangeError(
+        `Cannot step ${this.name}: the step counter is exact only up to ${MAX_STEPS} steps`,
+      );
+    }
+    enc.dispatch(`${this.name}.tick`, this.#tick.pipeline, this.#tick.bindGroup, [1, 1, 1]);
+    for (const t of this.#targets) {
+      enc.dispatch(`${this.name} ${t.value.label}`, t.pipeline, t.bindGroup, t.grid);
+    }
+    this.#steps += 1;
+  }
+
+  /**
+   * Encodes `grad = 0` for every parameter (clearBuffer; no kernel). Gradients accumulate until
+   * this is called, as in PyTorch.
+   */
+  zeroGrad(enc: StepEncoder): void {
+    this.#checkLive("zero gradients");
+    if (this.#arena) {
+      this.#arena.zeroGrad(enc);
+      return;
+    }
+    const commands = enc.commands();
+    for (const t of this.#targets) {
+      commands.clearBuffer(t.grad.buffer, t.grad.byteOffset, t.grad.byteLength);
+    }
+  }
+
+  /**
+   * The optimizer's state as views (do not dispose them): for an arena, one flat tensor per slot
+   * (`exp_avg`, ...); for a tensor list, `<index>.<slot>` shaped like the tensor; and `step`
+   * (one f32, the GPU's step counter, as PyTorch's `state["step"]`).
+   */
+  stateTensors(): Record<string, Tensor> {
+    this.#checkLive("read state");
+    const out: Record<string, Tensor> = {};
+    for (const t of this.#targets) {
+      this.#spec.slots.forEach((slot, s) => {
+        out[`${t.prefix}${slot}`] = Tensor.view(
+          t.state!,
+          s * t.stride * 4,
+          t.value.shape,
+          `${this.name}.${t.prefix}${slot}`,
+        );
+      });
+    }
+    out.step = Tensor.view(this.#scalars, 0, [1], `${this.name}.step`);
+    return out;
+  }
+
+  /** Reads every state tensor back (waits for the GPU). Keys as {@link Optimizer.stateTensors}. */
+  async readState(): Promise<Record<string, Float32Array>> {
+    const out: Record<string, Float32Array> = {};
+    for (const [name, tensor] of Object.entries(this.stateTensors())) {
+      out[name] = await tensor.toFloat32();
+    }
+    return out;
+  }
+
+  /**
+   * Restores state saved from {@link Optimizer.readState} (or {@link Optimizer.stateTensors}) of
+   * an optimizer built the same way, including the step counter, so that training resumes exactly.
+   * Throws a RangeError listing every missing, unexpected or mis-sized entry.
+   */
+  loadState(state: Record<string, Float32Array>): void {
+    const views = this.stateTensors();
+    const problems: string[] = [];
+    for (const [name, view] of Object.entries(views)) {
+      const data = state[name];
+      if (data === undefined) problems.push(`"${name}" is missing`);
+      else if (!(data instanceof Float32Array) || data.length !== view.numel) {
+        problems.push(`"${name}" has ${data?.length} values (expected ${view.numel} f32)`);
+      }
+    }
+    for (const name of Object.keys(state)) {
+      if (!(name in views)) problems.push(`"${name}" is not part of ${this.name}'s state`);
+    }
+    const step = state.step?.[0];
+    if (step !== undefined && !(Number.isInteger(step) && step >= 0 && step <= MAX_STEPS)) {
+      problems.push(`"step" must be an integer in [0, ${MAX_STEPS}]: current value is ${step}`);
+    }
+    if (problems.length > 0) {
+      throw new RangeError(`Cannot load ${this.name} state: ${problems.join("; ")}`);
+    }
+    for (const [name, view] of Object.entries(views)) view.write(state[name]);
+    this.#steps = step!;
+  }
+
+  /** Frees the optimizer's state, counter and uniforms (not the parameters). Idempotent. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    for (const t of this.#targets) {
+      t.state?.dispose();
+      t.uniform.dispose();
+    }
+    this.#scalars.dispose();
+    this.#dummy.dispose();
+  }
+
+  /** Same as {@link Optimizer.dispose}, for `using`. */
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  #checkLive(what: string): void {
+    if (this.#disposed) throw new Error(`Cannot ${what} with ${this.name}: it was disposed`);
+  }
+}
+
+/** The full uniform: the rule's hyperparameters, zeros elsewhere, and the target's sizes. */
+function fill(hyper: Hyperparameters, n: number, stride: number): Record<Field, number> {
+  return {
+    n,
+    stride,
+    lr: 0,
+    weight_decay: 0,
+    momentum: 0,
+    one_minus_dampening: 0,
+    beta1: 0,
+    beta2: 0,
+    one_minus_beta1: 0,
+    one_minus_beta2: 0,
+    log_beta1: 0,
+    log_beta2: 0,
+    eps: 0,
+    alpha: 0,
+    one_minus_alpha: 0,
+    decay: 0,
+    ...hyper,
+  };
+}

@@ -1,0 +1,86 @@
+/**
+ * Stochastic gradient descent with PyTorch 1.13's update rule (`torch.optim.SGD`).
+ *
+ * @module
+ */
+
+import { Optimizer, type ParameterGroup } from "./optimizer.ts";
+import { checkMin } from "./validate.ts";
+
+/** Options of {@link SGD}; defaults as PyTorch's. */
+export interface SGDOptions {
+  /** Learning rate (required, ≥ 0). */
+  lr: number;
+  /** Momentum factor μ (≥ 0). Default 0: no momentum buffer is kept. */
+  momentum?: number;
+  /** Dampening of the momentum's gradient term. Default 0. */
+  dampening?: number;
+  /** Nesterov momentum; needs momentum > 0 and dampening 0. Default false. */
+  nesterov?: boolean;
+  /** L2 penalty added to the gradient (≥ 0). Default 0. */
+  weightDecay?: number;
+  /** Maximise the objective instead of minimising it. Default false. */
+  maximize?: boolean;
+}
+
+/**
+ * SGD, exactly as PyTorch 1.13: with d = ±g + wd·x, the momentum buffer is d on the first step
+ * (no dampening) and μ·buf + (1 − dampening)·d afterwards; nesterov uses d + μ·buf, plain
+ * momentum uses buf; then x −= lr·d. State: `momentum_buffer` (when momentum > 0) and `step`.
+ *
+ * @example Plain SGD over a model's arena
+ * ```ts
+ * const opt = new SGD(model.arena, { lr: 0.1, momentum: 0.9 });
+ * opt.zeroGrad(enc); // ... forward, backward ...
+ * opt.step(enc);
+ * enc.submit();
+ * ```
+ */
+export class SGD extends Optimizer {
+  /** The options in effect (lr as at construction; see {@link Optimizer.lr}). */
+  readonly options: Readonly<Required<SGDOptions>>;
+
+  /** Allocates the momentum buffer (when momentum > 0) and compiles the update. */
+  constructor(params: ParameterGroup, options: SGDOptions) {
+    const what = "Cannot create SGD";
+    const o: Required<SGDOptions> = {
+      lr: options?.lr,
+      momentum: options?.momentum ?? 0,
+      dampening: options?.dampening ?? 0,
+      nesterov: options?.nesterov ?? false,
+      weightDecay: options?.weightDecay ?? 0,
+      maximize: options?.maximize ?? false,
+    };
+    checkMin(what, "lr", o.lr, 0);
+    checkMin(what, "momentum", o.momentum, 0);
+    checkMin(what, "weightDecay", o.weightDecay, 0);
+    if (typeof o.dampening !== "number" || !Number.isFinite(o.dampening)) {
+      throw new RangeError(`${what}: dampening must be finite: current value is ${o.dampening}`);
+    }
+    if (o.nesterov && o.momentum <= 0) {
+      throw new RangeError(`${what}: nesterov needs momentum > 0: current value is ${o.momentum}`);
+    }
+    if (o.nesterov && o.dampening !== 0) {
+      throw new RangeError(`${what}: nesterov needs dampening 0: current value is ${o.dampening}`);
+    }
+    const hasMomentum = o.momentum !== 0;
+    super(params, {
+      name: "SGD",
+      rule: "sgd",
+      slots: hasMomentum ? ["momentum_buffer"] : [],
+      constants: {
+        MAXIMIZE: Number(o.maximize),
+        HAS_MOMENTUM: Number(hasMomentum),
+        NESTEROV: Number(o.nesterov),
+      },
+      hyperparameters: (lr) => ({
+        lr,
+        weight_decay: o.weightDecay,
+        momentum: o.momentum,
+        one_minus_dampening: 1 - o.dampening,
+      }),
+      lr: o.lr,
+    });
+    this.options = Object.freeze(o);
+  }
+}
