@@ -30,4 +30,16 @@ export interface History {
   classes: string[];
   /** Final validation confusion matrix: confusion[true][predicted] = count. */
   confusion?: number[][];
+  /** Why the run ended before its last epoch, if it did. */
+  stopped?: "early-stopping" | "aborted";
+}
+
+/** The history as CSV: one row per epoch, empty cells where a value was not measured. */
+export function historyCsv(history: History): string {
+  const rows = ["epoch,train_loss,val_loss,val_accuracy,seconds"];
+  for (const e of history.epochs) {
+    const cell = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? "" : String(v));
+    rows.push([e.epoch, cell(e.trainLoss), cell(e.valLoss), cell(e.valAccuracy), cell(e.seconds)].join(","));
+  }
+  return rows.join("\n") + "\n";
 }

@@ -1,0 +1,168 @@
+/**
+ * The seed lecture's experiment: three MLPs (plain, BatchNorm, Dropout) trained on CIFAR-10
+ * with Adam, each from `manualSeed(seed)`, with per-variant outputs and a summary.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import type { Gpu } from "../gpu/device.ts";
+import { type ImageSet, loadCifar10 } from "../data/cifar10.ts";
+import { GpuDataset } from "../data/dataset.ts";
+import { Loader } from "../data/loader.ts";
+import { BatchNorm1d } from "../nn/batchnorm.ts";
+import { Dropout } from "../nn/dropout.ts";
+import { Flatten, LeakyReLU, Linear } from "../nn/layers.ts";
+import { CrossEntropyLoss } from "../nn/loss.ts";
+import { manualSeed } from "../nn/random.ts";
+import { Sequential } from "../nn/sequential.ts";
+import { Adam, AdamW } from "../optim/adam.ts";
+import type { Optimizer } from "../optim/optimizer.ts";
+import { RMSprop } from "../optim/rmsprop.ts";
+import { SGD } from "../optim/sgd.ts";
+import { writeTextFileAtomic } from "../io/atomic.ts";
+import type { SummaryRow } from "../plot/load.ts";
+import { fit } from "./fit.ts";
+import type { History } from "./history.ts";
+import type { ProgressSink } from "./progress.ts";
+
+/** The seed's model variants. */
+export const VARIANTS = ["plain", "bn", "dropout"] as const;
+/** One of {@link VARIANTS}. */
+export type Variant = typeof VARIANTS[number];
+/** Optimizers the scripts can choose. */
+export const OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"] as const;
+
+/**
+ * Builds one of the seed's MLPs (3072 → 128 → 128 → 10 with LeakyReLU), optionally with
+ * BatchNorm1d or Dropout(0.5) after each hidden activation. Call `manualSeed` first.
+ */
+export function seedModel(variant: Variant): Sequential {
+  const extra = () => (variant === "bn" ? [new BatchNorm1d(128)] : variant === "dropout" ? [new Dropout(0.5)] : []);
+  return new Sequential(
+    new Flatten(),
+    new Linear(3072, 128),
+    new LeakyReLU(),
+    ...extra(),
+    new Linear(128, 128),
+    new LeakyReLU(),
+    ...extra(),
+    new Linear(128, 10),
+  );
+}
+
+/** Builds the optimizer named `name` over `model`'s parameters. */
+export function makeOptimizer(name: typeof OPTIMIZERS[number], model: Sequential, lr: number): Optimizer {
+  const params = model.parameters();
+  switch (name) {
+    case "adam":
+      return new Adam(params, { lr });
+    case "adamw":
+      return new AdamW(params, { lr });
+    case "sgd":
+      return new SGD(params, { lr, momentum: 0.9 });
+    case "rmsprop":
+      return new RMSprop(params, { lr });
+  }
+}
+
+/** Options of {@link runExperiment}. */
+export interface ExperimentOptions {
+  variants: readonly Variant[];
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  optimizer: typeof OPTIMIZERS[number];
+  seed: number;
+  validationFreq: number;
+  /** Folder holding `cifar-10-batches-bin/` (or that folder itself). */
+  dataDir: string;
+  /** Output folder; each variant writes into `<out>/<variant>/`. */
+  outDir: string;
+  /** Random flips and 4-pixel crops of the training images. */
+  augment?: boolean;
+  resume?: boolean;
+  signal?: AbortSignal;
+  progress?: boolean | ProgressSink;
+  /** Use only the first N training / validation images (tests, quick runs). */
+  trainLimit?: number;
+  valLimit?: number;
+  /** Called with each finished variant's history. */
+  onVariant?: (history: History, row: SummaryRow) => void;
+}
+
+function slice(set: ImageSet, limit: number | undefined): ImageSet {
+  if (limit === undefined || limit >= set.count) return set;
+  return { images: set.images.subarray(0, limit * 3072), labels: set.labels.subarray(0, limit), count: limit };
+}
+
+/** One summary row from a history. */
+export function summaryRow(h: History): SummaryRow {
+  const withVal = h.epochs.filter((e) => e.valLoss !== undefined && Number.isFinite(e.valLoss));
+  const bestVal = withVal.reduce<typeof withVal[number] | null>((b, e) => (b === null || e.valLoss! < b.valLoss! ? e : b), null);
+  return {
+    variant: h.variant,
+    finalTrainLoss: h.epochs.at(-1)?.trainLoss ?? NaN,
+    bestValLoss: bestVal?.valLoss ?? NaN,
+    bestValEpoch: bestVal?.epoch ?? 0,
+    bestValAccuracy: Math.max(...withVal.map((e) => e.valAccuracy ?? 0), 0),
+    secondsPerEpoch: h.epochs.reduce((s, e) => s + e.seconds, 0) / Math.max(1, h.epochs.length),
+    adapter: h.adapter,
+    epochs: h.epochs.length,
+  };
+}
+
+/**
+ * Loads CIFAR-10 onto the GPU once, trains each variant and writes `<out>/<variant>/` files and
+ * `<out>/summary.json`. Returns the summary rows.
+ */
+export async function runExperiment(gpu: Gpu, o: ExperimentOptions): Promise<SummaryRow[]> {
+  const data = await loadCifar10(o.dataDir);
+  const trainSet = GpuDataset.upload(gpu, slice(data.train, o.trainLimit));
+  const valSet = GpuDataset.upload(gpu, slice(data.test, o.valLimit));
+  const rows: SummaryRow[] = [];
+  try {
+    for (const variant of o.variants) {
+      const dir = join(o.outDir, variant);
+      await Deno.mkdir(dir, { recursive: true });
+      manualSeed(o.seed);
+      const model = seedModel(variant).to(gpu);
+      const optimizer = makeOptimizer(o.optimizer, model, o.lr);
+      const loss = new CrossEntropyLoss();
+      const train = new Loader(gpu, trainSet, {
+        batchSize: o.batchSize,
+        shuffle: true,
+        seed: o.seed,
+        augment: o.augment ? { flip: true, crop: 4 } : undefined,
+      });
+      const val = new Loader(gpu, valSet, { batchSize: o.batchSize, shuffle: true, seed: o.seed + 1 });
+      try {
+        const history = await fit(model, {
+          train,
+          val,
+          epochs: o.epochs,
+          loss,
+          optimizer,
+          validationFreq: o.validationFreq,
+          checkpointDir: dir,
+          resume: o.resume,
+          signal: o.signal,
+          variant,
+          classes: data.classes,
+          progress: o.progress,
+        });
+        const row = summaryRow(history);
+        rows.push(row);
+        o.onVariant?.(history, row);
+        if (history.stopped === "aborted") break;
+      } finally {
+        for (const x of [train, val, loss, optimizer, model]) x.dispose();
+      }
+    }
+  } finally {
+    trainSet.dispose();
+    valSet.dispose();
+  }
+  await writeTextFileAtomic(join(o.outDir, "summary.json"), JSON.stringify(rows, null, 1) + "\n");
+  return rows;
+}

@@ -1,0 +1,238 @@
+/**
+ * The training loop: the seed's `learning_loop_for_classification` without its per-step
+ * synchronisation. Each epoch's steps are encoded a chunk at a time (gather, forward, loss,
+ * backward, optimizer update per step) and submitted without waiting; losses and correct counts
+ * accumulate on the GPU and are read once per epoch. Progress within an epoch follows the GPU
+ * through `onSubmittedWorkDone` callbacks, never by blocking the CPU.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { StepEncoder } from "../gpu/encoder.ts";
+import type { Loader } from "../data/loader.ts";
+import type { CrossEntropyLoss, LossSummary } from "../nn/loss.ts";
+import { LossStats } from "../nn/loss.ts";
+import type { Sequential } from "../nn/sequential.ts";
+import type { Optimizer } from "../optim/optimizer.ts";
+import { writeTextFileAtomic } from "../io/atomic.ts";
+import { ConfusionMatrix } from "./confusion.ts";
+import { loadLast, loadModel, type RunPosition, saveModel, saveOptimizer } from "./checkpoint.ts";
+import { type EpochRecord, type History, historyCsv } from "./history.ts";
+import { type ProgressSink, silentProgress, StderrProgress } from "./progress.ts";
+
+/** Options of {@link fit}. */
+export interface FitOptions {
+  /** Training batches (shuffled per epoch by the loader). */
+  train: Loader;
+  /** Validation batches; omit to skip validation. */
+  val?: Loader;
+  /** Epochs to train (the total, including epochs done before a resume). */
+  epochs: number;
+  /** The loss (its gradient seeds backward). */
+  loss: CrossEntropyLoss;
+  /** The optimizer over `model.parameters()`. */
+  optimizer: Optimizer;
+  /** Validate every this many epochs (default 1, as the seed). */
+  validationFreq?: number;
+  /** Called after each epoch with its record and the history so far. */
+  onEpoch?: (record: EpochRecord, history: History) => void | Promise<void>;
+  /** Stops the run between steps; the last checkpoint and history stay intact. */
+  signal?: AbortSignal;
+  /** Folder for history.json/csv, last.* and best.* checkpoints (written atomically). */
+  checkpointDir?: string;
+  /** Continue from `checkpointDir`'s last checkpoint. */
+  resume?: boolean;
+  /** Stop after `patience` validations without a lower validation loss. */
+  earlyStopping?: { patience: number; restoreBest?: boolean };
+  /** Name shown in progress and stored in the history (e.g. "bn"). */
+  variant?: string;
+  /** Class names for the history (index = label). */
+  classes?: string[];
+  /** Progress display: true for stderr (default), false for none, or a custom sink. */
+  progress?: boolean | ProgressSink;
+  /** Steps per submission (default 8): smaller gives finer progress, larger fewer submits. */
+  stepsPerSubmit?: number;
+}
+
+/** Thrown when the loss becomes NaN or infinite; says where. */
+export class NonFiniteLossError extends Error {
+  constructor(readonly epoch: number, readonly batch: number, readonly step: number) {
+    super(`Training stopped: the loss became NaN or infinite at epoch ${epoch}, batch ${batch + 1} (step ${step})`);
+    this.name = "NonFiniteLossError";
+  }
+}
+
+function checkOptions(o: FitOptions): void {
+  if (!Number.isInteger(o.epochs) || o.epochs <= 0) {
+    throw new RangeError(`Cannot fit: epochs must be a positive integer: current value is ${o.epochs}`);
+  }
+  const freq = o.validationFreq ?? 1;
+  if (!Number.isInteger(freq) || freq <= 0) {
+    throw new RangeError(`Cannot fit: validationFreq must be a positive integer: current value is ${freq}`);
+  }
+  if (o.resume && !o.checkpointDir) throw new RangeError("Cannot fit: resume needs checkpointDir");
+  if (o.earlyStopping && !(Number.isInteger(o.earlyStopping.patience) && o.earlyStopping.patience > 0)) {
+    throw new RangeError(`Cannot fit: earlyStopping.patience must be a positive integer: current value is ${o.earlyStopping.patience}`);
+  }
+}
+
+/**
+ * Trains `model` for `options.epochs` epochs and returns the history.
+ *
+ * @example The seed's loop
+ * ```ts ignore
+ * const history = await fit(model, { train, val, epochs: 200, loss: new CrossEntropyLoss(), optimizer: new Adam(model.parameters()) });
+ * ```
+ */
+export async function fit(model: Sequential, options: FitOptions): Promise<History> {
+  checkOptions(options);
+  const { train, val, loss, optimizer, signal } = options;
+  const gpu = model.parameters().values.gpu;
+  const freq = options.validationFreq ?? 1;
+  const chunk = Math.max(1, options.stepsPerSubmit ?? 8);
+  const progress: ProgressSink = options.progress === false
+    ? silentProgress
+    : options.progress === true || options.progress === undefined
+    ? new StderrProgress()
+    : options.progress;
+  const label = options.variant ?? "model";
+  const history: History = {
+    variant: label,
+    adapter: gpu.adapter.description,
+    epochs: [],
+    classes: options.classes ?? [],
+  };
+  const trainStats = new LossStats(gpu, "train stats");
+  const valStats = new LossStats(gpu, "val stats");
+  let confusion: ConfusionMatrix | null = null; // sized by the first validation batch's logits
+  const dir = options.checkpointDir;
+  let start = 1;
+  let best = Infinity;
+  let sinceBest = 0;
+  if (options.resume && dir) {
+    const position = await loadLast(dir, model, optimizer);
+    const saved = JSON.parse(await Deno.readTextFile(join(dir, "history.json"))) as History;
+    history.epochs = saved.epochs.filter((e) => e.epoch <= position.epoch);
+    start = position.epoch + 1;
+    for (const e of history.epochs) {
+      if (e.valLoss !== undefined && e.valLoss < best) {
+        best = e.valLoss;
+        sinceBest = 0;
+      } else if (e.valLoss !== undefined) sinceBest++;
+    }
+  }
+  const began = performance.now();
+  let done = 0;
+  let steps = optimizer.stepCount;
+  try {
+    for (let epoch = start; epoch <= options.epochs; epoch++) {
+      if (signal?.aborted) {
+        history.stopped = "aborted";
+        break;
+      }
+      const t0 = performance.now();
+      const state = { label, epoch, epochs: options.epochs, batch: 0, batches: train.batchesPerEpoch, elapsed: 0, done };
+      const last = history.epochs.at(-1);
+      const show = (batch: number) =>
+        progress.update({ ...state, batch, trainLoss: last?.trainLoss, valLoss: last?.valLoss, valAccuracy: last?.valAccuracy, elapsed: (performance.now() - began) / 1000 });
+
+      // Training: chunks of steps, submitted without waiting.
+      model.train();
+      train.startEpoch(epoch - 1);
+      for (let b = 0; b < train.batchesPerEpoch; b += chunk) {
+        if (signal?.aborted) break;
+        const enc = new StepEncoder(gpu, `epoch ${epoch}`);
+        if (b === 0) trainStats.reset(enc);
+        const end = Math.min(train.batchesPerEpoch, b + chunk);
+        for (let i = b; i < end; i++) {
+          const { x, y } = train.encodeBatch(enc, i);
+          optimizer.zeroGrad(enc);
+          loss.forward(enc, model.forward(enc, x), y, trainStats);
+          model.backward(enc, loss.backward());
+          optimizer.step(enc);
+          steps++;
+        }
+        enc.submit();
+        gpu.device.queue.onSubmittedWorkDone().then(() => show(end), () => {});
+      }
+      if (signal?.aborted) {
+        await gpu.sync();
+        history.stopped = "aborted";
+        break;
+      }
+
+      // Validation: eval mode, forward only, every `freq` epochs and at the last epoch.
+      const validate = val !== undefined && (epoch % freq === 0 || epoch === options.epochs);
+      if (validate) {
+        model.eval();
+        val.startEpoch(epoch - 1);
+        const enc = new StepEncoder(gpu, `validation ${epoch}`);
+        valStats.reset(enc);
+        for (let i = 0; i < val.batchesPerEpoch; i++) {
+          const { x, y } = val.encodeBatch(enc, i);
+          const logits = model.forward(enc, x);
+          loss.forward(enc, logits, y, valStats);
+          if (i === 0) {
+            confusion ??= new ConfusionMatrix(gpu, logits.shape[1]);
+            confusion.reset(enc);
+          }
+          confusion!.add(enc, logits, y);
+        }
+        enc.submit();
+      }
+
+      // The one wait of the epoch.
+      const tr: LossSummary = await trainStats.read();
+      if (tr.firstNonFiniteBatch !== null) {
+        throw new NonFiniteLossError(epoch, tr.firstNonFiniteBatch, steps - tr.batches + tr.firstNonFiniteBatch + 1);
+      }
+      const record: EpochRecord = { epoch, trainLoss: tr.meanLoss, seconds: 0 };
+      if (validate) {
+        const v = await valStats.read();
+        record.valLoss = v.meanLoss;
+        record.valAccuracy = v.accuracy;
+        history.confusion = await confusion!.read();
+      }
+      record.seconds = (performance.now() - t0) / 1000;
+      history.epochs.push(record);
+      done++;
+      progress.epochDone({ ...state, batch: train.batchesPerEpoch, trainLoss: record.trainLoss, valLoss: record.valLoss, valAccuracy: record.valAccuracy, elapsed: (performance.now() - began) / 1000, done });
+
+      let improved = false;
+      if (record.valLoss !== undefined) {
+        improved = record.valLoss < best;
+        if (improved) {
+          best = record.valLoss;
+          sinceBest = 0;
+        } else sinceBest++;
+      }
+      if (dir) {
+        const position: RunPosition = { epoch, trainingSteps: await model.trainingSteps(), architecture: model.describe() };
+        await saveModel(dir, "last", model, position);
+        await saveOptimizer(dir, "last", optimizer, position);
+        if (improved) await saveModel(dir, "best", model, position);
+        await writeHistory(dir, history);
+      }
+      await options.onEpoch?.(record, history);
+      if (options.earlyStopping && sinceBest >= options.earlyStopping.patience) {
+        history.stopped = "early-stopping";
+        if (options.earlyStopping.restoreBest && dir) await loadModel(join(dir, "best.safetensors"), model);
+        break;
+      }
+    }
+  } finally {
+    progress.close();
+    trainStats.dispose();
+    valStats.dispose();
+    confusion?.dispose();
+  }
+  if (dir) await writeHistory(dir, history);
+  return history;
+}
+
+/** Writes history.json and history.csv atomically. */
+export async function writeHistory(dir: string, history: History): Promise<void> {
+  await writeTextFileAtomic(join(dir, "history.json"), JSON.stringify(history, null, 1) + "\n");
+  await writeTextFileAtomic(join(dir, "history.csv"), historyCsv(history));
+}

@@ -1,0 +1,99 @@
+/**
+ * `deno task train`: trains the seed's MLP variants on CIFAR-10 and writes, per variant,
+ * history.json/csv, best.safetensors and last.safetensors under --out, then a summary table.
+ */
+
+import { parseArgs } from "node:util";
+import { requestGpu } from "../lib/gpu/device.ts";
+import { findBatchesDir } from "../lib/data/cifar10.ts";
+import { checkWritableDir, oneOf, positiveInt, positiveNumber, runMain, UsageError } from "../lib/cli/args.ts";
+import { OPTIMIZERS, runExperiment, type Variant, VARIANTS } from "../lib/train/experiment.ts";
+import { formatSummary } from "../lib/train/summary.ts";
+
+const HELP = `Usage: deno task train [options]
+
+Trains the lecture's three MLPs (plain, bn, dropout) on CIFAR-10 with WebGPU.
+
+  --model plain|bn|dropout|all   variant to train (default all)
+  --epochs N                     epochs (default 200, as the lecture)
+  --batch-size N                 batch size (default 1024)
+  --lr X                         learning rate (default 0.001)
+  --optimizer adam|adamw|sgd|rmsprop   (default adam)
+  --seed N                       manualSeed before each model (default 0)
+  --val-freq N                   validate every N epochs (default 1)
+  --data DIR                     folder with cifar-10-batches-bin/ (default data)
+  --out DIR                      output folder (default out)
+  --augment                      random flips and crops of training images
+  --resume                       continue each variant from DIR/<variant>/last.*
+  --help                         this text
+
+Ctrl-C stops after the current step; checkpoints and history stay intact (resume with --resume).`;
+
+await runMain("train", async () => {
+  let v;
+  try {
+    v = parseArgs({
+      args: Deno.args,
+      options: {
+        model: { type: "string", default: "all" },
+        epochs: { type: "string", default: "200" },
+        "batch-size": { type: "string", default: "1024" },
+        lr: { type: "string", default: "0.001" },
+        optimizer: { type: "string", default: "adam" },
+        seed: { type: "string", default: "0" },
+        "val-freq": { type: "string", default: "1" },
+        data: { type: "string", default: "data" },
+        out: { type: "string", default: "out" },
+        augment: { type: "boolean", default: false },
+        resume: { type: "boolean", default: false },
+        help: { type: "boolean", default: false },
+      },
+    }).values;
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  if (v.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const model = oneOf("model", v.model, [...VARIANTS, "all"] as const);
+  const variants: Variant[] = model === "all" ? [...VARIANTS] : [model];
+  const seed = v.seed === "0" ? 0 : positiveInt("seed", v.seed);
+  const options = {
+    variants,
+    epochs: positiveInt("epochs", v.epochs),
+    batchSize: positiveInt("batch-size", v["batch-size"]),
+    lr: positiveNumber("lr", v.lr),
+    optimizer: oneOf("optimizer", v.optimizer, OPTIMIZERS),
+    seed,
+    validationFreq: positiveInt("val-freq", v["val-freq"]),
+    dataDir: v.data,
+    outDir: v.out,
+    augment: v.augment,
+    resume: v.resume,
+  };
+  try {
+    await findBatchesDir(options.dataDir);
+  } catch (e) {
+    throw new UsageError(`--data ${options.dataDir} holds no CIFAR-10 (${(e as Error).message}); run: deno task download`);
+  }
+  await checkWritableDir("out", options.outDir);
+
+  const controller = new AbortController();
+  const onSignal = () => {
+    console.error("\ntrain: stopping after the current step (Ctrl-C again to force)");
+    if (controller.signal.aborted) Deno.exit(130);
+    controller.abort();
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  const gpu = await requestGpu();
+  console.error(`train: ${variants.join(", ")} for ${options.epochs} epochs on ${gpu.adapter.description}`);
+  const rows = await runExperiment(gpu, { ...options, signal: controller.signal });
+  Deno.removeSignalListener("SIGINT", onSignal);
+  console.log(formatSummary(rows));
+  if (controller.signal.aborted) {
+    console.error(`train: interrupted; resume with: deno task train --resume --out ${options.outDir} (same options)`);
+    return 130;
+  }
+  return 0;
+});
