@@ -262,13 +262,41 @@ def evaluate(model, test_x, test_y):
 def run_variant(variant, train_x, train_y, test_x, test_y, out):
     model = build_model(variant)
     init = state_dict_arrays(model)
+    reference = float64_twin(variant, model, train_x, train_y, test_x, test_y)
     losses = train(model, train_x, train_y, STEPS)
     logits, eval_loss = evaluate(model, test_x, test_y)
     meta = {"variant": variant, "torch": torch.__version__}
     write_safetensors(os.path.join(out, f"{variant}_init.safetensors"), init, meta)
-    write_safetensors(os.path.join(out, f"{variant}_final.safetensors"),
-                      state_dict_arrays(model), meta)
-    return losses, logits, eval_loss
+    final = state_dict_arrays(model)
+    write_safetensors(os.path.join(out, f"{variant}_final.safetensors"), final, meta)
+    # How far PyTorch's own float32 run lands from the float64 run: the yardstick for models
+    # (BatchNorm after LeakyReLU) whose training amplifies rounding noise.
+    spread = {
+        "losses": [abs(a - b) for a, b in zip(losses, reference["losses"])],
+        "weights": {k: float(np.max(np.abs(final[k].astype(np.float64) - reference["final"][k])))
+                    for k in final if final[k].dtype != np.int64},
+        "evalLogits": float(np.max(np.abs(np.array(logits) - np.array(reference["evalLogits"])))),
+    }
+    if variant in FLOAT64_FILES:
+        write_safetensors(os.path.join(out, f"{variant}_final64.safetensors"),
+                          {k: v.astype(np.float32) for k, v in reference["final"].items()
+                           if v.dtype != np.int64}, meta)
+    return losses, logits, eval_loss, reference, spread
+
+
+# Variants whose float64 final weights are committed too (their float32 runs are ill-conditioned).
+FLOAT64_FILES = ("bn",)
+
+
+def float64_twin(variant, model32, train_x, train_y, test_x, test_y):
+    """The same run in float64 from the same initial weights: losses, final state, eval logits."""
+    model = build_model(variant).double()
+    model.load_state_dict({k: v.double() if v.is_floating_point() else v
+                           for k, v in model32.state_dict().items()})
+    losses = train(model, train_x.double(), train_y, STEPS)
+    logits, _ = evaluate(model, test_x.double(), test_y)
+    final = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    return {"losses": losses, "final": final, "evalLogits": logits}
 
 
 def set_deterministic():
@@ -340,9 +368,12 @@ def main():
     check = mask_check()
 
     for variant in variants:
-        losses, logits, eval_loss = run_variant(variant, train_x, train_y, test_x, test_y, args.out)
+        losses, logits, eval_loss, reference, spread = run_variant(
+            variant, train_x, train_y, test_x, test_y, args.out)
         golden = {"variant": variant, "batchSize": BATCH, "steps": STEPS, "lr": LR,
                   "losses": losses, "evalLogits": logits, "evalLoss": eval_loss,
+                  "losses64": reference["losses"], "evalLogits64": reference["evalLogits"],
+                  "spread32": spread,
                   "evalLabels": test_y.tolist(), "trainLabelsFirst": train_y[:8].tolist(),
                   "torch": torch.__version__, "maskCheck": check}
         with open(os.path.join(args.out, f"{variant}.json"), "w") as f:
