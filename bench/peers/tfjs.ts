@@ -42,7 +42,7 @@ export interface TfjsBenchOptions {
   variant: Variant;
   /** Samples per step (the seed uses 1024). */
   batchSize: number;
-  /** Untimed steps before the first round (at least one is always run, to compile shaders). */
+  /** Untimed steps before the first round (at least two: every resident batch is uploaded). */
   warmupSteps: number;
   /** Timed steps per round. */
   steps: number;
@@ -214,9 +214,11 @@ export async function benchTfjs(opts: TfjsBenchOptions): Promise<TfjsBenchResult
   const trainRates: number[] = [];
   const evalRates: number[] = [];
   try {
-    // Adam creates its moment variables on the first step, so the baseline comes after warm-up.
-    await run(Math.max(1, opts.warmupSteps), trainStep);
-    await run(Math.max(1, opts.warmupSteps), evalStep);
+    // Warm-up touches every resident batch (TF.js uploads a tensor's data on first use) and
+    // compiles the shaders; Adam creates its moments on the first step, so the baseline follows.
+    const warmup = Math.max(RESIDENT_BATCHES, opts.warmupSteps);
+    await run(warmup, trainStep);
+    await run(warmup, evalStep);
     const baseline = tf.memory().numTensors;
     for (let round = 1; round <= opts.rounds; round++) {
       trainRates.push((opts.steps * opts.batchSize) / await run(opts.steps, trainStep));
