@@ -10,15 +10,22 @@ import { parseArgs } from "node:util";
 import { requestGpu } from "../lib/gpu/device.ts";
 import { writeTextFileAtomic } from "../lib/io/atomic.ts";
 import { benchMatmul } from "./matmul.ts";
+import { benchTraining } from "./train.ts";
+import { benchTfjs } from "./peers/tfjs.ts";
+import { benchTorch } from "./peers/torch.ts";
 import type { BenchReport, BenchResult } from "./util.ts";
 
-const HELP = `Usage: deno task bench [--out FILE] [--quick] [--rounds N] [--adapters current|all]
+const HELP = `Usage: deno task bench [--out FILE] [--only LIST] [--quick] [--rounds N] [--adapters current|all]
 
-Measures the matmul engine on the seed's shapes (GFLOP/s, median of rounds after warm-up)
-against an in-process yardstick kernel.
+Measures, on the current WebGPU adapter: the matmul engine on the seed's shapes (GFLOP/s) against
+an in-process yardstick kernel; training and evaluation of the seed's three models (samples/s,
+batch 1024, Adam, synthetic data on the GPU) and one CIFAR-10-sized epoch; and, in the same run,
+the same models in TensorFlow.js's WebGPU backend and in PyTorch on the CPU, with ratios.
+Figures are medians of rounds after warm-up.
 
   --out FILE        also write the results as JSON
-  --quick           fewer shapes (a smoke run)
+  --only LIST       comma-separated sections: matmul,train,tfjs,torch (default all)
+  --quick           fewer shapes and steps (a smoke run)
   --rounds N        timed rounds per figure (default 5)
   --adapters all    also run on lavapipe at 512 bits and on the GL backend (child processes)
   --help            this text`;
@@ -44,6 +51,7 @@ async function main(): Promise<void> {
         quick: { type: "boolean", default: false },
         rounds: { type: "string", default: "5" },
         adapters: { type: "string", default: "current" },
+        only: { type: "string", default: "matmul,train,tfjs,torch" },
         help: { type: "boolean", default: false },
       },
       strict: true,
@@ -63,7 +71,17 @@ async function main(): Promise<void> {
 
   const gpu = await requestGpu();
   console.log(`adapter: ${gpu.adapter.description}${gpu.adapter.fallback ? " (software/fallback)" : ""}`);
-  const results: BenchResult[] = await benchMatmul(gpu, { rounds, quick: args.quick });
+  const only = new Set(args.only.split(",").map((s) => s.trim()));
+  for (const s of only) {
+    if (!["matmul", "train", "tfjs", "torch"].includes(s)) fail(`--only: unknown section "${s}"`);
+  }
+  const results: BenchResult[] = [];
+  if (only.has("matmul")) results.push(...await benchMatmul(gpu, { rounds, quick: args.quick }));
+  if (only.has("train")) {
+    results.push(...await benchTraining(gpu, { rounds, steps: args.quick ? 4 : 10, epoch: !args.quick }));
+  }
+  if (only.has("torch")) results.push(...await torchResults(args.quick));
+  if (only.has("tfjs")) results.push(...await tfjsResults(args.quick));
   printTable(results);
   const report: BenchReport & { others?: { label: string; report: BenchReport }[] } = {
     adapter: gpu.adapter.description,
@@ -84,14 +102,55 @@ async function main(): Promise<void> {
   }
 }
 
+const VARIANT_NAMES = ["plain", "bn", "dropout"] as const;
+
+/** PyTorch on the CPU, same models, when /usr/bin/python3 has torch. */
+async function torchResults(quick: boolean): Promise<BenchResult[]> {
+  const report = await benchTorch({ steps: quick ? 3 : 10, warmupSteps: 2, rounds: quick ? 1 : 3, onSkip: (why) => console.log(`torch: skipped (${why})`) });
+  if (!report) return [];
+  if (report.warning) console.log(`torch: ${report.warning}`);
+  return VARIANT_NAMES.flatMap((v) => {
+    const r = report.results[v];
+    return r
+      ? [{ name: `torch/train/${v}`, unit: "samples/s", value: r.train }, { name: `torch/eval/${v}`, unit: "samples/s", value: r.eval }]
+      : [];
+  });
+}
+
+/** TensorFlow.js's WebGPU backend on the same adapter, same models. */
+async function tfjsResults(quick: boolean): Promise<BenchResult[]> {
+  const out: BenchResult[] = [];
+  for (const v of quick ? ["plain" as const] : VARIANT_NAMES) {
+    try {
+      const r = await benchTfjs({ variant: v, batchSize: 1024, warmupSteps: 2, steps: quick ? 2 : 5, rounds: quick ? 1 : 3 });
+      out.push({ name: `tfjs/train/${v}`, unit: "samples/s", value: r.train }, { name: `tfjs/eval/${v}`, unit: "samples/s", value: r.eval });
+    } catch (e) {
+      console.log(`tfjs: ${v} failed: ${(e as Error).message}`);
+    }
+  }
+  return out;
+}
+
 function printTable(results: BenchResult[]): void {
-  const yard = results.find((r) => r.name.endsWith("/yardstick"))?.value;
-  console.log(`${"name".padEnd(36)} ${"value".padStart(10)}  unit      variant   vs yardstick`);
+  const value = (name: string) => results.find((r) => r.name === name)?.value;
+  const yard = value("matmul/1024x3072x128/yardstick");
+  console.log(`${"name".padEnd(36)} ${"value".padStart(10)}  unit       notes`);
   for (const r of results) {
-    const ratio = yard && r.unit === "GFLOP/s" && !r.name.endsWith("/yardstick") ? `${(r.value / yard).toFixed(1)}x` : "";
-    console.log(
-      `${r.name.padEnd(36)} ${r.value.toFixed(1).padStart(10)}  ${r.unit.padEnd(9)} ${String(r.variant ?? "").padEnd(9)} ${ratio}`,
-    );
+    const notes: string[] = [];
+    if (r.variant) notes.push(String(r.variant));
+    if (yard && r.unit === "GFLOP/s" && !r.name.endsWith("/yardstick")) notes.push(`${(r.value / yard).toFixed(1)}x yardstick`);
+    const own = /^(train|eval)\//.test(r.name) ? r.value : undefined;
+    if (own !== undefined) {
+      const tf = value(`tfjs/${r.name}`);
+      const pt = value(`torch/${r.name}`);
+      if (tf) notes.push(`${(own / tf).toFixed(1)}x TF.js`);
+      if (pt) notes.push(`${(own / pt).toFixed(2)}x PyTorch CPU`);
+    }
+    if (typeof r.dispatchesPerStep === "number") notes.push(`${r.dispatchesPerStep.toFixed(0)} dispatches/step`);
+    if (typeof r.peakBytes === "number") notes.push(`peak ${(r.peakBytes / 2 ** 20).toFixed(0)} MiB`);
+    if (r.liveMemoryFlat === false) notes.push("LIVE MEMORY GREW");
+    const shown = r.unit === "s" ? r.value.toFixed(2) : r.value >= 1000 ? Math.round(r.value).toLocaleString("en-US") : r.value.toFixed(1);
+    console.log(`${r.name.padEnd(36)} ${shown.padStart(10)}  ${r.unit.padEnd(10)} ${notes.join(", ")}`);
   }
 }
 
@@ -99,7 +158,7 @@ async function runChild(env: Record<string, string>, rounds: number, quick: bool
   const out = await Deno.makeTempFile({ suffix: ".json" });
   // Mesa's shader cache ignores the vector width: give each configuration its own folder.
   const cache = await Deno.makeTempDir({ prefix: "wgnn-mesa-cache-" });
-  const args = ["run", "--allow-env", "--allow-read=.", `--allow-write=${out}`, "bench/bench.ts", "--out", out, "--rounds", String(rounds)];
+  const args = ["run", "--allow-env", "--allow-read=.,..", `--allow-write=${out}`, "--allow-run", "bench/bench.ts", "--out", out, "--rounds", String(rounds), "--only", "matmul,train"];
   if (quick) args.push("--quick");
   const child = new Deno.Command(Deno.execPath(), {
     args,
