@@ -1,0 +1,261 @@
+/**
+ * CIFAR-10 in the official binary layout: file names, digests, parsing and verification.
+ *
+ * Each `.bin` file is a run of 3,073-byte records: one label byte (0–9), then a 32×32 red
+ * plane, a green plane and a blue plane, each row-major (CHW). Images stay uint8 here; the
+ * GPU loader turns them into f32 in [0, 1].
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+
+/** Bytes of one image (3 channels × 32 × 32). */
+export const IMAGE_BYTES = 3072;
+/** Bytes of one record: the label byte, then the image. */
+export const RECORD_BYTES = 3073;
+/** Number of classes. */
+export const NUM_CLASSES = 10;
+/** The folder the official archive extracts to. */
+export const BATCHES_DIR = "cifar-10-batches-bin";
+/** Training batch files, in order. */
+export const TRAIN_FILES = [
+  "data_batch_1.bin",
+  "data_batch_2.bin",
+  "data_batch_3.bin",
+  "data_batch_4.bin",
+  "data_batch_5.bin",
+] as const;
+/** The test batch file. */
+export const TEST_FILE = "test_batch.bin";
+/** The class-names file. */
+export const META_FILE = "batches.meta.txt";
+/** Every file a complete dataset folder holds. */
+export const DATASET_FILES = [...TRAIN_FILES, TEST_FILE, META_FILE] as const;
+/** The official class names, label 0 first. */
+export const CLASS_NAMES = [
+  "airplane",
+  "automobile",
+  "bird",
+  "cat",
+  "deer",
+  "dog",
+  "frog",
+  "horse",
+  "ship",
+  "truck",
+] as const;
+
+/** SHA-256 of the official `.bin` files (they equal the files in the official archive). */
+export const OFFICIAL_SHA256: Readonly<Record<string, string>> = {
+  "data_batch_1.bin": "cee916563c9f80d84e3cc88e17fdc0941787f1244f00a67874d45b261883ada5",
+  "data_batch_2.bin": "a591ca11fa1708a91ee40f54b3da4784ccd871ecf2137de63f51ada8b3fa57ed",
+  "data_batch_3.bin": "bbe8596564c0f86427f876058170b84dac6670ddf06d79402899d93ceea26f67",
+  "data_batch_4.bin": "014e562d6e23c72197cc727519169a60359f5eccd8945ad5a09d710285ff4e48",
+  "data_batch_5.bin": "755304fc0b379caeae8c14f0dac912fbc7d6cd469eb67a1029a08a39453a9add",
+  "test_batch.bin": "8e2eb146ae340b09e24670f29cabc6326dba54da8789dab6768acf480273f65b",
+};
+
+/** The official archive on the dataset's home page, with its published size and digests. */
+export const OFFICIAL_ARCHIVE = {
+  url: "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
+  bytes: 170_052_171,
+  md5: "c32a1d4ab5d03f1284b67883e8d87530",
+  sha256: "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd",
+} as const;
+
+/** Images and labels of one split, images CHW uint8, `count × 3072` bytes. */
+export interface ImageSet {
+  /** `count × 3072` bytes: image i starts at byte `i × 3072`, red plane first. */
+  images: Uint8Array;
+  /** One label (0–9) per image. */
+  labels: Uint8Array;
+  /** Number of images. */
+  count: number;
+}
+
+/** The whole dataset. */
+export interface Cifar10 {
+  /** 50,000 training images (data_batch_1 … 5, in order). */
+  train: ImageSet;
+  /** 10,000 test images. */
+  test: ImageSet;
+  /** Class names, label 0 first. */
+  classes: string[];
+}
+
+/**
+ * Parses one binary batch file into labels and CHW images.
+ * Throws naming `name` and the record when the size is not a whole number of records or a
+ * label is outside 0–9.
+ *
+ * @example
+ * ```ts
+ * import { parseBatch } from "./cifar10.ts";
+ * const bytes = new Uint8Array(3073); // one record: label 0, a black image
+ * const { count, labels } = parseBatch("one.bin", bytes); // count 1, labels [0]
+ * ```
+ */
+export function parseBatch(name: string, bytes: Uint8Array): ImageSet {
+  const count = recordCount(name, bytes);
+  const set = { images: new Uint8Array(count * IMAGE_BYTES), labels: new Uint8Array(count), count };
+  parseInto(name, bytes, set, 0);
+  return set;
+}
+
+/** Checks a batch file's size and returns its number of records. */
+function recordCount(name: string, bytes: Uint8Array): number {
+  if (!(bytes instanceof Uint8Array)) {
+    throw new TypeError(
+      `Cannot parse "${name}": expected a Uint8Array: current value is ${typeof bytes}`,
+    );
+  }
+  if (bytes.length === 0 || bytes.length % RECORD_BYTES !== 0) {
+    throw new RangeError(
+      `Cannot parse "${name}": its size of ${bytes.length} bytes is not a positive multiple of ${RECORD_BYTES} (one record)`,
+    );
+  }
+  return bytes.length / RECORD_BYTES;
+}
+
+/** Parses the records of `bytes` into `set` from image `first` on (no intermediate copy). */
+function parseInto(name: string, bytes: Uint8Array, set: ImageSet, first: number): void {
+  const count = recordCount(name, bytes);
+  for (let i = 0; i < count; i++) {
+    const at = i * RECORD_BYTES;
+    const label = bytes[at];
+    if (label >= NUM_CLASSES) {
+      throw new RangeError(`Cannot parse "${name}": record ${i} has label ${label} (expected 0-9)`);
+    }
+    set.labels[first + i] = label;
+    set.images.set(bytes.subarray(at + 1, at + RECORD_BYTES), (first + i) * IMAGE_BYTES);
+  }
+}
+
+/** Parses several batch files into one set, in order. */
+function parseFiles(files: readonly { name: string; bytes: Uint8Array }[]): ImageSet {
+  const count = files.reduce((n, f) => n + recordCount(f.name, f.bytes), 0);
+  const set = { images: new Uint8Array(count * IMAGE_BYTES), labels: new Uint8Array(count), count };
+  let first = 0;
+  for (const f of files) {
+    parseInto(f.name, f.bytes, set, first);
+    first += f.bytes.length / RECORD_BYTES;
+  }
+  return set;
+}
+
+/**
+ * Parses `batches.meta.txt`: one class name per line, label 0 first; empty lines (the file
+ * ends with one) are skipped. Throws unless exactly ten names remain.
+ */
+export function parseMeta(name: string, text: string): string[] {
+  const classes = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l.length > 0);
+  if (classes.length !== NUM_CLASSES) {
+    throw new RangeError(
+      `Cannot parse "${name}": expected ${NUM_CLASSES} class names: found ${classes.length}`,
+    );
+  }
+  return classes;
+}
+
+/**
+ * The folder holding the batch files: `dir` itself when it has `data_batch_1.bin`, else
+ * `dir/cifar-10-batches-bin`. Throws naming both when neither has it.
+ */
+export async function findBatchesDir(dir: string): Promise<string> {
+  for (const candidate of [dir, join(dir, BATCHES_DIR)]) {
+    try {
+      if ((await Deno.stat(join(candidate, TRAIN_FILES[0]))).isFile) return candidate;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+  }
+  throw new Deno.errors.NotFound(
+    `Cannot find CIFAR-10 in "${dir}": neither it nor "${join(dir, BATCHES_DIR)}" holds ${
+      TRAIN_FILES[0]
+    }; run \`deno task download\``,
+  );
+}
+
+/**
+ * Loads the whole dataset from `dir` (a data folder holding `cifar-10-batches-bin/`, or that
+ * folder itself). Files are parsed, not checksummed: {@link verifyDataset} does that.
+ *
+ * @example
+ * ```ts
+ * import { loadCifar10 } from "./cifar10.ts";
+ * const data = await loadCifar10("data");
+ * console.log(data.train.count, data.classes[data.train.labels[0]]); // 50000 "frog"
+ * ```
+ */
+export async function loadCifar10(dir: string): Promise<Cifar10> {
+  const root = await findBatchesDir(dir);
+  const read = async (name: string) => ({ name, bytes: await Deno.readFile(join(root, name)) });
+  const [trainFiles, testFile] = await Promise.all([
+    Promise.all(TRAIN_FILES.map(read)),
+    read(TEST_FILE),
+  ]);
+  const train = parseFiles(trainFiles);
+  const test = parseFiles([testFile]);
+  const classes = parseMeta(META_FILE, await Deno.readTextFile(join(root, META_FILE)));
+  return { train, test, classes };
+}
+
+/** Lower-case hex SHA-256 of `bytes` (WebCrypto). */
+export async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** The outcome of {@link verifyDataset}: an empty `problems` list means verified. */
+export interface Verification {
+  /** True when every file is present and correct. */
+  ok: boolean;
+  /** One line per problem, naming the file. */
+  problems: string[];
+}
+
+/**
+ * Checks a batches folder: each `.bin` file's SHA-256 against `expected` (default: the
+ * official digests), and `batches.meta.txt` against the ten official class names.
+ */
+export async function verifyDataset(
+  dir: string,
+  expected: Readonly<Record<string, string>> = OFFICIAL_SHA256,
+): Promise<Verification> {
+  const problems: string[] = [];
+  for (const file of [...TRAIN_FILES, TEST_FILE]) {
+    try {
+      const digest = await sha256Hex(await Deno.readFile(join(dir, file)));
+      if (digest !== expected[file]) {
+        problems.push(`${file}: SHA-256 is ${digest}, expected ${expected[file]}`);
+      }
+    } catch (error) {
+      problems.push(
+        `${file}: ${error instanceof Deno.errors.NotFound ? "missing" : String(error)}`,
+      );
+    }
+  }
+  try {
+    const classes = parseMeta(META_FILE, await Deno.readTextFile(join(dir, META_FILE)));
+    if (classes.join(",") !== CLASS_NAMES.join(",")) {
+      problems.push(
+        `${META_FILE}: class names are ${classes.join(", ")}, expected ${CLASS_NAMES.join(", ")}`,
+      );
+    }
+  } catch (error) {
+    problems.push(
+      `${META_FILE}: ${
+        error instanceof Deno.errors.NotFound ? "missing" : (error as Error).message
+      }`,
+    );
+  }
+  return { ok: problems.length === 0, problems };
+}
+
+/** Counts images per class (index = label). */
+export function classCounts(labels: Uint8Array): number[] {
+  const counts = new Array<number>(NUM_CLASSES).fill(0);
+  for (const l of labels) counts[l] += 1;
+  return counts;
+}

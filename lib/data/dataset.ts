@@ -1,0 +1,165 @@
+/**
+ * A GPU-resident image dataset: uint8 images packed four to a `u32` (147 MiB for CIFAR-10's
+ * training set instead of 586 MiB of f32), labels as `u32`, and CPU-side subsets.
+ *
+ * The images are split into shards only where the adapter's `maxStorageBufferBindingSize`
+ * (or `maxBufferSize`) is smaller than the whole set; the gather kernel binds up to four.
+ *
+ * @module
+ */
+
+import type { Gpu } from "../gpu/device.ts";
+import { Tensor } from "../tensor.ts";
+import { IMAGE_BYTES, type ImageSet } from "./cifar10.ts";
+import { mixSeed, Rng } from "./rng.ts";
+
+/** Most shards the gather kernel can bind (kernels/gather.wgsl). */
+export const MAX_SHARDS = 4;
+
+/** Options of {@link GpuDataset.upload}. */
+export interface GpuDatasetOptions {
+  /** Debug label. Default "dataset". */
+  label?: string;
+  /** Cap on one shard's bytes below the adapter's limits (tests use it to force sharding). */
+  maxShardBytes?: number;
+}
+
+/** Images and labels on the GPU. The dataset owns its tensors: call {@link GpuDataset.dispose}. */
+export class GpuDataset {
+  /** The GPU holding the data. */
+  readonly gpu: Gpu;
+  /** Number of images. */
+  readonly count: number;
+  /** Image shards, u8 `[n_i, 3072]`, CHW rows; shard k holds images `k·shardImages …`. */
+  readonly shards: readonly Tensor[];
+  /** Images per shard (the last may hold fewer). */
+  readonly shardImages: number;
+  /** Labels, u32 `[count]`. */
+  readonly labels: Tensor;
+
+  private constructor(
+    gpu: Gpu,
+    count: number,
+    shards: Tensor[],
+    shardImages: number,
+    labels: Tensor,
+  ) {
+    this.gpu = gpu;
+    this.count = count;
+    this.shards = shards;
+    this.shardImages = shardImages;
+    this.labels = labels;
+  }
+
+  /**
+   * Uploads `set` (e.g. `loadCifar10(dir).train`). Throws a RangeError when the set is empty or
+   * would need more than {@link MAX_SHARDS} shards.
+   *
+   * @example
+   * ```ts
+   * import { requestGpu } from "../gpu/device.ts";
+   * import { loadCifar10 } from "./cifar10.ts";
+   * import { GpuDataset } from "./dataset.ts";
+   * const gpu = await requestGpu();
+   * const train = GpuDataset.upload(gpu, (await loadCifar10("data")).train, { label: "train" });
+   * ```
+   */
+  static upload(gpu: Gpu, set: ImageSet, options: GpuDatasetOptions = {}): GpuDataset {
+    const label = options.label ?? "dataset";
+    const { count, images } = set;
+    if (
+      !Number.isInteger(count) || count <= 0 || images.length !== count * IMAGE_BYTES ||
+      set.labels.length !== count
+    ) {
+      throw new RangeError(
+        `Cannot upload dataset "${label}": need count > 0 with ${IMAGE_BYTES} image bytes and one label per image: current count is ${count}`,
+      );
+    }
+    const limit = Math.min(
+      gpu.limits.maxStorageBufferBindingSize,
+      gpu.limits.maxBufferSize,
+      options.maxShardBytes ?? Infinity,
+    );
+    const shardImages = Math.min(count, Math.floor(limit / IMAGE_BYTES));
+    const shardCount = shardImages > 0 ? Math.ceil(count / shardImages) : Infinity;
+    if (shardCount > MAX_SHARDS) {
+      throw new RangeError(
+        `Cannot upload dataset "${label}": ${count} images need more than ${MAX_SHARDS} shards of at most ${limit} bytes (the storage-binding limit)`,
+      );
+    }
+    const shards: Tensor[] = [];
+    for (let k = 0; k < shardCount; k++) {
+      const first = k * shardImages;
+      const n = Math.min(shardImages, count - first);
+      const bytes = images.subarray(first * IMAGE_BYTES, (first + n) * IMAGE_BYTES);
+      shards.push(Tensor.from(gpu, bytes, [n, IMAGE_BYTES], `${label} images ${k}`));
+    }
+    const labels = Tensor.from(gpu, Uint32Array.from(set.labels), [count], `${label} labels`);
+    return new GpuDataset(gpu, count, shards, shardImages, labels);
+  }
+
+  /** Frees the images and labels. */
+  dispose(): void {
+    for (const s of this.shards) s.dispose();
+    this.labels.dispose();
+  }
+
+  /** Same as {@link GpuDataset.dispose}, for `using`. */
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+/** Some images of a {@link GpuDataset}, by index (CPU-side; no GPU memory of its own). */
+export interface DatasetSubset {
+  /** The dataset the indices refer to. */
+  dataset: GpuDataset;
+  /** Indices into `dataset`, in order. */
+  indices: Uint32Array;
+}
+
+/** A whole dataset or a subset: what a loader reads. */
+export type LoaderData = GpuDataset | DatasetSubset;
+
+/** The dataset and index list behind a {@link LoaderData}. */
+export function resolveView(view: LoaderData): DatasetSubset {
+  if (view instanceof GpuDataset) {
+    const indices = new Uint32Array(view.count);
+    for (let i = 0; i < view.count; i++) indices[i] = i;
+    return { dataset: view, indices };
+  }
+  return view;
+}
+
+/**
+ * Splits a dataset at random into two subsets, as the seed's `split_dataset`: each image goes
+ * to the first with probability `share` (a uniform draw ≤ share), otherwise to the second;
+ * indices keep their order. Reproducible from `seed`.
+ *
+ * @example
+ * ```ts
+ * import { splitDataset } from "./dataset.ts";
+ * declare const train: import("./dataset.ts").GpuDataset;
+ * const [fit, holdout] = splitDataset(train, 0.9, 0);
+ * ```
+ */
+export function splitDataset(
+  view: LoaderData,
+  share: number,
+  seed: number,
+): [DatasetSubset, DatasetSubset] {
+  if (!(share >= 0 && share <= 1)) {
+    throw new RangeError(
+      `Cannot split dataset: share must be in [0, 1]: current value is ${share}`,
+    );
+  }
+  const { dataset, indices } = resolveView(view);
+  const rng = new Rng(mixSeed(seed, 0x5b11));
+  const first: number[] = [];
+  const second: number[] = [];
+  for (const i of indices) (rng.float() <= share ? first : second).push(i);
+  return [{ dataset, indices: Uint32Array.from(first) }, {
+    dataset,
+    indices: Uint32Array.from(second),
+  }];
+}

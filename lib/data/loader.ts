@@ -1,0 +1,399 @@
+/**
+ * Batching on the GPU: each step gathers its images by index from the uint8 dataset into an
+ * f32 batch (kernels/gather.wgsl), optionally normalised and augmented.
+ *
+ * Many steps are encoded into one submission, so nothing changes between steps through
+ * `queue.writeBuffer`: each batch index has its own slot in one uniform buffer, written once
+ * at construction, and its own bind group. The epoch's order (and augmentation draws) is
+ * uploaded once per epoch by {@link Loader.startEpoch}, into one of two buffers chosen by the
+ * epoch's parity, so the steps of epoch e may still be unsubmitted while epoch e + 1 is
+ * started and encoded. Epoch e's steps must be submitted before epoch e + 2 starts.
+ *
+ * Randomness (order, flips, crop offsets) is drawn on the CPU from (seed, epoch), so it is
+ * reproducible and the CPU twin in tests reproduces the GPU batch exactly.
+ *
+ * @module
+ */
+
+import type { Gpu } from "../gpu/device.ts";
+import type { GpuBuffer } from "../gpu/buffer.ts";
+import type { StepEncoder } from "../gpu/encoder.ts";
+import { grid1d, type Kernel } from "../gpu/kernels.ts";
+import { ParamsLayout } from "../gpu/params.ts";
+import { Tensor } from "../tensor.ts";
+import { IMAGE_BYTES } from "./cifar10.ts";
+import { type GpuDataset, type LoaderData, resolveView } from "./dataset.ts";
+import { mixSeed, Rng } from "./rng.ts";
+import gatherSource from "../../kernels/gather.wgsl" with { type: "text" };
+
+const KERNEL: Kernel = { name: "gather", source: gatherSource };
+const WG_X = 64;
+/** Invocations per image: each converts one vec4<u32> (16 bytes). */
+const VECS = IMAGE_BYTES / 16;
+/** Texels (vec4 of f32) per image row of a batch. */
+const WORDS = IMAGE_BYTES / 4;
+const PARAMS = new ParamsLayout("gather.Params", {
+  count: "u32",
+  start: "u32",
+  total: "u32",
+  shardImages: "u32",
+  mean_r: "f32",
+  mean_g: "f32",
+  mean_b: "f32",
+  std_r: "f32",
+  std_g: "f32",
+  std_b: "f32",
+});
+
+/** Per-channel normalisation `(x − mean) / std` after scaling to [0, 1]. */
+export interface Normalize {
+  /** Means of R, G, B. */
+  mean: readonly [number, number, number];
+  /** Standard deviations of R, G, B (> 0). */
+  std: readonly [number, number, number];
+}
+
+/** Random augmentation, applied per sample with draws from (seed, epoch). */
+export interface Augment {
+  /** Random horizontal flip with probability 1/2. */
+  flip?: boolean;
+  /** Random 32×32 crop of the image zero-padded by this many pixels per side (0–32). */
+  crop?: number;
+}
+
+/** Options of a {@link Loader}. */
+export interface LoaderOptions {
+  /** Images per batch. */
+  batchSize: number;
+  /** Reshuffle every epoch. Default false (as PyTorch's DataLoader). */
+  shuffle?: boolean;
+  /** Drop the last batch when it is smaller than batchSize. Default false. */
+  dropLast?: boolean;
+  /** Seed of the order and augmentation draws. Default 0. */
+  seed?: number;
+  /** Normalise per channel after scaling to [0, 1]. */
+  normalize?: Normalize;
+  /** Data augmentation. */
+  augment?: Augment;
+}
+
+/** One gathered batch: `x` f32 `[size, 3072]` (CHW rows), `y` u32 `[size]`. */
+export interface Batch {
+  /** Images, f32 `[size, 3072]`, CHW per row, in [0, 1] or normalised. */
+  x: Tensor;
+  /** Labels, u32 `[size]`. */
+  y: Tensor;
+  /** Images in this batch (the last batch may be smaller). */
+  size: number;
+}
+
+/**
+ * Gathers batches of a {@link GpuDataset} (or subset) on the GPU.
+ *
+ * @example One epoch
+ * ```ts
+ * import { Loader } from "./loader.ts";
+ * import type { StepEncoder } from "../gpu/encoder.ts";
+ * declare const gpu: import("../gpu/device.ts").Gpu;
+ * declare const train: import("./dataset.ts").GpuDataset;
+ * const loader = new Loader(gpu, train, { batchSize: 1024, shuffle: true, seed: 0 });
+ * loader.startEpoch(0);
+ * const enc = new StepEncoder(gpu);
+ * for (let i = 0; i < loader.batchesPerEpoch; i++) {
+ *   const { x, y } = loader.encodeBatch(enc, i);
+ *   // ... encode the step that reads x and y ...
+ * }
+ * enc.submit();
+ * ```
+ */
+export class Loader {
+  /** Samples per epoch. */
+  readonly length: number;
+  /** Batches per epoch. */
+  readonly batchesPerEpoch: number;
+  /** The options in force, defaults filled in. */
+  readonly options: Readonly<
+    Required<Omit<LoaderOptions, "normalize">> & {
+      normalize?: Normalize;
+      augment: Required<Augment>;
+    }
+  >;
+  readonly #gpu: Gpu;
+  readonly #dataset: GpuDataset;
+  readonly #indices: Uint32Array;
+  readonly #orders: GpuBuffer[];
+  readonly #params: GpuBuffer;
+  readonly #batches: Batch[];
+  readonly #bindGroups: GPUBindGroup[][];
+  readonly #pipeline: GPUComputePipeline;
+  readonly #constants: Record<string, number>;
+  readonly #slot: number;
+  readonly #textureGroups = new Map<GPUTexture, GPUBindGroup[][]>();
+  #epoch: number | null = null;
+
+  /** Builds the loader: allocates its order, uniform and batch buffers and its bind groups. */
+  constructor(gpu: Gpu, data: LoaderData, options: LoaderOptions) {
+    const { dataset, indices } = resolveView(data);
+    const { batchSize } = options;
+    const crop = options.augment?.crop ?? 0;
+    if (!Number.isInteger(batchSize) || batchSize <= 0) {
+      throw new RangeError(
+        `Cannot create Loader: batchSize must be a positive integer: current value is ${batchSize}`,
+      );
+    }
+    if (!Number.isInteger(crop) || crop < 0 || crop > 32) {
+      throw new RangeError(
+        `Cannot create Loader: augment.crop must be an integer in 0..32: current value is ${crop}`,
+      );
+    }
+    if (options.normalize && !options.normalize.std.every((s) => s > 0)) {
+      throw new RangeError(
+        `Cannot create Loader: normalize.std must be > 0: current value is [${
+          options.normalize.std.join(", ")
+        }]`,
+      );
+    }
+    const seed = options.seed ?? 0;
+    mixSeed(seed); // validates
+    this.options = {
+      batchSize,
+      shuffle: options.shuffle ?? false,
+      dropLast: options.dropLast ?? false,
+      seed,
+      normalize: options.normalize,
+      augment: { flip: options.augment?.flip ?? false, crop },
+    };
+    this.#gpu = gpu;
+    this.#dataset = dataset;
+    this.#indices = indices;
+    this.length = indices.length;
+    const full = Math.floor(this.length / batchSize);
+    const rest = this.length % batchSize;
+    this.batchesPerEpoch = full + (rest > 0 && !this.options.dropLast ? 1 : 0);
+    if (this.batchesPerEpoch === 0) {
+      throw new RangeError(
+        `Cannot create Loader: ${this.length} samples make no batch of ${batchSize} with dropLast`,
+      );
+    }
+
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
+    this.#orders = [0, 1].map((k) => gpu.createBuffer(8 * this.length, usage, `loader order ${k}`));
+    // One uniform slot per batch index, at the adapter's offset alignment.
+    const slot = Math.max(PARAMS.byteSize, gpu.limits.minUniformBufferOffsetAlignment);
+    this.#slot = slot;
+    this.#params = gpu.createBuffer(
+      slot * this.batchesPerEpoch,
+      GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      "loader params",
+    );
+    const packed = new Uint8Array(slot * this.batchesPerEpoch);
+    const n = this.options.normalize;
+    for (let i = 0; i < this.batchesPerEpoch; i++) {
+      const values = {
+        count: this.#batchSize(i),
+        start: i * batchSize,
+        total: this.length,
+        shardImages: dataset.shardImages,
+        mean_r: n?.mean[0] ?? 0,
+        mean_g: n?.mean[1] ?? 0,
+        mean_b: n?.mean[2] ?? 0,
+        std_r: n?.std[0] ?? 1,
+        std_g: n?.std[1] ?? 1,
+        std_b: n?.std[2] ?? 1,
+      };
+      packed.set(new Uint8Array(PARAMS.pack(values)), i * slot);
+    }
+    this.#params.write(packed);
+
+    // Output tensors: one pair for full batches, one for a smaller last batch.
+    const make = (size: number): Batch => ({
+      x: Tensor.empty(gpu, [size, IMAGE_BYTES], "f32", `batch x ${size}`),
+      y: Tensor.empty(gpu, [size], "u32", `batch y ${size}`),
+      size,
+    });
+    const fullPair = full > 0 ? make(batchSize) : null;
+    const lastSize = this.#batchSize(this.batchesPerEpoch - 1);
+    const lastPair = lastSize === batchSize ? fullPair! : make(lastSize);
+    this.#batches = Array.from(
+      { length: this.batchesPerEpoch },
+      (_, i) => (this.#batchSize(i) === batchSize ? fullPair! : lastPair),
+    );
+
+    this.#constants = {
+      WG_X,
+      NORMALIZE: Number(n !== undefined),
+      FLIP: Number(this.options.augment.flip),
+      CROP: crop,
+      SHARDS: dataset.shards.length,
+    };
+    this.#pipeline = gpu.pipelines.get(KERNEL, "main", this.#constants);
+    const layout = this.#pipeline.getBindGroupLayout(0);
+    this.#bindGroups = this.#orders.map((order) =>
+      this.#batches.map((batch, i) =>
+        gpu.device.createBindGroup({
+          label: `gather batch ${i}`,
+          layout,
+          entries: this.#entries(order, i, { binding: 6, resource: batch.x.binding() }),
+        })
+      )
+    );
+  }
+
+  /** Bind group entries of batch `index` with `output` (x buffer or texture). */
+  #entries(order: GpuBuffer, index: number, output: GPUBindGroupEntry): GPUBindGroupEntry[] {
+    const { shards, labels } = this.#dataset;
+    return [
+      { binding: 0, resource: { buffer: order.buffer } },
+      ...[0, 1, 2, 3].map((k) => ({
+        binding: 1 + k,
+        resource: (shards[k] ?? shards[0]).binding(),
+      })),
+      { binding: 5, resource: labels.binding() },
+      output,
+      { binding: 8, resource: this.#batches[index].y.binding() },
+      {
+        binding: 9,
+        resource: {
+          buffer: this.#params.buffer,
+          offset: index * this.#slot,
+          size: PARAMS.byteSize,
+        },
+      },
+    ];
+  }
+
+  #batchSize(index: number): number {
+    const { batchSize } = this.options;
+    return Math.min(batchSize, this.length - index * batchSize);
+  }
+
+  /** Dataset indices in the order epoch `epoch` visits them (deterministic from seed and epoch). */
+  order(epoch: number): Uint32Array {
+    if (!this.options.shuffle) return this.#indices.slice();
+    const perm = new Rng(mixSeed(this.options.seed, epoch, 1)).permutation(this.length);
+    return perm.map((p) => this.#indices[p]);
+  }
+
+  /**
+   * Augmentation words of epoch `epoch`, one per position: bit 0 flip, bits 8–15 the crop's
+   * x offset, bits 16–23 its y offset (0..2·crop; crop offset `crop` means no shift).
+   */
+  augmentation(epoch: number): Uint32Array {
+    const { flip, crop } = this.options.augment;
+    const words = new Uint32Array(this.length);
+    if (!flip && crop === 0) return words;
+    const rng = new Rng(mixSeed(this.options.seed, epoch, 2));
+    for (let i = 0; i < this.length; i++) {
+      const f = flip ? rng.below(2) : 0;
+      const dx = crop > 0 ? rng.below(2 * crop + 1) : 0;
+      const dy = crop > 0 ? rng.below(2 * crop + 1) : 0;
+      words[i] = f | (dx << 8) | (dy << 16);
+    }
+    return words;
+  }
+
+  /** Uploads epoch `epoch`'s order and augmentation (one write) and makes it current. */
+  startEpoch(epoch: number): void {
+    if (!Number.isInteger(epoch) || epoch < 0) {
+      throw new RangeError(
+        `Cannot start epoch: epoch must be a non-negative integer: current value is ${epoch}`,
+      );
+    }
+    const data = new Uint32Array(2 * this.length);
+    data.set(this.order(epoch), 0);
+    data.set(this.augmentation(epoch), this.length);
+    this.#orders[epoch % 2].write(data);
+    this.#epoch = epoch;
+  }
+
+  /** The epoch last started, or null. */
+  get epoch(): number | null {
+    return this.#epoch;
+  }
+
+  /**
+   * Encodes the gather of batch `index` of the current epoch. The returned tensors are owned by
+   * the loader and reused by every batch of the same size: read them before the next gather.
+   */
+  encodeBatch(enc: StepEncoder, index: number): Batch {
+    const batch = this.#check(index);
+    const grid = grid1d(Math.ceil((batch.size * VECS) / WG_X));
+    enc.dispatch(
+      `gather ${batch.size}`,
+      this.#pipeline,
+      this.#bindGroups[this.#epoch! % 2][index],
+      grid,
+    );
+    return batch;
+  }
+
+  /** The batch of `index`, after checking that an epoch was started and the index is valid. */
+  #check(index: number): Batch {
+    if (this.#epoch === null) {
+      throw new Error("Cannot encode a batch: call startEpoch(epoch) first");
+    }
+    if (!Number.isInteger(index) || index < 0 || index >= this.batchesPerEpoch) {
+      throw new RangeError(
+        `Cannot encode batch: index must be in 0..${
+          this.batchesPerEpoch - 1
+        }: current value is ${index}`,
+      );
+    }
+    return this.#batches[index];
+  }
+
+  /**
+   * Encodes the gather of batch `index` straight into `texture` (rgba32float, storage binding,
+   * at least 768 × size texels): texel (q, b) holds values 4q … 4q + 3 of row b, the operand
+   * layout of the texture matmul, so the batch needs no f32 buffer of its own. `x` of the
+   * returned batch is not written. The bind groups for a texture are made on its first use.
+   */
+  encodeBatchToTexture(enc: StepEncoder, index: number, texture: GPUTexture): Batch {
+    const batch = this.#check(index);
+    if (texture.format !== "rgba32float" || texture.width < WORDS || texture.height < batch.size) {
+      throw new RangeError(
+        `Cannot gather into texture: need rgba32float of at least ${WORDS}×${batch.size}: current is ${texture.format} ${texture.width}×${texture.height}`,
+      );
+    }
+    const pipeline = this.#gpu.pipelines.get(KERNEL, "to_texture", this.#constants);
+    let groups = this.#textureGroups.get(texture);
+    if (!groups) {
+      const layout = pipeline.getBindGroupLayout(0);
+      const view = texture.createView();
+      groups = this.#orders.map((order) =>
+        this.#batches.map((_, i) =>
+          this.#gpu.device.createBindGroup({
+            label: `gather batch ${i} to texture`,
+            layout,
+            entries: this.#entries(order, i, { binding: 7, resource: view }),
+          })
+        )
+      );
+      this.#textureGroups.set(texture, groups);
+    }
+    const grid = grid1d(Math.ceil((batch.size * VECS) / WG_X));
+    enc.dispatch(
+      `gather ${batch.size} to texture`,
+      pipeline,
+      groups[this.#epoch! % 2][index],
+      grid,
+    );
+    return batch;
+  }
+
+  /** Frees the loader's buffers and batch tensors (not the dataset). */
+  dispose(): void {
+    this.#textureGroups.clear();
+    for (const b of this.#orders) b.dispose();
+    this.#params.dispose();
+    for (const b of new Set(this.#batches)) {
+      b.x.dispose();
+      b.y.dispose();
+    }
+  }
+
+  /** Same as {@link Loader.dispose}, for `using`. */
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
