@@ -1,28 +1,54 @@
 /**
  * wgnn: train neural networks on WebGPU from Deno, with PyTorch's numerics.
  *
- * @example Multiply two matrices on the GPU
+ * Layers with explicit forward/backward pairs, a fused cross-entropy loss, PyTorch's
+ * optimizers, a CIFAR-10 pipeline that lives on the GPU, a training loop that never waits on
+ * the GPU inside an epoch, and SVG loss plots. Every kernel is a WGSL compute shader.
+ *
+ * @example The lecture's BatchNorm model, one training step
  * ```ts ignore
- * import { matmul, requestGpu, Tensor } from "./mod.ts";
- * const gpu = await requestGpu();
- * const a = Tensor.from(gpu, [1, 2, 3, 4], [2, 2]);
- * const b = Tensor.from(gpu, [1, 0, 0, 1], [2, 2]);
- * console.log(await matmul(a, b).toFloat32());
+ * import * as nn from "./mod.ts";
+ * const gpu = await nn.requestGpu();
+ * nn.manualSeed(0);
+ * const model = new nn.Sequential(
+ *   new nn.Flatten(),
+ *   new nn.Linear(3072, 128), new nn.LeakyReLU(), new nn.BatchNorm1d(128),
+ *   new nn.Linear(128, 128), new nn.LeakyReLU(), new nn.BatchNorm1d(128),
+ *   new nn.Linear(128, 10),
+ * ).to(gpu);
+ * const optimizer = new nn.Adam(model.parameters(), { lr: 1e-3 });
+ * const loss = new nn.CrossEntropyLoss();
+ * const x = nn.Tensor.from(gpu, new Float32Array(64 * 3072), [64, 3072]);
+ * const y = nn.Tensor.from(gpu, new Uint32Array(64), [64]);
+ * const enc = new nn.StepEncoder(gpu);
+ * optimizer.zeroGrad(enc);
+ * loss.forward(enc, model.forward(enc, x), y);
+ * model.backward(enc, loss.backward());
+ * optimizer.step(enc);
+ * enc.submit();
+ * console.log((await loss.stats.read()).lastLoss);
  * ```
  *
  * @module
  */
 
-export { Gpu, requestGpu } from "./lib/gpu/device.ts";
+// GPU runtime
+export { Gpu, GpuTexture, requestGpu } from "./lib/gpu/device.ts";
 export type { AdapterDescription, RequestGpuOptions } from "./lib/gpu/device.ts";
+export { BufferPool, GpuBuffer } from "./lib/gpu/buffer.ts";
+export type { MemoryStats } from "./lib/gpu/buffer.ts";
 export { StepEncoder } from "./lib/gpu/encoder.ts";
+export { PipelineCache } from "./lib/gpu/kernels.ts";
+export type { Constants, Kernel } from "./lib/gpu/kernels.ts";
 export { Tensor } from "./lib/tensor.ts";
 export type { DType } from "./lib/tensor.ts";
 export { Matmul, matmul, matmulVariant } from "./lib/ops/matmul.ts";
 export type { MatmulOptions, MatmulVariant } from "./lib/ops/matmul.ts";
+
+// Layers, loss, parameters
 export { manualSeed } from "./lib/nn/random.ts";
 export { Module } from "./lib/nn/module.ts";
-export type { HostTensor } from "./lib/nn/module.ts";
+export type { AttachContext, HostTensor } from "./lib/nn/module.ts";
 export { Flatten, LeakyReLU, Linear, ReLU } from "./lib/nn/layers.ts";
 export type { LinearOptions } from "./lib/nn/layers.ts";
 export { BatchNorm1d } from "./lib/nn/batchnorm.ts";
@@ -33,4 +59,38 @@ export type { StateDict } from "./lib/nn/sequential.ts";
 export { CrossEntropyLoss, LossStats } from "./lib/nn/loss.ts";
 export type { CrossEntropyOptions, LossSummary } from "./lib/nn/loss.ts";
 export { ParameterArena } from "./lib/nn/parameter.ts";
-export type { Parameter } from "./lib/nn/parameter.ts";
+export type { Parameter, ParameterSpec } from "./lib/nn/parameter.ts";
+
+// Optimizers
+export { Optimizer } from "./lib/optim/optimizer.ts";
+export type { Hyperparameters, ParameterGroup, RuleSpec, TensorPair } from "./lib/optim/optimizer.ts";
+export { SGD } from "./lib/optim/sgd.ts";
+export type { SGDOptions } from "./lib/optim/sgd.ts";
+export { Adam, AdamW } from "./lib/optim/adam.ts";
+export type { AdamOptions } from "./lib/optim/adam.ts";
+export { RMSprop } from "./lib/optim/rmsprop.ts";
+export type { RMSpropOptions } from "./lib/optim/rmsprop.ts";
+
+// Safetensors
+export { decodeSafetensors, encodeSafetensors, readSafetensorsFile, writeSafetensorsFile } from "./lib/nn/safetensors.ts";
+export type { Safetensors, SafetensorsDType } from "./lib/nn/safetensors.ts";
+
+// CIFAR-10 on the GPU
+export { CLASS_NAMES, loadCifar10, parseBatch } from "./lib/data/cifar10.ts";
+export type { Cifar10, ImageSet } from "./lib/data/cifar10.ts";
+export { downloadCifar10 } from "./lib/data/download.ts";
+export type { DownloadOptions, DownloadResult } from "./lib/data/download.ts";
+export { GpuDataset, splitDataset } from "./lib/data/dataset.ts";
+export type { DatasetSubset } from "./lib/data/dataset.ts";
+export { Loader } from "./lib/data/loader.ts";
+export type { Augment, Batch, LoaderOptions, Normalize } from "./lib/data/loader.ts";
+
+// Training and the lecture's experiment
+export { fit, NonFiniteLossError } from "./lib/train/fit.ts";
+export type { FitOptions } from "./lib/train/fit.ts";
+export type { EpochRecord, History } from "./lib/train/history.ts";
+export { runExperiment, seedModel, VARIANTS } from "./lib/train/experiment.ts";
+export type { ExperimentOptions, Variant } from "./lib/train/experiment.ts";
+
+// Plots
+export { buildReport, renderFigures } from "./lib/plot/report.ts";
