@@ -63,7 +63,12 @@ export type { Parameter, ParameterSpec } from "./lib/nn/parameter.ts";
 
 // Optimizers
 export { Optimizer } from "./lib/optim/optimizer.ts";
-export type { Hyperparameters, ParameterGroup, RuleSpec, TensorPair } from "./lib/optim/optimizer.ts";
+export type {
+  Hyperparameters,
+  ParameterGroup,
+  RuleSpec,
+  TensorPair,
+} from "./lib/optim/optimizer.ts";
 export { SGD } from "./lib/optim/sgd.ts";
 export type { SGDOptions } from "./lib/optim/sgd.ts";
 export { Adam, AdamW } from "./lib/optim/adam.ts";
@@ -72,7 +77,12 @@ export { RMSprop } from "./lib/optim/rmsprop.ts";
 export type { RMSpropOptions } from "./lib/optim/rmsprop.ts";
 
 // Safetensors
-export { decodeSafetensors, encodeSafetensors, readSafetensorsFile, writeSafetensorsFile } from "./lib/nn/safetensors.ts";
+export {
+  decodeSafetensors,
+  encodeSafetensors,
+  readSafetensorsFile,
+  writeSafetensorsFile,
+} from "./lib/nn/safetensors.ts";
 export type { Safetensors, SafetensorsDType } from "./lib/nn/safetensors.ts";
 
 // CIFAR-10 on the GPU

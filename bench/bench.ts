@@ -15,7 +15,8 @@ import { benchTfjs } from "./peers/tfjs.ts";
 import { benchTorch } from "./peers/torch.ts";
 import type { BenchReport, BenchResult } from "./util.ts";
 
-const HELP = `Usage: deno task bench [--out FILE] [--only LIST] [--quick] [--rounds N] [--adapters current|all]
+const HELP =
+  `Usage: deno task bench [--out FILE] [--only LIST] [--quick] [--rounds N] [--adapters current|all]
 
 Measures, on the current WebGPU adapter: the matmul engine on the seed's shapes (GFLOP/s) against
 an in-process yardstick kernel; training and evaluation of the seed's three models (samples/s,
@@ -32,7 +33,10 @@ Figures are medians of rounds after warm-up.
 
 /** Child-process configurations for `--adapters all` on Mesa's software adapters. */
 const OTHER_ADAPTERS: { label: string; env: Record<string, string> }[] = [
-  { label: "vulkan, LP_NATIVE_VECTOR_WIDTH=512", env: { LP_NATIVE_VECTOR_WIDTH: "512", DENO_WEBGPU_BACKEND: "vulkan" } },
+  {
+    label: "vulkan, LP_NATIVE_VECTOR_WIDTH=512",
+    env: { LP_NATIVE_VECTOR_WIDTH: "512", DENO_WEBGPU_BACKEND: "vulkan" },
+  },
   { label: "gl", env: { DENO_WEBGPU_BACKEND: "gl" } },
 ];
 
@@ -64,13 +68,17 @@ async function main(): Promise<void> {
     return;
   }
   const rounds = Number(args.rounds);
-  if (!Number.isInteger(rounds) || rounds < 1) fail(`--rounds must be a positive integer: current value is ${args.rounds}`);
+  if (!Number.isInteger(rounds) || rounds < 1) {
+    fail(`--rounds must be a positive integer: current value is ${args.rounds}`);
+  }
   if (args.adapters !== "current" && args.adapters !== "all") {
     fail(`--adapters must be "current" or "all": current value is ${args.adapters}`);
   }
 
   const gpu = await requestGpu();
-  console.log(`adapter: ${gpu.adapter.description}${gpu.adapter.fallback ? " (software/fallback)" : ""}`);
+  console.log(
+    `adapter: ${gpu.adapter.description}${gpu.adapter.fallback ? " (software/fallback)" : ""}`,
+  );
   const only = new Set(args.only.split(",").map((s) => s.trim()));
   for (const s of only) {
     if (!["matmul", "train", "tfjs", "torch"].includes(s)) fail(`--only: unknown section "${s}"`);
@@ -78,7 +86,9 @@ async function main(): Promise<void> {
   const results: BenchResult[] = [];
   if (only.has("matmul")) results.push(...await benchMatmul(gpu, { rounds, quick: args.quick }));
   if (only.has("train")) {
-    results.push(...await benchTraining(gpu, { rounds, steps: args.quick ? 4 : 10, epoch: !args.quick }));
+    results.push(
+      ...await benchTraining(gpu, { rounds, steps: args.quick ? 4 : 10, epoch: !args.quick }),
+    );
   }
   if (only.has("torch")) results.push(...await torchResults(args.quick));
   if (only.has("tfjs")) results.push(...await tfjsResults(args.quick));
@@ -106,13 +116,22 @@ const VARIANT_NAMES = ["plain", "bn", "dropout"] as const;
 
 /** PyTorch on the CPU, same models, when /usr/bin/python3 has torch. */
 async function torchResults(quick: boolean): Promise<BenchResult[]> {
-  const report = await benchTorch({ steps: quick ? 3 : 10, warmupSteps: 2, rounds: quick ? 1 : 3, onSkip: (why) => console.log(`torch: skipped (${why})`) });
+  const report = await benchTorch({
+    steps: quick ? 3 : 10,
+    warmupSteps: 2,
+    rounds: quick ? 1 : 3,
+    onSkip: (why) => console.log(`torch: skipped (${why})`),
+  });
   if (!report) return [];
   if (report.warning) console.log(`torch: ${report.warning}`);
   return VARIANT_NAMES.flatMap((v) => {
     const r = report.results[v];
     return r
-      ? [{ name: `torch/train/${v}`, unit: "samples/s", value: r.train }, { name: `torch/eval/${v}`, unit: "samples/s", value: r.eval }]
+      ? [{ name: `torch/train/${v}`, unit: "samples/s", value: r.train }, {
+        name: `torch/eval/${v}`,
+        unit: "samples/s",
+        value: r.eval,
+      }]
       : [];
   });
 }
@@ -122,8 +141,18 @@ async function tfjsResults(quick: boolean): Promise<BenchResult[]> {
   const out: BenchResult[] = [];
   for (const v of quick ? ["plain" as const] : VARIANT_NAMES) {
     try {
-      const r = await benchTfjs({ variant: v, batchSize: 1024, warmupSteps: 2, steps: quick ? 2 : 5, rounds: quick ? 1 : 3 });
-      out.push({ name: `tfjs/train/${v}`, unit: "samples/s", value: r.train }, { name: `tfjs/eval/${v}`, unit: "samples/s", value: r.eval });
+      const r = await benchTfjs({
+        variant: v,
+        batchSize: 1024,
+        warmupSteps: 2,
+        steps: quick ? 2 : 5,
+        rounds: quick ? 1 : 3,
+      });
+      out.push({ name: `tfjs/train/${v}`, unit: "samples/s", value: r.train }, {
+        name: `tfjs/eval/${v}`,
+        unit: "samples/s",
+        value: r.eval,
+      });
     } catch (e) {
       console.log(`tfjs: ${v} failed: ${(e as Error).message}`);
     }
@@ -138,7 +167,9 @@ function printTable(results: BenchResult[]): void {
   for (const r of results) {
     const notes: string[] = [];
     if (r.variant) notes.push(String(r.variant));
-    if (yard && r.unit === "GFLOP/s" && !r.name.endsWith("/yardstick")) notes.push(`${(r.value / yard).toFixed(1)}x yardstick`);
+    if (yard && r.unit === "GFLOP/s" && !r.name.endsWith("/yardstick")) {
+      notes.push(`${(r.value / yard).toFixed(1)}x yardstick`);
+    }
     const own = /^(train|eval)\//.test(r.name) ? r.value : undefined;
     if (own !== undefined) {
       const tf = value(`tfjs/${r.name}`);
@@ -146,19 +177,46 @@ function printTable(results: BenchResult[]): void {
       if (tf) notes.push(`${(own / tf).toFixed(1)}x TF.js`);
       if (pt) notes.push(`${(own / pt).toFixed(2)}x PyTorch CPU`);
     }
-    if (typeof r.dispatchesPerStep === "number") notes.push(`${r.dispatchesPerStep.toFixed(0)} dispatches/step`);
-    if (typeof r.peakBytes === "number") notes.push(`peak ${(r.peakBytes / 2 ** 20).toFixed(0)} MiB`);
+    if (typeof r.dispatchesPerStep === "number") {
+      notes.push(`${r.dispatchesPerStep.toFixed(0)} dispatches/step`);
+    }
+    if (typeof r.peakBytes === "number") {
+      notes.push(`peak ${(r.peakBytes / 2 ** 20).toFixed(0)} MiB`);
+    }
     if (r.liveMemoryFlat === false) notes.push("LIVE MEMORY GREW");
-    const shown = r.unit === "s" ? r.value.toFixed(2) : r.value >= 1000 ? Math.round(r.value).toLocaleString("en-US") : r.value.toFixed(1);
-    console.log(`${r.name.padEnd(36)} ${shown.padStart(10)}  ${r.unit.padEnd(10)} ${notes.join(", ")}`);
+    const shown = r.unit === "s"
+      ? r.value.toFixed(2)
+      : r.value >= 1000
+      ? Math.round(r.value).toLocaleString("en-US")
+      : r.value.toFixed(1);
+    console.log(
+      `${r.name.padEnd(36)} ${shown.padStart(10)}  ${r.unit.padEnd(10)} ${notes.join(", ")}`,
+    );
   }
 }
 
-async function runChild(env: Record<string, string>, rounds: number, quick: boolean): Promise<BenchReport | null> {
+async function runChild(
+  env: Record<string, string>,
+  rounds: number,
+  quick: boolean,
+): Promise<BenchReport | null> {
   const out = await Deno.makeTempFile({ suffix: ".json" });
   // Mesa's shader cache ignores the vector width: give each configuration its own folder.
   const cache = await Deno.makeTempDir({ prefix: "wgnn-mesa-cache-" });
-  const args = ["run", "--allow-env", "--allow-read=.,..", `--allow-write=${out}`, "--allow-run", "bench/bench.ts", "--out", out, "--rounds", String(rounds), "--only", "matmul,train"];
+  const args = [
+    "run",
+    "--allow-env",
+    "--allow-read=.,..",
+    `--allow-write=${out}`,
+    "--allow-run",
+    "bench/bench.ts",
+    "--out",
+    out,
+    "--rounds",
+    String(rounds),
+    "--only",
+    "matmul,train",
+  ];
   if (quick) args.push("--quick");
   const child = new Deno.Command(Deno.execPath(), {
     args,

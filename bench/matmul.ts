@@ -29,14 +29,37 @@ export function seedCases(): Case[] {
   const cases: Case[] = [];
   for (const [inF, outF] of layers) {
     cases.push({ name: `matmul/1024x${inF}x${outF}`, M: 1024, K: inF, N: outF, options: {} });
-    cases.push({ name: `matmul/1024x${outF}x${inF}/nt`, M: 1024, K: outF, N: inF, options: { transB: true } });
-    cases.push({ name: `matmul/${inF}x1024x${outF}/tn`, M: inF, K: 1024, N: outF, options: { transA: true } });
+    cases.push({
+      name: `matmul/1024x${outF}x${inF}/nt`,
+      M: 1024,
+      K: outF,
+      N: inF,
+      options: { transB: true },
+    });
+    cases.push({
+      name: `matmul/${inF}x1024x${outF}/tn`,
+      M: inF,
+      K: 1024,
+      N: outF,
+      options: { transA: true },
+    });
   }
-  cases.push({ name: "matmul/1024x3072x128/nt", M: 1024, K: 3072, N: 128, options: { transB: true } });
+  cases.push({
+    name: "matmul/1024x3072x128/nt",
+    M: 1024,
+    K: 3072,
+    N: 128,
+    options: { transB: true },
+  });
   return cases;
 }
 
-async function timeEncoded(gpu: Gpu, reps: number, rounds: number, encode: (enc: StepEncoder) => void): Promise<number> {
+async function timeEncoded(
+  gpu: Gpu,
+  reps: number,
+  rounds: number,
+  encode: (enc: StepEncoder) => void,
+): Promise<number> {
   const times: number[] = [];
   for (let r = 0; r < rounds + 1; r++) {
     const start = performance.now();
@@ -51,18 +74,34 @@ async function timeEncoded(gpu: Gpu, reps: number, rounds: number, encode: (enc:
 }
 
 /** Runs every seed shape (and the yardstick); returns GFLOP/s results. */
-export async function benchMatmul(gpu: Gpu, { rounds = 5, quick = false } = {}): Promise<BenchResult[]> {
+export async function benchMatmul(
+  gpu: Gpu,
+  { rounds = 5, quick = false } = {},
+): Promise<BenchResult[]> {
   const results: BenchResult[] = [];
   const cases = quick ? seedCases().slice(0, 2) : seedCases();
   for (const c of cases) {
     const { M, K, N } = c;
-    const A = Tensor.from(gpu, new Float32Array(M * K).fill(0.5), c.options.transA ? [K, M] : [M, K]);
-    const B = Tensor.from(gpu, new Float32Array(K * N).fill(0.25), c.options.transB ? [N, K] : [K, N]);
+    const A = Tensor.from(
+      gpu,
+      new Float32Array(M * K).fill(0.5),
+      c.options.transA ? [K, M] : [M, K],
+    );
+    const B = Tensor.from(
+      gpu,
+      new Float32Array(K * N).fill(0.25),
+      c.options.transB ? [N, K] : [K, N],
+    );
     const C = Tensor.empty(gpu, [M, N]);
     const plan = new Matmul(gpu, M, N, K, c.options);
     const reps = Math.max(2, Math.min(20, Math.round(2e9 / plan.flops)));
     const ms = await timeEncoded(gpu, reps, rounds, (enc) => plan.encode(enc, A, B, C));
-    results.push({ name: c.name, unit: "GFLOP/s", value: plan.flops / ms / 1e6, variant: plan.variant });
+    results.push({
+      name: c.name,
+      unit: "GFLOP/s",
+      value: plan.flops / ms / 1e6,
+      variant: plan.variant,
+    });
     for (const x of [plan, A, B, C]) x.dispose();
   }
   results.push(await benchYardstick(gpu, rounds));
@@ -84,7 +123,16 @@ async function benchYardstick(gpu: Gpu, rounds: number): Promise<BenchResult> {
       .concat([{ binding: 3, resource: { buffer: params.buffer } }]),
   });
   const grid: [number, number, number] = [Math.ceil(N / 32), Math.ceil(M / 32), 1];
-  const ms = await timeEncoded(gpu, 2, Math.min(rounds, 3), (enc) => enc.dispatch("yardstick", pipeline, bindGroup, grid));
+  const ms = await timeEncoded(
+    gpu,
+    2,
+    Math.min(rounds, 3),
+    (enc) => enc.dispatch("yardstick", pipeline, bindGroup, grid),
+  );
   for (const x of [A, B, C, params]) x.dispose();
-  return { name: `matmul/${M}x${K}x${N}/yardstick`, unit: "GFLOP/s", value: (2 * M * N * K) / ms / 1e6 };
+  return {
+    name: `matmul/${M}x${K}x${N}/yardstick`,
+    unit: "GFLOP/s",
+    value: (2 * M * N * K) / ms / 1e6,
+  };
 }

@@ -53,7 +53,14 @@ export async function benchTraining(gpu: Gpu, o: TrainBenchOptions = {}): Promis
   return results;
 }
 
-async function benchVariant(gpu: Gpu, data: GpuDataset, variant: Variant, B: number, steps: number, rounds: number) {
+async function benchVariant(
+  gpu: Gpu,
+  data: GpuDataset,
+  variant: Variant,
+  B: number,
+  steps: number,
+  rounds: number,
+) {
   manualSeed(0);
   const model = seedModel(variant).to(gpu);
   const optimizer = new Adam(model.parameters());

@@ -31,12 +31,20 @@ export function byteSize(dtype: DType, numel: number): number {
 /** Checks a shape and returns its element count, naming `what` in errors. */
 export function checkShape(what: string, shape: readonly number[]): number {
   if (!Array.isArray(shape) || shape.length === 0) {
-    throw new TypeError(`Cannot create ${what}: shape must be a non-empty array: current value is ${JSON.stringify(shape)}`);
+    throw new TypeError(
+      `Cannot create ${what}: shape must be a non-empty array: current value is ${
+        JSON.stringify(shape)
+      }`,
+    );
   }
   let n = 1;
   for (const d of shape) {
     if (!Number.isInteger(d) || d <= 0) {
-      throw new RangeError(`Cannot create ${what}: dimensions must be positive integers: current shape is [${shape.join(", ")}]`);
+      throw new RangeError(
+        `Cannot create ${what}: dimensions must be positive integers: current shape is [${
+          shape.join(", ")
+        }]`,
+      );
     }
     n *= d;
   }
@@ -93,11 +101,17 @@ export class Tensor {
     label = "tensor",
   ): Tensor {
     const array = Array.isArray(data) ? new Float32Array(data) : data;
-    const dtype: DType = array instanceof Float32Array ? "f32" : array instanceof Uint32Array ? "u32" : "u8";
+    const dtype: DType = array instanceof Float32Array
+      ? "f32"
+      : array instanceof Uint32Array
+      ? "u32"
+      : "u8";
     const numel = checkShape(`tensor "${label}"`, shape);
     if (array.length !== numel) {
       throw new RangeError(
-        `Cannot create tensor "${label}": ${array.length} values do not fill shape [${shape.join(", ")}] (${numel} elements)`,
+        `Cannot create tensor "${label}": ${array.length} values do not fill shape [${
+          shape.join(", ")
+        }] (${numel} elements)`,
       );
     }
     const t = Tensor.empty(gpu, shape, dtype, label);
@@ -124,11 +138,18 @@ export class Tensor {
     const align = parent.gpu.limits.minStorageBufferOffsetAlignment;
     const absolute = parent.byteOffset + byteOffset;
     if (absolute % align !== 0) {
-      throw new RangeError(`Cannot create view "${label}": offset ${absolute} is not a multiple of ${align}`);
-    }
-    if (byteOffset < 0 || byteOffset + byteSize(parent.dtype, numel) > byteSize(parent.dtype, parent.numel)) {
       throw new RangeError(
-        `Cannot create view "${label}": [${shape.join(", ")}] at byte ${byteOffset} overruns "${parent.label}" [${parent.shape.join(", ")}]`,
+        `Cannot create view "${label}": offset ${absolute} is not a multiple of ${align}`,
+      );
+    }
+    if (
+      byteOffset < 0 ||
+      byteOffset + byteSize(parent.dtype, numel) > byteSize(parent.dtype, parent.numel)
+    ) {
+      throw new RangeError(
+        `Cannot create view "${label}": [${
+          shape.join(", ")
+        }] at byte ${byteOffset} overruns "${parent.label}" [${parent.shape.join(", ")}]`,
       );
     }
     return new Tensor(parent.gpu, parent.storage, shape, parent.dtype, label, false, absolute);
@@ -149,17 +170,32 @@ export class Tensor {
     const numel = checkShape(`view of "${this.label}"`, shape);
     if (numel !== this.numel) {
       throw new RangeError(
-        `Cannot reshape "${this.label}" from [${this.shape.join(", ")}] to [${shape.join(", ")}]: element counts differ`,
+        `Cannot reshape "${this.label}" from [${this.shape.join(", ")}] to [${
+          shape.join(", ")
+        }]: element counts differ`,
       );
     }
-    return new Tensor(this.gpu, this.storage, shape, this.dtype, this.label, false, this.byteOffset);
+    return new Tensor(
+      this.gpu,
+      this.storage,
+      shape,
+      this.dtype,
+      this.label,
+      false,
+      this.byteOffset,
+    );
   }
 
   /** Uploads `data` (same element count) into this tensor's range (queued; no wait). */
   write(data: Float32Array | Uint32Array | Uint8Array): void {
     const bytes = data.byteLength;
-    if (bytes !== byteSize(this.dtype, this.numel) && !(this.dtype === "u8" && data.length === this.numel)) {
-      throw new RangeError(`Cannot write ${data.length} values into "${this.label}" [${this.shape.join(", ")}]`);
+    if (
+      bytes !== byteSize(this.dtype, this.numel) &&
+      !(this.dtype === "u8" && data.length === this.numel)
+    ) {
+      throw new RangeError(
+        `Cannot write ${data.length} values into "${this.label}" [${this.shape.join(", ")}]`,
+      );
     }
     this.storage.write(data, this.byteOffset);
   }
@@ -170,7 +206,11 @@ export class Tensor {
       expected.every((d, i) => d === -1 || d === this.shape[i]);
     if (!ok) {
       const want = expected.map((d) => (d === -1 ? "*" : String(d))).join(", ");
-      throw new RangeError(`${what}: expected shape [${want}]: current shape of "${this.label}" is [${this.shape.join(", ")}]`);
+      throw new RangeError(
+        `${what}: expected shape [${want}]: current shape of "${this.label}" is [${
+          this.shape.join(", ")
+        }]`,
+      );
     }
   }
 

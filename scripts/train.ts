@@ -6,7 +6,14 @@
 import { parseArgs } from "node:util";
 import { requestGpu } from "../lib/gpu/device.ts";
 import { findBatchesDir } from "../lib/data/cifar10.ts";
-import { checkWritableDir, oneOf, positiveInt, positiveNumber, runMain, UsageError } from "../lib/cli/args.ts";
+import {
+  checkWritableDir,
+  oneOf,
+  positiveInt,
+  positiveNumber,
+  runMain,
+  UsageError,
+} from "../lib/cli/args.ts";
 import { OPTIMIZERS, runExperiment, type Variant, VARIANTS } from "../lib/train/experiment.ts";
 import { formatSummary } from "../lib/train/summary.ts";
 
@@ -75,7 +82,11 @@ await runMain("train", async () => {
   try {
     await findBatchesDir(options.dataDir);
   } catch (e) {
-    throw new UsageError(`--data ${options.dataDir} holds no CIFAR-10 (${(e as Error).message}); run: deno task download`);
+    throw new UsageError(
+      `--data ${options.dataDir} holds no CIFAR-10 (${
+        (e as Error).message
+      }); run: deno task download`,
+    );
   }
   await checkWritableDir("out", options.outDir);
 
@@ -87,12 +98,16 @@ await runMain("train", async () => {
   };
   Deno.addSignalListener("SIGINT", onSignal);
   const gpu = await requestGpu();
-  console.error(`train: ${variants.join(", ")} for ${options.epochs} epochs on ${gpu.adapter.description}`);
+  console.error(
+    `train: ${variants.join(", ")} for ${options.epochs} epochs on ${gpu.adapter.description}`,
+  );
   const rows = await runExperiment(gpu, { ...options, signal: controller.signal });
   Deno.removeSignalListener("SIGINT", onSignal);
   console.log(formatSummary(rows));
   if (controller.signal.aborted) {
-    console.error(`train: interrupted; resume with: deno task train --resume --out ${options.outDir} (same options)`);
+    console.error(
+      `train: interrupted; resume with: deno task train --resume --out ${options.outDir} (same options)`,
+    );
     return 130;
   }
   return 0;

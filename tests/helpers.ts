@@ -60,7 +60,8 @@ export function randomArray(n: number, seed: number, lo = -1, hi = 1): Float32Ar
 export function assertClose(
   actual: ArrayLike<number>,
   expected: ArrayLike<number>,
-  { atol = 1e-5, rtol = 1e-5, what = "values" }: { atol?: number; rtol?: number; what?: string } = {},
+  { atol = 1e-5, rtol = 1e-5, what = "values" }: { atol?: number; rtol?: number; what?: string } =
+    {},
 ): void {
   if (actual.length !== expected.length) {
     throw new Error(`${what}: length ${actual.length} != expected ${expected.length}`);
@@ -74,12 +75,18 @@ export function assertClose(
     if (!(diff <= tol)) {
       count++;
       worst = Math.max(worst, diff);
-      if (bad.length < 5) bad.push(`  [${i}] got ${actual[i]}, expected ${expected[i]} (diff ${diff.toExponential(2)})`);
+      if (bad.length < 5) {
+        bad.push(
+          `  [${i}] got ${actual[i]}, expected ${expected[i]} (diff ${diff.toExponential(2)})`,
+        );
+      }
     }
   }
   if (count > 0) {
     throw new Error(
-      `${what}: ${count} of ${actual.length} outside atol ${atol} + rtol ${rtol}; worst diff ${worst.toExponential(2)}\n${bad.join("\n")}`,
+      `${what}: ${count} of ${actual.length} outside atol ${atol} + rtol ${rtol}; worst diff ${
+        worst.toExponential(2)
+      }\n${bad.join("\n")}`,
     );
   }
 }

@@ -6,26 +6,37 @@ import { matmulRef } from "./reference/matmul.ts";
 import { assertClose, gpuTest, randomArray } from "./helpers.ts";
 
 const VARIANTS: MatmulVariant[] = ["texture", "tiled"];
-const SHAPES: [number, number, number][] = [[37, 61, 53], [1, 3072, 128], [1000, 7, 3], [64, 128, 10]];
+const SHAPES: [number, number, number][] = [[37, 61, 53], [1, 3072, 128], [1000, 7, 3], [
+  64,
+  128,
+  10,
+]];
 
 // Every transpose combination at odd sizes, both kernel variants, against the f64 twin.
 for (const variant of VARIANTS) {
   for (const [M, K, N] of SHAPES) {
-    gpuTest(`matmul ${variant} ${M}x${K}x${N}: all transpose flags match the f64 twin`, async (gpu) => {
-      for (const transA of [false, true]) {
-        for (const transB of [false, true]) {
-          const a = randomArray(M * K, M + K);
-          const b = randomArray(K * N, K + N + 1);
-          const A = Tensor.from(gpu, a, transA ? [K, M] : [M, K], "A");
-          const B = Tensor.from(gpu, b, transB ? [N, K] : [K, N], "B");
-          const C = matmul(A, B, { transA, transB, variant });
-          const got = await C.toFloat32();
-          const want = matmulRef(a, b, M, N, K, { transA, transB });
-          assertClose(got, want, { atol: 1e-5 * Math.sqrt(K), rtol: 1e-5, what: `tA=${transA} tB=${transB}` });
-          for (const t of [A, B, C]) t.dispose();
+    gpuTest(
+      `matmul ${variant} ${M}x${K}x${N}: all transpose flags match the f64 twin`,
+      async (gpu) => {
+        for (const transA of [false, true]) {
+          for (const transB of [false, true]) {
+            const a = randomArray(M * K, M + K);
+            const b = randomArray(K * N, K + N + 1);
+            const A = Tensor.from(gpu, a, transA ? [K, M] : [M, K], "A");
+            const B = Tensor.from(gpu, b, transB ? [N, K] : [K, N], "B");
+            const C = matmul(A, B, { transA, transB, variant });
+            const got = await C.toFloat32();
+            const want = matmulRef(a, b, M, N, K, { transA, transB });
+            assertClose(got, want, {
+              atol: 1e-5 * Math.sqrt(K),
+              rtol: 1e-5,
+              what: `tA=${transA} tB=${transB}`,
+            });
+            for (const t of [A, B, C]) t.dispose();
+          }
         }
-      }
-    });
+      },
+    );
   }
 }
 
@@ -40,16 +51,26 @@ for (const variant of VARIANTS) {
     const B = Tensor.from(gpu, b, [N, K]);
     const Bias = Tensor.from(gpu, bias, [N]);
     const C = Tensor.from(gpu, old, [M, N]);
-    const fused = new Matmul(gpu, M, N, K, { transB: true, bias: true, activation: "leaky_relu", slope: 0.2, variant });
+    const fused = new Matmul(gpu, M, N, K, {
+      transB: true,
+      bias: true,
+      activation: "leaky_relu",
+      slope: 0.2,
+      variant,
+    });
     const acc = new Matmul(gpu, M, N, K, { transB: true, accumulate: true, variant });
     const D = Tensor.empty(gpu, [M, N]);
     const enc = new StepEncoder(gpu);
     fused.encode(enc, A, B, D, Bias);
     acc.encode(enc, A, B, C);
     enc.submit();
-    assertClose(await D.toFloat32(), matmulRef(a, b, M, N, K, { transB: true, bias, leakySlope: 0.2 }), {
-      what: "bias+leaky",
-    });
+    assertClose(
+      await D.toFloat32(),
+      matmulRef(a, b, M, N, K, { transB: true, bias, leakySlope: 0.2 }),
+      {
+        what: "bias+leaky",
+      },
+    );
     assertClose(await C.toFloat32(), matmulRef(a, b, M, N, K, { transB: true, accumulate: old }), {
       what: "accumulate",
     });
@@ -57,38 +78,64 @@ for (const variant of VARIANTS) {
   });
 }
 
-gpuTest("matmul: many encodes in one submission reuse the plan and give the same answer", async (gpu) => {
-  const [M, K, N] = [33, 17, 9];
-  const a = randomArray(M * K, 5);
-  const b = randomArray(K * N, 6);
-  const A = Tensor.from(gpu, a, [M, K]);
-  const B = Tensor.from(gpu, b, [K, N]);
-  const C = Tensor.empty(gpu, [M, N]);
-  const plan = new Matmul(gpu, M, N, K, { accumulate: true });
-  const before = gpu.memory.liveBytes;
-  const enc = new StepEncoder(gpu);
-  for (let i = 0; i < 5; i++) plan.encode(enc, A, B, C);
-  enc.submit();
-  assert.equal(gpu.memory.liveBytes, before, "encoding must not allocate");
-  const once = matmulRef(a, b, M, N, K);
-  assertClose(await C.toFloat32(), once.map((v) => 5 * v), { atol: 1e-4, what: "5× accumulated" });
-  for (const x of [plan, A, B, C]) x.dispose();
-});
+gpuTest(
+  "matmul: many encodes in one submission reuse the plan and give the same answer",
+  async (gpu) => {
+    const [M, K, N] = [33, 17, 9];
+    const a = randomArray(M * K, 5);
+    const b = randomArray(K * N, 6);
+    const A = Tensor.from(gpu, a, [M, K]);
+    const B = Tensor.from(gpu, b, [K, N]);
+    const C = Tensor.empty(gpu, [M, N]);
+    const plan = new Matmul(gpu, M, N, K, { accumulate: true });
+    const before = gpu.memory.liveBytes;
+    const enc = new StepEncoder(gpu);
+    for (let i = 0; i < 5; i++) plan.encode(enc, A, B, C);
+    enc.submit();
+    assert.equal(gpu.memory.liveBytes, before, "encoding must not allocate");
+    const once = matmulRef(a, b, M, N, K);
+    assertClose(await C.toFloat32(), once.map((v) => 5 * v), {
+      atol: 1e-4,
+      what: "5× accumulated",
+    });
+    for (const x of [plan, A, B, C]) x.dispose();
+  },
+);
 
 gpuTest("matmul: bad shapes and options throw errors naming the value", async (gpu) => {
   assert.throws(() => new Matmul(gpu, 0, 4, 4), /M must be a positive integer: current value is 0/);
-  assert.throws(() => new Matmul(gpu, 4, -2, 4), /N must be a positive integer: current value is -2/);
-  assert.throws(() => new Matmul(gpu, 4, 4, 4, { slope: NaN }), /slope must be finite: current value is NaN/);
+  assert.throws(
+    () => new Matmul(gpu, 4, -2, 4),
+    /N must be a positive integer: current value is -2/,
+  );
+  assert.throws(
+    () => new Matmul(gpu, 4, 4, 4, { slope: NaN }),
+    /slope must be finite: current value is NaN/,
+  );
   const A = Tensor.empty(gpu, [4, 5]);
   const B = Tensor.empty(gpu, [6, 3]);
   assert.throws(() => matmul(A, B), /inner dimensions differ: op\(A\) is 4x5, op\(B\) is 6x3/);
   const plan = new Matmul(gpu, 4, 3, 5);
   const enc = new StepEncoder(gpu);
-  assert.throws(() => plan.encode(enc, A, B, Tensor.empty(gpu, [4, 3])), /operand B: expected shape \[5, 3\]: current shape of "tensor" is \[6, 3\]/);
-  assert.throws(() => plan.encode(enc, A, Tensor.empty(gpu, [5, 3]), Tensor.empty(gpu, [4, 3]), Tensor.empty(gpu, [3])), /built without bias/);
+  assert.throws(
+    () => plan.encode(enc, A, B, Tensor.empty(gpu, [4, 3])),
+    /operand B: expected shape \[5, 3\]: current shape of "tensor" is \[6, 3\]/,
+  );
+  assert.throws(
+    () =>
+      plan.encode(
+        enc,
+        A,
+        Tensor.empty(gpu, [5, 3]),
+        Tensor.empty(gpu, [4, 3]),
+        Tensor.empty(gpu, [3]),
+      ),
+    /built without bias/,
+  );
   enc.submit();
   A.dispose();
   assert.throws(() => A.buffer, /Cannot use buffer "tensor": it was disposed/);
   plan.dispose();
   B.dispose();
+  await gpu.sync();
 });

@@ -17,7 +17,7 @@ import { Adam } from "../lib/optim/adam.ts";
 import { seedModel, type Variant } from "../lib/train/experiment.ts";
 import { loadModel } from "../lib/train/checkpoint.ts";
 import { readSafetensorsFile, writeSafetensorsFile } from "../lib/nn/safetensors.ts";
-import { assertClose, gpuTest } from "./helpers.ts";
+import { assertClose } from "./helpers.ts";
 
 const DATA = "../shared/data/cifar-10-batches-bin";
 const PYTHON = "/usr/bin/python3";
@@ -25,7 +25,11 @@ const hasData = await Deno.stat(join(DATA, "data_batch_1.bin")).then(() => true,
 
 async function hasTorch(): Promise<boolean> {
   try {
-    const { code } = await new Deno.Command(PYTHON, { args: ["-c", "import torch"], stdout: "null", stderr: "null" }).output();
+    const { code } = await new Deno.Command(PYTHON, {
+      args: ["-c", "import torch"],
+      stdout: "null",
+      stderr: "null",
+    }).output();
     return code === 0;
   } catch {
     return false;
@@ -44,12 +48,18 @@ const goldens: Promise<{ dir: string; live: boolean }> = (async () => {
     stdout: "piped",
     stderr: "piped",
   }).output();
-  if (out.code !== 0) throw new Error(`make_goldens.py failed: ${new TextDecoder().decode(out.stderr)}`);
+  if (out.code !== 0) {
+    throw new Error(`make_goldens.py failed: ${new TextDecoder().decode(out.stderr)}`);
+  }
   return { dir, live: true };
 })();
 
 /** Records [from, to) of a binary batch file as f32 pixels/255 and u32 labels. */
-async function records(file: string, from: number, to: number): Promise<{ x: Float32Array; y: Uint32Array }> {
+async function records(
+  file: string,
+  from: number,
+  to: number,
+): Promise<{ x: Float32Array; y: Uint32Array }> {
   const bytes = await Deno.readFile(join(DATA, file));
   const n = to - from;
   const x = new Float32Array(n * 3072);
@@ -113,15 +123,36 @@ for (const variant of ["plain", "bn", "dropout"] as Variant[]) {
       const ours = await model.stateDict();
       assert.deepEqual(Object.keys(ours).sort(), [...final.tensors.keys()].sort());
       const logits = await evalLogits(gpu, model);
-      assertClose(losses.slice(0, 3), golden.losses.slice(0, 3), { atol: 0, rtol: 1e-5, what: `${variant} losses, steps 1-3 vs ${source}` });
+      assertClose(losses.slice(0, 3), golden.losses.slice(0, 3), {
+        atol: 0,
+        rtol: 1e-5,
+        what: `${variant} losses, steps 1-3 vs ${source}`,
+      });
       if (variant !== "bn") {
-        assertClose(losses.slice(0, 5), golden.losses.slice(0, 5), { atol: 0, rtol: 1e-5, what: `${variant} losses, steps 1-5 vs ${source}` });
-        assertClose(losses, golden.losses, { atol: 0, rtol: 1e-4, what: `${variant} losses, 20 steps vs ${source}` });
+        assertClose(losses.slice(0, 5), golden.losses.slice(0, 5), {
+          atol: 0,
+          rtol: 1e-5,
+          what: `${variant} losses, steps 1-5 vs ${source}`,
+        });
+        assertClose(losses, golden.losses, {
+          atol: 0,
+          rtol: 1e-4,
+          what: `${variant} losses, 20 steps vs ${source}`,
+        });
         for (const [name, t] of final.tensors) {
-          if (t.dtype === "I64") assert.equal((ours[name].data as BigInt64Array)[0], (t.data as BigInt64Array)[0], name);
-          else assertClose(ours[name].data as Float32Array, t.data as Float32Array, { atol: 1e-4, rtol: 1e-4, what: `${variant} ${name}` });
+          if (t.dtype === "I64") {
+            assert.equal((ours[name].data as BigInt64Array)[0], (t.data as BigInt64Array)[0], name);
+          } else {assertClose(ours[name].data as Float32Array, t.data as Float32Array, {
+              atol: 1e-4,
+              rtol: 1e-4,
+              what: `${variant} ${name}`,
+            });}
         }
-        assertClose(logits, golden.evalLogits, { atol: 1e-4, rtol: 1e-4, what: `${variant} eval logits` });
+        assertClose(logits, golden.evalLogits, {
+          atol: 1e-4,
+          rtol: 1e-4,
+          what: `${variant} eval logits`,
+        });
       } else {
         // BatchNorm after LeakyReLU makes this run ill-conditioned: a Linear bias whose units stay
         // positive over the batch has an exactly-zero gradient in exact arithmetic, and Adam turns
@@ -130,20 +161,38 @@ for (const variant of ["plain", "bn", "dropout"] as Variant[]) {
         // float32, step by step, tensor by tensor.
         const spread = golden.spread32;
         const lossDiff = Math.max(...losses.map((l, i) => Math.abs(l - golden.losses64[i])));
-        assert.ok(lossDiff <= 3 * Math.max(...spread.losses) + 1e-5, `bn losses: ${lossDiff} from float64, PyTorch f32 ${Math.max(...spread.losses)}`);
+        assert.ok(
+          lossDiff <= 3 * Math.max(...spread.losses) + 1e-5,
+          `bn losses: ${lossDiff} from float64, PyTorch f32 ${Math.max(...spread.losses)}`,
+        );
         const final64 = await readSafetensorsFile(join(dir, "bn_final64.safetensors"));
         for (const [name, t] of final64.tensors) {
           const a = ours[name].data as Float32Array;
           const b = t.data as Float32Array;
           const diff = a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
-          assert.ok(diff <= 3 * spread.weights[name] + 1e-5, `bn ${name}: ${diff} from float64, PyTorch f32 ${spread.weights[name]}`);
+          assert.ok(
+            diff <= 3 * spread.weights[name] + 1e-5,
+            `bn ${name}: ${diff} from float64, PyTorch f32 ${spread.weights[name]}`,
+          );
         }
         const num = (name: string) => (ours[name].data as BigInt64Array)[0];
         assert.equal(num("3.num_batches_tracked"), 20n);
         assert.equal(num("6.num_batches_tracked"), 20n);
-        const logitDiff = logits.reduce((m, v, i) => Math.max(m, Math.abs(v - golden.evalLogits64[i])), 0);
-        assert.ok(logitDiff <= 3 * spread.evalLogits + 1e-5, `bn eval logits: ${logitDiff} from float64, PyTorch f32 ${spread.evalLogits}`);
-        console.log(`bn: max loss diff from float64 ${lossDiff.toExponential(2)} (PyTorch f32: ${Math.max(...spread.losses).toExponential(2)}), eval logits ${logitDiff.toExponential(2)} (PyTorch f32: ${spread.evalLogits.toExponential(2)})`);
+        const logitDiff = logits.reduce(
+          (m, v, i) => Math.max(m, Math.abs(v - golden.evalLogits64[i])),
+          0,
+        );
+        assert.ok(
+          logitDiff <= 3 * spread.evalLogits + 1e-5,
+          `bn eval logits: ${logitDiff} from float64, PyTorch f32 ${spread.evalLogits}`,
+        );
+        console.log(
+          `bn: max loss diff from float64 ${lossDiff.toExponential(2)} (PyTorch f32: ${
+            Math.max(...spread.losses).toExponential(2)
+          }), eval logits ${logitDiff.toExponential(2)} (PyTorch f32: ${
+            spread.evalLogits.toExponential(2)
+          })`,
+        );
       }
       for (const t of [X, Y, loss, optimizer, model]) t.dispose();
     },
@@ -151,7 +200,8 @@ for (const variant of ["plain", "bn", "dropout"] as Variant[]) {
 }
 
 Deno.test({
-  name: "safetensors round trip through PyTorch: saved here, loaded there; saved there, loaded here",
+  name:
+    "safetensors round trip through PyTorch: saved here, loaded there; saved there, loaded here",
   ignore: !hasData || !(await hasTorch()),
   sanitizeResources: false,
   sanitizeOps: false,
@@ -161,7 +211,11 @@ Deno.test({
     if (typeof gpu === "string") throw new Error(gpu);
     const tmp = await Deno.makeTempDir({ prefix: "wgnn-roundtrip-" });
     const run = async (args: string[]) => {
-      const out = await new Deno.Command(PYTHON, { args: ["tests/torch/roundtrip.py", ...args, "--data", DATA], stdout: "piped", stderr: "piped" })
+      const out = await new Deno.Command(PYTHON, {
+        args: ["tests/torch/roundtrip.py", ...args, "--data", DATA],
+        stdout: "piped",
+        stderr: "piped",
+      })
         .output();
       if (out.code !== 0) throw new Error(new TextDecoder().decode(out.stderr));
       return JSON.parse(new TextDecoder().decode(out.stdout));
@@ -186,7 +240,11 @@ Deno.test({
     const file = join(tmp, "ours.safetensors");
     await writeSafetensorsFile(file, state, { format: "pt" });
     const theirs = await run(["eval", "--variant", "bn", "--weights", file]);
-    assertClose(await evalLogits(gpu, model), theirs.logits, { atol: 1e-4, rtol: 1e-4, what: "PyTorch eval of our weights" });
+    assertClose(await evalLogits(gpu, model), theirs.logits, {
+      atol: 1e-4,
+      rtol: 1e-4,
+      what: "PyTorch eval of our weights",
+    });
 
     // PyTorch → here.
     const torchFile = join(tmp, "torch.safetensors");
@@ -195,7 +253,11 @@ Deno.test({
     manualSeed(0);
     const other = seedModel("dropout").to(gpu);
     await loadModel(torchFile, other);
-    assertClose(await evalLogits(gpu, other), expected.logits, { atol: 1e-4, rtol: 1e-4, what: "our eval of PyTorch's weights" });
+    assertClose(await evalLogits(gpu, other), expected.logits, {
+      atol: 1e-4,
+      rtol: 1e-4,
+      what: "our eval of PyTorch's weights",
+    });
     for (const t of [X, Y, loss, optimizer, model, other]) t.dispose();
     await Deno.remove(tmp, { recursive: true });
   },

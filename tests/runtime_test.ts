@@ -19,9 +19,15 @@ Deno.test("ParamsLayout packs scalars in order and pads to 16 bytes", () => {
 
 Deno.test("ParamsLayout rejects values that do not fit, naming the field", () => {
   const layout = new ParamsLayout("t.Params", { n: "u32", slope: "f32" });
-  assert.throws(() => layout.pack({ n: -1, slope: 0 }), /t.Params.n: value must be a u32: current value is -1/);
+  assert.throws(
+    () => layout.pack({ n: -1, slope: 0 }),
+    /t.Params.n: value must be a u32: current value is -1/,
+  );
   assert.throws(() => layout.pack({ n: 1.5, slope: 0 }), /current value is 1.5/);
-  assert.throws(() => layout.pack({ n: 1, slope: Infinity }), /t.Params.slope: value must be a finite number: current value is Infinity/);
+  assert.throws(
+    () => layout.pack({ n: 1, slope: Infinity }),
+    /t.Params.slope: value must be a finite number: current value is Infinity/,
+  );
 });
 
 Deno.test("grid1d splits more than 65,535 workgroups into two dimensions", () => {
@@ -29,7 +35,10 @@ Deno.test("grid1d splits more than 65,535 workgroups into two dimensions", () =>
   assert.deepEqual(grid1d(65535), [65535, 1, 1]);
   for (const n of [65536, 200000, 4_000_000]) {
     const [x, y] = grid1d(n);
-    assert.ok(x <= 65535 && y <= 65535 && x * y >= n && x * (y - 1) < n, `grid for ${n}: ${x}x${y}`);
+    assert.ok(
+      x <= 65535 && y <= 65535 && x * y >= n && x * (y - 1) < n,
+      `grid for ${n}: ${x}x${y}`,
+    );
   }
   assert.throws(() => grid1d(-1), /current value is -1/);
 });
@@ -39,13 +48,21 @@ gpuTest("tensors: upload, read back, views and shape errors", async (gpu) => {
   assert.deepEqual([...await t.toFloat32()], [1, 2, 3, 4, 5, 6]);
   assert.deepEqual([...await t.reshape([3, 2]).toFloat32()], [1, 2, 3, 4, 5, 6]);
   assert.throws(() => t.reshape([4, 2]), /Cannot reshape "t" from \[2, 3\] to \[4, 2\]/);
-  assert.throws(() => Tensor.empty(gpu, [3, 0]), /dimensions must be positive integers: current shape is \[3, 0\]/);
-  assert.throws(() => Tensor.from(gpu, [1, 2, 3], [2, 2], "x"), /3 values do not fill shape \[2, 2\]/);
+  assert.throws(
+    () => Tensor.empty(gpu, [3, 0]),
+    /dimensions must be positive integers: current shape is \[3, 0\]/,
+  );
+  assert.throws(
+    () => Tensor.from(gpu, [1, 2, 3], [2, 2], "x"),
+    /3 values do not fill shape \[2, 2\]/,
+  );
   const bytes = Tensor.from(gpu, new Uint8Array([1, 2, 3, 250, 9]), [5]);
   assert.equal(bytes.dtype, "u8");
   assert.deepEqual([...await bytes.read()], [1, 2, 3, 250, 9]);
   const align = gpu.limits.minStorageBufferOffsetAlignment;
-  const arena = Tensor.from(gpu, Float32Array.from({ length: 2 * align / 4 }, (_, i) => i), [2 * align / 4]);
+  const arena = Tensor.from(gpu, Float32Array.from({ length: 2 * align / 4 }, (_, i) => i), [
+    2 * align / 4,
+  ]);
   const view = Tensor.view(arena, align, [2], "view");
   assert.deepEqual([...await view.toFloat32()], [align / 4, align / 4 + 1]);
   assert.throws(() => Tensor.view(arena, 4, [2], "bad"), /offset 4 is not a multiple/);
@@ -61,7 +78,10 @@ gpuTest("memory counters track allocation and disposal; use after dispose throws
   t.dispose(); // idempotent
   assert.equal(gpu.memory.liveBytes, before.liveBytes);
   assert.throws(() => t.buffer, /Cannot use buffer "counted": it was disposed/);
-  assert.throws(() => gpu.createBuffer(gpu.limits.maxBufferSize + 4, GPUBufferUsage.STORAGE, "huge"), /exceed the adapter's maxBufferSize/);
+  assert.throws(
+    () => gpu.createBuffer(gpu.limits.maxBufferSize + 4, GPUBufferUsage.STORAGE, "huge"),
+    /exceed the adapter's maxBufferSize/,
+  );
   await Promise.resolve();
 });
 
@@ -75,12 +95,20 @@ gpuTest("readbacks reuse pooled staging buffers", async (gpu) => {
 });
 
 gpuTest("a kernel that fails to compile is reported with its name", async (gpu) => {
-  const broken = { name: "broken_kernel", source: "@compute @workgroup_size(8) fn main() { let x: u32 = oops; }" };
+  const broken = {
+    name: "broken_kernel",
+    source: "@compute @workgroup_size(8) fn main() { let x: u32 = oops; }",
+  };
   let message = "";
   try {
     const pipeline = gpu.pipelines.get(broken, "main");
     const enc = new StepEncoder(gpu);
-    enc.dispatch("broken_kernel", pipeline, gpu.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [] }), [1, 1, 1]);
+    enc.dispatch(
+      "broken_kernel",
+      pipeline,
+      gpu.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [] }),
+      [1, 1, 1],
+    );
     enc.submit();
     await gpu.sync();
   } catch (e) {

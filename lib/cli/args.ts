@@ -16,7 +16,9 @@ export class UsageError extends Error {
 export function positiveInt(name: string, value: string): number {
   const n = Number(value);
   if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n <= 0) {
-    throw new UsageError(`--${name} must be a positive integer: current value is ${JSON.stringify(value)}`);
+    throw new UsageError(
+      `--${name} must be a positive integer: current value is ${JSON.stringify(value)}`,
+    );
   }
   return n;
 }
@@ -25,7 +27,9 @@ export function positiveInt(name: string, value: string): number {
 export function positiveNumber(name: string, value: string): number {
   const n = Number(value);
   if (value.trim() === "" || !Number.isFinite(n) || n <= 0) {
-    throw new UsageError(`--${name} must be a positive number: current value is ${JSON.stringify(value)}`);
+    throw new UsageError(
+      `--${name} must be a positive number: current value is ${JSON.stringify(value)}`,
+    );
   }
   return n;
 }
@@ -33,7 +37,9 @@ export function positiveNumber(name: string, value: string): number {
 /** Checks that `value` is one of `choices`. */
 export function oneOf<T extends string>(name: string, value: string, choices: readonly T[]): T {
   if (!(choices as readonly string[]).includes(value)) {
-    throw new UsageError(`--${name} must be one of ${choices.join(", ")}: current value is ${JSON.stringify(value)}`);
+    throw new UsageError(
+      `--${name} must be one of ${choices.join(", ")}: current value is ${JSON.stringify(value)}`,
+    );
   }
   return value as T;
 }
@@ -43,7 +49,8 @@ export async function runMain(name: string, main: () => Promise<number | void>):
   try {
     Deno.exit((await main()) ?? 0);
   } catch (error) {
-    const usage = error instanceof UsageError || error instanceof RangeError || error instanceof TypeError;
+    const usage = error instanceof UsageError || error instanceof RangeError ||
+      error instanceof TypeError;
     console.error(`${name}: ${(error as Error).message}`);
     Deno.exit(usage ? 2 : 1);
   }

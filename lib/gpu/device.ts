@@ -11,7 +11,7 @@
  * @module
  */
 
-import { BufferPool, GpuBuffer, MemoryStats } from "./buffer.ts";
+import { BufferPool, GpuBuffer, type MemoryStats } from "./buffer.ts";
 import { PipelineCache } from "./kernels.ts";
 
 /** What we know about the adapter behind a {@link Gpu}. */
@@ -80,7 +80,9 @@ export class Gpu {
     this.readbacks = new BufferPool(this, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
     device.addEventListener("uncapturederror", (event) => {
       const error = (event as GPUUncapturedErrorEvent).error;
-      this.recordError(`${error.constructor.name} near kernel ${this.lastKernel}: ${error.message}`);
+      this.recordError(
+        `${error.constructor.name} near kernel ${this.lastKernel}: ${error.message}`,
+      );
     });
     device.lost.then((info) => {
       this.#lost = `WebGPU device lost (${info.reason}): ${info.message}`;
@@ -122,7 +124,9 @@ export class Gpu {
   createBuffer(size: number, usage: GPUBufferUsageFlags, label: string): GpuBuffer {
     this.check();
     if (!Number.isInteger(size) || size <= 0) {
-      throw new RangeError(`Cannot allocate buffer "${label}": size must be a positive integer: current value is ${size}`);
+      throw new RangeError(
+        `Cannot allocate buffer "${label}": size must be a positive integer: current value is ${size}`,
+      );
     }
     if (size > this.limits.maxBufferSize) {
       throw new RangeError(
@@ -146,7 +150,9 @@ export class Gpu {
     this.check();
     const max = this.limits.maxTextureDimension2D;
     if (width < 1 || height < 1 || width > max || height > max) {
-      throw new RangeError(`Cannot allocate texture "${label}": ${width}x${height} is outside 1..${max} per dimension`);
+      throw new RangeError(
+        `Cannot allocate texture "${label}": ${width}x${height} is outside 1..${max} per dimension`,
+      );
     }
     const texture = this.device.createTexture({ size: [width, height], format, usage, label });
     const bytesPerTexel = format === "rgba32float" ? 16 : 4;
@@ -175,7 +181,9 @@ export class GpuTexture {
 
   /** The WebGPU texture; throws once disposed. */
   get texture(): GPUTexture {
-    if (this.#texture === null) throw new Error(`Cannot use texture "${this.label}": it was disposed`);
+    if (this.#texture === null) {
+      throw new Error(`Cannot use texture "${this.label}": it was disposed`);
+    }
     return this.#texture;
   }
 
@@ -210,7 +218,9 @@ export function requestGpu(options: RequestGpuOptions = {}): Promise<Gpu> {
 
 async function createGpu(options: RequestGpuOptions): Promise<Gpu> {
   if (typeof navigator === "undefined" || !("gpu" in navigator) || !navigator.gpu) {
-    throw new Error("Cannot start: this runtime has no WebGPU (navigator.gpu is undefined); use Deno 2.8 or newer");
+    throw new Error(
+      "Cannot start: this runtime has no WebGPU (navigator.gpu is undefined); use Deno 2.8 or newer",
+    );
   }
   const adapter = await navigator.gpu.requestAdapter({ powerPreference: options.powerPreference });
   if (adapter === null) {
@@ -224,7 +234,8 @@ async function createGpu(options: RequestGpuOptions): Promise<Gpu> {
   const requiredFeatures = WANTED_FEATURES.filter((f) => adapter.features.has(f));
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures, label: "wgnn" });
   const info = adapter.info;
-  const description = info.description || `${info.vendor} ${info.architecture} ${info.device}`.trim();
+  const description = info.description ||
+    `${info.vendor} ${info.architecture} ${info.device}`.trim();
   // `isFallbackAdapter` moved from GPUAdapter to GPUAdapterInfo; Mesa's software rasterisers
   // report it, and their name says so even where the flag is missing.
   const flag = (info as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter ??

@@ -56,7 +56,11 @@ export class PipelineCache {
     const keys = Object.keys(constants).sort();
     for (const k of keys) {
       if (!Number.isFinite(constants[k])) {
-        throw new RangeError(`Cannot build kernel ${kernel.name}.${entry}: override ${k} must be finite: current value is ${constants[k]}`);
+        throw new RangeError(
+          `Cannot build kernel ${kernel.name}.${entry}: override ${k} must be finite: current value is ${
+            constants[k]
+          }`,
+        );
       }
     }
     const key = `${kernel.name}:${entry}:${keys.map((k) => `${k}=${constants[k]}`).join(",")}`;
@@ -73,7 +77,9 @@ export class PipelineCache {
       module.getCompilationInfo().then((info) => {
         for (const m of info.messages) {
           if (m.type === "error") {
-            this.#gpu.recordError(`kernel ${kernel.name} failed to compile at ${m.lineNum}:${m.linePos}: ${m.message}`);
+            this.#gpu.recordError(
+              `kernel ${kernel.name} failed to compile at ${m.lineNum}:${m.linePos}: ${m.message}`,
+            );
           }
         }
       });
@@ -84,7 +90,9 @@ export class PipelineCache {
       compute: { module, entryPoint: entry, constants },
     });
     device.popErrorScope().then((error) => {
-      if (error) this.#gpu.recordError(`kernel ${label} (${JSON.stringify(constants)}): ${error.message}`);
+      if (error) {
+        this.#gpu.recordError(`kernel ${label} (${JSON.stringify(constants)}): ${error.message}`);
+      }
     });
     this.#pipelines.set(key, pipeline);
     return pipeline;
@@ -100,11 +108,15 @@ export const MAX_GRID = 65535;
  */
 export function grid1d(workgroups: number): [number, number, number] {
   if (!Number.isInteger(workgroups) || workgroups < 0) {
-    throw new RangeError(`Cannot dispatch: workgroup count must be a non-negative integer: current value is ${workgroups}`);
+    throw new RangeError(
+      `Cannot dispatch: workgroup count must be a non-negative integer: current value is ${workgroups}`,
+    );
   }
   if (workgroups <= MAX_GRID) return [workgroups, 1, 1];
   const y = Math.ceil(workgroups / MAX_GRID);
-  if (y > MAX_GRID) throw new RangeError(`Cannot dispatch ${workgroups} workgroups: more than 65535² in one grid`);
+  if (y > MAX_GRID) {
+    throw new RangeError(`Cannot dispatch ${workgroups} workgroups: more than 65535² in one grid`);
+  }
   return [Math.ceil(workgroups / y), y, 1];
 }
 
@@ -112,7 +124,9 @@ export function grid1d(workgroups: number): [number, number, number] {
 export function checkGrid(label: string, grid: [number, number, number]): [number, number, number] {
   for (const g of grid) {
     if (!Number.isInteger(g) || g < 0 || g > MAX_GRID) {
-      throw new RangeError(`Cannot dispatch ${label}: grid ${grid.join("x")} exceeds 65535 workgroups per dimension`);
+      throw new RangeError(
+        `Cannot dispatch ${label}: grid ${grid.join("x")} exceeds 65535 workgroups per dimension`,
+      );
     }
   }
   return grid;

@@ -36,16 +36,22 @@ export class ParamsLayout<F extends string> {
     this.#fields.forEach(([name, type], i) => {
       const v = values[name];
       if (typeof v !== "number" || !Number.isFinite(v)) {
-        throw new RangeError(`Cannot pack ${this.name}.${name}: value must be a finite number: current value is ${v}`);
+        throw new RangeError(
+          `Cannot pack ${this.name}.${name}: value must be a finite number: current value is ${v}`,
+        );
       }
       if (type === "u32") {
         if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) {
-          throw new RangeError(`Cannot pack ${this.name}.${name}: value must be a u32: current value is ${v}`);
+          throw new RangeError(
+            `Cannot pack ${this.name}.${name}: value must be a u32: current value is ${v}`,
+          );
         }
         view.setUint32(i * 4, v, true);
       } else if (type === "i32") {
         if (!Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff) {
-          throw new RangeError(`Cannot pack ${this.name}.${name}: value must be an i32: current value is ${v}`);
+          throw new RangeError(
+            `Cannot pack ${this.name}.${name}: value must be an i32: current value is ${v}`,
+          );
         }
         view.setInt32(i * 4, v, true);
       } else {

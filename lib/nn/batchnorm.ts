@@ -13,11 +13,23 @@ import { ParamsLayout } from "../gpu/params.ts";
 import { Tensor } from "../tensor.ts";
 import batchnormSource from "../../kernels/batchnorm.wgsl" with { type: "text" };
 import { KernelCall } from "./kernel_call.ts";
-import { type AttachContext, checkInput, disposeAll, type HostTensor, Module, PerBatch } from "./module.ts";
+import {
+  type AttachContext,
+  checkInput,
+  disposeAll,
+  type HostTensor,
+  Module,
+  PerBatch,
+} from "./module.ts";
 import type { Parameter, ParameterSpec } from "./parameter.ts";
 
 const BATCHNORM = { name: "batchnorm", source: batchnormSource };
-const BN_PARAMS = new ParamsLayout("batchnorm.Params", { B: "u32", F: "u32", eps: "f32", momentum: "f32" });
+const BN_PARAMS = new ParamsLayout("batchnorm.Params", {
+  B: "u32",
+  F: "u32",
+  eps: "f32",
+  momentum: "f32",
+});
 const WG = 32;
 
 /** Options of {@link BatchNorm1d}, PyTorch's defaults. */
@@ -38,7 +50,13 @@ class BatchNormBuffers {
   #dx: Tensor | null = null;
   readonly #gpu;
 
-  constructor(gpu: NonNullable<Module["gpu"]>, batch: number, features: number, eps: number, momentum: number) {
+  constructor(
+    gpu: NonNullable<Module["gpu"]>,
+    batch: number,
+    features: number,
+    eps: number,
+    momentum: number,
+  ) {
     this.#gpu = gpu;
     this.y = Tensor.empty(gpu, [batch, features], "f32", "batchnorm.y");
     this.params = BN_PARAMS.upload(gpu, { B: batch, F: features, eps, momentum });
@@ -90,7 +108,9 @@ export class BatchNorm1d extends Module {
   constructor(numFeatures: number, options: BatchNormOptions = {}) {
     super();
     if (!Number.isInteger(numFeatures) || numFeatures <= 0) {
-      throw new RangeError(`Cannot create BatchNorm1d: numFeatures must be > 0: current value is ${numFeatures}`);
+      throw new RangeError(
+        `Cannot create BatchNorm1d: numFeatures must be > 0: current value is ${numFeatures}`,
+      );
     }
     this.numFeatures = numFeatures;
     this.eps = options.eps ?? 1e-5;
@@ -98,10 +118,14 @@ export class BatchNorm1d extends Module {
     this.affine = options.affine ?? true;
     this.trackRunningStats = options.trackRunningStats ?? true;
     if (!(this.eps > 0) || !Number.isFinite(this.eps)) {
-      throw new RangeError(`Cannot create BatchNorm1d: eps must be > 0: current value is ${this.eps}`);
+      throw new RangeError(
+        `Cannot create BatchNorm1d: eps must be > 0: current value is ${this.eps}`,
+      );
     }
     if (!(this.momentum >= 0 && this.momentum <= 1)) {
-      throw new RangeError(`Cannot create BatchNorm1d: momentum must be in [0, 1]: current value is ${this.momentum}`);
+      throw new RangeError(
+        `Cannot create BatchNorm1d: momentum must be in [0, 1]: current value is ${this.momentum}`,
+      );
     }
   }
 
@@ -129,7 +153,10 @@ export class BatchNorm1d extends Module {
     this.#saved = Tensor.empty(gpu, [2 * F], "f32", `${context.index}.saved_stats`);
     this.#dummy = Tensor.empty(gpu, [F], "f32", "batchnorm.unused");
     // A buffer may not be bound read-only and writable in one dispatch: separate stand-ins.
-    this.#dummyGrads = [Tensor.empty(gpu, [F], "f32", "batchnorm.unused.dgamma"), Tensor.empty(gpu, [F], "f32", "batchnorm.unused.dbeta")];
+    this.#dummyGrads = [
+      Tensor.empty(gpu, [F], "f32", "batchnorm.unused.dgamma"),
+      Tensor.empty(gpu, [F], "f32", "batchnorm.unused.dbeta"),
+    ];
     const constants = { WG, AFFINE: Number(this.affine), TRACK: Number(this.trackRunningStats) };
     this.#train = new KernelCall(gpu, BATCHNORM, "forward_train", constants);
     this.#eval = new KernelCall(gpu, BATCHNORM, "forward_eval", constants);
@@ -138,7 +165,11 @@ export class BatchNorm1d extends Module {
 
   outputShape(input: readonly number[]): number[] {
     if (input.length !== 1 || input[0] !== this.numFeatures) {
-      throw new RangeError(`Cannot run ${this.describe()}: expected ${this.numFeatures} features: current input is [${input.join(", ")}]`);
+      throw new RangeError(
+        `Cannot run ${this.describe()}: expected ${this.numFeatures} features: current input is [${
+          input.join(", ")
+        }]`,
+      );
     }
     return [this.numFeatures];
   }
@@ -157,10 +188,25 @@ export class BatchNorm1d extends Module {
     const beta = this.#beta?.value ?? this.#dummy!;
     const grid: [number, number, number] = [Math.ceil(this.numFeatures / WG), 1, 1];
     if (this.training) {
-      this.#train!.encode(enc, grid, [0, 1, 2, 3, 4, 5, 6], [x, gamma, beta, bufs.y, this.#saved!, this.#state!, bufs.params]);
+      this.#train!.encode(enc, grid, [0, 1, 2, 3, 4, 5, 6], [
+        x,
+        gamma,
+        beta,
+        bufs.y,
+        this.#saved!,
+        this.#state!,
+        bufs.params,
+      ]);
     } else {
       // Eval never touches the saved batch statistics.
-      this.#eval!.encode(enc, grid, [0, 1, 2, 3, 5, 6], [x, gamma, beta, bufs.y, this.#state!, bufs.params]);
+      this.#eval!.encode(enc, grid, [0, 1, 2, 3, 5, 6], [
+        x,
+        gamma,
+        beta,
+        bufs.y,
+        this.#state!,
+        bufs.params,
+      ]);
     }
     this.#x = x;
     this.#wasTraining = this.training;
@@ -168,15 +214,28 @@ export class BatchNorm1d extends Module {
   }
 
   backward(enc: StepEncoder, dY: Tensor): Tensor {
-    if (this.#x === null) throw new Error(`Cannot run ${this.describe()} backward: no forward was encoded`);
+    if (this.#x === null) {
+      throw new Error(`Cannot run ${this.describe()} backward: no forward was encoded`);
+    }
     if (!this.#wasTraining) {
-      throw new Error(`Cannot run ${this.describe()} backward after an eval-mode forward: switch to train() first`);
+      throw new Error(
+        `Cannot run ${this.describe()} backward after an eval-mode forward: switch to train() first`,
+      );
     }
     const batch = this.#x.shape[0];
     dY.expectShape(`Cannot run ${this.describe()} backward`, [batch, this.numFeatures]);
     const bufs = this.#buffers.get(batch);
     const dx = bufs.dx();
-    this.#backward!.encode(enc, [Math.ceil(this.numFeatures / WG), 1, 1], [0, 1, 7, 8, 9, 10, 11, 6], [
+    this.#backward!.encode(enc, [Math.ceil(this.numFeatures / WG), 1, 1], [
+      0,
+      1,
+      7,
+      8,
+      9,
+      10,
+      11,
+      6,
+    ], [
       this.#x,
       this.#gamma?.value ?? this.#dummy!,
       dY,
@@ -217,7 +276,9 @@ export class BatchNorm1d extends Module {
     const all = new Float32Array(2 * F + 1);
     all.set(buffers.running_mean.data as Float32Array, 0);
     all.set(buffers.running_var.data as Float32Array, F);
-    new Uint32Array(all.buffer, 8 * F, 1)[0] = Number((buffers.num_batches_tracked.data as BigInt64Array)[0]);
+    new Uint32Array(all.buffer, 8 * F, 1)[0] = Number(
+      (buffers.num_batches_tracked.data as BigInt64Array)[0],
+    );
     this.#state.write(all);
   }
 

@@ -21,7 +21,13 @@ import { currentSeed } from "./random.ts";
 
 /** The dropout kernel family (also used by Sequential for the step counter). */
 export const DROPOUT_KERNEL = { name: "dropout", source: dropoutSource };
-const DROPOUT_PARAMS = new ParamsLayout("dropout.Params", { n: "u32", seed: "u32", layer: "u32", threshold: "u32", scale: "f32" });
+const DROPOUT_PARAMS = new ParamsLayout("dropout.Params", {
+  n: "u32",
+  seed: "u32",
+  layer: "u32",
+  threshold: "u32",
+  scale: "f32",
+});
 const WG = 64;
 
 class DropoutBuffers {
@@ -31,7 +37,11 @@ class DropoutBuffers {
   #dx: Tensor | null = null;
   readonly #gpu;
 
-  constructor(gpu: NonNullable<Module["gpu"]>, shape: readonly number[], values: Record<"seed" | "layer" | "threshold" | "scale", number>) {
+  constructor(
+    gpu: NonNullable<Module["gpu"]>,
+    shape: readonly number[],
+    values: Record<"seed" | "layer" | "threshold" | "scale", number>,
+  ) {
     this.#gpu = gpu;
     this.n = shape.reduce((a, b) => a * b, 1);
     this.y = Tensor.empty(gpu, shape, "f32", "dropout.y");
@@ -104,7 +114,12 @@ export class Dropout extends Module {
     if (!this.training || this.p === 0) return x;
     this.#shape = x.shape;
     const bufs = this.#buffers.get(x.shape[0]);
-    this.#call!.encode(enc, grid1d(Math.ceil(bufs.n / WG)), [0, 1, 2, 3], [x, this.#counter!, bufs.y, bufs.params]);
+    this.#call!.encode(enc, grid1d(Math.ceil(bufs.n / WG)), [0, 1, 2, 3], [
+      x,
+      this.#counter!,
+      bufs.y,
+      bufs.params,
+    ]);
     return bufs.y;
   }
 
@@ -112,7 +127,12 @@ export class Dropout extends Module {
     if (!this.#lastTraining || this.p === 0) return dY;
     const bufs = this.#buffers.get(dY.shape[0]);
     const dx = bufs.dx();
-    this.#call!.encode(enc, grid1d(Math.ceil(bufs.n / WG)), [0, 1, 2, 3], [dY, this.#counter!, dx, bufs.params]);
+    this.#call!.encode(enc, grid1d(Math.ceil(bufs.n / WG)), [0, 1, 2, 3], [
+      dY,
+      this.#counter!,
+      dx,
+      bufs.params,
+    ]);
     return dx;
   }
 

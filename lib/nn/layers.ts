@@ -79,13 +79,17 @@ export class LeakyReLU extends Module {
   #x: Tensor | null = null;
   #forward: KernelCall | null = null;
   #backward: KernelCall | null = null;
-  #buffers = new PerBatch((batch) => new ActivationBuffers(this.requireGpu(), batch, this.#features));
+  #buffers = new PerBatch((batch) =>
+    new ActivationBuffers(this.requireGpu(), batch, this.#features)
+  );
   #features = 0;
 
   constructor(slope = 0.01) {
     super();
     if (!Number.isFinite(slope)) {
-      throw new RangeError(`Cannot create LeakyReLU: slope must be finite: current value is ${slope}`);
+      throw new RangeError(
+        `Cannot create LeakyReLU: slope must be finite: current value is ${slope}`,
+      );
     }
     this.slope = slope;
   }
@@ -111,16 +115,27 @@ export class LeakyReLU extends Module {
     this.#features = x.numel / x.shape[0];
     const bufs = this.#buffers.get(x.shape[0]);
     this.#x = x;
-    this.#forward!.encode(enc, grid1d(Math.ceil(bufs.n / WG)), [0, 2, 3], [x, bufs.y, bufs.params(this.slope)]);
+    this.#forward!.encode(enc, grid1d(Math.ceil(bufs.n / WG)), [0, 2, 3], [
+      x,
+      bufs.y,
+      bufs.params(this.slope),
+    ]);
     return bufs.y.reshape(x.shape);
   }
 
   backward(enc: StepEncoder, dY: Tensor): Tensor {
     if (this.fused) return dY;
-    if (this.#x === null) throw new Error(`Cannot run ${this.describe()} backward: no forward was encoded`);
+    if (this.#x === null) {
+      throw new Error(`Cannot run ${this.describe()} backward: no forward was encoded`);
+    }
     const bufs = this.#buffers.get(dY.shape[0]);
     const dX = bufs.dX();
-    this.#backward!.encode(enc, grid1d(Math.ceil(bufs.n / WG)), [0, 1, 2, 3], [this.#x, dY, dX, bufs.params(this.slope)]);
+    this.#backward!.encode(enc, grid1d(Math.ceil(bufs.n / WG)), [0, 1, 2, 3], [
+      this.#x,
+      dY,
+      dX,
+      bufs.params(this.slope),
+    ]);
     return dX.reshape(dY.shape);
   }
 
@@ -185,10 +200,23 @@ class LinearBuffers {
   readonly #inF: number;
   readonly #outF: number;
   readonly #batch: number;
-  #back: { dW: Matmul; dX: Matmul | null; dZ: Tensor; dXt: Tensor | null; sumParams: GpuBuffer; actParams: GpuBuffer } | null =
-    null;
+  #back: {
+    dW: Matmul;
+    dX: Matmul | null;
+    dZ: Tensor;
+    dXt: Tensor | null;
+    sumParams: GpuBuffer;
+    actParams: GpuBuffer;
+  } | null = null;
 
-  constructor(gpu: NonNullable<Module["gpu"]>, batch: number, inF: number, outF: number, bias: boolean, slope: number | null) {
+  constructor(
+    gpu: NonNullable<Module["gpu"]>,
+    batch: number,
+    inF: number,
+    outF: number,
+    bias: boolean,
+    slope: number | null,
+  ) {
     this.#gpu = gpu;
     this.#inF = inF;
     this.#outF = outF;
@@ -259,7 +287,14 @@ export class Linear extends Module {
   #x: Tensor | null = null;
   #y: Tensor | null = null;
   #buffers = new PerBatch((batch) =>
-    new LinearBuffers(this.requireGpu(), batch, this.inFeatures, this.outFeatures, this.hasBias, this.fusedSlope)
+    new LinearBuffers(
+      this.requireGpu(),
+      batch,
+      this.inFeatures,
+      this.outFeatures,
+      this.hasBias,
+      this.fusedSlope,
+    )
   );
   #colSum: KernelCall | null = null;
   #actBackward: KernelCall | null = null;
@@ -283,8 +318,14 @@ export class Linear extends Module {
   }
 
   override parameterSpecs(): ParameterSpec[] {
-    const specs: ParameterSpec[] = [{ name: "weight", shape: [this.inFeatures, this.outFeatures], init: this.#weightInit }];
-    if (this.#biasInit) specs.push({ name: "bias", shape: [this.outFeatures], init: this.#biasInit });
+    const specs: ParameterSpec[] = [{
+      name: "weight",
+      shape: [this.inFeatures, this.outFeatures],
+      init: this.#weightInit,
+    }];
+    if (this.#biasInit) {
+      specs.push({ name: "bias", shape: [this.outFeatures], init: this.#biasInit });
+    }
     return specs;
   }
 
@@ -297,7 +338,11 @@ export class Linear extends Module {
 
   outputShape(input: readonly number[]): number[] {
     if (input.length !== 1 || input[0] !== this.inFeatures) {
-      throw new RangeError(`Cannot run ${this.describe()}: expected ${this.inFeatures} input features: current input is [${input.join(", ")}]`);
+      throw new RangeError(
+        `Cannot run ${this.describe()}: expected ${this.inFeatures} input features: current input is [${
+          input.join(", ")
+        }]`,
+      );
     }
     return [this.outFeatures];
   }
@@ -313,7 +358,9 @@ export class Linear extends Module {
   }
 
   backward(enc: StepEncoder, dY: Tensor): Tensor {
-    if (this.#x === null || this.#y === null) throw new Error(`Cannot run ${this.describe()} backward: no forward was encoded`);
+    if (this.#x === null || this.#y === null) {
+      throw new Error(`Cannot run ${this.describe()} backward: no forward was encoded`);
+    }
     const batch = this.#x.shape[0];
     dY.expectShape(`Cannot run ${this.describe()} backward`, [batch, this.outFeatures]);
     const bufs = this.#buffers.get(batch);
@@ -321,7 +368,12 @@ export class Linear extends Module {
     let dZ = dY;
     if (this.fusedSlope !== null) {
       // The fused activation's gradient: dZ = dY·(y > 0 ? 1 : slope).
-      this.#actBackward!.encode(enc, grid1d(Math.ceil((batch * this.outFeatures) / WG)), [0, 1, 2, 3], [
+      this.#actBackward!.encode(enc, grid1d(Math.ceil((batch * this.outFeatures) / WG)), [
+        0,
+        1,
+        2,
+        3,
+      ], [
         this.#y,
         dY,
         back.dZ,
@@ -331,7 +383,11 @@ export class Linear extends Module {
     }
     back.dW.encode(enc, this.#x, dZ, this.#weight!.grad);
     if (this.#bias) {
-      this.#colSum!.encode(enc, [Math.ceil(this.outFeatures / 32), 1, 1], [0, 1, 2], [dZ, this.#bias.grad, back.sumParams]);
+      this.#colSum!.encode(enc, [Math.ceil(this.outFeatures / 32), 1, 1], [0, 1, 2], [
+        dZ,
+        this.#bias.grad,
+        back.sumParams,
+      ]);
     }
     if (back.dX && back.dXt) {
       back.dX.encode(enc, dZ, this.#weight!.value, back.dXt);

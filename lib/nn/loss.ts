@@ -18,7 +18,12 @@ import { KernelCall } from "./kernel_call.ts";
 import { disposeAll, PerBatch } from "./module.ts";
 
 const CROSS_ENTROPY = { name: "cross_entropy", source: crossEntropySource };
-const CE_PARAMS = new ParamsLayout("cross_entropy.Params", { B: "u32", C: "u32", smoothing: "f32", _pad: "u32" });
+const CE_PARAMS = new ParamsLayout("cross_entropy.Params", {
+  B: "u32",
+  C: "u32",
+  smoothing: "f32",
+  _pad: "u32",
+});
 const WG = 64;
 const RWG = 64;
 
@@ -120,13 +125,19 @@ export class CrossEntropyLoss {
   constructor(options: CrossEntropyOptions = {}) {
     const eps = options.labelSmoothing ?? 0;
     if (!(eps >= 0 && eps <= 1)) {
-      throw new RangeError(`Cannot create CrossEntropyLoss: labelSmoothing must be in [0, 1]: current value is ${eps}`);
+      throw new RangeError(
+        `Cannot create CrossEntropyLoss: labelSmoothing must be in [0, 1]: current value is ${eps}`,
+      );
     }
     this.labelSmoothing = eps;
     if (options.weight) {
       const bad = options.weight.findIndex((w) => !Number.isFinite(w) || w < 0);
       if (bad >= 0) {
-        throw new RangeError(`Cannot create CrossEntropyLoss: weight[${bad}] must be finite and >= 0: current value is ${options.weight[bad]}`);
+        throw new RangeError(
+          `Cannot create CrossEntropyLoss: weight[${bad}] must be finite and >= 0: current value is ${
+            options.weight[bad]
+          }`,
+        );
       }
     }
     this.weight = options.weight ? Float32Array.from(options.weight) : null;
@@ -134,25 +145,38 @@ export class CrossEntropyLoss {
 
   /** The default accumulator (created with the first forward). */
   get stats(): LossStats {
-    if (this.#stats === null) throw new Error("Cannot read CrossEntropyLoss stats: no forward was encoded yet");
+    if (this.#stats === null) {
+      throw new Error("Cannot read CrossEntropyLoss stats: no forward was encoded yet");
+    }
     return this.#stats;
   }
 
   #setup(gpu: Gpu, classes: number): void {
     if (this.#gpu === gpu && this.#classes === classes) return;
     if (this.#gpu !== null) {
-      throw new RangeError(`Cannot run CrossEntropyLoss: it was set up for ${this.#classes} classes: current logits have ${classes}`);
+      throw new RangeError(
+        `Cannot run CrossEntropyLoss: it was set up for ${this.#classes} classes: current logits have ${classes}`,
+      );
     }
     if (this.weight && this.weight.length !== classes) {
-      throw new RangeError(`Cannot run CrossEntropyLoss: ${this.weight.length} class weights for ${classes} classes`);
+      throw new RangeError(
+        `Cannot run CrossEntropyLoss: ${this.weight.length} class weights for ${classes} classes`,
+      );
     }
     this.#gpu = gpu;
     this.#classes = classes;
     const constants = { WG, RWG, WEIGHTED: Number(this.weight !== null) };
     this.#rows = new KernelCall(gpu, CROSS_ENTROPY, "rows", constants);
     this.#reduce = new KernelCall(gpu, CROSS_ENTROPY, "reduce", constants);
-    this.#weights = Tensor.from(gpu, this.weight ?? new Float32Array(classes).fill(1), [classes], "loss.weight");
-    this.#buffers = new PerBatch((batch) => new LossBuffers(gpu, batch, classes, this.labelSmoothing));
+    this.#weights = Tensor.from(
+      gpu,
+      this.weight ?? new Float32Array(classes).fill(1),
+      [classes],
+      "loss.weight",
+    );
+    this.#buffers = new PerBatch((batch) =>
+      new LossBuffers(gpu, batch, classes, this.labelSmoothing)
+    );
     this.#stats = new LossStats(gpu, "loss.stats");
   }
 
@@ -162,12 +186,18 @@ export class CrossEntropyLoss {
    */
   forward(enc: StepEncoder, logits: Tensor, labels: Tensor, stats?: LossStats): void {
     if (logits.shape.length !== 2 || logits.dtype !== "f32") {
-      throw new RangeError(`Cannot run CrossEntropyLoss: logits must be [batch, classes] f32: current shape is [${logits.shape.join(", ")}] ${logits.dtype}`);
+      throw new RangeError(
+        `Cannot run CrossEntropyLoss: logits must be [batch, classes] f32: current shape is [${
+          logits.shape.join(", ")
+        }] ${logits.dtype}`,
+      );
     }
     const [batch, classes] = logits.shape;
     if (labels.dtype !== "u32" || labels.shape.length !== 1 || labels.shape[0] !== batch) {
       throw new RangeError(
-        `Cannot run CrossEntropyLoss: labels must be [${batch}] u32: current labels are [${labels.shape.join(", ")}] ${labels.dtype}`,
+        `Cannot run CrossEntropyLoss: labels must be [${batch}] u32: current labels are [${
+          labels.shape.join(", ")
+        }] ${labels.dtype}`,
       );
     }
     this.#setup(logits.gpu, classes);
@@ -180,13 +210,19 @@ export class CrossEntropyLoss {
       bufs.rowStats,
       bufs.params,
     ]);
-    this.#reduce!.encode(enc, [1, 1, 1], [6, 7, 5], [bufs.rowStats, (stats ?? this.#stats!).acc, bufs.params]);
+    this.#reduce!.encode(enc, [1, 1, 1], [6, 7, 5], [
+      bufs.rowStats,
+      (stats ?? this.#stats!).acc,
+      bufs.params,
+    ]);
     this.#last = bufs;
   }
 
   /** The gradient of the last forward's mean loss with respect to the logits. */
   backward(): Tensor {
-    if (this.#last === null) throw new Error("Cannot run CrossEntropyLoss backward: no forward was encoded");
+    if (this.#last === null) {
+      throw new Error("Cannot run CrossEntropyLoss backward: no forward was encoded");
+    }
     return this.#last.grad;
   }
 

@@ -77,7 +77,9 @@ export abstract class Module {
   /** The GPU, or an error naming the module when it was never attached. */
   protected requireGpu(): Gpu {
     if (this.gpu === null) {
-      throw new Error(`Cannot run ${this.describe()}: it is not on a GPU yet; call model.to(gpu) first`);
+      throw new Error(
+        `Cannot run ${this.describe()}: it is not on a GPU yet; call model.to(gpu) first`,
+      );
     }
     return this.gpu;
   }
@@ -145,9 +147,9 @@ export function checkInput(module: Module, x: Tensor, shape: readonly number[]):
     shape.every((d, i) => d === x.shape[i + 1]);
   if (!ok) {
     throw new RangeError(
-      `Cannot run ${module.describe()}: expected input [batch, ${shape.join(", ")}] f32: current input "${x.label}" is [${
-        x.shape.join(", ")
-      }] ${x.dtype}`,
+      `Cannot run ${module.describe()}: expected input [batch, ${
+        shape.join(", ")
+      }] f32: current input "${x.label}" is [${x.shape.join(", ")}] ${x.dtype}`,
     );
   }
   return x.shape[0];

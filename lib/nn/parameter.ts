@@ -53,7 +53,9 @@ export class ParameterArena {
       const numel = spec.shape.reduce((a, b) => a * b, 1);
       if (spec.init.length !== numel) {
         throw new RangeError(
-          `Cannot create parameter "${spec.name}": ${spec.init.length} initial values for shape [${spec.shape.join(", ")}]`,
+          `Cannot create parameter "${spec.name}": ${spec.init.length} initial values for shape [${
+            spec.shape.join(", ")
+          }]`,
         );
       }
       offsets.push(total);

@@ -29,7 +29,9 @@ function next(): number {
  */
 export function manualSeed(seed: number): void {
   if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
-    throw new RangeError(`Cannot seed: seed must be an integer in [0, 2^32): current value is ${seed}`);
+    throw new RangeError(
+      `Cannot seed: seed must be an integer in [0, 2^32): current value is ${seed}`,
+    );
   }
   seedValue = seed;
   state = seed;

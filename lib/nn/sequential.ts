@@ -44,9 +44,17 @@ export class Sequential extends Module {
 
   constructor(...modules: Module[]) {
     super();
-    if (modules.length === 0) throw new RangeError("Cannot create Sequential: it needs at least one module: current count is 0");
+    if (modules.length === 0) {
+      throw new RangeError(
+        "Cannot create Sequential: it needs at least one module: current count is 0",
+      );
+    }
     modules.forEach((m, i) => {
-      if (!(m instanceof Module)) throw new TypeError(`Cannot create Sequential: argument ${i} is not a Module: current value is ${m}`);
+      if (!(m instanceof Module)) {
+        throw new TypeError(
+          `Cannot create Sequential: argument ${i} is not a Module: current value is ${m}`,
+        );
+      }
     });
     this.modules = modules;
   }
@@ -57,7 +65,9 @@ export class Sequential extends Module {
 
   /** Moves the model to `gpu`: fuses, allocates the parameter arena and uploads the weights. */
   to(gpu: Gpu): this {
-    if (this.gpu !== null) throw new Error(`Cannot move ${this.describe()} to a GPU: it is already on one`);
+    if (this.gpu !== null) {
+      throw new Error(`Cannot move ${this.describe()} to a GPU: it is already on one`);
+    }
     this.modules.forEach((m, i) => {
       const next = this.modules[i + 1];
       if (m instanceof Linear && next instanceof LeakyReLU && next.slope >= 0) {
@@ -65,7 +75,9 @@ export class Sequential extends Module {
         next.fused = true;
       }
     });
-    const specs = this.modules.flatMap((m, i) => m.parameterSpecs().map((s) => ({ ...s, name: `${i}.${s.name}` })));
+    const specs = this.modules.flatMap((m, i) =>
+      m.parameterSpecs().map((s) => ({ ...s, name: `${i}.${s.name}` }))
+    );
     this.#arena = new ParameterArena(gpu, specs, "params");
     this.#counter = Tensor.from(gpu, new Uint32Array(2), [2], "train step counter");
     this.#advance = new KernelCall(gpu, DROPOUT_KERNEL, "advance");
@@ -76,7 +88,10 @@ export class Sequential extends Module {
       const count = m.parameterSpecs().length;
       const params = this.#arena!.params.slice(offset, offset + count);
       offset += count;
-      m.attach({ gpu, index: i, stepCounter: this.#counter!, needsInputGrad: i > firstWithParams }, params);
+      m.attach(
+        { gpu, index: i, stepCounter: this.#counter!, needsInputGrad: i > firstWithParams },
+        params,
+      );
       return params;
     });
     this.gpu = gpu;
@@ -85,7 +100,9 @@ export class Sequential extends Module {
 
   /** The parameter arena (pass it to an optimizer). */
   parameters(): ParameterArena {
-    if (this.#arena === null) throw new Error(`Cannot list parameters of ${this.describe()}: call to(gpu) first`);
+    if (this.#arena === null) {
+      throw new Error(`Cannot list parameters of ${this.describe()}: call to(gpu) first`);
+    }
     return this.#arena;
   }
 
@@ -130,7 +147,9 @@ export class Sequential extends Module {
   async stateDict(): Promise<StateDict> {
     const out = await this.#readParameters("value");
     for (let i = 0; i < this.modules.length; i++) {
-      for (const [name, t] of Object.entries(await this.modules[i].readBuffers())) out[`${i}.${name}`] = t;
+      for (const [name, t] of Object.entries(await this.modules[i].readBuffers())) {
+        out[`${i}.${name}`] = t;
+      }
     }
     return out;
   }
@@ -163,7 +182,9 @@ export class Sequential extends Module {
     const out: Record<string, { dtype: "F32" | "I64"; shape: number[] }> = {};
     this.modules.forEach((m, i) => {
       for (const s of m.parameterSpecs()) {
-        const shape = m instanceof Linear && s.name === "weight" ? [m.outFeatures, m.inFeatures] : [...s.shape];
+        const shape = m instanceof Linear && s.name === "weight"
+          ? [m.outFeatures, m.inFeatures]
+          : [...s.shape];
         out[`${i}.${s.name}`] = { dtype: "F32", shape };
       }
       for (const [name, s] of Object.entries(m.bufferShapes())) out[`${i}.${name}`] = s;
@@ -182,24 +203,35 @@ export class Sequential extends Module {
     for (const [name, e] of Object.entries(expected)) {
       const t = state[name];
       if (!t) problems.push(`missing "${name}"`);
-      else if (t.dtype !== e.dtype) problems.push(`"${name}" has dtype ${t.dtype}, expected ${e.dtype}`);
-      else if (t.shape.length !== e.shape.length || t.shape.some((d, k) => d !== e.shape[k])) {
-        problems.push(`"${name}" has shape [${t.shape.join(", ")}], expected [${e.shape.join(", ")}]`);
+      else if (t.dtype !== e.dtype) {
+        problems.push(`"${name}" has dtype ${t.dtype}, expected ${e.dtype}`);
+      } else if (t.shape.length !== e.shape.length || t.shape.some((d, k) => d !== e.shape[k])) {
+        problems.push(
+          `"${name}" has shape [${t.shape.join(", ")}], expected [${e.shape.join(", ")}]`,
+        );
       } else if (t.dtype === "F32" && !(t.data as Float32Array).every(Number.isFinite)) {
         problems.push(`"${name}" holds NaN or Inf`);
       }
     }
-    for (const name of Object.keys(state)) if (!(name in expected)) problems.push(`unexpected "${name}"`);
+    for (const name of Object.keys(state)) {
+      if (!(name in expected)) problems.push(`unexpected "${name}"`);
+    }
     if (problems.length > 0) {
-      throw new RangeError(`Cannot load state dict into ${this.describe()}: ${problems.join("; ")}`);
+      throw new RangeError(
+        `Cannot load state dict into ${this.describe()}: ${problems.join("; ")}`,
+      );
     }
     this.modules.forEach((m, i) => {
       for (const p of this.#owned[i] ?? []) {
         let data = state[p.name].data as Float32Array;
-        if (m instanceof Linear && p.name.endsWith(".weight")) data = Linear.fromTorchLayout(data, m.inFeatures, m.outFeatures);
+        if (m instanceof Linear && p.name.endsWith(".weight")) {
+          data = Linear.fromTorchLayout(data, m.inFeatures, m.outFeatures);
+        }
         p.value.write(data);
       }
-      const buffers = Object.fromEntries(Object.keys(m.bufferShapes()).map((n) => [n, state[`${i}.${n}`]]));
+      const buffers = Object.fromEntries(
+        Object.keys(m.bufferShapes()).map((n) => [n, state[`${i}.${n}`]]),
+      );
       m.writeBuffers(buffers);
     });
   }

@@ -43,7 +43,12 @@ export interface MatmulOptions {
   variant?: MatmulVariant;
 }
 
-const MATMUL_PARAMS = new ParamsLayout("matmul.Params", { M: "u32", N: "u32", K: "u32", slope: "f32" });
+const MATMUL_PARAMS = new ParamsLayout("matmul.Params", {
+  M: "u32",
+  N: "u32",
+  K: "u32",
+  slope: "f32",
+});
 const PACK_PARAMS = new ParamsLayout("pack_texture.Params", {
   rows: "u32",
   cols: "u32",
@@ -63,7 +68,9 @@ const ceilDiv = (a: number, b: number) => Math.ceil(a / b);
 
 function checkDim(name: string, value: number): void {
   if (!Number.isInteger(value) || value <= 0) {
-    throw new RangeError(`Cannot plan matmul: ${name} must be a positive integer: current value is ${value}`);
+    throw new RangeError(
+      `Cannot plan matmul: ${name} must be a positive integer: current value is ${value}`,
+    );
   }
 }
 
@@ -94,13 +101,26 @@ class TextureOperand {
       GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
       label,
     );
-    this.params = PACK_PARAMS.upload(gpu, { rows, cols, width, height, offset: 0 }, `${label} params`);
-    this.grid = checkGrid(`pack ${label}`, [ceilDiv(width, PACK_WG[0]), ceilDiv(height, PACK_WG[1]), 1]);
+    this.params = PACK_PARAMS.upload(
+      gpu,
+      { rows, cols, width, height, offset: 0 },
+      `${label} params`,
+    );
+    this.grid = checkGrid(`pack ${label}`, [
+      ceilDiv(width, PACK_WG[0]),
+      ceilDiv(height, PACK_WG[1]),
+      1,
+    ]);
   }
 
   encodeCopy(encoder: GPUCommandEncoder, source: Tensor): void {
     encoder.copyBufferToTexture(
-      { buffer: source.buffer, offset: source.byteOffset, bytesPerRow: this.#cols * 4, rowsPerImage: this.#rows },
+      {
+        buffer: source.buffer,
+        offset: source.byteOffset,
+        bytesPerRow: this.#cols * 4,
+        rowsPerImage: this.#rows,
+      },
       { texture: this.texture.texture },
       [this.#cols / 4, this.#rows, 1],
     );
@@ -112,7 +132,10 @@ class TextureOperand {
       return;
     }
     const gpu = enc.gpu;
-    const pipeline = gpu.pipelines.get(KERNELS.pack_texture, "main", { WG_X: PACK_WG[0], WG_Y: PACK_WG[1] });
+    const pipeline = gpu.pipelines.get(KERNELS.pack_texture, "main", {
+      WG_X: PACK_WG[0],
+      WG_Y: PACK_WG[1],
+    });
     if (this.#source !== source) {
       this.#bindGroup = gpu.device.createBindGroup({
         layout: pipeline.getBindGroupLayout(0),
@@ -224,7 +247,9 @@ export class Matmul {
     b.expectShape(`${what}: operand B`, o.transB ? [N, K] : [K, N]);
     c.expectShape(`${what}: output C`, [M, N]);
     for (const t of [a, b, c]) {
-      if (t.dtype !== "f32") throw new TypeError(`${what}: "${t.label}" must be f32: current dtype is ${t.dtype}`);
+      if (t.dtype !== "f32") {
+        throw new TypeError(`${what}: "${t.label}" must be f32: current dtype is ${t.dtype}`);
+      }
     }
     if (o.bias) {
       if (!bias) throw new TypeError(`${what}: the plan adds a bias but none was given`);
@@ -238,7 +263,9 @@ export class Matmul {
   encode(enc: StepEncoder, a: Tensor, b: Tensor, c: Tensor, bias?: Tensor): void {
     this.#check(a, b, c, bias);
     const gpu = this.#gpu;
-    const biasBinding: GPUBufferBinding = bias ? bias.binding() : { buffer: this.#dummyBias.buffer };
+    const biasBinding: GPUBufferBinding = bias
+      ? bias.binding()
+      : { buffer: this.#dummyBias.buffer };
     if (this.variant === "texture") {
       this.#stageA!.encode(enc, a);
       this.#stageB!.encode(enc, b);
@@ -263,7 +290,12 @@ export class Matmul {
       });
       this.#bound = key;
     }
-    enc.dispatch(`${kernel.name} ${this.M}x${this.K}x${this.N}`, pipeline, this.#bindGroup, this.#grid);
+    enc.dispatch(
+      `${kernel.name} ${this.M}x${this.K}x${this.N}`,
+      pipeline,
+      this.#bindGroup,
+      this.#grid,
+    );
   }
 
   /** Frees the plan's uniforms and staging textures. */
@@ -283,18 +315,30 @@ export class Matmul {
  * Computes `op(A)·op(B)` into a new tensor and submits it: the convenient form for tests and
  * one-off use. Training code builds a {@link Matmul} once and encodes it every step.
  */
-export function matmul(a: Tensor, b: Tensor, options: MatmulOptions & { biasTensor?: Tensor } = {}): Tensor {
+export function matmul(
+  a: Tensor,
+  b: Tensor,
+  options: MatmulOptions & { biasTensor?: Tensor } = {},
+): Tensor {
   const gpu = a.gpu;
   if (a.shape.length !== 2 || b.shape.length !== 2) {
-    throw new RangeError(`Cannot run matmul: operands must be 2-D: current shapes are [${a.shape}] and [${b.shape}]`);
+    throw new RangeError(
+      `Cannot run matmul: operands must be 2-D: current shapes are [${a.shape}] and [${b.shape}]`,
+    );
   }
   const [M, K] = options.transA ? [a.shape[1], a.shape[0]] : [a.shape[0], a.shape[1]];
   const [Kb, N] = options.transB ? [b.shape[1], b.shape[0]] : [b.shape[0], b.shape[1]];
   if (K !== Kb) {
-    throw new RangeError(`Cannot run matmul: inner dimensions differ: op(A) is ${M}x${K}, op(B) is ${Kb}x${N}`);
+    throw new RangeError(
+      `Cannot run matmul: inner dimensions differ: op(A) is ${M}x${K}, op(B) is ${Kb}x${N}`,
+    );
   }
   const { biasTensor, ...rest } = options;
-  const plan = new Matmul(gpu, M, N, K, { ...rest, bias: biasTensor !== undefined, accumulate: false });
+  const plan = new Matmul(gpu, M, N, K, {
+    ...rest,
+    bias: biasTensor !== undefined,
+    accumulate: false,
+  });
   const c = Tensor.empty(gpu, [M, N], "f32", "matmul C");
   const enc = new StepEncoder(gpu, "matmul");
   plan.encode(enc, a, b, c, biasTensor);
@@ -327,7 +371,9 @@ export async function matmulVariant(gpu: Gpu): Promise<MatmulVariant> {
   const fromEnv = readEnv("WGNN_MATMUL");
   if (fromEnv === "texture" || fromEnv === "tiled") pick = fromEnv;
   else if (fromEnv !== undefined) {
-    throw new RangeError(`Cannot choose matmul variant: WGNN_MATMUL must be "texture" or "tiled": current value is "${fromEnv}"`);
+    throw new RangeError(
+      `Cannot choose matmul variant: WGNN_MATMUL must be "texture" or "tiled": current value is "${fromEnv}"`,
+    );
   }
   if (pick === null && gpu.adapter.fallback) pick = "texture";
   if (pick === null) {

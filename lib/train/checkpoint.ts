@@ -24,11 +24,18 @@ export interface RunPosition {
 }
 
 function toFile(state: StateDict): Record<string, FileTensor> {
-  return Object.fromEntries(Object.entries(state).map(([k, t]) => [k, { dtype: t.dtype, shape: t.shape, data: t.data }]));
+  return Object.fromEntries(
+    Object.entries(state).map(([k, t]) => [k, { dtype: t.dtype, shape: t.shape, data: t.data }]),
+  );
 }
 
 /** Writes `<dir>/<name>.safetensors` (model) atomically, with the position as metadata. */
-export async function saveModel(dir: string, name: string, model: Sequential, position: RunPosition): Promise<void> {
+export async function saveModel(
+  dir: string,
+  name: string,
+  model: Sequential,
+  position: RunPosition,
+): Promise<void> {
   await writeSafetensorsFile(join(dir, `${name}.safetensors`), toFile(await model.stateDict()), {
     format: "pt",
     epoch: String(position.epoch),
@@ -38,10 +45,17 @@ export async function saveModel(dir: string, name: string, model: Sequential, po
 }
 
 /** Writes `<dir>/<name>.optim.safetensors` (optimizer state) atomically. */
-export async function saveOptimizer(dir: string, name: string, optimizer: Optimizer, position: RunPosition): Promise<void> {
+export async function saveOptimizer(
+  dir: string,
+  name: string,
+  optimizer: Optimizer,
+  position: RunPosition,
+): Promise<void> {
   const state = await optimizer.readState();
   const tensors: Record<string, FileTensor> = {};
-  for (const [k, v] of Object.entries(state)) tensors[k] = { dtype: "F32", shape: [v.length], data: v };
+  for (const [k, v] of Object.entries(state)) {
+    tensors[k] = { dtype: "F32", shape: [v.length], data: v };
+  }
   await writeSafetensorsFile(join(dir, `${name}.optim.safetensors`), tensors, {
     epoch: String(position.epoch),
     trainingSteps: String(position.trainingSteps),
@@ -56,9 +70,15 @@ export async function loadModel(path: string, model: Sequential): Promise<Record
   const state: StateDict = {};
   for (const [k, t] of file.tensors) {
     if (t.dtype !== "F32" && t.dtype !== "I64") {
-      throw new TypeError(`Cannot load "${path}": tensor "${k}" has dtype ${t.dtype}; expected F32 (or I64 for counters)`);
+      throw new TypeError(
+        `Cannot load "${path}": tensor "${k}" has dtype ${t.dtype}; expected F32 (or I64 for counters)`,
+      );
     }
-    state[k] = { dtype: t.dtype, shape: [...t.shape], data: t.data as Float32Array | BigInt64Array };
+    state[k] = {
+      dtype: t.dtype,
+      shape: [...t.shape],
+      data: t.data as Float32Array | BigInt64Array,
+    };
   }
   try {
     model.loadStateDict(state);
@@ -72,12 +92,18 @@ export async function loadModel(path: string, model: Sequential): Promise<Record
  * Restores model, optimizer and position from `<dir>/last.*` for `--resume`. Throws when the files
  * are missing, disagree with each other, or belong to another architecture.
  */
-export async function loadLast(dir: string, model: Sequential, optimizer: Optimizer): Promise<RunPosition> {
+export async function loadLast(
+  dir: string,
+  model: Sequential,
+  optimizer: Optimizer,
+): Promise<RunPosition> {
   const modelPath = join(dir, "last.safetensors");
   const optimPath = join(dir, "last.optim.safetensors");
   const meta = await loadModel(modelPath, model);
   if (meta.architecture !== undefined && meta.architecture !== model.describe()) {
-    throw new RangeError(`Cannot resume from "${modelPath}": it holds ${meta.architecture}, not ${model.describe()}`);
+    throw new RangeError(
+      `Cannot resume from "${modelPath}": it holds ${meta.architecture}, not ${model.describe()}`,
+    );
   }
   const optim = await readSafetensorsFile(optimPath);
   if (optim.metadata.epoch !== meta.epoch) {
@@ -86,14 +112,25 @@ export async function loadLast(dir: string, model: Sequential, optimizer: Optimi
     );
   }
   if (optim.metadata.optimizer !== optimizer.name) {
-    throw new RangeError(`Cannot resume from "${optimPath}": it holds ${optim.metadata.optimizer} state, not ${optimizer.name}`);
+    throw new RangeError(
+      `Cannot resume from "${optimPath}": it holds ${optim.metadata.optimizer} state, not ${optimizer.name}`,
+    );
   }
   const state: Record<string, Float32Array> = {};
   for (const [k, t] of optim.tensors) state[k] = t.data as Float32Array;
   optimizer.loadState(state);
-  const position = { epoch: Number(meta.epoch), trainingSteps: Number(meta.trainingSteps), architecture: model.describe() };
-  if (!Number.isInteger(position.epoch) || position.epoch < 0 || !Number.isInteger(position.trainingSteps)) {
-    throw new RangeError(`Cannot resume from "${modelPath}": bad metadata epoch=${meta.epoch} trainingSteps=${meta.trainingSteps}`);
+  const position = {
+    epoch: Number(meta.epoch),
+    trainingSteps: Number(meta.trainingSteps),
+    architecture: model.describe(),
+  };
+  if (
+    !Number.isInteger(position.epoch) || position.epoch < 0 ||
+    !Number.isInteger(position.trainingSteps)
+  ) {
+    throw new RangeError(
+      `Cannot resume from "${modelPath}": bad metadata epoch=${meta.epoch} trainingSteps=${meta.trainingSteps}`,
+    );
   }
   model.setTrainingSteps(position.trainingSteps);
   return position;

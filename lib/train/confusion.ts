@@ -43,13 +43,21 @@ export class ConfusionMatrix {
   add(enc: StepEncoder, logits: Tensor, labels: Tensor): void {
     const batch = logits.shape[0];
     const params = this.#params.get(batch).buffer;
-    this.#call.encode(enc, grid1d(Math.ceil(batch / 64)), [0, 1, 2, 3], [logits, labels, this.#counts, params]);
+    this.#call.encode(enc, grid1d(Math.ceil(batch / 64)), [0, 1, 2, 3], [
+      logits,
+      labels,
+      this.#counts,
+      params,
+    ]);
   }
 
   /** Reads the matrix: rows are true labels, columns predictions. */
   async read(): Promise<number[][]> {
     const flat = (await this.#counts.read()) as Uint32Array;
-    return Array.from({ length: this.classes }, (_, r) => Array.from(flat.subarray(r * this.classes, (r + 1) * this.classes)));
+    return Array.from(
+      { length: this.classes },
+      (_, r) => Array.from(flat.subarray(r * this.classes, (r + 1) * this.classes)),
+    );
   }
 
   dispose(): void {

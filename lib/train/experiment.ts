@@ -38,7 +38,12 @@ export const OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"] as const;
  * BatchNorm1d or Dropout(0.5) after each hidden activation. Call `manualSeed` first.
  */
 export function seedModel(variant: Variant): Sequential {
-  const extra = () => (variant === "bn" ? [new BatchNorm1d(128)] : variant === "dropout" ? [new Dropout(0.5)] : []);
+  const extra =
+    () => (variant === "bn"
+      ? [new BatchNorm1d(128)]
+      : variant === "dropout"
+      ? [new Dropout(0.5)]
+      : []);
   return new Sequential(
     new Flatten(),
     new Linear(3072, 128),
@@ -52,7 +57,11 @@ export function seedModel(variant: Variant): Sequential {
 }
 
 /** Builds the optimizer named `name` over `model`'s parameters. */
-export function makeOptimizer(name: typeof OPTIMIZERS[number], model: Sequential, lr: number): Optimizer {
+export function makeOptimizer(
+  name: typeof OPTIMIZERS[number],
+  model: Sequential,
+  lr: number,
+): Optimizer {
   const params = model.parameters();
   switch (name) {
     case "adam":
@@ -93,13 +102,20 @@ export interface ExperimentOptions {
 
 function slice(set: ImageSet, limit: number | undefined): ImageSet {
   if (limit === undefined || limit >= set.count) return set;
-  return { images: set.images.subarray(0, limit * 3072), labels: set.labels.subarray(0, limit), count: limit };
+  return {
+    images: set.images.subarray(0, limit * 3072),
+    labels: set.labels.subarray(0, limit),
+    count: limit,
+  };
 }
 
 /** One summary row from a history. */
 export function summaryRow(h: History): SummaryRow {
   const withVal = h.epochs.filter((e) => e.valLoss !== undefined && Number.isFinite(e.valLoss));
-  const bestVal = withVal.reduce<typeof withVal[number] | null>((b, e) => (b === null || e.valLoss! < b.valLoss! ? e : b), null);
+  const bestVal = withVal.reduce<typeof withVal[number] | null>(
+    (b, e) => (b === null || e.valLoss! < b.valLoss! ? e : b),
+    null,
+  );
   return {
     variant: h.variant,
     finalTrainLoss: h.epochs.at(-1)?.trainLoss ?? NaN,
@@ -135,7 +151,11 @@ export async function runExperiment(gpu: Gpu, o: ExperimentOptions): Promise<Sum
         seed: o.seed,
         augment: o.augment ? { flip: true, crop: 4 } : undefined,
       });
-      const val = new Loader(gpu, valSet, { batchSize: o.batchSize, shuffle: true, seed: o.seed + 1 });
+      const val = new Loader(gpu, valSet, {
+        batchSize: o.batchSize,
+        shuffle: true,
+        seed: o.seed + 1,
+      });
       try {
         const history = await fit(model, {
           train,

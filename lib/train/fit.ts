@@ -58,22 +58,34 @@ export interface FitOptions {
 /** Thrown when the loss becomes NaN or infinite; says where. */
 export class NonFiniteLossError extends Error {
   constructor(readonly epoch: number, readonly batch: number, readonly step: number) {
-    super(`Training stopped: the loss became NaN or infinite at epoch ${epoch}, batch ${batch + 1} (step ${step})`);
+    super(
+      `Training stopped: the loss became NaN or infinite at epoch ${epoch}, batch ${
+        batch + 1
+      } (step ${step})`,
+    );
     this.name = "NonFiniteLossError";
   }
 }
 
 function checkOptions(o: FitOptions): void {
   if (!Number.isInteger(o.epochs) || o.epochs <= 0) {
-    throw new RangeError(`Cannot fit: epochs must be a positive integer: current value is ${o.epochs}`);
+    throw new RangeError(
+      `Cannot fit: epochs must be a positive integer: current value is ${o.epochs}`,
+    );
   }
   const freq = o.validationFreq ?? 1;
   if (!Number.isInteger(freq) || freq <= 0) {
-    throw new RangeError(`Cannot fit: validationFreq must be a positive integer: current value is ${freq}`);
+    throw new RangeError(
+      `Cannot fit: validationFreq must be a positive integer: current value is ${freq}`,
+    );
   }
   if (o.resume && !o.checkpointDir) throw new RangeError("Cannot fit: resume needs checkpointDir");
-  if (o.earlyStopping && !(Number.isInteger(o.earlyStopping.patience) && o.earlyStopping.patience > 0)) {
-    throw new RangeError(`Cannot fit: earlyStopping.patience must be a positive integer: current value is ${o.earlyStopping.patience}`);
+  if (
+    o.earlyStopping && !(Number.isInteger(o.earlyStopping.patience) && o.earlyStopping.patience > 0)
+  ) {
+    throw new RangeError(
+      `Cannot fit: earlyStopping.patience must be a positive integer: current value is ${o.earlyStopping.patience}`,
+    );
   }
 }
 
@@ -132,10 +144,25 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
         break;
       }
       const t0 = performance.now();
-      const state = { label, epoch, epochs: options.epochs, batch: 0, batches: train.batchesPerEpoch, elapsed: 0, done };
+      const state = {
+        label,
+        epoch,
+        epochs: options.epochs,
+        batch: 0,
+        batches: train.batchesPerEpoch,
+        elapsed: 0,
+        done,
+      };
       const last = history.epochs.at(-1);
       const show = (batch: number) =>
-        progress.update({ ...state, batch, trainLoss: last?.trainLoss, valLoss: last?.valLoss, valAccuracy: last?.valAccuracy, elapsed: (performance.now() - began) / 1000 });
+        progress.update({
+          ...state,
+          batch,
+          trainLoss: last?.trainLoss,
+          valLoss: last?.valLoss,
+          valAccuracy: last?.valAccuracy,
+          elapsed: (performance.now() - began) / 1000,
+        });
 
       // Training: chunks of steps, submitted without waiting.
       model.train();
@@ -185,7 +212,11 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
       // The one wait of the epoch.
       const tr: LossSummary = await trainStats.read();
       if (tr.firstNonFiniteBatch !== null) {
-        throw new NonFiniteLossError(epoch, tr.firstNonFiniteBatch, steps - tr.batches + tr.firstNonFiniteBatch + 1);
+        throw new NonFiniteLossError(
+          epoch,
+          tr.firstNonFiniteBatch,
+          steps - tr.batches + tr.firstNonFiniteBatch + 1,
+        );
       }
       const record: EpochRecord = { epoch, trainLoss: tr.meanLoss, seconds: 0 };
       if (validate) {
@@ -197,7 +228,15 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
       record.seconds = (performance.now() - t0) / 1000;
       history.epochs.push(record);
       done++;
-      progress.epochDone({ ...state, batch: train.batchesPerEpoch, trainLoss: record.trainLoss, valLoss: record.valLoss, valAccuracy: record.valAccuracy, elapsed: (performance.now() - began) / 1000, done });
+      progress.epochDone({
+        ...state,
+        batch: train.batchesPerEpoch,
+        trainLoss: record.trainLoss,
+        valLoss: record.valLoss,
+        valAccuracy: record.valAccuracy,
+        elapsed: (performance.now() - began) / 1000,
+        done,
+      });
 
       let improved = false;
       if (record.valLoss !== undefined) {
@@ -208,7 +247,11 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
         } else sinceBest++;
       }
       if (dir) {
-        const position: RunPosition = { epoch, trainingSteps: await model.trainingSteps(), architecture: model.describe() };
+        const position: RunPosition = {
+          epoch,
+          trainingSteps: await model.trainingSteps(),
+          architecture: model.describe(),
+        };
         await saveModel(dir, "last", model, position);
         await saveOptimizer(dir, "last", optimizer, position);
         if (improved) await saveModel(dir, "best", model, position);
@@ -217,7 +260,9 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
       await options.onEpoch?.(record, history);
       if (options.earlyStopping && sinceBest >= options.earlyStopping.patience) {
         history.stopped = "early-stopping";
-        if (options.earlyStopping.restoreBest && dir) await loadModel(join(dir, "best.safetensors"), model);
+        if (options.earlyStopping.restoreBest && dir) {
+          await loadModel(join(dir, "best.safetensors"), model);
+        }
         break;
       }
     }

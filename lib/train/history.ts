@@ -38,8 +38,12 @@ export interface History {
 export function historyCsv(history: History): string {
   const rows = ["epoch,train_loss,val_loss,val_accuracy,seconds"];
   for (const e of history.epochs) {
-    const cell = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? "" : String(v));
-    rows.push([e.epoch, cell(e.trainLoss), cell(e.valLoss), cell(e.valAccuracy), cell(e.seconds)].join(","));
+    const cell = (
+      v: number | undefined,
+    ) => (v === undefined || !Number.isFinite(v) ? "" : String(v));
+    rows.push(
+      [e.epoch, cell(e.trainLoss), cell(e.valLoss), cell(e.valAccuracy), cell(e.seconds)].join(","),
+    );
   }
   return rows.join("\n") + "\n";
 }

@@ -29,21 +29,32 @@ export interface ProgressSink {
   close(): void;
 }
 
-const fmt = (v: number | undefined, digits = 4) => (v === undefined || !Number.isFinite(v) ? "-" : v.toFixed(digits));
+const fmt = (
+  v: number | undefined,
+  digits = 4,
+) => (v === undefined || !Number.isFinite(v) ? "-" : v.toFixed(digits));
 
 function eta(state: ProgressState): string {
   if (state.done === 0) return "?";
   const perEpoch = state.elapsed / state.done;
-  const left = Math.max(0, perEpoch * (state.epochs - state.epoch) + perEpoch * (1 - state.batch / Math.max(1, state.batches)));
+  const left = Math.max(
+    0,
+    perEpoch * (state.epochs - state.epoch) +
+      perEpoch * (1 - state.batch / Math.max(1, state.batches)),
+  );
   return left >= 60 ? `${Math.floor(left / 60)}m${Math.round(left % 60)}s` : `${left.toFixed(0)}s`;
 }
 
 function line(state: ProgressState): string {
   const width = 20;
-  const filled = Math.round((width * (state.epoch - 1 + state.batch / Math.max(1, state.batches))) / state.epochs);
+  const filled = Math.round(
+    (width * (state.epoch - 1 + state.batch / Math.max(1, state.batches))) / state.epochs,
+  );
   const bar = "#".repeat(Math.min(width, filled)).padEnd(width, ".");
   return `${state.label} [${bar}] epoch ${state.epoch}/${state.epochs} batch ${state.batch}/${state.batches}` +
-    ` loss ${fmt(state.trainLoss)} val ${fmt(state.valLoss)} acc ${fmt(state.valAccuracy === undefined ? undefined : 100 * state.valAccuracy, 1)}%` +
+    ` loss ${fmt(state.trainLoss)} val ${fmt(state.valLoss)} acc ${
+      fmt(state.valAccuracy === undefined ? undefined : 100 * state.valAccuracy, 1)
+    }%` +
     ` eta ${eta(state)}`;
 }
 

@@ -6,7 +6,14 @@
 type Arr = ArrayLike<number>;
 
 /** y = x·Wᵀ + b (W is [out][in]). */
-export function linearForward(x: Arr, w: Arr, b: Arr | null, B: number, inF: number, outF: number): Float64Array {
+export function linearForward(
+  x: Arr,
+  w: Arr,
+  b: Arr | null,
+  B: number,
+  inF: number,
+  outF: number,
+): Float64Array {
   const y = new Float64Array(B * outF);
   for (let r = 0; r < B; r++) {
     for (let o = 0; o < outF; o++) {
@@ -66,10 +73,21 @@ export function batchnormTrain(x: Arr, gamma: Arr, beta: Arr, B: number, F: numb
 }
 
 /** BatchNorm1d in eval mode with running statistics. */
-export function batchnormEval(x: Arr, gamma: Arr, beta: Arr, rm: Arr, rv: Arr, B: number, F: number, eps: number) {
+export function batchnormEval(
+  x: Arr,
+  gamma: Arr,
+  beta: Arr,
+  rm: Arr,
+  rv: Arr,
+  B: number,
+  F: number,
+  eps: number,
+) {
   const y = new Float64Array(B * F);
   for (let b = 0; b < B; b++) {
-    for (let f = 0; f < F; f++) y[b * F + f] = ((x[b * F + f] - rm[f]) / Math.sqrt(rv[f] + eps)) * gamma[f] + beta[f];
+    for (let f = 0; f < F; f++) {
+      y[b * F + f] = ((x[b * F + f] - rm[f]) / Math.sqrt(rv[f] + eps)) * gamma[f] + beta[f];
+    }
   }
   return y;
 }
@@ -124,7 +142,9 @@ export function crossEntropy(
     for (let c = 0; c < C; c++) {
       smooth += w(c) * (lse - row[c]);
       const p = Math.exp(row[c] - lse);
-      grad[r * C + c] = ((1 - smoothing) * w(y) * (p - (c === y ? 1 : 0)) + (smoothing / C) * (p * wsum - w(c))) / denom;
+      grad[r * C + c] =
+        ((1 - smoothing) * w(y) * (p - (c === y ? 1 : 0)) + (smoothing / C) * (p * wsum - w(c))) /
+        denom;
     }
     total += (1 - smoothing) * w(y) * (lse - row[y]) + (smoothing / C) * smooth;
     if (row.indexOf(m) === y) correct++;
@@ -133,7 +153,12 @@ export function crossEntropy(
 }
 
 /** Central finite differences of a scalar function f at x, for the entries `indices`. */
-export function finiteDiff(f: (x: Float64Array) => number, x: Float64Array, indices: number[], h = 1e-6): number[] {
+export function finiteDiff(
+  f: (x: Float64Array) => number,
+  x: Float64Array,
+  indices: number[],
+  h = 1e-6,
+): number[] {
   return indices.map((i) => {
     const xp = Float64Array.from(x);
     const xm = Float64Array.from(x);
