@@ -221,10 +221,15 @@ class LinearBuffers {
     this.#inF = inF;
     this.#outF = outF;
     this.#batch = batch;
+    // The backward plans read the textures this forward stages (X for dW = Xᵀ·dZ, W for
+    // dX = dZ·Wᵀ) instead of staging them again: reserve room for their padding.
+    const up = (n: number, m: number) => Math.ceil(n / m) * m;
     this.forward = new Matmul(gpu, batch, outF, inF, {
       bias,
       activation: slope === null ? "none" : "leaky_relu",
       slope: slope ?? 0.01,
+      reserveA: [up(inF, 16) / 4, up(batch, 4)],
+      reserveB: [up(outF, 4) / 4, up(inF, 16)],
     });
     this.y = Tensor.empty(gpu, [batch, outF], "f32", "linear.y");
   }
@@ -234,11 +239,15 @@ class LinearBuffers {
     if (this.#back === null) {
       const gpu = this.#gpu;
       const [B, inF, outF] = [this.#batch, this.#inF, this.#outF];
+      const reuse = (which: "A" | "B") => {
+        const staged = this.forward.staged(which);
+        return staged ? (which === "A" ? { reuseA: staged } : { reuseB: staged }) : {};
+      };
       this.#back = {
         // dW[in][out] += Xᵀ·dZ
-        dW: new Matmul(gpu, inF, outF, B, { transA: true, accumulate: true }),
+        dW: new Matmul(gpu, inF, outF, B, { transA: true, accumulate: true, ...reuse("A") }),
         // dX = dZ·Wᵀ (W stored [in][out] = [N][K] of this product)
-        dX: needsInputGrad ? new Matmul(gpu, B, inF, outF, { transB: true }) : null,
+        dX: needsInputGrad ? new Matmul(gpu, B, inF, outF, { transB: true, ...reuse("B") }) : null,
         dZ: Tensor.empty(gpu, [B, outF], "f32", "linear.dZ"),
         dXt: needsInputGrad ? Tensor.empty(gpu, [B, inF], "f32", "linear.dX") : null,
         sumParams: SUM_PARAMS.upload(gpu, { M: B, N: outF }),

@@ -41,6 +41,28 @@ export interface MatmulOptions {
   accumulate?: boolean;
   /** Kernel family; default: {@link matmulVariant} of the adapter. */
   variant?: MatmulVariant;
+  /**
+   * Read operand A (or B) from a texture another plan stages earlier in the same step, instead
+   * of staging it again: e.g. a Linear's weight gradient Xᵀ·dZ reads the X its forward staged.
+   * The other plan must stage the same stored matrix (same rows and columns).
+   */
+  reuseA?: StagedOperand;
+  reuseB?: StagedOperand;
+  /** Texture extents to allocate at least, so a later plan can reuse this one's staging. */
+  reserveA?: [number, number];
+  reserveB?: [number, number];
+}
+
+/** A matrix staged into a texture by a texture-variant plan; see {@link Matmul.staged}. */
+export interface StagedOperand {
+  /** Rows and columns of the stored matrix. */
+  readonly rows: number;
+  readonly cols: number;
+  /** The texture's extent in texels (width = columns / 4, padded). */
+  readonly width: number;
+  readonly height: number;
+  /** The texture (owned by the plan that staged it). */
+  readonly texture: GpuTexture;
 }
 
 const MATMUL_PARAMS = new ParamsLayout("matmul.Params", {
@@ -66,6 +88,26 @@ const TILED = { WG_X: 16, WG_Y: 16, RM: 4, RN: 4 };
 
 const ceilDiv = (a: number, b: number) => Math.ceil(a / b);
 
+function maxDims(need: [number, number], reserve?: [number, number]): [number, number] {
+  return reserve ? [Math.max(need[0], reserve[0]), Math.max(need[1], reserve[1])] : need;
+}
+
+function checkReuse(
+  which: string,
+  staged: StagedOperand,
+  rows: number,
+  cols: number,
+  need: [number, number],
+): StagedOperand {
+  if (staged.rows !== rows || staged.cols !== cols || staged.width < need[0] || staged.height < need[1]) {
+    throw new RangeError(
+      `Cannot reuse a staged operand ${which}: it holds ${staged.rows}x${staged.cols} in ${staged.width}x${staged.height} texels; ` +
+        `this plan needs ${rows}x${cols} in at least ${need[0]}x${need[1]}`,
+    );
+  }
+  return staged;
+}
+
 function checkDim(name: string, value: number): void {
   if (!Number.isInteger(value) || value <= 0) {
     throw new RangeError(
@@ -80,8 +122,12 @@ function checkDim(name: string, value: number): void {
  * go through pack_texture.wgsl, which also writes the zero padding. Copies never touch the
  * padding, which stays zero from the texture's creation.
  */
-class TextureOperand {
+class TextureOperand implements StagedOperand {
   readonly texture: GpuTexture;
+  readonly rows: number;
+  readonly cols: number;
+  readonly width: number;
+  readonly height: number;
   readonly params: GpuBuffer;
   readonly grid: [number, number, number];
   readonly #copy: boolean;
@@ -93,7 +139,12 @@ class TextureOperand {
   constructor(gpu: Gpu, label: string, rows: number, cols: number, width: number, height: number) {
     this.#rows = rows;
     this.#cols = cols;
-    this.#copy = (cols * 4) % 256 === 0 && width === cols / 4;
+    this.rows = rows;
+    this.cols = cols;
+    this.width = width;
+    this.height = height;
+    // Rows whose byte length is a multiple of 256 can be copied; the padding stays zero.
+    this.#copy = (cols * 4) % 256 === 0 && width >= cols / 4 && height >= rows;
     this.texture = gpu.createTexture(
       width,
       height,
@@ -165,14 +216,20 @@ export class Matmul {
   readonly N: number;
   readonly K: number;
   readonly variant: MatmulVariant;
-  readonly options: Readonly<Required<Omit<MatmulOptions, "variant">>>;
+  readonly options: Readonly<
+    Required<Omit<MatmulOptions, "variant" | "reuseA" | "reuseB" | "reserveA" | "reserveB">>
+  >;
   readonly #gpu: Gpu;
   readonly #params: GpuBuffer;
   readonly #dummyBias: GpuBuffer;
   readonly #constants: Record<string, number>;
   readonly #grid: [number, number, number];
+  /** Staging this plan owns (and encodes), or null when it reuses another plan's. */
   readonly #stageA: TextureOperand | null = null;
   readonly #stageB: TextureOperand | null = null;
+  /** The textures the kernel reads (own staging or reused). */
+  readonly #texA: StagedOperand | null = null;
+  readonly #texB: StagedOperand | null = null;
   #bindGroup: GPUBindGroup | null = null;
   #bound: (Tensor | null)[] = [];
 
@@ -210,17 +267,29 @@ export class Matmul {
     const nBlocks = ceilDiv(N, TEXTURE_BLOCK);
     const K4 = ceilDiv(K, 4);
     // Texture extents: every load of the kernel must land inside the zero-padded texture.
-    const dimsA: [number, number] = o.transA ? [mBlocks * 4, K4 * 4] : [K4, mBlocks * 16];
-    const dimsB: [number, number] = o.transB ? [K4, nBlocks * 16] : [nBlocks * 4, K4 * 4];
+    const needA: [number, number] = o.transA ? [mBlocks * 4, K4 * 4] : [K4, mBlocks * 16];
+    const needB: [number, number] = o.transB ? [K4, nBlocks * 16] : [nBlocks * 4, K4 * 4];
+    const dimsA = maxDims(needA, options.reserveA);
+    const dimsB = maxDims(needB, options.reserveB);
     const max = gpu.limits.maxTextureDimension2D;
-    if (variant === "texture" && [...dimsA, ...dimsB].some((d) => d > max)) variant = "tiled";
+    const reusing = options.reuseA !== undefined || options.reuseB !== undefined;
+    if (variant === "texture" && !reusing && [...dimsA, ...dimsB].some((d) => d > max)) {
+      variant = "tiled";
+    }
+    if (reusing && variant !== "texture") {
+      throw new RangeError(`Cannot plan matmul ${M}x${K}x${N}: reuseA/reuseB need the texture variant: current variant is ${variant}`);
+    }
     this.variant = variant;
 
     if (variant === "texture") {
       const [rowsA, colsA] = o.transA ? [K, M] : [M, K];
       const [rowsB, colsB] = o.transB ? [N, K] : [K, N];
-      this.#stageA = new TextureOperand(gpu, "matmul A", rowsA, colsA, dimsA[0], dimsA[1]);
-      this.#stageB = new TextureOperand(gpu, "matmul B", rowsB, colsB, dimsB[0], dimsB[1]);
+      this.#texA = options.reuseA
+        ? checkReuse("A", options.reuseA, rowsA, colsA, needA)
+        : (this.#stageA = new TextureOperand(gpu, "matmul A", rowsA, colsA, dimsA[0], dimsA[1]));
+      this.#texB = options.reuseB
+        ? checkReuse("B", options.reuseB, rowsB, colsB, needB)
+        : (this.#stageB = new TextureOperand(gpu, "matmul B", rowsB, colsB, dimsB[0], dimsB[1]));
       this.#constants = { ...common, WG_X: TEXTURE_WG };
       this.#grid = grid1d(ceilDiv(mBlocks * nBlocks, TEXTURE_WG));
     } else {
@@ -231,6 +300,14 @@ export class Matmul {
     }
     this.#params = MATMUL_PARAMS.upload(gpu, { M, N, K, slope }, "matmul params");
     this.#dummyBias = gpu.createBuffer(16, GPUBufferUsage.STORAGE, "matmul no-bias");
+  }
+
+  /**
+   * The texture this plan stages operand A or B into, for another plan's `reuseA`/`reuseB`;
+   * null for the tiled variant or a reused operand.
+   */
+  staged(which: "A" | "B"): StagedOperand | null {
+    return which === "A" ? this.#stageA : this.#stageB;
   }
 
   /** Floating-point operations of one product (2·M·N·K). */
@@ -266,16 +343,15 @@ export class Matmul {
     const biasBinding: GPUBufferBinding = bias
       ? bias.binding()
       : { buffer: this.#dummyBias.buffer };
-    if (this.variant === "texture") {
-      this.#stageA!.encode(enc, a);
-      this.#stageB!.encode(enc, b);
-    }
+    // A reused operand was staged by its owner earlier in this step.
+    this.#stageA?.encode(enc, a);
+    this.#stageB?.encode(enc, b);
     const kernel = this.variant === "texture" ? KERNELS.matmul_texture : KERNELS.matmul_tiled;
     const pipeline = gpu.pipelines.get(kernel, "main", this.#constants);
     const key = [a, b, bias ?? null, c];
     if (this.#bindGroup === null || key.some((k, i) => k !== this.#bound[i])) {
       const operands: GPUBindingResource[] = this.variant === "texture"
-        ? [this.#stageA!.texture.texture.createView(), this.#stageB!.texture.texture.createView()]
+        ? [this.#texA!.texture.texture.createView(), this.#texB!.texture.texture.createView()]
         : [a.binding(), b.binding()];
       this.#bindGroup = gpu.device.createBindGroup({
         label: `${kernel.name} ${this.M}x${this.K}x${this.N}`,
