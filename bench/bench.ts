@@ -8,6 +8,7 @@
 
 import { parseArgs } from "node:util";
 import { requestGpu } from "../lib/gpu/device.ts";
+import { useLavapipeVectorWidth } from "../lib/gpu/lavapipe.ts";
 import { writeTextFileAtomic } from "../lib/io/atomic.ts";
 import { benchMatmul } from "./matmul.ts";
 import { benchTraining } from "./train.ts";
@@ -29,15 +30,18 @@ Figures are medians of rounds after warm-up.
   --quick           fewer shapes and steps (a smoke run)
   --rounds N        timed rounds per figure (default 5)
   --adapters all    also run on lavapipe at 512 bits and on the GL backend (child processes)
+  --vector-width N  256 or 512: Mesa's software adapters only (AVX-512 needs 512)
   --help            this text`;
 
 /** Child-process configurations for `--adapters all` on Mesa's software adapters. */
-const OTHER_ADAPTERS: { label: string; env: Record<string, string> }[] = [
+const OTHER_ADAPTERS: { label: string; env: Record<string, string>; args: string[] }[] = [
   {
-    label: "vulkan, LP_NATIVE_VECTOR_WIDTH=512",
-    env: { LP_NATIVE_VECTOR_WIDTH: "512", DENO_WEBGPU_BACKEND: "vulkan" },
+    label: "vulkan, 512-bit vectors",
+    env: { DENO_WEBGPU_BACKEND: "vulkan" },
+    args: ["--vector-width", "512", "--only", "matmul,train"],
   },
-  { label: "gl", env: { DENO_WEBGPU_BACKEND: "gl" } },
+  // GL compiles each large kernel for 20-40 s with a cold shader cache: matmul only.
+  { label: "gl", env: { DENO_WEBGPU_BACKEND: "gl" }, args: ["--only", "matmul"] },
 ];
 
 function fail(message: string): never {
@@ -56,6 +60,7 @@ async function main(): Promise<void> {
         rounds: { type: "string", default: "5" },
         adapters: { type: "string", default: "current" },
         only: { type: "string", default: "matmul,train,tfjs,torch" },
+        "vector-width": { type: "string" },
         help: { type: "boolean", default: false },
       },
       strict: true,
@@ -75,6 +80,13 @@ async function main(): Promise<void> {
     fail(`--adapters must be "current" or "all": current value is ${args.adapters}`);
   }
 
+  if (args["vector-width"] !== undefined) {
+    const width = Number(args["vector-width"]);
+    if (width !== 256 && width !== 512) {
+      fail(`--vector-width must be 256 or 512: current value is ${args["vector-width"]}`);
+    }
+    useLavapipeVectorWidth(width);
+  }
   const gpu = await requestGpu();
   console.log(
     `adapter: ${gpu.adapter.description}${gpu.adapter.fallback ? " (software/fallback)" : ""}`,
@@ -102,7 +114,7 @@ async function main(): Promise<void> {
     report.others = [];
     for (const other of OTHER_ADAPTERS) {
       console.log(`\n--- ${other.label} (child process) ---`);
-      const child = await runChild(other.env, rounds, args.quick);
+      const child = await runChild(other.env, other.args, rounds, args.quick);
       if (child) report.others.push({ label: other.label, report: child });
     }
   }
@@ -197,6 +209,7 @@ function printTable(results: BenchResult[]): void {
 
 async function runChild(
   env: Record<string, string>,
+  extra: string[],
   rounds: number,
   quick: boolean,
 ): Promise<BenchReport | null> {
@@ -214,8 +227,7 @@ async function runChild(
     out,
     "--rounds",
     String(rounds),
-    "--only",
-    "matmul,train",
+    ...extra,
   ];
   if (quick) args.push("--quick");
   const child = new Deno.Command(Deno.execPath(), {

@@ -21,6 +21,7 @@ import { checkGrid, grid1d, KERNELS } from "../gpu/kernels.ts";
 import { StepEncoder } from "../gpu/encoder.ts";
 import { ParamsLayout } from "../gpu/params.ts";
 import { Tensor } from "../tensor.ts";
+import { adapterVectorWidth } from "../gpu/lavapipe.ts";
 
 /** Which matmul kernel family to use. */
 export type MatmulVariant = "texture" | "tiled";
@@ -99,7 +100,10 @@ function checkReuse(
   cols: number,
   need: [number, number],
 ): StagedOperand {
-  if (staged.rows !== rows || staged.cols !== cols || staged.width < need[0] || staged.height < need[1]) {
+  if (
+    staged.rows !== rows || staged.cols !== cols || staged.width < need[0] ||
+    staged.height < need[1]
+  ) {
     throw new RangeError(
       `Cannot reuse a staged operand ${which}: it holds ${staged.rows}x${staged.cols} in ${staged.width}x${staged.height} texels; ` +
         `this plan needs ${rows}x${cols} in at least ${need[0]}x${need[1]}`,
@@ -277,7 +281,9 @@ export class Matmul {
       variant = "tiled";
     }
     if (reusing && variant !== "texture") {
-      throw new RangeError(`Cannot plan matmul ${M}x${K}x${N}: reuseA/reuseB need the texture variant: current variant is ${variant}`);
+      throw new RangeError(
+        `Cannot plan matmul ${M}x${K}x${N}: reuseA/reuseB need the texture variant: current variant is ${variant}`,
+      );
     }
     this.variant = variant;
 
@@ -290,8 +296,10 @@ export class Matmul {
       this.#texB = options.reuseB
         ? checkReuse("B", options.reuseB, rowsB, colsB, needB)
         : (this.#stageB = new TextureOperand(gpu, "matmul B", rowsB, colsB, dimsB[0], dimsB[1]));
-      this.#constants = { ...common, WG_X: TEXTURE_WG };
-      this.#grid = grid1d(ceilDiv(mBlocks * nBlocks, TEXTURE_WG));
+      // One invocation per SIMD lane: 8 lanes of f32 at 256 bits, 16 at 512.
+      const wg = (adapterVectorWidth(gpu.adapter.description) ?? 256) >= 512 ? 16 : TEXTURE_WG;
+      this.#constants = { ...common, WG_X: wg };
+      this.#grid = grid1d(ceilDiv(mBlocks * nBlocks, wg));
     } else {
       this.#constants = { ...common, ...TILED };
       const BM = TILED.WG_Y * TILED.RM;

@@ -1,0 +1,47 @@
+/**
+ * Mesa llvmpipe/lavapipe tuning: the software adapters compile shaders for 256-bit (AVX2)
+ * vectors by default; `LP_NATIVE_VECTOR_WIDTH=512` switches them to AVX-512, which ran the
+ * matmul about 1.4× faster on CPUs that have it. Mesa reads the variable when the driver loads,
+ * so it must be set before the first `requestAdapter()` of the process; and its on-disk shader
+ * cache ignores the width and would silently reuse code built for the other one, so each width
+ * gets its own `MESA_SHADER_CACHE_DIR`.
+ *
+ * @module
+ */
+
+/** Vector widths llvmpipe accepts. */
+export type VectorWidth = 256 | 512;
+
+/**
+ * Asks Mesa's software adapters to use `width`-bit vectors, with a shader cache of its own.
+ * Call before {@link requestGpu}; needs `--allow-env`. Has no effect on hardware adapters.
+ * Returns the cache folder it chose ("" when the disk cache had to be turned off).
+ */
+export function useLavapipeVectorWidth(width: VectorWidth): string {
+  if (width !== 256 && width !== 512) {
+    throw new RangeError(
+      `Cannot set the llvmpipe vector width: it must be 256 or 512: current value is ${width}`,
+    );
+  }
+  const base = Deno.env.get("XDG_CACHE_HOME") ?? `${Deno.env.get("HOME") ?? "/tmp"}/.cache`;
+  const dir = `${base}/wgnn/mesa-shader-cache-${width}`;
+  Deno.env.set("LP_NATIVE_VECTOR_WIDTH", String(width));
+  // Mesa does not create the folder itself. Without write permission for it, turn the disk cache
+  // off rather than share the default one with the other width.
+  let canWrite = false;
+  try {
+    canWrite = Deno.permissions.querySync({ name: "write", path: dir }).state === "granted";
+    if (canWrite) Deno.mkdirSync(dir, { recursive: true });
+  } catch {
+    canWrite = false;
+  }
+  if (canWrite) Deno.env.set("MESA_SHADER_CACHE_DIR", dir);
+  else Deno.env.set("MESA_SHADER_CACHE_DISABLE", "true");
+  return canWrite ? dir : "";
+}
+
+/** The vector width a software adapter reports in its description ("…, 512 bits)"), else null. */
+export function adapterVectorWidth(description: string): number | null {
+  const m = /(\d+) bits\)/.exec(description);
+  return m ? Number(m[1]) : null;
+}
