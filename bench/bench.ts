@@ -12,6 +12,8 @@ import { useLavapipeVectorWidth } from "../lib/gpu/lavapipe.ts";
 import { writeTextFileAtomic } from "../lib/io/atomic.ts";
 import { benchMatmul } from "./matmul.ts";
 import { benchTraining } from "./train.ts";
+import { profileStep } from "./profile.ts";
+import { matmulVariant } from "../lib/ops/matmul.ts";
 import { benchTfjs } from "./peers/tfjs.ts";
 import { benchTorch } from "./peers/torch.ts";
 import type { BenchReport, BenchResult } from "./util.ts";
@@ -26,7 +28,7 @@ the same models in TensorFlow.js's WebGPU backend and in PyTorch on the CPU, wit
 Figures are medians of rounds after warm-up.
 
   --out FILE        also write the results as JSON
-  --only LIST       comma-separated sections: matmul,train,tfjs,torch (default all)
+  --only LIST       comma-separated sections: matmul,train,profile,tfjs,torch (default all)
   --quick           fewer shapes and steps (a smoke run)
   --rounds N        timed rounds per figure (default 5)
   --adapters all    also run on lavapipe at 512 bits and on the GL backend (child processes)
@@ -59,7 +61,7 @@ async function main(): Promise<void> {
         quick: { type: "boolean", default: false },
         rounds: { type: "string", default: "5" },
         adapters: { type: "string", default: "current" },
-        only: { type: "string", default: "matmul,train,tfjs,torch" },
+        only: { type: "string", default: "matmul,train,profile,tfjs,torch" },
         "vector-width": { type: "string" },
         help: { type: "boolean", default: false },
       },
@@ -93,14 +95,23 @@ async function main(): Promise<void> {
   );
   const only = new Set(args.only.split(",").map((s) => s.trim()));
   for (const s of only) {
-    if (!["matmul", "train", "tfjs", "torch"].includes(s)) fail(`--only: unknown section "${s}"`);
+    if (!["matmul", "train", "profile", "tfjs", "torch"].includes(s)) {
+      fail(`--only: unknown section "${s}"`);
+    }
   }
+  const variant = await matmulVariant(gpu); // the start-up choice (table or timed trial)
+  console.log(`matmul variant: ${variant}`);
   const results: BenchResult[] = [];
   if (only.has("matmul")) results.push(...await benchMatmul(gpu, { rounds, quick: args.quick }));
   if (only.has("train")) {
     results.push(
       ...await benchTraining(gpu, { rounds, steps: args.quick ? 4 : 10, epoch: !args.quick }),
     );
+  }
+  if (only.has("profile")) {
+    for (const v of args.quick ? ["plain" as const] : VARIANT_NAMES) {
+      results.push(...await profileStep(gpu, v, { rounds }));
+    }
   }
   if (only.has("torch")) results.push(...await torchResults(args.quick));
   if (only.has("tfjs")) results.push(...await tfjsResults(args.quick));
@@ -196,7 +207,7 @@ function printTable(results: BenchResult[]): void {
       notes.push(`peak ${(r.peakBytes / 2 ** 20).toFixed(0)} MiB`);
     }
     if (r.liveMemoryFlat === false) notes.push("LIVE MEMORY GREW");
-    const shown = r.unit === "s"
+    const shown = r.unit === "s" || r.unit === "ms/step"
       ? r.value.toFixed(2)
       : r.value >= 1000
       ? Math.round(r.value).toLocaleString("en-US")

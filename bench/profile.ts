@@ -1,0 +1,69 @@
+/**
+ * Where a training step's time goes, by ablation: the same number of steps is timed with the
+ * step cut after each phase (gather, forward, loss, backward, optimizer), in one submission per
+ * round, and each phase's cost is the difference to the previous cut. Cheap and honest on any
+ * adapter (no timestamp queries needed), at the price of some noise.
+ */
+
+import type { Gpu } from "../lib/gpu/device.ts";
+import { StepEncoder } from "../lib/gpu/encoder.ts";
+import { GpuDataset } from "../lib/data/dataset.ts";
+import { Loader } from "../lib/data/loader.ts";
+import { CrossEntropyLoss } from "../lib/nn/loss.ts";
+import { manualSeed } from "../lib/nn/random.ts";
+import { Adam } from "../lib/optim/adam.ts";
+import { seedModel, type Variant } from "../lib/train/experiment.ts";
+import { type BenchResult, median } from "./util.ts";
+
+const PHASES = ["gather", "forward", "loss", "backward", "optimizer"] as const;
+
+/** Milliseconds per step spent in each phase of `variant`'s training step (batch `B`). */
+export async function profileStep(
+  gpu: Gpu,
+  variant: Variant,
+  { batchSize = 1024, steps = 8, rounds = 3 } = {},
+): Promise<BenchResult[]> {
+  const B = batchSize;
+  const images = new Uint8Array(B * 2 * 3072).map((_, i) => (i * 2654435761) >>> 24);
+  const labels = Uint8Array.from({ length: B * 2 }, (_, i) => i % 10);
+  const data = GpuDataset.upload(gpu, { images, labels, count: B * 2 });
+  manualSeed(0);
+  const model = seedModel(variant).to(gpu);
+  const optimizer = new Adam(model.parameters());
+  const loss = new CrossEntropyLoss();
+  const loader = new Loader(gpu, data, { batchSize: B, shuffle: false, dropLast: true });
+  loader.startEpoch(0);
+  model.train();
+  const run = async (upTo: number) => {
+    const start = performance.now();
+    const enc = new StepEncoder(gpu, "profile");
+    for (let i = 0; i < steps; i++) {
+      const { x, y } = loader.encodeBatch(enc, i % loader.batchesPerEpoch);
+      if (upTo >= 1) {
+        const logits = model.forward(enc, x);
+        if (upTo >= 2) loss.forward(enc, logits, y);
+        if (upTo >= 3) {
+          optimizer.zeroGrad(enc);
+          model.backward(enc, loss.backward());
+        }
+        if (upTo >= 4) optimizer.step(enc);
+      }
+    }
+    enc.submit();
+    await gpu.sync();
+    return (performance.now() - start) / steps;
+  };
+  for (let p = 0; p < PHASES.length; p++) await run(p); // warm-up every path
+  const cumulative: number[] = [];
+  for (let p = 0; p < PHASES.length; p++) {
+    const times: number[] = [];
+    for (let r = 0; r < rounds; r++) times.push(await run(p));
+    cumulative.push(median(times));
+  }
+  for (const x of [loader, loss, optimizer, model, data]) x.dispose();
+  return PHASES.map((phase, p) => ({
+    name: `profile/${variant}/${phase}`,
+    unit: "ms/step",
+    value: Math.max(0, cumulative[p] - (p > 0 ? cumulative[p - 1] : 0)),
+  }));
+}
