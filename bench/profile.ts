@@ -38,7 +38,7 @@ export async function profileStep(
     const start = performance.now();
     const enc = new StepEncoder(gpu, "profile");
     for (let i = 0; i < steps; i++) {
-      const { x, y } = loader.encodeBatch(enc, i % loader.batchesPerEpoch);
+      const { x, y } = loader.encodeBatchFor(enc, i % loader.batchesPerEpoch, model);
       if (upTo >= 1) {
         const logits = model.forward(enc, x);
         if (upTo >= 2) loss.forward(enc, logits, y);

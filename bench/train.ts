@@ -69,9 +69,9 @@ async function benchVariant(
   let dispatches = 0;
   let epoch = 0;
   let batch = 0;
-  const nextBatch = (enc: StepEncoder) => {
+  const nextBatch = (enc: StepEncoder, target: typeof model) => {
     if (batch === 0) loader.startEpoch(epoch++);
-    const b = loader.encodeBatch(enc, batch);
+    const b = loader.encodeBatchFor(enc, batch, target);
     batch = (batch + 1) % loader.batchesPerEpoch;
     return b;
   };
@@ -84,7 +84,7 @@ async function benchVariant(
         enc.submit();
         enc = new StepEncoder(gpu, "bench train");
       }
-      const { x, y } = nextBatch(enc);
+      const { x, y } = nextBatch(enc, model);
       optimizer.zeroGrad(enc);
       loss.forward(enc, model.forward(enc, x), y);
       model.backward(enc, loss.backward());
@@ -147,7 +147,7 @@ async function benchEpoch(gpu: Gpu, B: number): Promise<BenchResult> {
     loader.startEpoch(e);
     const enc = new StepEncoder(gpu, "bench epoch");
     for (let i = 0; i < loader.batchesPerEpoch; i++) {
-      const { x, y } = loader.encodeBatch(enc, i);
+      const { x, y } = loader.encodeBatchFor(enc, i, model);
       optimizer.zeroGrad(enc);
       loss.forward(enc, model.forward(enc, x), y);
       model.backward(enc, loss.backward());

@@ -11,7 +11,20 @@
 import type { Gpu } from "./gpu/device.ts";
 import type { GpuBuffer } from "./gpu/buffer.ts";
 
-/** Element types a {@link Tensor} can hold. */
+/**
+ * Element types a {@link Tensor} can hold: `f32` (activations, weights), `u32` (labels,
+ * counters) and `u8` (images, packed four bytes to a `u32` word on the GPU).
+ *
+ * @example Labels as u32
+ * ```ts
+ * import { type DType, type Gpu, Tensor } from "@wgnn/wgnn";
+ *
+ * function labelsTensor(gpu: Gpu, batch: number): Tensor {
+ *   const dtype: DType = "u32";
+ *   return Tensor.empty(gpu, [batch], dtype, "labels");
+ * }
+ * ```
+ */
 export type DType = "f32" | "u32" | "u8";
 
 const USAGE = GPUBufferUsageFlagsAll();
@@ -51,7 +64,25 @@ export function checkShape(what: string, shape: readonly number[]): number {
   return n;
 }
 
-/** A tensor living in a GPU buffer. */
+/**
+ * A tensor living in a GPU buffer: a shape, a {@link DType} and a range of a buffer.
+ *
+ * Ownership: {@link Tensor.empty} and {@link Tensor.from} return a tensor the caller owns and
+ * must {@link Tensor.dispose} (or declare with `using`); {@link Tensor.reshape} and
+ * {@link Tensor.view} return views that share the buffer and must not outlive it. Tensors that
+ * layers and losses return stay owned by them.
+ *
+ * @example Upload, reshape, read back
+ * ```ts
+ * import { type Gpu, Tensor } from "@wgnn/wgnn";
+ *
+ * async function roundTrip(gpu: Gpu): Promise<Float32Array> {
+ *   using x = Tensor.from(gpu, new Float32Array([1, 2, 3, 4, 5, 6]), [2, 3], "x");
+ *   const flat = x.reshape([6]); // a view: no copy, freed with x
+ *   return await flat.toFloat32(); // waits for the GPU: Float32Array [1, 2, 3, 4, 5, 6]
+ * }
+ * ```
+ */
 export class Tensor {
   /** The GPU this tensor lives on. */
   readonly gpu: Gpu;
@@ -67,6 +98,12 @@ export class Tensor {
   readonly owner: boolean;
   /** Where the elements start in the buffer (a multiple of the storage offset alignment). */
   readonly byteOffset: number;
+  /**
+   * Set when a producer wrote this tensor's values straight into a matmul's staging texture
+   * (the loader gathering a batch for the first Linear) instead of into the buffer: the
+   * buffer is then stale, and the matmul that owns that texture skips staging it again.
+   */
+  stagedIn: object | null = null;
 
   private constructor(
     gpu: Gpu,
@@ -175,7 +212,7 @@ export class Tensor {
         }]: element counts differ`,
       );
     }
-    return new Tensor(
+    const view = new Tensor(
       this.gpu,
       this.storage,
       shape,
@@ -184,6 +221,8 @@ export class Tensor {
       false,
       this.byteOffset,
     );
+    view.stagedIn = this.stagedIn;
+    return view;
   }
 
   /** Uploads `data` (same element count) into this tensor's range (queued; no wait). */
@@ -235,6 +274,7 @@ export class Tensor {
     if (this.owner) this.storage.dispose();
   }
 
+  /** Same as {@link Tensor.dispose}, for `using`. */
   [Symbol.dispose](): void {
     this.dispose();
   }

@@ -17,6 +17,7 @@
 
 import type { Gpu } from "../gpu/device.ts";
 import type { GpuBuffer } from "../gpu/buffer.ts";
+import type { StagedOperand } from "../ops/matmul.ts";
 import type { StepEncoder } from "../gpu/encoder.ts";
 import { grid1d, type Kernel } from "../gpu/kernels.ts";
 import { ParamsLayout } from "../gpu/params.ts";
@@ -317,6 +318,7 @@ export class Loader {
    */
   encodeBatch(enc: StepEncoder, index: number): Batch {
     const batch = this.#check(index);
+    batch.x.stagedIn = null; // the buffer is written: nothing is staged ahead
     const grid = grid1d(Math.ceil((batch.size * VECS) / WG_X));
     enc.dispatch(
       `gather ${batch.size}`,
@@ -378,6 +380,28 @@ export class Loader {
       groups[this.#epoch! % 2][index],
       grid,
     );
+    return batch;
+  }
+
+  /** Rows of batch `index` (the last batch may be smaller). */
+  sizeOf(index: number): number {
+    return this.#check(index).size;
+  }
+
+  /**
+   * Gathers batch `index` where `model` reads it best: straight into the first layer's matmul
+   * staging texture when the model offers one (saving a 12 MiB copy per step on software
+   * adapters; `x`'s buffer is then stale and marked so), else into `x`'s buffer.
+   */
+  encodeBatchFor(
+    enc: StepEncoder,
+    index: number,
+    model: { inputStaging(batch: number): StagedOperand | null },
+  ): Batch {
+    const staging = model.inputStaging(this.sizeOf(index));
+    if (staging === null) return this.encodeBatch(enc, index);
+    const batch = this.encodeBatchToTexture(enc, index, staging.texture.texture);
+    batch.x.stagedIn = staging;
     return batch;
   }
 

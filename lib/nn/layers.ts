@@ -13,7 +13,7 @@ import type { StepEncoder } from "../gpu/encoder.ts";
 import { grid1d } from "../gpu/kernels.ts";
 import { ParamsLayout } from "../gpu/params.ts";
 import type { GpuBuffer } from "../gpu/buffer.ts";
-import { Matmul } from "../ops/matmul.ts";
+import { Matmul, type StagedOperand } from "../ops/matmul.ts";
 import { Tensor } from "../tensor.ts";
 import activationSource from "../../kernels/activation.wgsl" with { type: "text" };
 import columnSumSource from "../../kernels/column_sum.wgsl" with { type: "text" };
@@ -414,6 +414,15 @@ export class Linear extends Module {
   /** GPU-layout weight ([in][out]) from PyTorch's layout. */
   static fromTorchLayout(weight: Float32Array, inF: number, outF: number): Float32Array {
     return transpose(weight, outF, inF);
+  }
+
+  /**
+   * The texture this layer's forward stages its input into for `batch` rows, so a loader can
+   * gather straight into it; null when the matmul does not use textures.
+   */
+  inputStaging(batch: number): StagedOperand | null {
+    this.requireGpu();
+    return this.#buffers.get(batch).forward.staged("A");
   }
 
   override dispose(): void {

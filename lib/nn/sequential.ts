@@ -13,24 +13,63 @@ import type { StepEncoder } from "../gpu/encoder.ts";
 import { Tensor } from "../tensor.ts";
 import { DROPOUT_KERNEL } from "./dropout.ts";
 import { KernelCall } from "./kernel_call.ts";
-import { LeakyReLU, Linear } from "./layers.ts";
+import { Flatten, LeakyReLU, Linear } from "./layers.ts";
+import type { StagedOperand } from "../ops/matmul.ts";
 import { type HostTensor, Module } from "./module.ts";
 import { type Parameter, ParameterArena } from "./parameter.ts";
 
-/** A state dict: PyTorch names to host tensors in PyTorch's layout. */
+/**
+ * A state dict: PyTorch names to host tensors in PyTorch's layout, as
+ * {@link Sequential.stateDict} returns and {@link Sequential.loadStateDict} takes. It can be
+ * written with `writeSafetensorsFile` and loaded by PyTorch.
+ *
+ * @example Save a model's weights for PyTorch
+ * ```ts
+ * import { type Sequential, type StateDict, writeSafetensorsFile } from "@wgnn/wgnn";
+ *
+ * async function save(model: Sequential, path: string): Promise<void> {
+ *   const state: StateDict = await model.stateDict(); // "1.weight" [out, in], ...
+ *   await writeSafetensorsFile(path, state, { format: "pt" });
+ * }
+ * ```
+ */
 export type StateDict = Record<string, HostTensor>;
 
 /**
- * A chain of modules, as PyTorch's `nn.Sequential`.
+ * A chain of modules, as PyTorch's `nn.Sequential`. Building it allocates nothing;
+ * {@link Sequential.to} puts it on a GPU. The model owns its modules, their activations and the
+ * parameter arena: {@link Sequential.dispose} frees them all.
  *
- * @example The seed's BatchNorm model
- * ```ts ignore
+ * @example The seed's BatchNorm model, checked on the CPU
+ * ```ts
+ * import { BatchNorm1d, Flatten, LeakyReLU, Linear, Sequential } from "@wgnn/wgnn";
+ * import { deepEqual } from "node:assert/strict";
+ *
  * const model = new Sequential(
  *   new Flatten(),
- *   new Linear(3072, 128), new LeakyReLU(), new BatchNorm1d(128),
- *   new Linear(128, 128), new LeakyReLU(), new BatchNorm1d(128),
+ *   new Linear(3072, 128),
+ *   new LeakyReLU(),
+ *   new BatchNorm1d(128),
+ *   new Linear(128, 128),
+ *   new LeakyReLU(),
+ *   new BatchNorm1d(128),
  *   new Linear(128, 10),
- * ).to(gpu);
+ * );
+ * deepEqual(model.outputShape([3, 32, 32]), [10]);
+ * deepEqual(model.expectedState()["1.weight"], { dtype: "F32", shape: [128, 3072] });
+ * deepEqual(model.expectedState()["3.num_batches_tracked"], { dtype: "I64", shape: [] });
+ * ```
+ *
+ * @example On the GPU, then back to PyTorch's names
+ * ```ts
+ * import { type Gpu, Linear, ReLU, Sequential } from "@wgnn/wgnn";
+ *
+ * async function build(gpu: Gpu): Promise<Sequential> {
+ *   const model = new Sequential(new Linear(4, 8), new ReLU(), new Linear(8, 2)).to(gpu);
+ *   const state = await model.stateDict();
+ *   console.log(Object.keys(state)); // ["0.weight", "0.bias", "2.weight", "2.bias"]
+ *   return model; // the caller disposes it
+ * }
  * ```
  */
 export class Sequential extends Module {
@@ -42,6 +81,7 @@ export class Sequential extends Module {
   #advance: KernelCall | null = null;
   #firstParam = 0;
 
+  /** Chains `modules` (at least one). Throws a TypeError for an argument that is not a Module. */
   constructor(...modules: Module[]) {
     super();
     if (modules.length === 0) {
@@ -59,6 +99,7 @@ export class Sequential extends Module {
     this.modules = modules;
   }
 
+  /** `Sequential(…)` with every child's description. */
   describe(): string {
     return `Sequential(${this.modules.map((m) => m.describe()).join(", ")})`;
   }
@@ -106,12 +147,14 @@ export class Sequential extends Module {
     return this.#arena;
   }
 
+  /** Switches the model and every child to train mode (`mode = true`) or eval mode. */
   override train(mode = true): this {
     this.training = mode;
     for (const m of this.modules) m.train(mode);
     return this;
   }
 
+  /** The per-sample output shape for a per-sample input shape; throws on a mismatch. */
   outputShape(input: readonly number[]): number[] {
     return this.modules.reduce((shape, m) => m.outputShape(shape), [...input]);
   }
@@ -131,6 +174,16 @@ export class Sequential extends Module {
       g = this.modules[i].backward(enc, g);
     }
     return g;
+  }
+
+  /**
+   * Where a loader may write a batch of `batch` rows directly: the first Linear's staging
+   * texture, when only Flatten comes before it and its matmul reads textures; else null.
+   */
+  inputStaging(batch: number): StagedOperand | null {
+    const first = this.modules.findIndex((m) => !(m instanceof Flatten));
+    const m = this.modules[first];
+    return m instanceof Linear ? m.inputStaging(batch) : null;
   }
 
   /** Training forwards so far (the Dropout step), read from the GPU. */
@@ -236,6 +289,7 @@ export class Sequential extends Module {
     });
   }
 
+  /** Frees every module's buffers, the parameter arena and the step counter. */
   override dispose(): void {
     for (const m of this.modules) m.dispose();
     this.#arena?.dispose();

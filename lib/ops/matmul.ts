@@ -351,9 +351,10 @@ export class Matmul {
     const biasBinding: GPUBufferBinding = bias
       ? bias.binding()
       : { buffer: this.#dummyBias.buffer };
-    // A reused operand was staged by its owner earlier in this step.
-    this.#stageA?.encode(enc, a);
-    this.#stageB?.encode(enc, b);
+    // A reused operand was staged by its owner earlier in this step; an operand whose values
+    // were written straight into this plan's staging texture needs no staging either.
+    if (this.#stageA && a.stagedIn !== this.#stageA) this.#stageA.encode(enc, a);
+    if (this.#stageB && b.stagedIn !== this.#stageB) this.#stageB.encode(enc, b);
     const kernel = this.variant === "texture" ? KERNELS.matmul_texture : KERNELS.matmul_tiled;
     const pipeline = gpu.pipelines.get(kernel, "main", this.#constants);
     const key = [a, b, bias ?? null, c];
