@@ -83,24 +83,39 @@ export {
   readSafetensorsFile,
   writeSafetensorsFile,
 } from "./lib/nn/safetensors.ts";
-export type { Safetensors, SafetensorsDType } from "./lib/nn/safetensors.ts";
+export type {
+  HostTensor as SafetensorsTensor,
+  HostTensorData,
+  Safetensors,
+  SafetensorsDType,
+} from "./lib/nn/safetensors.ts";
 
 // CIFAR-10 on the GPU
 export { CLASS_NAMES, loadCifar10, parseBatch } from "./lib/data/cifar10.ts";
 export type { Cifar10, ImageSet } from "./lib/data/cifar10.ts";
 export { downloadCifar10 } from "./lib/data/download.ts";
-export type { DownloadOptions, DownloadResult } from "./lib/data/download.ts";
+export type {
+  ArchiveDigests,
+  DataSource,
+  DownloadOptions,
+  DownloadResult,
+  SkippedSource,
+} from "./lib/data/download.ts";
+export type { ProgressOptions } from "./lib/data/progress.ts";
 export { GpuDataset, splitDataset } from "./lib/data/dataset.ts";
-export type { DatasetSubset } from "./lib/data/dataset.ts";
+export type { DatasetSubset, LoaderData } from "./lib/data/dataset.ts";
 export { Loader } from "./lib/data/loader.ts";
 export type { Augment, Batch, LoaderOptions, Normalize } from "./lib/data/loader.ts";
 
 // Training and the lecture's experiment
 export { fit, NonFiniteLossError } from "./lib/train/fit.ts";
 export type { FitOptions } from "./lib/train/fit.ts";
+export type { ProgressSink, ProgressState } from "./lib/train/progress.ts";
 export type { EpochRecord, History } from "./lib/train/history.ts";
 export { runExperiment, seedModel, VARIANTS } from "./lib/train/experiment.ts";
 export type { ExperimentOptions, Variant } from "./lib/train/experiment.ts";
 
 // Plots
 export { buildReport, renderFigures } from "./lib/plot/report.ts";
+export type { FigureSet, ReportOptions } from "./lib/plot/report.ts";
+export type { SummaryRow } from "./lib/plot/load.ts";

@@ -6,6 +6,7 @@
 
 /** A bad command-line value: scripts print its message on one line and exit with code 2. */
 export class UsageError extends Error {
+  /** An error whose `message` is the whole line the script prints. */
   constructor(message: string) {
     super(message);
     this.name = "UsageError";

@@ -122,11 +122,15 @@ async function writeMember(
  * names of skipped members. Throws naming the archive and the member on any refusal, on a
  * missing or duplicated member, and on a truncated or corrupt stream.
  *
- * @example
+ * @example Extract the official archive into a staging folder
  * ```ts
  * import { extractArchive } from "./archive.ts";
- * const file = await Deno.open("cifar-10-binary.tar.gz");
- * const skipped = await extractArchive(file.readable, "data/.staging"); // ["cifar-10-batches-bin/readme.html"]
+ *
+ * async function extract(archive: string, staging: string): Promise<string[]> {
+ *   const file = await Deno.open(archive); // its stream closes it
+ *   return await extractArchive(file.readable, staging, { name: archive });
+ *   // resolves to the skipped members: ["cifar-10-batches-bin/readme.html"]
+ * }
  * ```
  */
 export async function extractArchive(

@@ -32,7 +32,19 @@ export const TEST_FILE = "test_batch.bin";
 export const META_FILE = "batches.meta.txt";
 /** Every file a complete dataset folder holds. */
 export const DATASET_FILES = [...TRAIN_FILES, TEST_FILE, META_FILE] as const;
-/** The official class names, label 0 first. */
+/**
+ * The official class names, label 0 first (as in `batches.meta.txt`).
+ *
+ * @example Name a label
+ * ```ts
+ * import { CLASS_NAMES } from "@wgnn/wgnn";
+ * import { equal } from "node:assert/strict";
+ *
+ * equal(CLASS_NAMES.length, 10);
+ * equal(CLASS_NAMES[6], "frog");
+ * equal(CLASS_NAMES.indexOf("truck"), 9);
+ * ```
+ */
 export const CLASS_NAMES = [
   "airplane",
   "automobile",
@@ -64,7 +76,26 @@ export const OFFICIAL_ARCHIVE = {
   sha256: "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd",
 } as const;
 
-/** Images and labels of one split, images CHW uint8, `count × 3072` bytes. */
+/**
+ * Images and labels of one split, images CHW uint8, `count × 3072` bytes, on the host.
+ *
+ * @example The red, green and blue values of one pixel
+ * ```ts
+ * import type { ImageSet } from "@wgnn/wgnn";
+ * import { deepEqual } from "node:assert/strict";
+ *
+ * function pixel(set: ImageSet, image: number, row: number, col: number): number[] {
+ *   const at = image * 3072 + row * 32 + col; // planes of 1024 bytes: red, green, blue
+ *   return [set.images[at], set.images[at + 1024], set.images[at + 2048]];
+ * }
+ * const set: ImageSet = {
+ *   images: new Uint8Array(3072).fill(7),
+ *   labels: Uint8Array.of(3),
+ *   count: 1,
+ * };
+ * deepEqual(pixel(set, 0, 31, 31), [7, 7, 7]);
+ * ```
+ */
 export interface ImageSet {
   /** `count × 3072` bytes: image i starts at byte `i × 3072`, red plane first. */
   images: Uint8Array;
@@ -74,7 +105,22 @@ export interface ImageSet {
   count: number;
 }
 
-/** The whole dataset. */
+/**
+ * The whole dataset, as {@link loadCifar10} returns it.
+ *
+ * @example Class balance of the training set
+ * ```ts
+ * import type { Cifar10 } from "@wgnn/wgnn";
+ *
+ * function balance(data: Cifar10): Record<string, number> {
+ *   const counts: Record<string, number> = {};
+ *   for (const label of data.train.labels) {
+ *     counts[data.classes[label]] = (counts[data.classes[label]] ?? 0) + 1;
+ *   }
+ *   return counts; // 5,000 of each class for CIFAR-10
+ * }
+ * ```
+ */
 export interface Cifar10 {
   /** 50,000 training images (data_batch_1 … 5, in order). */
   train: ImageSet;
@@ -89,11 +135,23 @@ export interface Cifar10 {
  * Throws naming `name` and the record when the size is not a whole number of records or a
  * label is outside 0–9.
  *
- * @example
+ * @example Two records, and a bad label
  * ```ts
- * import { parseBatch } from "./cifar10.ts";
- * const bytes = new Uint8Array(3073); // one record: label 0, a black image
- * const { count, labels } = parseBatch("one.bin", bytes); // count 1, labels [0]
+ * import { parseBatch } from "@wgnn/wgnn";
+ * import { deepEqual, equal, throws } from "node:assert/strict";
+ *
+ * const bytes = new Uint8Array(2 * 3073); // two records: a label byte, then 3,072 image bytes
+ * bytes[3073] = 6; // the second image is a frog
+ * bytes[3073 + 1] = 255; // its top-left red value
+ * const set = parseBatch("two.bin", bytes);
+ * equal(set.count, 2);
+ * deepEqual(set.labels, Uint8Array.of(0, 6));
+ * equal(set.images[3072], 255);
+ *
+ * bytes[0] = 12;
+ * throws(() => parseBatch("two.bin", bytes), {
+ *   message: 'Cannot parse "two.bin": record 0 has label 12 (expected 0-9)',
+ * });
  * ```
  */
 export function parseBatch(name: string, bytes: Uint8Array): ImageSet {
@@ -181,11 +239,15 @@ export async function findBatchesDir(dir: string): Promise<string> {
  * Loads the whole dataset from `dir` (a data folder holding `cifar-10-batches-bin/`, or that
  * folder itself). Files are parsed, not checksummed: {@link verifyDataset} does that.
  *
- * @example
+ * @example Load the dataset (needs read permission on the folder)
  * ```ts
- * import { loadCifar10 } from "./cifar10.ts";
- * const data = await loadCifar10("data");
- * console.log(data.train.count, data.classes[data.train.labels[0]]); // 50000 "frog"
+ * import { loadCifar10 } from "@wgnn/wgnn";
+ *
+ * async function load(): Promise<void> {
+ *   const data = await loadCifar10("data");
+ *   console.log(data.train.count, data.test.count); // 50000 10000
+ *   console.log(data.classes[data.train.labels[0]]); // "frog"
+ * }
  * ```
  */
 export async function loadCifar10(dir: string): Promise<Cifar10> {

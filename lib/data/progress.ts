@@ -5,7 +5,20 @@
  * @module
  */
 
-/** Options of a {@link Progress}. */
+/**
+ * Options of a {@link Progress}, the byte progress display of a download (`mod.ts` exports
+ * this type for {@link DownloadOptions.progress}).
+ *
+ * @example Progress lines into a log instead of stderr
+ * ```ts
+ * import { downloadCifar10, type ProgressOptions } from "@wgnn/wgnn";
+ *
+ * async function fetchLogged(log: string[]): Promise<void> {
+ *   const progress: ProgressOptions = { tty: false, write: (text) => log.push(text) };
+ *   await downloadCifar10("data", { progress, log: (line) => log.push(line) });
+ * }
+ * ```
+ */
 export interface ProgressOptions {
   /** Expected total bytes, when known (enables the bar, percentage and ETA). */
   total?: number;
@@ -48,12 +61,23 @@ function clock(seconds: number): string {
 /**
  * Reports bytes as they arrive.
  *
- * @example
+ * @example Plain lines (not a terminal), every tenth of the total
  * ```ts
  * import { Progress } from "./progress.ts";
- * const bar = new Progress("download", { total: 170_052_171 });
- * bar.update(65536);
+ * import { equal, ok } from "node:assert/strict";
+ *
+ * const lines: string[] = [];
+ * const MiB = 1024 * 1024;
+ * const bar = new Progress("download", {
+ *   total: 100 * MiB,
+ *   tty: false,
+ *   write: (text) => lines.push(text),
+ * });
+ * bar.update(50 * MiB);
  * bar.done();
+ * equal(lines.length, 2);
+ * ok(lines[0].startsWith("download:  50% 50.0/100.0 MiB"), lines[0]);
+ * ok(lines[1].endsWith("(done)\n"), lines[1]);
  * ```
  */
 export class Progress {

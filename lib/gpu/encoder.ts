@@ -8,7 +8,32 @@
 
 import type { Gpu } from "./device.ts";
 
-/** Records dispatches and copies into one command buffer. */
+/**
+ * Records dispatches and copies into one command buffer: create one per training step, let every
+ * layer, the loss and the optimizer encode into it, then {@link StepEncoder.submit} once. An
+ * encoder is used once; make a new one for the next step.
+ *
+ * @example One step: encode everything, submit once
+ * ```ts
+ * import { type Adam, type CrossEntropyLoss, type Sequential, StepEncoder } from "@wgnn/wgnn";
+ * import type { Tensor } from "@wgnn/wgnn";
+ *
+ * function trainStep(
+ *   model: Sequential,
+ *   loss: CrossEntropyLoss,
+ *   optimizer: Adam,
+ *   x: Tensor,
+ *   y: Tensor,
+ * ): void {
+ *   const enc = new StepEncoder(x.gpu, "train step");
+ *   optimizer.zeroGrad(enc);
+ *   loss.forward(enc, model.forward(enc, x), y);
+ *   model.backward(enc, loss.backward());
+ *   optimizer.step(enc);
+ *   enc.submit(); // one command buffer for the whole step; nothing waits here
+ * }
+ * ```
+ */
 export class StepEncoder {
   /** The GPU the commands are for. */
   readonly gpu: Gpu;
@@ -18,6 +43,10 @@ export class StepEncoder {
   /** Dispatches recorded so far (for the benchmark's dispatches-per-step figure). */
   dispatches = 0;
 
+  /**
+   * Opens a command encoder on `gpu` (throws if the device was lost). `label` names the command
+   * buffer in validation errors.
+   */
   constructor(gpu: Gpu, label = "step") {
     gpu.check();
     this.gpu = gpu;

@@ -14,7 +14,28 @@ import matmulTiled from "../../kernels/matmul_tiled.wgsl" with { type: "text" };
 import matmulYardstick from "../../kernels/matmul_yardstick.wgsl" with { type: "text" };
 import packTexture from "../../kernels/pack_texture.wgsl" with { type: "text" };
 
-/** A WGSL source file under `kernels/`. */
+/**
+ * A WGSL source file under `kernels/`: its name and its text. Import the text with
+ * `import source from "../kernels/scale.wgsl" with { type: "text" };` so that a module imported
+ * by URL finds it without a file permission.
+ *
+ * @example A kernel declared inline
+ * ```ts
+ * import type { Kernel } from "@wgnn/wgnn";
+ * import { equal } from "node:assert/strict";
+ *
+ * const scale: Kernel = {
+ *   name: "scale",
+ *   source: `
+ *     override WG: u32 = 64;
+ *     @group(0) @binding(0) var<storage, read_write> x: array<f32>;
+ *     @compute @workgroup_size(WG) fn main(@builtin(global_invocation_id) id: vec3u) {
+ *       if (id.x < arrayLength(&x)) { x[id.x] = 2.0 * x[id.x]; }
+ *     }`,
+ * };
+ * equal(scale.name, "scale");
+ * ```
+ */
 export interface Kernel {
   /** File name without extension, used in cache keys and error messages. */
   name: string;
@@ -30,15 +51,45 @@ export const KERNELS = {
   pack_texture: { name: "pack_texture", source: packTexture },
 } satisfies Record<string, Kernel>;
 
-/** Override constants passed to `createComputePipeline`. */
+/**
+ * Override constants passed to `createComputePipeline`: tuning knobs such as the workgroup size,
+ * by the name of the WGSL `override`. Shapes do not go here (they ride in uniforms), so one
+ * pipeline serves every batch size.
+ *
+ * @example Two workgroup sizes of one kernel
+ * ```ts
+ * import type { Constants, Gpu, Kernel } from "@wgnn/wgnn";
+ *
+ * function variants(gpu: Gpu, kernel: Kernel): GPUComputePipeline[] {
+ *   const sizes: Constants[] = [{ WG: 64 }, { WG: 256 }];
+ *   return sizes.map((constants) => gpu.pipelines.get(kernel, "main", constants));
+ * }
+ * ```
+ */
 export type Constants = Record<string, number>;
 
-/** Compiled pipelines, created once per (kernel, entry point, constants) and reused. */
+/**
+ * Compiled pipelines, created once per (kernel, entry point, constants) and reused. Each
+ * {@link Gpu} has one, as `gpu.pipelines`; build pipelines when a layer is built, not per step.
+ *
+ * @example A pipeline is compiled once
+ * ```ts
+ * import type { Gpu, Kernel } from "@wgnn/wgnn";
+ *
+ * function build(gpu: Gpu, kernel: Kernel): GPUComputePipeline {
+ *   const first = gpu.pipelines.get(kernel, "main", { WG: 64 });
+ *   const again = gpu.pipelines.get(kernel, "main", { WG: 64 }); // the same object, from the cache
+ *   console.log(first === again, gpu.pipelines.size);
+ *   return first;
+ * }
+ * ```
+ */
 export class PipelineCache {
   readonly #gpu: Gpu;
   readonly #modules = new Map<string, GPUShaderModule>();
   readonly #pipelines = new Map<string, GPUComputePipeline>();
 
+  /** An empty cache for `gpu` (made by {@link Gpu}; use `gpu.pipelines`). */
   constructor(gpu: Gpu) {
     this.#gpu = gpu;
   }

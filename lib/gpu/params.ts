@@ -23,6 +23,7 @@ export class ParamsLayout<F extends string> {
   /** Name used in error messages. */
   readonly name: string;
 
+  /** Declares the struct `name` with `fields` in WGSL declaration order (4 bytes each). */
   constructor(name: string, fields: Record<F, ScalarType>) {
     this.name = name;
     this.#fields = Object.entries(fields) as [F, ScalarType][];

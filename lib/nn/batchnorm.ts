@@ -32,7 +32,19 @@ const BN_PARAMS = new ParamsLayout("batchnorm.Params", {
 });
 const WG = 32;
 
-/** Options of {@link BatchNorm1d}, PyTorch's defaults. */
+/**
+ * Options of {@link BatchNorm1d}, with PyTorch's defaults.
+ *
+ * @example Normalisation without learned scale and shift
+ * ```ts
+ * import { BatchNorm1d, type BatchNormOptions } from "@wgnn/wgnn";
+ * import { deepEqual } from "node:assert/strict";
+ *
+ * const options: BatchNormOptions = { momentum: 0.01, affine: false };
+ * const bn = new BatchNorm1d(64, options);
+ * deepEqual(bn.parameterSpecs(), []); // no γ, no β
+ * ```
+ */
 export interface BatchNormOptions {
   /** Added to the variance (default 1e-5). */
   eps?: number;
@@ -73,19 +85,33 @@ class BatchNormBuffers {
 }
 
 /**
- * Batch normalisation over features (PyTorch's `BatchNorm1d(num_features)`).
+ * Batch normalisation over features (PyTorch's `BatchNorm1d(num_features)`) for input
+ * [batch, features]: batch statistics in train mode (batch > 1), running estimates in eval mode.
+ * State-dict entries: `weight`, `bias`, `running_mean`, `running_var`, `num_batches_tracked`.
  *
  * @example The seed's BatchNorm layer
- * ```ts ignore
- * new BatchNorm1d(128); // eps 1e-5, momentum 0.1, affine, tracking running statistics
+ * ```ts
+ * import { BatchNorm1d } from "@wgnn/wgnn";
+ * import { deepEqual, equal, throws } from "node:assert/strict";
+ *
+ * const bn = new BatchNorm1d(128); // eps 1e-5, momentum 0.1, affine, tracking running statistics
+ * equal(bn.momentum, 0.1);
+ * deepEqual(bn.outputShape([128]), [128]);
+ * const state = Object.keys(bn.bufferShapes());
+ * deepEqual(state, ["running_mean", "running_var", "num_batches_tracked"]);
+ * throws(() => bn.outputShape([64]), RangeError); // wrong number of features
  * ```
  */
 export class BatchNorm1d extends Module {
   /** Number of features (channels). */
   readonly numFeatures: number;
+  /** Added to the variance before the square root. */
   readonly eps: number;
+  /** Weight of the new batch in the running estimates. */
   readonly momentum: number;
+  /** Whether γ (weight) and β (bias) are learned. */
   readonly affine: boolean;
+  /** Whether running estimates are kept (and used in eval mode). */
   readonly trackRunningStats: boolean;
   #gamma: Parameter | null = null;
   #beta: Parameter | null = null;
@@ -105,6 +131,10 @@ export class BatchNorm1d extends Module {
   #dummy: Tensor | null = null;
   #dummyGrads: [Tensor, Tensor] | null = null;
 
+  /**
+   * Declares the layer; nothing is allocated until `to(gpu)`. Throws a RangeError for
+   * `numFeatures` ≤ 0, `eps` ≤ 0 or `momentum` outside [0, 1].
+   */
   constructor(numFeatures: number, options: BatchNormOptions = {}) {
     super();
     if (!Number.isInteger(numFeatures) || numFeatures <= 0) {
@@ -129,10 +159,12 @@ export class BatchNorm1d extends Module {
     }
   }
 
+  /** `BatchNorm1d(F)`. */
   describe(): string {
     return `BatchNorm1d(${this.numFeatures})`;
   }
 
+  /** `weight` (γ, ones) and `bias` (β, zeros) of shape [F]; none when not affine. */
   override parameterSpecs(): ParameterSpec[] {
     if (!this.affine) return [];
     const F = this.numFeatures;
@@ -142,6 +174,7 @@ export class BatchNorm1d extends Module {
     ];
   }
 
+  /** Takes γ and β, allocates the running statistics and compiles the kernels. */
   override attach(context: AttachContext, params: Parameter[]): void {
     super.attach(context, params);
     const gpu = context.gpu;
@@ -163,6 +196,7 @@ export class BatchNorm1d extends Module {
     this.#backward = new KernelCall(gpu, BATCHNORM, "backward", constants);
   }
 
+  /** The input shape, which must be [F]; throws a RangeError otherwise. */
   outputShape(input: readonly number[]): number[] {
     if (input.length !== 1 || input[0] !== this.numFeatures) {
       throw new RangeError(
@@ -174,6 +208,11 @@ export class BatchNorm1d extends Module {
     return [this.numFeatures];
   }
 
+  /**
+   * Encodes the normalisation of `x` [batch, F]. In train mode it uses the batch statistics
+   * (batch > 1) and updates the running estimates; in eval mode it uses the running estimates.
+   * The result is owned by the layer.
+   */
   forward(enc: StepEncoder, x: Tensor): Tensor {
     this.requireGpu();
     const batch = checkInput(this, x, [this.numFeatures]);
@@ -213,6 +252,10 @@ export class BatchNorm1d extends Module {
     return bufs.y;
   }
 
+  /**
+   * Encodes the backward pass of the last (train-mode) forward: adds into dγ and dβ and returns
+   * dX, owned by the layer.
+   */
   backward(enc: StepEncoder, dY: Tensor): Tensor {
     if (this.#x === null) {
       throw new Error(`Cannot run ${this.describe()} backward: no forward was encoded`);
@@ -248,6 +291,7 @@ export class BatchNorm1d extends Module {
     return dx;
   }
 
+  /** `running_mean` and `running_var` (F32 [F]) and `num_batches_tracked` (I64 []). */
   override bufferShapes(): Record<string, { dtype: "F32" | "I64"; shape: number[] }> {
     if (!this.trackRunningStats) return {};
     const F = this.numFeatures;
@@ -258,6 +302,7 @@ export class BatchNorm1d extends Module {
     };
   }
 
+  /** Reads the running statistics back (waits for the GPU). */
   override async readBuffers(): Promise<Record<string, HostTensor>> {
     if (!this.trackRunningStats || this.#state === null) return {};
     const F = this.numFeatures;
@@ -270,6 +315,7 @@ export class BatchNorm1d extends Module {
     };
   }
 
+  /** Uploads running statistics (shapes as {@link BatchNorm1d.bufferShapes}). */
   override writeBuffers(buffers: Record<string, HostTensor>): void {
     if (!this.trackRunningStats || this.#state === null) return;
     const F = this.numFeatures;
@@ -282,6 +328,7 @@ export class BatchNorm1d extends Module {
     this.#state.write(all);
   }
 
+  /** Frees the activations and running statistics (γ and β belong to the model's arena). */
   override dispose(): void {
     this.#buffers.dispose();
     disposeAll(this.#state, this.#saved, this.#dummy, ...(this.#dummyGrads ?? []));

@@ -59,11 +59,20 @@ class DropoutBuffers {
 }
 
 /**
- * Zeroes each element with probability `p` in train mode and scales the rest by 1/(1−p).
+ * Zeroes each element with probability `p` in train mode and scales the rest by 1/(1−p)
+ * (PyTorch's `Dropout(p)`); the identity in eval mode. Masks are keyed by the
+ * {@link manualSeed} value at construction, the layer's index and the training step.
  *
  * @example The seed's Dropout layer
- * ```ts ignore
- * new Dropout(0.5);
+ * ```ts
+ * import { Dropout, manualSeed } from "@wgnn/wgnn";
+ * import { equal, throws } from "node:assert/strict";
+ *
+ * manualSeed(7);
+ * const dropout = new Dropout(0.5);
+ * equal(dropout.describe(), "Dropout(p=0.5)");
+ * equal(dropout.seed, 7);
+ * throws(() => new Dropout(1), RangeError); // p must be in [0, 1)
  * ```
  */
 export class Dropout extends Module {
@@ -85,6 +94,7 @@ export class Dropout extends Module {
   );
   #lastTraining = false;
 
+  /** Declares the layer. Throws a RangeError unless 0 ≤ p < 1. */
   constructor(p = 0.5) {
     super();
     if (!(p >= 0 && p < 1)) {
@@ -94,20 +104,27 @@ export class Dropout extends Module {
     this.seed = currentSeed();
   }
 
+  /** `Dropout(p=…)`. */
   describe(): string {
     return `Dropout(p=${this.p})`;
   }
 
+  /** Takes the model's step counter and compiles the kernel. */
   override attach(context: AttachContext, params: Parameter[]): void {
     super.attach(context, params);
     this.#counter = context.stepCounter;
     this.#call = new KernelCall(context.gpu, DROPOUT_KERNEL, "main", { WG });
   }
 
+  /** The input shape, unchanged. */
   outputShape(input: readonly number[]): number[] {
     return [...input];
   }
 
+  /**
+   * Encodes `y = x·mask/(1−p)` in train mode (the result is owned by the layer); returns `x`
+   * itself in eval mode or when p = 0.
+   */
   forward(enc: StepEncoder, x: Tensor): Tensor {
     this.requireGpu();
     this.#lastTraining = this.training;
@@ -123,6 +140,7 @@ export class Dropout extends Module {
     return bufs.y;
   }
 
+  /** Encodes `dX = dY·mask/(1−p)` with the last forward's mask, recomputed (not stored). */
   backward(enc: StepEncoder, dY: Tensor): Tensor {
     if (!this.#lastTraining || this.p === 0) return dY;
     const bufs = this.#buffers.get(dY.shape[0]);
@@ -136,6 +154,7 @@ export class Dropout extends Module {
     return dx;
   }
 
+  /** Frees the per-batch outputs. */
   override dispose(): void {
     this.#buffers.dispose();
   }

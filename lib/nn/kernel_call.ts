@@ -16,12 +16,14 @@ export type Resource = Tensor | GpuBuffer;
 
 /** A cached (pipeline, bind group) pair for one entry point. */
 export class KernelCall {
+  /** `kernel.entry`, used in dispatch labels and error messages. */
   readonly label: string;
   readonly #gpu: Gpu;
   readonly #pipeline: GPUComputePipeline;
   #key: Resource[] = [];
   #group: GPUBindGroup | null = null;
 
+  /** Looks up (or compiles) the pipeline of `kernel`'s `entry` with `constants`. */
   constructor(gpu: Gpu, kernel: Kernel, entry: string, constants: Constants = {}) {
     this.#gpu = gpu;
     this.label = `${kernel.name}.${entry}`;

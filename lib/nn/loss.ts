@@ -27,7 +27,29 @@ const CE_PARAMS = new ParamsLayout("cross_entropy.Params", {
 const WG = 64;
 const RWG = 64;
 
-/** What a {@link LossStats} holds, read back. */
+/**
+ * What a {@link LossStats} holds, read back with {@link LossStats.read}.
+ *
+ * @example An epoch's line of log
+ * ```ts
+ * import type { LossSummary } from "@wgnn/wgnn";
+ * import { equal } from "node:assert/strict";
+ *
+ * function logLine(s: LossSummary): string {
+ *   if (s.firstNonFiniteBatch !== null) return `loss diverged at batch ${s.firstNonFiniteBatch}`;
+ *   return `loss ${s.meanLoss.toFixed(3)} acc ${(100 * s.accuracy).toFixed(1)}%`;
+ * }
+ * const s: LossSummary = {
+ *   meanLoss: 1.5,
+ *   batches: 2,
+ *   accuracy: 0.25,
+ *   samples: 128,
+ *   lastLoss: 1.4,
+ *   firstNonFiniteBatch: null,
+ * };
+ * equal(logLine(s), "loss 1.500 acc 25.0%");
+ * ```
+ */
 export interface LossSummary {
   /** Mean of the batch losses since the last reset (NaN when no batch). */
   meanLoss: number;
@@ -43,11 +65,42 @@ export interface LossSummary {
   firstNonFiniteBatch: number | null;
 }
 
-/** A GPU-side accumulator of batch losses and correct predictions. */
+/**
+ * A GPU-side accumulator of batch losses and correct predictions: every
+ * {@link CrossEntropyLoss.forward} adds its batch on the GPU, and the total is read once per
+ * epoch instead of once per step. The owner disposes it ({@link CrossEntropyLoss.stats} belongs
+ * to its loss).
+ *
+ * @example A separate accumulator for validation
+ * ```ts
+ * import { type CrossEntropyLoss, LossStats, type LossSummary, type Sequential } from "@wgnn/wgnn";
+ * import { StepEncoder, type Tensor } from "@wgnn/wgnn";
+ *
+ * async function validate(
+ *   model: Sequential,
+ *   loss: CrossEntropyLoss,
+ *   batches: [Tensor, Tensor][],
+ * ): Promise<LossSummary> {
+ *   const gpu = batches[0][0].gpu;
+ *   const stats = new LossStats(gpu, "validation"); // starts at zero
+ *   try {
+ *     model.eval();
+ *     const enc = new StepEncoder(gpu);
+ *     for (const [x, y] of batches) loss.forward(enc, model.forward(enc, x), y, stats);
+ *     enc.submit();
+ *     return await stats.read(); // the only wait
+ *   } finally {
+ *     model.train();
+ *     stats.dispose();
+ *   }
+ * }
+ * ```
+ */
 export class LossStats {
   /** [Σ loss, batches, Σ correct, samples, last loss, first non-finite + 1, counter, pad]. */
   readonly acc: Tensor;
 
+  /** Allocates a zeroed accumulator on `gpu`. */
   constructor(gpu: Gpu, label = "loss stats") {
     this.acc = Tensor.empty(gpu, [8], "f32", label);
   }
@@ -76,7 +129,20 @@ export class LossStats {
   }
 }
 
-/** Options of {@link CrossEntropyLoss}, as PyTorch's. */
+/**
+ * Options of {@link CrossEntropyLoss}, as PyTorch's.
+ *
+ * @example Label smoothing and class weights
+ * ```ts
+ * import { CrossEntropyLoss, type CrossEntropyOptions } from "@wgnn/wgnn";
+ * import { deepEqual, equal } from "node:assert/strict";
+ *
+ * const options: CrossEntropyOptions = { labelSmoothing: 0.1, weight: [1, 2] };
+ * const loss = new CrossEntropyLoss(options);
+ * equal(loss.labelSmoothing, 0.1);
+ * deepEqual(loss.weight, new Float32Array([1, 2]));
+ * ```
+ */
 export interface CrossEntropyOptions {
   /** A weight per class (default: all 1). */
   weight?: number[];
@@ -101,17 +167,34 @@ class LossBuffers {
 }
 
 /**
- * `CrossEntropyLoss()` on logits [batch, classes] and u32 labels [batch].
+ * `CrossEntropyLoss()` on logits [batch, classes] and u32 labels [batch], with PyTorch's 'mean'
+ * reduction. Forward computes the loss and its gradient in one pass; backward returns that
+ * gradient. The loss owns its buffers and {@link CrossEntropyLoss.stats}.
  *
  * @example One training step
- * ```ts ignore
+ * ```ts
+ * import { CrossEntropyLoss, type Sequential, type StepEncoder, type Tensor } from "@wgnn/wgnn";
+ *
  * const loss = new CrossEntropyLoss();
- * loss.forward(enc, model.forward(enc, x), y);
- * model.backward(enc, loss.backward());
+ * function lossAndGradient(enc: StepEncoder, model: Sequential, x: Tensor, y: Tensor): void {
+ *   loss.forward(enc, model.forward(enc, x), y); // adds the batch to loss.stats
+ *   model.backward(enc, loss.backward());
+ * }
+ * ```
+ *
+ * @example Options are checked when the loss is built
+ * ```ts
+ * import { CrossEntropyLoss } from "@wgnn/wgnn";
+ * import { throws } from "node:assert/strict";
+ *
+ * throws(() => new CrossEntropyLoss({ labelSmoothing: 2 }), RangeError);
+ * throws(() => new CrossEntropyLoss({ weight: [1, -1] }), RangeError);
  * ```
  */
 export class CrossEntropyLoss {
+  /** Label smoothing ε. */
   readonly labelSmoothing: number;
+  /** The class weights, or null for all 1. */
   readonly weight: Float32Array | null;
   #gpu: Gpu | null = null;
   #rows: KernelCall | null = null;
@@ -122,6 +205,10 @@ export class CrossEntropyLoss {
   #last: LossBuffers | null = null;
   #stats: LossStats | null = null;
 
+  /**
+   * Declares the loss; buffers are allocated by the first forward. Throws a RangeError for a
+   * smoothing outside [0, 1] or a negative or non-finite weight.
+   */
   constructor(options: CrossEntropyOptions = {}) {
     const eps = options.labelSmoothing ?? 0;
     if (!(eps >= 0 && eps <= 1)) {

@@ -15,7 +15,18 @@ import type { StepEncoder } from "../gpu/encoder.ts";
 import type { Tensor } from "../tensor.ts";
 import type { Parameter, ParameterSpec } from "./parameter.ts";
 
-/** A tensor of a state dict on the host, in PyTorch's layout. */
+/**
+ * A tensor of a state dict on the host, in PyTorch's layout (a Linear weight is [out, in]).
+ *
+ * @example BatchNorm's step count, as PyTorch stores it
+ * ```ts
+ * import type { HostTensor } from "@wgnn/wgnn";
+ * import { equal } from "node:assert/strict";
+ *
+ * const count: HostTensor = { dtype: "I64", shape: [], data: BigInt64Array.of(20n) };
+ * equal(count.data.length, 1); // shape [] is a scalar: one element
+ * ```
+ */
 export interface HostTensor {
   /** safetensors dtype name. */
   dtype: "F32" | "I64";
@@ -25,7 +36,35 @@ export interface HostTensor {
   data: Float32Array | BigInt64Array;
 }
 
-/** What a module learns about its place in the model when it is attached. */
+/**
+ * What a module learns about its place in the model when {@link Sequential} attaches it.
+ *
+ * @example A layer that keeps its index
+ * ```ts
+ * import { type AttachContext, Module, type Parameter } from "@wgnn/wgnn";
+ * import type { StepEncoder, Tensor } from "@wgnn/wgnn";
+ *
+ * class Tap extends Module {
+ *   position = -1;
+ *   describe(): string {
+ *     return "Tap()";
+ *   }
+ *   override attach(context: AttachContext, params: Parameter[]): void {
+ *     super.attach(context, params);
+ *     this.position = context.index; // also the prefix of its state-dict names
+ *   }
+ *   outputShape(input: readonly number[]): number[] {
+ *     return [...input];
+ *   }
+ *   forward(_enc: StepEncoder, x: Tensor): Tensor {
+ *     return x;
+ *   }
+ *   backward(_enc: StepEncoder, dY: Tensor): Tensor {
+ *     return dY;
+ *   }
+ * }
+ * ```
+ */
 export interface AttachContext {
   /** The GPU. */
   gpu: Gpu;
@@ -37,14 +76,44 @@ export interface AttachContext {
   needsInputGrad: boolean;
 }
 
-/** Base class of every layer. */
+/**
+ * Base class of every layer: an explicit {@link Module.forward} / {@link Module.backward} pair
+ * that encodes into a {@link StepEncoder}, parameters declared by
+ * {@link Module.parameterSpecs}, and PyTorch's train/eval switch.
+ *
+ * @example A pass-through layer, and the shape check every module offers
+ * ```ts
+ * import { Module, type StepEncoder, type Tensor } from "@wgnn/wgnn";
+ * import { deepEqual, equal } from "node:assert/strict";
+ *
+ * class Identity extends Module {
+ *   describe(): string {
+ *     return "Identity()";
+ *   }
+ *   outputShape(input: readonly number[]): number[] {
+ *     return [...input];
+ *   }
+ *   forward(_enc: StepEncoder, x: Tensor): Tensor {
+ *     return x; // a real layer dispatches a kernel and saves what backward needs
+ *   }
+ *   backward(_enc: StepEncoder, dY: Tensor): Tensor {
+ *     return dY; // and returns dX, adding into its parameters' gradients
+ *   }
+ * }
+ *
+ * const layer = new Identity().eval();
+ * equal(layer.training, false);
+ * deepEqual(layer.outputShape([3, 32, 32]), [3, 32, 32]);
+ * deepEqual(layer.parameterSpecs(), []);
+ * ```
+ */
 export abstract class Module {
   /** Train mode (true) or eval mode (false), as PyTorch's `module.training`. */
   training = true;
   /** Set by {@link Module.attach}; null before. */
   protected gpu: Gpu | null = null;
   /** Index in the parent Sequential, for names in messages. */
-  protected index = -1;
+  protected index: number = -1;
   /** Whether backward must produce dX. */
   protected needsInputGrad = true;
 
@@ -115,6 +184,7 @@ export class PerBatch<T extends { dispose(): void }> {
   readonly #map = new Map<number, T>();
   readonly #make: (batch: number) => T;
 
+  /** `make(batch)` creates the resources for one batch size. */
   constructor(make: (batch: number) => T) {
     this.#make = make;
   }

@@ -15,27 +15,79 @@ import { Tensor } from "../tensor.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { StepEncoder } from "../gpu/encoder.ts";
 
-/** A trainable f32 tensor with a same-shaped gradient (both views into an arena). */
+/**
+ * A trainable f32 tensor with a same-shaped gradient (both views into a
+ * {@link ParameterArena}; the arena owns them).
+ *
+ * @example Gradient norms per parameter
+ * ```ts
+ * import type { Parameter } from "@wgnn/wgnn";
+ *
+ * async function gradNorms(params: readonly Parameter[]): Promise<Map<string, number>> {
+ *   const norms = new Map<string, number>();
+ *   for (const p of params) {
+ *     const g = await p.grad.toFloat32(); // waits for the GPU
+ *     norms.set(p.name, Math.hypot(...g));
+ *   }
+ *   return norms;
+ * }
+ * // gradNorms(model.parameters().params) → "1.weight" → 0.42, "1.bias" → 0.03, ...
+ * ```
+ */
 export interface Parameter {
   /** PyTorch state-dict name, e.g. "1.weight". */
   readonly name: string;
-  /** The values, row-major in PyTorch's layout (a Linear weight is [out, in]). */
+  /**
+   * The values, row-major. Shapes are the module's GPU layout: a Linear weight is [in, out]
+   * here; {@link Sequential.stateDict} transposes it to PyTorch's [out, in].
+   */
   readonly value: Tensor;
   /** The gradient, same shape; accumulated by backward, cleared by zeroGrad. */
   readonly grad: Tensor;
 }
 
-/** What a module declares for each of its parameters. */
+/**
+ * What a module declares for each of its parameters: a name relative to the module, a shape
+ * and the initial values (drawn when the module is built).
+ *
+ * @example BatchNorm's γ and β
+ * ```ts
+ * import { BatchNorm1d, type ParameterSpec } from "@wgnn/wgnn";
+ * import { deepEqual } from "node:assert/strict";
+ *
+ * const specs: ParameterSpec[] = new BatchNorm1d(3).parameterSpecs();
+ * deepEqual(specs.map((s) => s.name), ["weight", "bias"]);
+ * deepEqual(specs[0].init, new Float32Array([1, 1, 1])); // γ starts at 1, β at 0
+ * ```
+ */
 export interface ParameterSpec {
   /** State-dict name. */
   name: string;
-  /** Shape, PyTorch layout. */
+  /** Shape on the GPU (PyTorch's, except a Linear weight, kept as [in, out]). */
   shape: readonly number[];
   /** Initial values (length = product of shape). */
   init: Float32Array;
 }
 
-/** One value buffer and one gradient buffer holding every parameter of a model. */
+/**
+ * One value buffer and one gradient buffer holding every parameter of a model. A
+ * {@link Sequential} makes one in `to(gpu)` and owns it; pass `model.parameters()` to an
+ * optimizer, which then updates the whole model in one dispatch.
+ *
+ * @example An arena for two parameters of your own
+ * ```ts
+ * import { type Gpu, ParameterArena } from "@wgnn/wgnn";
+ *
+ * function makeArena(gpu: Gpu): ParameterArena {
+ *   const arena = new ParameterArena(gpu, [
+ *     { name: "w", shape: [4, 2], init: new Float32Array(8).fill(0.5) },
+ *     { name: "b", shape: [2], init: new Float32Array(2) },
+ *   ]);
+ *   console.log(arena.params.map((p) => p.value.shape)); // [[4, 2], [2]]
+ *   return arena; // the caller disposes it
+ * }
+ * ```
+ */
 export class ParameterArena {
   /** All values, flat (f32), including alignment padding. */
   readonly values: Tensor;
@@ -44,6 +96,10 @@ export class ParameterArena {
   /** The parameters, in declaration order. */
   readonly params: Parameter[];
 
+  /**
+   * Uploads every spec's initial values into one buffer (each view at an aligned offset) and
+   * allocates the zeroed gradients. Throws a RangeError when an `init` does not fill its shape.
+   */
   constructor(gpu: Gpu, specs: readonly ParameterSpec[], label = "params") {
     // Views must start at the storage-offset alignment (256 bytes on most GPUs).
     const align = gpu.limits.minStorageBufferOffsetAlignment / 4;

@@ -19,12 +19,23 @@ function next(): number {
 }
 
 /**
- * Seeds the toolkit's random numbers, as `torch.manual_seed` does.
+ * Seeds the toolkit's random numbers, as `torch.manual_seed` does: parameter initialisation and
+ * the Dropout mask seed of layers built afterwards. Throws a RangeError unless `seed` is an
+ * integer in [0, 2³²).
  *
  * @example Reproducible construction
  * ```ts
- * import { manualSeed } from "./random.ts";
+ * import { Linear, manualSeed } from "@wgnn/wgnn";
+ * import { deepEqual, notDeepEqual, throws } from "node:assert/strict";
+ *
  * manualSeed(0);
+ * const first = new Linear(4, 3).parameterSpecs()[0].init;
+ * const other = new Linear(4, 3).parameterSpecs()[0].init; // the generator moved on
+ * manualSeed(0);
+ * const again = new Linear(4, 3).parameterSpecs()[0].init;
+ * deepEqual(again, first);
+ * notDeepEqual(other, first);
+ * throws(() => manualSeed(-1), RangeError);
  * ```
  */
 export function manualSeed(seed: number): void {

@@ -17,7 +17,21 @@
 
 import { writeFileAtomic } from "../io/atomic.ts";
 
-/** Element types of safetensors files (F16 and BF16 are kept as raw 16-bit patterns). */
+/**
+ * Element types of safetensors files (F16 and BF16 are kept as raw 16-bit patterns). F8 types
+ * are not supported.
+ *
+ * @example A BF16 tensor as bit patterns
+ * ```ts
+ * import { decodeSafetensors, encodeSafetensors, type SafetensorsDType } from "@wgnn/wgnn";
+ * import { deepEqual } from "node:assert/strict";
+ *
+ * const dtype: SafetensorsDType = "BF16";
+ * const one = 0x3f80; // 1.0 in bfloat16: the top 16 bits of the f32 0x3f800000
+ * const bytes = encodeSafetensors({ x: { dtype, shape: [2], data: Uint16Array.of(one, one) } });
+ * deepEqual(decodeSafetensors(bytes).tensors.get("x")?.data, Uint16Array.of(one, one));
+ * ```
+ */
 export type SafetensorsDType =
   | "BOOL"
   | "U8"
@@ -33,7 +47,19 @@ export type SafetensorsDType =
   | "I64"
   | "U64";
 
-/** The typed arrays that hold tensor data on the host. */
+/**
+ * The typed arrays that hold tensor data on the host; {@link HostTensor.dtype} fixes which.
+ *
+ * @example The array for each dtype
+ * ```ts
+ * import type { HostTensorData } from "@wgnn/wgnn";
+ *
+ * const f32: HostTensorData = new Float32Array(4); // F32
+ * const i64: HostTensorData = new BigInt64Array(1); // I64
+ * const bool: HostTensorData = Uint8Array.of(0, 1); // BOOL, U8
+ * console.log(f32.length, i64.length, bool.length);
+ * ```
+ */
 export type HostTensorData =
   | Float32Array
   | Float64Array
@@ -46,7 +72,23 @@ export type HostTensorData =
   | Int8Array
   | Uint8Array;
 
-/** A tensor in host memory: row-major data of `dtype` with `shape`. */
+/**
+ * A tensor in host memory, as read from or written to a safetensors file: row-major data of
+ * `dtype` with `shape`. (`mod.ts` exports it as `SafetensorsTensor`.)
+ *
+ * @example A 2×2 F32 weight
+ * ```ts
+ * import type { SafetensorsTensor } from "@wgnn/wgnn";
+ * import { equal } from "node:assert/strict";
+ *
+ * const weight: SafetensorsTensor = {
+ *   dtype: "F32",
+ *   shape: [2, 2],
+ *   data: new Float32Array([1, 2, 3, 4]),
+ * };
+ * equal(weight.data.length, weight.shape[0] * weight.shape[1]);
+ * ```
+ */
 export interface HostTensor {
   /**
    * Element type; it fixes the typed array: F32 → Float32Array, I64 → BigInt64Array, BOOL →
@@ -59,7 +101,23 @@ export interface HostTensor {
   data: HostTensorData;
 }
 
-/** What {@link decodeSafetensors} returns. */
+/**
+ * What {@link decodeSafetensors} and {@link readSafetensorsFile} return.
+ *
+ * @example Tensors and metadata of a file
+ * ```ts
+ * import { decodeSafetensors, encodeSafetensors, type Safetensors } from "@wgnn/wgnn";
+ * import { deepEqual } from "node:assert/strict";
+ *
+ * const bytes = encodeSafetensors(
+ *   { bias: { dtype: "F32", shape: [2], data: new Float32Array([0.5, -0.5]) } },
+ *   { epoch: "3" },
+ * );
+ * const file: Safetensors = decodeSafetensors(bytes);
+ * deepEqual([...file.tensors.keys()], ["bias"]);
+ * deepEqual(file.metadata, { epoch: "3" });
+ * ```
+ */
 export interface Safetensors {
   /** The tensors in file order; each owns an aligned copy of its data. */
   tensors: Map<string, HostTensor>;
@@ -116,14 +174,23 @@ function show(value: unknown): string {
 // Writing
 
 /**
- * Encodes tensors (and optional string metadata) as the bytes of a safetensors file.
+ * Encodes tensors (and optional string metadata) as the bytes of a safetensors file, laid out
+ * as the reference implementation does. Throws a TypeError or RangeError naming the tensor when
+ * a dtype, array type or shape is wrong.
  *
  * @example Save a weight and a counter
  * ```ts
+ * import { encodeSafetensors } from "@wgnn/wgnn";
+ * import { equal, throws } from "node:assert/strict";
+ *
  * const bytes = encodeSafetensors({
  *   "1.weight": { dtype: "F32", shape: [2, 2], data: new Float32Array([1, 2, 3, 4]) },
  *   "3.num_batches_tracked": { dtype: "I64", shape: [], data: new BigInt64Array([20n]) },
  * }, { format: "pt" });
+ * const headerLength = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+ * equal(headerLength % 8, 0); // the JSON header is padded to 8 bytes
+ * equal(bytes.length, 8 + headerLength + 4 * 4 + 8); // then the data: 4 f32 and 1 i64
+ * throws(() => encodeSafetensors({ x: { dtype: "F32", shape: [3], data: new Float32Array(2) } }));
  * ```
  */
 export function encodeSafetensors(
@@ -214,7 +281,22 @@ function boolProblem(index: number, value: unknown): string {
   return `has dtype BOOL but element ${index} is ${value} (expected 0 or 1)`;
 }
 
-/** Writes tensors to `path` as safetensors, atomically (temp file, fsync, rename). */
+/**
+ * Writes tensors to `path` as safetensors, atomically (temp file, fsync, rename): an
+ * interrupted write leaves the previous file or none, never a truncated one.
+ *
+ * @example Save a model's state dict for PyTorch
+ * ```ts
+ * import { type Sequential, writeSafetensorsFile } from "@wgnn/wgnn";
+ *
+ * async function save(model: Sequential): Promise<void> {
+ *   await writeSafetensorsFile("out/model.safetensors", await model.stateDict(), {
+ *     format: "pt",
+ *   });
+ *   // python: torch_model.load_state_dict(safetensors.torch.load_file("out/model.safetensors"))
+ * }
+ * ```
+ */
 export async function writeSafetensorsFile(
   path: string,
   tensors: Record<string, HostTensor>,
@@ -241,12 +323,21 @@ interface Entry {
  * file (bad header length or JSON, unknown dtype, bad shape, offsets that disagree with the
  * shape, overlap, leave gaps or run past the end, duplicate names).
  *
- * @example Load a state dict
+ * @example Round trip, and a truncated file
  * ```ts
- * const b = { dtype: "F32", shape: [1], data: new Float32Array([1]) } as const;
- * const bytes = encodeSafetensors({ b });
+ * import { decodeSafetensors, encodeSafetensors } from "@wgnn/wgnn";
+ * import { deepEqual, throws } from "node:assert/strict";
+ *
+ * const bytes = encodeSafetensors({
+ *   b: { dtype: "F32", shape: [1, 2], data: new Float32Array([1, 2]) },
+ * });
  * const { tensors } = decodeSafetensors(bytes);
- * tensors.get("b")?.data; // Float32Array [1]
+ * deepEqual(tensors.get("b")?.shape, [1, 2]);
+ * deepEqual(tensors.get("b")?.data, new Float32Array([1, 2]));
+ * throws(
+ *   () => decodeSafetensors(bytes.subarray(0, bytes.length - 1), "model.safetensors"),
+ *   /Cannot read safetensors "model.safetensors"/,
+ * );
  * ```
  */
 export function decodeSafetensors(bytes: Uint8Array, source?: string): Safetensors {
@@ -394,7 +485,20 @@ function checkCoverage(
   }
 }
 
-/** Reads and decodes a safetensors file; errors name the file. */
+/**
+ * Reads and decodes a safetensors file (see {@link decodeSafetensors}); errors name the file.
+ *
+ * @example List the tensors of a checkpoint
+ * ```ts
+ * import { readSafetensorsFile } from "@wgnn/wgnn";
+ *
+ * async function list(path: string): Promise<string[]> {
+ *   const { tensors, metadata } = await readSafetensorsFile(path);
+ *   console.log(metadata); // e.g. { format: "pt" }
+ *   return [...tensors].map(([name, t]) => `${name} ${t.dtype} [${t.shape.join(", ")}]`);
+ * }
+ * ```
+ */
 export async function readSafetensorsFile(path: string): Promise<Safetensors> {
   return decodeSafetensors(await Deno.readFile(path), path);
 }

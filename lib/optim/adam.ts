@@ -7,15 +7,31 @@
 import { Optimizer, type ParameterGroup } from "./optimizer.ts";
 import { checkMin, checkUnit } from "./validate.ts";
 
-/** Options of {@link Adam}; defaults as PyTorch's. */
+/**
+ * Options of {@link Adam} and {@link AdamW}; defaults as PyTorch's.
+ *
+ * @example The lecture's settings
+ * ```ts
+ * import { Adam, type AdamOptions, type Sequential } from "@wgnn/wgnn";
+ *
+ * const options: AdamOptions = { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8 };
+ * const make = (model: Sequential) => new Adam(model.parameters(), options);
+ * ```
+ */
 export interface AdamOptions {
   /** Learning rate (≥ 0). Default 1e-3. */
   lr?: number;
-  /** Decay rates (β1, β2) of the first and second moment averages, each in [0, 1). Default [0.9, 0.999]. */
+  /**
+   * Decay rates (β1, β2) of the first and second moment averages, each in [0, 1).
+   * Default [0.9, 0.999].
+   */
   betas?: readonly [number, number];
   /** Added to the bias-corrected square root of the second moment (≥ 0). Default 1e-8. */
   eps?: number;
-  /** Adam: L2 penalty added to the gradient; AdamW: decoupled decay x *= 1 − lr·wd (≥ 0). Default 0 (AdamW 1e-2). */
+  /**
+   * Adam: L2 penalty added to the gradient; AdamW: decoupled decay x *= 1 − lr·wd (≥ 0).
+   * Default 0 (AdamW 1e-2).
+   */
   weightDecay?: number;
   /** Normalise by the running maximum of the second moment (AMSGrad). Default false. */
   amsgrad?: boolean;
@@ -81,12 +97,18 @@ function adamSpec(name: "Adam" | "AdamW", options: AdamOptions, defaultWeightDec
  *
  * @example Adam over a model's arena, several steps per submission
  * ```ts
- * const opt = new Adam(model.arena, { lr: 1e-3 });
- * for (let i = 0; i < 10; i++) {
- *   opt.zeroGrad(enc); // ... forward, backward ...
- *   opt.step(enc);
+ * import { Adam, type Sequential, StepEncoder } from "@wgnn/wgnn";
+ *
+ * function trainALittle(model: Sequential): Adam {
+ *   const opt = new Adam(model.parameters(), { lr: 1e-3 });
+ *   const enc = new StepEncoder(model.parameters().values.gpu);
+ *   for (let i = 0; i < 10; i++) {
+ *     opt.zeroGrad(enc); // ... forward and backward encode here ...
+ *     opt.step(enc); // the step counter t lives on the GPU, so steps can share a submission
+ *   }
+ *   enc.submit();
+ *   return opt; // the caller disposes it
  * }
- * enc.submit();
  * ```
  */
 export class Adam extends Optimizer {
@@ -105,9 +127,12 @@ export class Adam extends Optimizer {
  * AdamW, exactly as PyTorch 1.13: Adam whose weight decay is decoupled from the gradient,
  * x *= 1 − lr·wd before the moment update (default weightDecay 1e-2). Same state as {@link Adam}.
  *
- * @example
+ * @example AdamW with stronger decay
  * ```ts
- * const opt = new AdamW(model.arena, { lr: 1e-3, weightDecay: 0.05 });
+ * import { AdamW, type Sequential } from "@wgnn/wgnn";
+ *
+ * const make = (model: Sequential) =>
+ *   new AdamW(model.parameters(), { lr: 1e-3, weightDecay: 0.05 });
  * ```
  */
 export class AdamW extends Optimizer {

@@ -26,7 +26,23 @@ const KERNEL: Kernel = { name: "optim", source: optimSource };
 /** Invocations per workgroup of the update kernels (a multiple of the SIMD width, 8 or 16). */
 const WG = 64;
 
-/** A tensor to update and its gradient (same shape, both f32). */
+/**
+ * A tensor to update and its gradient (same shape, both f32), for optimizing tensors that are
+ * not in a model's arena.
+ *
+ * @example Fit one tensor of your own
+ * ```ts
+ * import { type Gpu, SGD, Tensor, type TensorPair } from "@wgnn/wgnn";
+ *
+ * function optimizerFor(gpu: Gpu): SGD {
+ *   const pair: TensorPair = {
+ *     value: Tensor.from(gpu, new Float32Array([1, 2, 3]), [3], "w"),
+ *     grad: Tensor.empty(gpu, [3], "f32", "w.grad"), // filled by your backward kernel
+ *   };
+ *   return new SGD([pair], { lr: 0.1 }); // one dispatch per pair; the caller owns the tensors
+ * }
+ * ```
+ */
 export interface TensorPair {
   /** The values, updated in place. */
   readonly value: Tensor;
@@ -37,6 +53,17 @@ export interface TensorPair {
 /**
  * What an optimizer updates: a model's whole {@link ParameterArena} (one dispatch per step, the
  * fast path), or a list of tensors with their gradients (one dispatch per tensor).
+ *
+ * @example Either form
+ * ```ts
+ * import { Adam, type ParameterGroup, type Sequential } from "@wgnn/wgnn";
+ *
+ * function optimizers(model: Sequential): Adam[] {
+ *   const whole: ParameterGroup = model.parameters();
+ *   const lastLayerOnly: ParameterGroup = model.parameters().params.slice(-2);
+ *   return [new Adam(whole), new Adam(lastLayerOnly, { lr: 1e-4 })];
+ * }
+ * ```
  */
 export type ParameterGroup = ParameterArena | readonly TensorPair[];
 
@@ -64,7 +91,20 @@ type Field = keyof typeof FIELDS;
 
 /**
  * Hyperparameter fields of the kernel's uniform (names as in kernels/optim.wgsl); a rule leaves
- * the ones it does not read at 0.
+ * the ones it does not read at 0. Needed only to write a new optimizer (see {@link RuleSpec}).
+ *
+ * @example SGD with momentum 0.9, as the uniform sees it
+ * ```ts
+ * import type { Hyperparameters } from "@wgnn/wgnn";
+ * import { equal } from "node:assert/strict";
+ *
+ * const heavyBall = (lr: number): Hyperparameters => ({
+ *   lr,
+ *   momentum: 0.9,
+ *   one_minus_dampening: 1, // dampening 0
+ * });
+ * equal(heavyBall(0.1).lr, 0.1);
+ * ```
  */
 export type Hyperparameters = Partial<
   Record<
@@ -86,7 +126,29 @@ export type Hyperparameters = Partial<
   >
 >;
 
-/** How a subclass describes its rule to {@link Optimizer}. */
+/**
+ * How a subclass describes its rule to {@link Optimizer}: which update entry point of
+ * kernels/optim.wgsl, which state slots, which flags and which uniform values.
+ *
+ * @example A fixed-momentum SGD as a subclass
+ * ```ts
+ * import { Optimizer, type ParameterGroup, type RuleSpec } from "@wgnn/wgnn";
+ *
+ * class HeavyBall extends Optimizer {
+ *   constructor(params: ParameterGroup, lr: number) {
+ *     const spec: RuleSpec = {
+ *       name: "HeavyBall",
+ *       rule: "sgd",
+ *       slots: ["momentum_buffer"],
+ *       constants: { MAXIMIZE: 0, HAS_MOMENTUM: 1, NESTEROV: 0 },
+ *       hyperparameters: (lr) => ({ lr, momentum: 0.9, one_minus_dampening: 1 }),
+ *       lr,
+ *     };
+ *     super(params, spec);
+ *   }
+ * }
+ * ```
+ */
 export interface RuleSpec {
   /** Class name for messages, e.g. "Adam". */
   name: string;
@@ -123,7 +185,27 @@ const MAX_STEPS = 2 ** 24;
 
 /**
  * Base class of {@link SGD}, {@link Adam}, {@link AdamW} and {@link RMSprop}. Construct one of
- * those; this class holds the shared behaviour.
+ * those; this class holds the shared behaviour. An optimizer owns its state (moments, step
+ * counter, uniforms) and frees it in {@link Optimizer.dispose}; the parameters stay the model's.
+ *
+ * @example A learning-rate schedule that works with any optimizer
+ * ```ts
+ * import type { Optimizer } from "@wgnn/wgnn";
+ *
+ * function stepDecay(optimizer: Optimizer, epoch: number, every = 10, factor = 0.5): void {
+ *   if (epoch > 0 && epoch % every === 0) optimizer.setLr(optimizer.lr * factor);
+ * }
+ * ```
+ *
+ * @example Save and restore the state for resuming
+ * ```ts
+ * import type { Optimizer } from "@wgnn/wgnn";
+ *
+ * async function roundTrip(from: Optimizer, to: Optimizer): Promise<void> {
+ *   const state = await from.readState(); // "exp_avg", "exp_avg_sq", "step" for Adam
+ *   to.loadState(state); // the next step continues exactly where `from` stopped
+ * }
+ * ```
  */
 export abstract class Optimizer {
   /** The optimizer's class name, used in messages. */

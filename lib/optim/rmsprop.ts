@@ -7,7 +7,17 @@
 import { Optimizer, type ParameterGroup } from "./optimizer.ts";
 import { checkMin } from "./validate.ts";
 
-/** Options of {@link RMSprop}; defaults as PyTorch's. */
+/**
+ * Options of {@link RMSprop}; defaults as PyTorch's.
+ *
+ * @example Centered RMSprop with momentum
+ * ```ts
+ * import { type ParameterGroup, RMSprop, type RMSpropOptions } from "@wgnn/wgnn";
+ *
+ * const options: RMSpropOptions = { lr: 1e-3, momentum: 0.9, centered: true };
+ * const make = (params: ParameterGroup) => new RMSprop(params, options);
+ * ```
+ */
 export interface RMSpropOptions {
   /** Learning rate (≥ 0). Default 1e-2. */
   lr?: number;
@@ -19,7 +29,10 @@ export interface RMSpropOptions {
   weightDecay?: number;
   /** Momentum factor (≥ 0). Default 0. */
   momentum?: number;
-  /** Normalise by an estimate of the gradient's variance instead of its second moment. Default false. */
+  /**
+   * Normalise by an estimate of the gradient's variance instead of its second moment.
+   * Default false.
+   */
   centered?: boolean;
   /** Maximise the objective instead of minimising it. Default false. */
   maximize?: boolean;
@@ -31,9 +44,15 @@ export interface RMSpropOptions {
  * x −= lr·buf, else x −= lr·d/avg. State: `square_avg`, `momentum_buffer` (momentum > 0),
  * `grad_avg` (centered) and `step`.
  *
- * @example
+ * @example RMSprop over a model's arena
  * ```ts
- * const opt = new RMSprop(model.arena, { lr: 1e-3, momentum: 0.9, centered: true });
+ * import { RMSprop, type Sequential } from "@wgnn/wgnn";
+ *
+ * function makeRmsprop(model: Sequential): RMSprop {
+ *   const opt = new RMSprop(model.parameters(), { lr: 1e-3, momentum: 0.9, centered: true });
+ *   console.log(Object.keys(opt.stateTensors())); // ["square_avg", "momentum_buffer", ...]
+ *   return opt; // the caller disposes it
+ * }
  * ```
  */
 export class RMSprop extends Optimizer {

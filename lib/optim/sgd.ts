@@ -7,7 +7,17 @@
 import { Optimizer, type ParameterGroup } from "./optimizer.ts";
 import { checkMin } from "./validate.ts";
 
-/** Options of {@link SGD}; defaults as PyTorch's. */
+/**
+ * Options of {@link SGD}; defaults as PyTorch's.
+ *
+ * @example Nesterov momentum with weight decay
+ * ```ts
+ * import { type ParameterGroup, SGD, type SGDOptions } from "@wgnn/wgnn";
+ *
+ * const options: SGDOptions = { lr: 0.05, momentum: 0.9, nesterov: true, weightDecay: 5e-4 };
+ * const make = (params: ParameterGroup) => new SGD(params, options);
+ * ```
+ */
 export interface SGDOptions {
   /** Learning rate (required, ≥ 0). */
   lr: number;
@@ -28,12 +38,18 @@ export interface SGDOptions {
  * (no dampening) and μ·buf + (1 − dampening)·d afterwards; nesterov uses d + μ·buf, plain
  * momentum uses buf; then x −= lr·d. State: `momentum_buffer` (when momentum > 0) and `step`.
  *
- * @example Plain SGD over a model's arena
+ * @example SGD with momentum over a model's arena
  * ```ts
- * const opt = new SGD(model.arena, { lr: 0.1, momentum: 0.9 });
- * opt.zeroGrad(enc); // ... forward, backward ...
- * opt.step(enc);
- * enc.submit();
+ * import { SGD, type Sequential, StepEncoder } from "@wgnn/wgnn";
+ *
+ * function makeSgd(model: Sequential): SGD {
+ *   const opt = new SGD(model.parameters(), { lr: 0.1, momentum: 0.9 });
+ *   const enc = new StepEncoder(model.parameters().values.gpu);
+ *   opt.zeroGrad(enc); // ... forward and backward encode here ...
+ *   opt.step(enc);
+ *   enc.submit();
+ *   return opt; // the caller disposes it (the parameters stay the model's)
+ * }
  * ```
  */
 export class SGD extends Optimizer {

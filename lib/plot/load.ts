@@ -11,7 +11,29 @@
 
 import type { EpochRecord, History } from "../train/history.ts";
 
-/** One row of `out/summary.json`: a variant's run in figures. `NaN` where not measured. */
+/**
+ * One row of `out/summary.json`: a variant's run in figures. `NaN` where not measured.
+ *
+ * @example The best validation accuracy of a run
+ * ```ts
+ * import type { SummaryRow } from "@wgnn/wgnn";
+ * import { equal } from "node:assert/strict";
+ *
+ * const best = (rows: SummaryRow[]) =>
+ *   rows.reduce((a, b) => (b.bestValAccuracy > a.bestValAccuracy ? b : a)).variant;
+ * const row = (variant: string, bestValAccuracy: number): SummaryRow => ({
+ *   variant,
+ *   finalTrainLoss: 1,
+ *   bestValLoss: 1,
+ *   bestValEpoch: 1,
+ *   bestValAccuracy,
+ *   secondsPerEpoch: 10,
+ *   adapter: "example",
+ *   epochs: 1,
+ * });
+ * equal(best([row("plain", 0.49), row("bn", 0.53), row("dropout", 0.51)]), "bn");
+ * ```
+ */
 export interface SummaryRow {
   /** Variant name, as in its history. */
   variant: string;
@@ -76,9 +98,20 @@ function requiredString(value: unknown, file: string, field: string): string {
 /**
  * Parses and checks a `history.json` text. `file` names it in errors.
  *
- * @example Read one history
- * ```ts ignore
- * const history = parseHistory(await Deno.readTextFile("out/bn/history.json"), "out/bn/history.json");
+ * @example A history, and a malformed one
+ * ```ts
+ * import { parseHistory } from "./load.ts";
+ * import { equal, throws } from "node:assert/strict";
+ *
+ * const text = JSON.stringify({
+ *   variant: "bn",
+ *   adapter: "example",
+ *   classes: ["cat", "dog"],
+ *   epochs: [{ epoch: 1, trainLoss: 1.8, valLoss: null, seconds: 10 }], // null: not measured
+ * });
+ * const history = parseHistory(text, "out/bn/history.json");
+ * equal(history.epochs[0].valLoss, undefined);
+ * throws(() => parseHistory("{}", "out/bn/history.json"), /Cannot read "out\/bn\/history.json"/);
  * ```
  */
 export function parseHistory(text: string, file: string): History {

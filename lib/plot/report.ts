@@ -20,7 +20,27 @@ import type { SummaryRow } from "./load.ts";
 /** The report's heading. */
 export const REPORT_TITLE = "Improving learning: BatchNorm and Dropout on CIFAR-10";
 
-/** Every figure of a run as SVG text, keyed by its path relative to the output folder. */
+/**
+ * Every figure of a run as SVG text, keyed by its path relative to the output folder.
+ *
+ * @example Where each figure goes
+ * ```ts
+ * import type { FigureSet } from "@wgnn/wgnn";
+ *
+ * function files(figures: FigureSet): Record<string, string> {
+ *   const out: Record<string, string> = {
+ *     "compare_val_loss.svg": figures.compareValLoss,
+ *     "compare_train_loss.svg": figures.compareTrainLoss,
+ *     "val_accuracy.svg": figures.valAccuracy,
+ *   };
+ *   for (const v of figures.variants) {
+ *     out[`${v.variant}/loss.svg`] = v.loss;
+ *     if (v.confusion !== undefined) out[`${v.variant}/confusion.svg`] = v.confusion;
+ *   }
+ *   return out;
+ * }
+ * ```
+ */
 export interface FigureSet {
   /** `compare_val_loss.svg`: figure 2. */
   compareValLoss: string;
@@ -33,12 +53,27 @@ export interface FigureSet {
 }
 
 /**
- * Renders every figure for `histories` (one per variant).
+ * Renders every figure for `histories` (one per variant) as SVG text, with Observable Plot on a
+ * server-side DOM: no browser, no GPU, no permission.
  *
- * @example Render and count the figures
- * ```ts ignore
- * const figures = renderFigures(histories);
- * console.log(figures.variants.length);
+ * @example Figures of a two-epoch run
+ * ```ts
+ * import { type History, renderFigures } from "@wgnn/wgnn";
+ * import { equal, ok } from "node:assert/strict";
+ *
+ * const bn: History = {
+ *   variant: "bn",
+ *   adapter: "example",
+ *   classes: ["cat", "dog"],
+ *   epochs: [
+ *     { epoch: 1, trainLoss: 1.9, valLoss: 1.7, valAccuracy: 0.38, seconds: 12 },
+ *     { epoch: 2, trainLoss: 1.6, valLoss: 1.5, valAccuracy: 0.46, seconds: 12 },
+ *   ],
+ * };
+ * const figures = renderFigures([bn]);
+ * equal(figures.variants.length, 1);
+ * ok(figures.compareValLoss.startsWith("<svg"));
+ * equal(figures.variants[0].confusion, undefined); // the history has no confusion matrix
  * ```
  */
 export function renderFigures(histories: History[]): FigureSet {
@@ -54,7 +89,22 @@ export function renderFigures(histories: History[]): FigureSet {
   };
 }
 
-/** Options for {@link buildReport}. */
+/**
+ * Options for {@link buildReport}.
+ *
+ * @example A reproducible page, figures drawn once
+ * ```ts
+ * import { buildReport, type History, renderFigures, type ReportOptions } from "@wgnn/wgnn";
+ *
+ * function page(histories: History[]): string {
+ *   const options: ReportOptions = {
+ *     date: new Date("2025-01-01T00:00:00Z"),
+ *     figures: renderFigures(histories), // reuse them for the .svg files too
+ *   };
+ *   return buildReport(histories, [], options);
+ * }
+ * ```
+ */
 export interface ReportOptions {
   /** The date printed on the page; now by default. */
   date?: Date;
@@ -121,11 +171,35 @@ function figure(svg: string): string {
 
 /**
  * Builds `report.html`: title, date and adapter, the summary table, the three comparison figures
- * and each variant's loss chart and confusion matrix, all inline.
+ * and each variant's loss chart and confusion matrix, all inline. Pure: the caller writes it.
  *
- * @example Write the report
- * ```ts ignore
- * await writeTextFileAtomic("out/report.html", buildReport(histories, summarize(histories)));
+ * @example A one-variant report
+ * ```ts
+ * import { buildReport, type History, type SummaryRow } from "@wgnn/wgnn";
+ * import { ok } from "node:assert/strict";
+ *
+ * const plain: History = {
+ *   variant: "plain",
+ *   adapter: "example",
+ *   classes: ["cat", "dog"],
+ *   epochs: [{ epoch: 1, trainLoss: 1.8, valLoss: 1.7, valAccuracy: 0.4, seconds: 10 }],
+ *   confusion: [[40, 10], [20, 30]],
+ * };
+ * const row: SummaryRow = {
+ *   variant: "plain",
+ *   finalTrainLoss: 1.8,
+ *   bestValLoss: 1.7,
+ *   bestValEpoch: 1,
+ *   bestValAccuracy: 0.4,
+ *   secondsPerEpoch: 10,
+ *   adapter: "example",
+ *   epochs: 1,
+ * };
+ * const html = buildReport([plain], [row], { date: new Date("2025-01-01T00:00:00Z") });
+ * ok(html.startsWith("<!doctype html>"));
+ * ok(html.includes("Generated 2025-01-01 00:00 UTC"));
+ * ok(!html.includes("<script")); // self-contained: no scripts
+ * // await writeTextFileAtomic("out/report.html", html) in a script with write permission
  * ```
  */
 export function buildReport(
