@@ -446,8 +446,9 @@ function defaultVariant(gpu: Gpu): MatmulVariant {
 
 /**
  * Chooses the matmul variant for `gpu`, once per process: `WGNN_MATMUL=texture|tiled` when
- * that variable may be read, the table for software adapters, else a short timed trial of both
- * variants on a 1024×1024×128 product. Later plans default to the result.
+ * that variable may be read; "tiled" when a small texture-variant product fails or is wrong on
+ * this backend; "texture" on software adapters; else a short timed trial of both variants on a
+ * 1024×1024×128 product. Later plans default to the result.
  */
 export async function matmulVariant(gpu: Gpu): Promise<MatmulVariant> {
   const known = chosen.get(gpu);
@@ -460,6 +461,7 @@ export async function matmulVariant(gpu: Gpu): Promise<MatmulVariant> {
       `Cannot choose matmul variant: WGNN_MATMUL must be "texture" or "tiled": current value is "${fromEnv}"`,
     );
   }
+  if (pick === null && !(await textureVariantWorks(gpu))) pick = "tiled";
   if (pick === null && gpu.adapter.fallback) pick = "texture";
   if (pick === null) {
     const texture = await timeVariant(gpu, "texture");
@@ -468,6 +470,44 @@ export async function matmulVariant(gpu: Gpu): Promise<MatmulVariant> {
   }
   chosen.set(gpu, pick);
   return pick;
+}
+
+/**
+ * Runs a small texture-variant product and checks it against the CPU. Some backends lack
+ * read-only storage textures (Mesa's GL backend fails with an internal error), and then the
+ * tiled variant is used everywhere.
+ */
+async function textureVariantWorks(gpu: Gpu): Promise<boolean> {
+  const [M, N, K] = [19, 21, 23];
+  const a = Float32Array.from({ length: M * K }, (_, i) => ((i * 7) % 13) - 6);
+  const b = Float32Array.from({ length: K * N }, (_, i) => ((i * 5) % 11) - 5);
+  const device = gpu.device;
+  device.pushErrorScope("internal");
+  device.pushErrorScope("validation");
+  let ok = false;
+  try {
+    const A = Tensor.from(gpu, a, [M, K], "probe A");
+    const B = Tensor.from(gpu, b, [K, N], "probe B");
+    const C = matmul(A, B, { variant: "texture" });
+    const got = await C.toFloat32();
+    ok = got.every((v, i) => {
+      const m = Math.floor(i / N);
+      const n = i % N;
+      let want = 0;
+      for (let k = 0; k < K; k++) want += a[m * K + k] * b[k * N + n];
+      return v === want; // small integers: exact in f32
+    });
+    for (const t of [A, B, C]) t.dispose();
+  } catch {
+    ok = false;
+  }
+  const errors = [await device.popErrorScope(), await device.popErrorScope()];
+  try {
+    gpu.check(); // drop anything the probe left recorded
+  } catch {
+    ok = false;
+  }
+  return ok && errors.every((e) => e === null);
 }
 
 /** Reads an environment variable only when permission is already granted (never prompts). */
