@@ -93,18 +93,17 @@ export interface Batch {
  *
  * @example One epoch
  * ```ts
- * import { Loader } from "./loader.ts";
- * import type { StepEncoder } from "../gpu/encoder.ts";
- * declare const gpu: import("../gpu/device.ts").Gpu;
- * declare const train: import("./dataset.ts").GpuDataset;
- * const loader = new Loader(gpu, train, { batchSize: 1024, shuffle: true, seed: 0 });
- * loader.startEpoch(0);
- * const enc = new StepEncoder(gpu);
- * for (let i = 0; i < loader.batchesPerEpoch; i++) {
- *   const { x, y } = loader.encodeBatch(enc, i);
- *   // ... encode the step that reads x and y ...
+ * import { type Gpu, type GpuDataset, Loader, StepEncoder } from "@wgnn/wgnn";
+ * function oneEpoch(gpu: Gpu, train: GpuDataset) {
+ *   const loader = new Loader(gpu, train, { batchSize: 1024, shuffle: true, seed: 0 });
+ *   loader.startEpoch(0);
+ *   const enc = new StepEncoder(gpu);
+ *   for (let i = 0; i < loader.batchesPerEpoch; i++) {
+ *     const { x, y } = loader.encodeBatch(enc, i);
+ *     // ... encode the step that reads x and y ...
+ *   }
+ *   enc.submit();
  * }
- * enc.submit();
  * ```
  */
 export class Loader {

@@ -45,19 +45,23 @@ function positiveInt(what: string, name: string, value: number): void {
 export class Flatten extends Module {
   #inputShape: readonly number[] = [];
 
+  /** A short description, e.g. for error messages. */
   describe(): string {
     return "Flatten()";
   }
 
+  /** Per-sample output shape for a per-sample input shape; throws on a mismatch. */
   outputShape(input: readonly number[]): number[] {
     return [input.reduce((a, b) => a * b, 1)];
   }
 
+  /** Encodes the forward pass; the returned tensor is owned by this module. */
   forward(_enc: StepEncoder, x: Tensor): Tensor {
     this.#inputShape = x.shape;
     return x.reshape([x.shape[0], x.numel / x.shape[0]]);
   }
 
+  /** Encodes the backward pass of the last forward; returns dX (owned by this module). */
   backward(_enc: StepEncoder, dY: Tensor): Tensor {
     return dY.reshape(this.#inputShape);
   }
@@ -84,6 +88,7 @@ export class LeakyReLU extends Module {
   );
   #features = 0;
 
+  /** Creates the module; throws a RangeError naming a bad argument. */
   constructor(slope = 0.01) {
     super();
     if (!Number.isFinite(slope)) {
@@ -94,14 +99,17 @@ export class LeakyReLU extends Module {
     this.slope = slope;
   }
 
+  /** A short description, e.g. for error messages. */
   describe(): string {
     return `LeakyReLU(${this.slope})`;
   }
 
+  /** Per-sample output shape for a per-sample input shape; throws on a mismatch. */
   outputShape(input: readonly number[]): number[] {
     return [...input];
   }
 
+  /** Receives the GPU and its parameter views (called by Sequential.to). */
   override attach(context: AttachContext, params: Parameter[]): void {
     super.attach(context, params);
     if (this.fused) return;
@@ -109,6 +117,7 @@ export class LeakyReLU extends Module {
     this.#backward = new KernelCall(context.gpu, ACTIVATION, "backward", { WG });
   }
 
+  /** Encodes the forward pass; the returned tensor is owned by this module. */
   forward(enc: StepEncoder, x: Tensor): Tensor {
     if (this.fused) return x;
     this.requireGpu();
@@ -123,6 +132,7 @@ export class LeakyReLU extends Module {
     return bufs.y.reshape(x.shape);
   }
 
+  /** Encodes the backward pass of the last forward; returns dX (owned by this module). */
   backward(enc: StepEncoder, dY: Tensor): Tensor {
     if (this.fused) return dY;
     if (this.#x === null) {
@@ -139,6 +149,7 @@ export class LeakyReLU extends Module {
     return dX.reshape(dY.shape);
   }
 
+  /** Frees this module's per-batch buffers. */
   override dispose(): void {
     this.#buffers.dispose();
   }
@@ -152,6 +163,7 @@ class ActivationBuffers {
   #params: GpuBuffer | null = null;
   readonly #gpu;
 
+  /** Creates the module; throws a RangeError naming a bad argument. */
   constructor(gpu: NonNullable<Module["gpu"]>, batch: number, features: number) {
     this.#gpu = gpu;
     this.n = batch * features;
@@ -169,6 +181,7 @@ class ActivationBuffers {
     return this.#params;
   }
 
+  /** Frees this module's per-batch buffers. */
   dispose(): void {
     disposeAll(this.y, this.#dX, this.#params);
   }
@@ -183,10 +196,12 @@ class ActivationBuffers {
  * ```
  */
 export class ReLU extends LeakyReLU {
+  /** Creates the module; throws a RangeError naming a bad argument. */
   constructor() {
     super(0);
   }
 
+  /** A short description, e.g. for error messages. */
   override describe(): string {
     return "ReLU()";
   }
@@ -209,6 +224,7 @@ class LinearBuffers {
     actParams: GpuBuffer;
   } | null = null;
 
+  /** Creates the module; throws a RangeError naming a bad argument. */
   constructor(
     gpu: NonNullable<Module["gpu"]>,
     batch: number,
@@ -257,6 +273,7 @@ class LinearBuffers {
     return this.#back;
   }
 
+  /** Frees this module's per-batch buffers. */
   dispose(): void {
     disposeAll(this.forward, this.y);
     if (this.#back) {
@@ -308,6 +325,7 @@ export class Linear extends Module {
   #colSum: KernelCall | null = null;
   #actBackward: KernelCall | null = null;
 
+  /** Creates the module; throws a RangeError naming a bad argument. */
   constructor(inFeatures: number, outFeatures: number, options: LinearOptions = {}) {
     super();
     positiveInt("Linear", "inFeatures", inFeatures);
@@ -322,10 +340,12 @@ export class Linear extends Module {
     this.#biasInit = this.hasBias ? uniform(outFeatures, -bound, bound) : null;
   }
 
+  /** A short description, e.g. for error messages. */
   describe(): string {
     return `Linear(${this.inFeatures}, ${this.outFeatures}${this.hasBias ? "" : ", bias=false"})`;
   }
 
+  /** Declares the parameters (weight [in, out] on the GPU, bias [out]) with their initial values. */
   override parameterSpecs(): ParameterSpec[] {
     const specs: ParameterSpec[] = [{
       name: "weight",
@@ -338,6 +358,7 @@ export class Linear extends Module {
     return specs;
   }
 
+  /** Receives the GPU and its parameter views (called by Sequential.to). */
   override attach(context: AttachContext, params: Parameter[]): void {
     super.attach(context, params);
     [this.#weight, this.#bias = null] = params;
@@ -345,6 +366,7 @@ export class Linear extends Module {
     this.#actBackward = new KernelCall(context.gpu, ACTIVATION, "backward", { WG });
   }
 
+  /** Per-sample output shape for a per-sample input shape; throws on a mismatch. */
   outputShape(input: readonly number[]): number[] {
     if (input.length !== 1 || input[0] !== this.inFeatures) {
       throw new RangeError(
@@ -356,6 +378,7 @@ export class Linear extends Module {
     return [this.outFeatures];
   }
 
+  /** Encodes the forward pass; the returned tensor is owned by this module. */
   forward(enc: StepEncoder, x: Tensor): Tensor {
     this.requireGpu();
     const batch = checkInput(this, x, [this.inFeatures]);
@@ -366,6 +389,7 @@ export class Linear extends Module {
     return bufs.y;
   }
 
+  /** Encodes the backward pass of the last forward; returns dX (owned by this module). */
   backward(enc: StepEncoder, dY: Tensor): Tensor {
     if (this.#x === null || this.#y === null) {
       throw new Error(`Cannot run ${this.describe()} backward: no forward was encoded`);
@@ -425,6 +449,7 @@ export class Linear extends Module {
     return this.#buffers.get(batch).forward.staged("A");
   }
 
+  /** Frees this module's per-batch buffers. */
   override dispose(): void {
     this.#buffers.dispose();
   }

@@ -48,19 +48,23 @@ export interface MatmulOptions {
    * The other plan must stage the same stored matrix (same rows and columns).
    */
   reuseA?: StagedOperand;
+  /** Like `reuseA`, for operand B. */
   reuseB?: StagedOperand;
   /** Texture extents to allocate at least, so a later plan can reuse this one's staging. */
   reserveA?: [number, number];
+  /** Like `reserveA`, for operand B. */
   reserveB?: [number, number];
 }
 
 /** A matrix staged into a texture by a texture-variant plan; see {@link Matmul.staged}. */
 export interface StagedOperand {
-  /** Rows and columns of the stored matrix. */
+  /** Rows of the stored matrix. */
   readonly rows: number;
+  /** Columns of the stored matrix. */
   readonly cols: number;
-  /** The texture's extent in texels (width = columns / 4, padded). */
+  /** The texture's width in texels (4 columns each, padded). */
   readonly width: number;
+  /** The texture's height in texels (rows, padded). */
   readonly height: number;
   /** The texture (owned by the plan that staged it). */
   readonly texture: GpuTexture;
@@ -216,10 +220,15 @@ class TextureOperand implements StagedOperand {
  * {@link Matmul.dispose} when done: the plan owns its uniforms and staging textures.
  */
 export class Matmul {
+  /** Rows of C. */
   readonly M: number;
+  /** Columns of C. */
   readonly N: number;
+  /** The reduced dimension. */
   readonly K: number;
+  /** The kernel family this plan uses. */
   readonly variant: MatmulVariant;
+  /** The options in force, defaults filled in. */
   readonly options: Readonly<
     Required<Omit<MatmulOptions, "variant" | "reuseA" | "reuseB" | "reserveA" | "reserveB">>
   >;
@@ -237,6 +246,7 @@ export class Matmul {
   #bindGroup: GPUBindGroup | null = null;
   #bound: (Tensor | null)[] = [];
 
+  /** Plans `C[M×N] = op(A)·op(B)`; allocates uniforms and staging textures once. Throws a RangeError for non-positive sizes or a non-finite slope. */
   constructor(gpu: Gpu, M: number, N: number, K: number, options: MatmulOptions = {}) {
     checkDim("M", M);
     checkDim("N", N);
@@ -391,6 +401,7 @@ export class Matmul {
     this.#stageB?.dispose();
   }
 
+  /** Same as {@link Matmul.dispose}. */
   [Symbol.dispose](): void {
     this.dispose();
   }
