@@ -33,8 +33,12 @@
  */
 
 // GPU runtime
-export { Gpu, GpuTexture, requestGpu } from "./lib/gpu/device.ts";
-export type { AdapterDescription, RequestGpuOptions } from "./lib/gpu/device.ts";
+export { DeviceLostError, Gpu, GpuMemoryError, GpuTexture, requestGpu } from "./lib/gpu/device.ts";
+export type {
+  AdapterDescription,
+  GpuMemoryErrorInfo,
+  RequestGpuOptions,
+} from "./lib/gpu/device.ts";
 export { BufferPool, GpuBuffer } from "./lib/gpu/buffer.ts";
 export type { MemoryStats } from "./lib/gpu/buffer.ts";
 export { StepEncoder } from "./lib/gpu/encoder.ts";

@@ -28,7 +28,8 @@ await runMain("demo", async () => {
   let v;
   try {
     v = parseArgs({
-      args: Deno.args,
+      // `deno task demo -- --epochs 2` passes the "--" on; npm habits should still work.
+      args: Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args,
       options: {
         epochs: { type: "string", default: "20" },
         data: { type: "string", default: "data" },

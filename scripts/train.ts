@@ -5,7 +5,8 @@
 
 import { parseArgs } from "node:util";
 import { requestGpu } from "../lib/gpu/device.ts";
-import { findBatchesDir } from "../lib/data/cifar10.ts";
+import { join } from "node:path";
+import { DATASET_FILES, findBatchesDir } from "../lib/data/cifar10.ts";
 import {
   checkWritableDir,
   oneOf,
@@ -14,7 +15,13 @@ import {
   runMain,
   UsageError,
 } from "../lib/cli/args.ts";
-import { OPTIMIZERS, runExperiment, type Variant, VARIANTS } from "../lib/train/experiment.ts";
+import {
+  checkResume,
+  OPTIMIZERS,
+  runExperiment,
+  type Variant,
+  VARIANTS,
+} from "../lib/train/experiment.ts";
 import { formatSummary } from "../lib/train/summary.ts";
 
 const HELP = `Usage: deno task train [options]
@@ -26,21 +33,45 @@ Trains the lecture's three MLPs (plain, bn, dropout) on CIFAR-10 with WebGPU.
   --batch-size N                 batch size (default 1024)
   --lr X                         learning rate (default 0.001)
   --optimizer adam|adamw|sgd|rmsprop   (default adam)
-  --seed N                       manualSeed before each model (default 0)
+  --seed N                       manualSeed before each model, 0 to 2^32-1 (default 0)
   --val-freq N                   validate every N epochs (default 1)
   --data DIR                     folder with cifar-10-batches-bin/ (default data)
   --out DIR                      output folder (default out)
   --augment                      random flips and crops of training images
-  --resume                       continue each variant from DIR/<variant>/last.*
+  --resume                       continue each variant from OUT/<variant>/last.* (variants
+                                 without one start afresh)
   --help                         this text
 
 Ctrl-C stops after the current step; checkpoints and history stay intact (resume with --resume).`;
+
+/**
+ * `--epochs -3` → `--epochs=-3`: parseArgs takes a dash-led word for an option, so without this
+ * the error would say "ambiguous" instead of naming the value.
+ */
+function joinDashValues(args: string[], flags: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const next = args[i + 1];
+    if (flags.includes(args[i]) && next !== undefined && /^-[\d.]/.test(next)) {
+      out.push(`${args[i]}=${next}`);
+      i++;
+    } else out.push(args[i]);
+  }
+  return out;
+}
+
+/** `deno task train -- --epochs 2` passes the "--" on; npm habits should still work. */
+function withoutLeadingDashes(args: string[]): string[] {
+  return args[0] === "--" ? args.slice(1) : args;
+}
+
+const NUMBER_FLAGS = ["--epochs", "--batch-size", "--lr", "--seed", "--val-freq"];
 
 await runMain("train", async () => {
   let v;
   try {
     v = parseArgs({
-      args: Deno.args,
+      args: joinDashValues(withoutLeadingDashes(Deno.args), NUMBER_FLAGS),
       options: {
         model: { type: "string", default: "all" },
         epochs: { type: "string", default: "200" },
@@ -65,7 +96,12 @@ await runMain("train", async () => {
   }
   const model = oneOf("model", v.model, [...VARIANTS, "all"] as const);
   const variants: Variant[] = model === "all" ? [...VARIANTS] : [model];
-  const seed = v.seed === "0" ? 0 : positiveInt("seed", v.seed);
+  const seed = v.seed.trim() === "0" ? 0 : positiveInt("seed", v.seed);
+  if (seed > 0xffffffff) {
+    throw new UsageError(
+      `--seed must be an integer in [0, 4294967295]: current value is ${JSON.stringify(v.seed)}`,
+    );
+  }
   const options = {
     variants,
     epochs: positiveInt("epochs", v.epochs),
@@ -80,15 +116,34 @@ await runMain("train", async () => {
     resume: v.resume,
   };
   try {
-    await findBatchesDir(options.dataDir);
+    const dir = await findBatchesDir(options.dataDir);
+    for (const name of DATASET_FILES) {
+      if (!(await Deno.stat(join(dir, name))).isFile) throw new Error(`"${name}" is not a file`);
+    }
   } catch (e) {
     throw new UsageError(
-      `--data ${options.dataDir} holds no CIFAR-10 (${
-        (e as Error).message
-      }); run: deno task download`,
+      `--data ${JSON.stringify(options.dataDir)} holds no CIFAR-10: ${
+        (e as Error).message.replace(/; run `deno task download`$/, "")
+      }; run: deno task download`,
     );
   }
   await checkWritableDir("out", options.outDir);
+  if (options.resume) {
+    let found;
+    try {
+      found = await checkResume(options);
+    } catch (e) {
+      throw new UsageError(`--resume: ${(e as Error).message}`);
+    }
+    if (found.length === 0) {
+      const paths = variants.map((name) => join(options.outDir, name, "last.safetensors"));
+      throw new UsageError(
+        `--resume: --out ${JSON.stringify(options.outDir)} holds no checkpoint (${
+          paths.join(", ")
+        }: none exists)`,
+      );
+    }
+  }
 
   const controller = new AbortController();
   const onSignal = () => {

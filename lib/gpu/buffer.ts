@@ -1,5 +1,5 @@
 /**
- * Counted GPU buffers with explicit ownership, uploads and pooled readbacks.
+ * Counted GPU buffers and textures with explicit ownership, uploads and pooled readbacks.
  *
  * Ownership rule: whoever creates a {@link GpuBuffer} disposes it. Buffers are never recycled
  * by the garbage collector; {@link MemoryStats.liveBytes} lets tests assert that the step loop
@@ -10,7 +10,19 @@
 
 import type { Gpu } from "./device.ts";
 
-/** Live and peak bytes of GPU memory allocated through one {@link Gpu}. */
+/**
+ * Live and peak bytes of GPU memory allocated through one {@link Gpu}.
+ *
+ * @example A one-line memory report
+ * ```ts
+ * import type { MemoryStats } from "@wgnn/wgnn";
+ *
+ * const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+ * function memoryLine(m: MemoryStats): string {
+ *   return `${mib(m.liveBytes)} in ${m.liveObjects} objects (peak ${mib(m.peakBytes)})`;
+ * }
+ * ```
+ */
 export interface MemoryStats {
   /** Bytes currently allocated (buffers and textures). */
   liveBytes: number;
@@ -20,7 +32,22 @@ export interface MemoryStats {
   liveObjects: number;
 }
 
-/** A GPU buffer counted in {@link Gpu.memory}, freed by {@link GpuBuffer.dispose}. */
+/**
+ * A GPU buffer counted in {@link Gpu.memory}, freed by {@link GpuBuffer.dispose}. Made by
+ * {@link Gpu.createBuffer}; the caller owns it.
+ *
+ * @example Write four words, read them back, free the buffer with `using`
+ * ```ts
+ * import type { Gpu } from "@wgnn/wgnn";
+ *
+ * async function roundTrip(gpu: Gpu): Promise<Uint32Array> {
+ *   const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+ *   using buffer = gpu.createBuffer(16, usage, "four words");
+ *   buffer.write(new Uint32Array([1, 2, 3, 4]));
+ *   return new Uint32Array(await buffer.read()); // waits for the GPU: [1, 2, 3, 4]
+ * }
+ * ```
+ */
 export class GpuBuffer {
   readonly #gpu: Gpu;
   #buffer: GPUBuffer | null;
@@ -29,6 +56,7 @@ export class GpuBuffer {
   /** Debug label, used in error messages. */
   readonly label: string;
 
+  /** Counts `buffer` (already created on `gpu.device`); use {@link Gpu.createBuffer}. */
   constructor(gpu: Gpu, buffer: GPUBuffer, size: number, label: string) {
     this.#gpu = gpu;
     this.#buffer = buffer;
@@ -69,7 +97,11 @@ export class GpuBuffer {
     this.#gpu.device.queue.writeBuffer(this.buffer, byteOffset, view);
   }
 
-  /** Reads `size` bytes from `byteOffset`, waiting for all submitted work. */
+  /**
+   * Reads `size` bytes from `byteOffset`, waiting for all submitted work. Throws the errors of
+   * {@link Gpu.check}: a validation error, a GpuMemoryError, or a DeviceLostError when
+   * the device was lost before or during the read.
+   */
   async read(byteOffset = 0, size = this.size - byteOffset): Promise<ArrayBuffer> {
     const gpu = this.#gpu;
     const padded = Math.ceil(size / 4) * 4;
@@ -84,7 +116,12 @@ export class GpuBuffer {
       encoder.copyBufferToBuffer(this.buffer, byteOffset, staging.buffer, 0, padded);
       gpu.device.queue.submit([encoder.finish()]);
       gpu.check();
-      await staging.buffer.mapAsync(GPUMapMode.READ, 0, padded);
+      try {
+        await staging.buffer.mapAsync(GPUMapMode.READ, 0, padded);
+      } catch (error) {
+        // A lost device fails the map before `device.lost` settles; explain() waits for it.
+        throw await gpu.explain(error);
+      }
       const copy = staging.buffer.getMappedRange(0, padded).slice(0, size);
       staging.buffer.unmap();
       gpu.check();
@@ -103,6 +140,7 @@ export class GpuBuffer {
     this.#buffer = null;
   }
 
+  /** Same as {@link GpuBuffer.dispose}, for `using`. */
   [Symbol.dispose](): void {
     this.dispose();
   }
@@ -110,13 +148,25 @@ export class GpuBuffer {
 
 /**
  * Buffers of one usage kept for reuse, keyed by size: readbacks of the same size (a loss, a
- * history row) reuse one staging buffer instead of allocating per call.
+ * history row) reuse one staging buffer instead of allocating per call. The pool owns what it
+ * holds; {@link BufferPool.clear} frees it.
+ *
+ * @example Staging buffers for uploads, reused by size
+ * ```ts
+ * import { BufferPool, type Gpu } from "@wgnn/wgnn";
+ *
+ * function uploadPool(gpu: Gpu): BufferPool {
+ *   return new BufferPool(gpu, GPUBufferUsage.MAP_WRITE | GPUBufferUsage.COPY_SRC);
+ * }
+ * // const staging = pool.take(4096); ... pool.give(staging); ... pool.clear();
+ * ```
  */
 export class BufferPool {
   readonly #gpu: Gpu;
   readonly #usage: GPUBufferUsageFlags;
   readonly #free = new Map<number, GpuBuffer[]>();
 
+  /** An empty pool of buffers with `usage` on `gpu`. */
   constructor(gpu: Gpu, usage: GPUBufferUsageFlags) {
     this.#gpu = gpu;
     this.#usage = usage;
@@ -141,5 +191,61 @@ export class BufferPool {
   clear(): void {
     for (const list of this.#free.values()) for (const b of list) b.dispose();
     this.#free.clear();
+  }
+}
+
+/**
+ * A texture counted in {@link Gpu.memory}, freed by {@link GpuTexture.dispose}. Made by
+ * {@link Gpu.createTexture}; the caller owns it.
+ *
+ * @example A matmul operand texture
+ * ```ts
+ * import type { Gpu, GpuTexture } from "@wgnn/wgnn";
+ *
+ * function operandTexture(gpu: Gpu, rows: number, cols: number): GpuTexture {
+ *   const usage = GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST;
+ *   return gpu.createTexture(Math.ceil(cols / 4), rows, "rgba32float", usage, "operand");
+ * }
+ * ```
+ */
+export class GpuTexture {
+  readonly #gpu: Gpu;
+  #texture: GPUTexture | null;
+  /** Bytes counted against {@link Gpu.memory}. */
+  readonly bytes: number;
+  /** Debug label. */
+  readonly label: string;
+
+  /** Counts `texture` (already created on `gpu.device`); use {@link Gpu.createTexture}. */
+  constructor(gpu: Gpu, texture: GPUTexture, bytes: number, label: string) {
+    this.#gpu = gpu;
+    this.#texture = texture;
+    this.bytes = bytes;
+    this.label = label;
+    gpu.memory.liveBytes += bytes;
+    gpu.memory.liveObjects += 1;
+    gpu.memory.peakBytes = Math.max(gpu.memory.peakBytes, gpu.memory.liveBytes);
+  }
+
+  /** The WebGPU texture; throws once disposed. */
+  get texture(): GPUTexture {
+    if (this.#texture === null) {
+      throw new Error(`Cannot use texture "${this.label}": it was disposed`);
+    }
+    return this.#texture;
+  }
+
+  /** Frees the texture; idempotent. */
+  dispose(): void {
+    if (this.#texture === null) return;
+    this.#texture.destroy();
+    this.#texture = null;
+    this.#gpu.memory.liveBytes -= this.bytes;
+    this.#gpu.memory.liveObjects -= 1;
+  }
+
+  /** Same as {@link GpuTexture.dispose}, for `using`. */
+  [Symbol.dispose](): void {
+    this.dispose();
   }
 }

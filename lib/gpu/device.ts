@@ -8,13 +8,32 @@
  * that was being built or encoded and thrown at the next synchronisation point
  * ({@link Gpu.sync}, a readback), so a bad dispatch never turns into silent zeros.
  *
+ * Two hard edges have their own errors. {@link GpuMemoryError} (a RangeError, so scripts exit
+ * with code 2) names the bytes asked and the adapter's limit and suggests a smaller batch: it is
+ * thrown at once for requests beyond a limit, and at the next synchronisation point for a real
+ * out-of-memory, which WebGPU reports through an error scope around each allocation.
+ * {@link DeviceLostError} says that files written before the loss are intact and how to resume.
+ *
  * @module
  */
 
-import { BufferPool, GpuBuffer, type MemoryStats } from "./buffer.ts";
+import { BufferPool, GpuBuffer, GpuTexture, type MemoryStats } from "./buffer.ts";
 import { PipelineCache } from "./kernels.ts";
 
-/** What we know about the adapter behind a {@link Gpu}. */
+export { GpuTexture };
+
+/**
+ * What we know about the adapter behind a {@link Gpu}.
+ *
+ * @example Say which adapter a run used
+ * ```ts
+ * import type { AdapterDescription } from "@wgnn/wgnn";
+ *
+ * function adapterLine(a: AdapterDescription): string {
+ *   return `${a.description}${a.fallback ? " (software: expect CPU speed)" : ""}`;
+ * }
+ * ```
+ */
 export interface AdapterDescription {
   /** Human-readable adapter name, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)". */
   description: string;
@@ -28,10 +47,139 @@ export interface AdapterDescription {
   features: string[];
 }
 
-/** Options for {@link requestGpu}. */
+/**
+ * Options for {@link requestGpu}.
+ *
+ * @example Prefer the discrete GPU of a laptop
+ * ```ts
+ * import type { RequestGpuOptions } from "@wgnn/wgnn";
+ *
+ * const options: RequestGpuOptions = { powerPreference: "high-performance" };
+ * ```
+ */
 export interface RequestGpuOptions {
   /** Passed to `navigator.gpu.requestAdapter`. */
   powerPreference?: GPUPowerPreference;
+}
+
+/**
+ * What a {@link GpuMemoryError} reports.
+ *
+ * @example The fields of a refused batch
+ * ```ts
+ * import type { GpuMemoryErrorInfo } from "@wgnn/wgnn";
+ *
+ * const info: GpuMemoryErrorInfo = {
+ *   kind: "buffer",
+ *   label: "batch x 50000",
+ *   bytes: 614_400_000,
+ *   limit: 134_217_728,
+ *   detail: "exceed the adapter's maxStorageBufferBindingSize of 134217728 bytes",
+ * };
+ * ```
+ */
+export interface GpuMemoryErrorInfo {
+  /** "buffer" or "texture". */
+  kind: "buffer" | "texture";
+  /** The allocation's label. */
+  label: string;
+  /** Bytes asked for. */
+  bytes: number;
+  /** The adapter limit that was exceeded, or null for a real out-of-memory. */
+  limit: number | null;
+  /** What went wrong, e.g. "exceed the adapter's maxBufferSize of 2147483647 bytes". */
+  detail: string;
+}
+
+/**
+ * Thrown when the GPU cannot hold an allocation; names the bytes asked and the limit, and
+ * suggests a smaller batch (activations and batches are what grow with it). A RangeError, so the
+ * scripts exit with code 2. Requests beyond an adapter limit throw at once; a real out-of-memory
+ * is reported by WebGPU asynchronously and thrown at the next {@link Gpu.sync} or readback.
+ *
+ * @example Halve the batch until the model fits
+ * ```ts
+ * import { type Gpu, GpuMemoryError, Tensor } from "@wgnn/wgnn";
+ *
+ * async function largestBatch(gpu: Gpu, batch: number): Promise<number> {
+ *   for (; batch >= 1; batch = Math.floor(batch / 2)) {
+ *     try {
+ *       using _probe = Tensor.empty(gpu, [batch, 3072], "f32", "batch x");
+ *       await gpu.checkAllocations();
+ *       return batch;
+ *     } catch (error) {
+ *       if (!(error instanceof GpuMemoryError)) throw error;
+ *     }
+ *   }
+ *   return 0;
+ * }
+ * ```
+ */
+export class GpuMemoryError extends RangeError {
+  /** The allocation's label. */
+  readonly label: string;
+  /** Bytes asked for. */
+  readonly bytes: number;
+  /** The adapter limit that was exceeded, or null for a real out-of-memory. */
+  readonly limit: number | null;
+
+  /** Builds the message "Cannot allocate <kind> "<label>": <bytes> bytes <detail>; lower …". */
+  constructor(info: GpuMemoryErrorInfo) {
+    super(
+      `Cannot allocate ${info.kind} "${info.label}": ${info.bytes} bytes ${info.detail}; ` +
+        "lower the batch size",
+    );
+    this.name = "GpuMemoryError";
+    this.label = info.label;
+    this.bytes = info.bytes;
+    this.limit = info.limit;
+  }
+}
+
+/**
+ * Thrown by every use of a {@link Gpu} once its device is lost (driver reset, GPU removed,
+ * `device.destroy()`). What was on the GPU is gone; files already written are intact, so the
+ * message says how to resume. {@link requestGpu} then returns a new device.
+ *
+ * @example Resume in the same process after a driver reset
+ * ```ts
+ * import { DeviceLostError, fit, type FitOptions, requestGpu, type Sequential } from "@wgnn/wgnn";
+ *
+ * async function fitSurvivingReset(
+ *   build: (gpu: Awaited<ReturnType<typeof requestGpu>>) => [Sequential, FitOptions],
+ * ) {
+ *   try {
+ *     const [model, options] = build(await requestGpu());
+ *     return await fit(model, options);
+ *   } catch (error) {
+ *     if (!(error instanceof DeviceLostError)) throw error;
+ *     const [model, options] = build(await requestGpu()); // a new device
+ *     return await fit(model, { ...options, resume: true }); // from the last checkpoint
+ *   }
+ * }
+ * ```
+ */
+export class DeviceLostError extends Error {
+  /** `GPUDeviceLostInfo.reason`: "destroyed" or "unknown". */
+  readonly reason: string;
+  /** `GPUDeviceLostInfo.message`. */
+  readonly detail: string;
+  /** The kernel most recently built or encoded. */
+  readonly kernel: string;
+
+  /** Builds the message from the loss's reason and detail and the last kernel's label. */
+  constructor(reason: string, detail: string, kernel: string) {
+    super(
+      `The WebGPU device was lost (${reason}: ${detail}) near kernel ${kernel}; what was on the ` +
+        "GPU is gone, but files written before (checkpoints, history) are intact: resume from " +
+        "the last checkpoint with --resume (deno task train --resume, or fit with resume: true " +
+        "on a new requestGpu())",
+    );
+    this.name = "DeviceLostError";
+    this.reason = reason;
+    this.detail = detail;
+    this.kernel = kernel;
+  }
 }
 
 /** Limits raised to the adapter's maximum when it exceeds the default. */
@@ -53,6 +201,23 @@ const WANTED_FEATURES = ["shader-f16", "timestamp-query"] as const;
 /**
  * A WebGPU device with the toolkit's bookkeeping: memory counters, a pipeline cache, a
  * readback pool and deferred error reporting. Obtain it with {@link requestGpu}.
+ *
+ * Ownership: whoever allocates with {@link Gpu.createBuffer} or {@link Gpu.createTexture}
+ * disposes the result; {@link Gpu.memory} counts what is live, so a leak shows as a number.
+ *
+ * @example Check that a step loop allocates nothing
+ * ```ts
+ * import type { Gpu } from "@wgnn/wgnn";
+ *
+ * async function assertFlatMemory(gpu: Gpu, step: () => void, steps = 10): Promise<void> {
+ *   step(); // the first step may build pipelines and bind groups
+ *   await gpu.sync();
+ *   const before = gpu.memory.liveBytes;
+ *   for (let i = 0; i < steps; i++) step();
+ *   await gpu.sync(); // also throws any recorded GPU error
+ *   if (gpu.memory.liveBytes !== before) throw new Error("the step loop allocates");
+ * }
+ * ```
  */
 export class Gpu {
   /** The underlying WebGPU device. */
@@ -68,10 +233,15 @@ export class Gpu {
   /** Staging buffers for readbacks, keyed by size. */
   readonly readbacks: BufferPool;
   #errors: string[] = [];
-  #lost: string | null = null;
+  #lost: GPUDeviceLostInfo | null = null;
+  /** The first out-of-memory reported by an allocation's error scope, not yet thrown. */
+  #outOfMemory: GpuMemoryError | null = null;
+  /** Error scopes of allocations whose answer has not arrived yet. */
+  readonly #pending = new Set<Promise<void>>();
   /** Label of the kernel most recently created or encoded, for error messages. */
   lastKernel = "(none)";
 
+  /** Wraps `device` (use {@link requestGpu}; tests may wrap a private device). */
   constructor(device: GPUDevice, adapter: AdapterDescription) {
     this.device = device;
     this.adapter = adapter;
@@ -85,7 +255,7 @@ export class Gpu {
       );
     });
     device.lost.then((info) => {
-      this.#lost = `WebGPU device lost (${info.reason}): ${info.message}`;
+      this.#lost = info;
     });
   }
 
@@ -99,9 +269,21 @@ export class Gpu {
     return this.#lost !== null;
   }
 
-  /** Throws the first recorded validation error or the device-loss reason, if any. */
+  /**
+   * Throws, in this order: a {@link DeviceLostError} once the device is lost; a
+   * {@link GpuMemoryError} for an allocation the GPU could not satisfy (validation errors
+   * recorded with it are its consequences and are dropped); the first recorded validation error.
+   */
   check(): void {
-    if (this.#lost !== null) throw new Error(this.#lost);
+    if (this.#lost !== null) {
+      throw new DeviceLostError(this.#lost.reason, this.#lost.message, this.lastKernel);
+    }
+    if (this.#outOfMemory !== null) {
+      const error = this.#outOfMemory;
+      this.#outOfMemory = null;
+      this.#errors = [];
+      throw error;
+    }
     if (this.#errors.length > 0) {
       const [first, ...rest] = this.#errors;
       this.#errors = [];
@@ -113,13 +295,88 @@ export class Gpu {
   /** Waits until all submitted work has finished, then reports any recorded error. */
   async sync(): Promise<void> {
     this.check();
+    await Promise.all(this.#pending);
     await this.device.queue.onSubmittedWorkDone();
     this.check();
   }
 
+  /** Waits for the error scopes of all allocations so far and throws a {@link GpuMemoryError}. */
+  async checkAllocations(): Promise<void> {
+    await Promise.all(this.#pending);
+    this.check();
+  }
+
   /**
-   * Allocates a buffer and counts its bytes. Throws a RangeError naming the size and the
-   * adapter's limit when the request can never succeed.
+   * The error to report for a WebGPU operation that rejected (e.g. `mapAsync`): a
+   * {@link DeviceLostError} when the device was lost (`device.lost` settles a task after the
+   * operations that fail because of it, so this waits one task), else the error of
+   * {@link Gpu.check}, else `error` itself.
+   */
+  async explain(error: unknown): Promise<unknown> {
+    if (this.#lost === null) await new Promise((resolve) => setTimeout(resolve, 0));
+    try {
+      this.check();
+    } catch (recorded) {
+      return recorded;
+    }
+    return error;
+  }
+
+  /**
+   * Runs `allocate` inside an out-of-memory error scope. The answer arrives asynchronously; a
+   * failure is kept and thrown by the next {@link Gpu.check}, {@link Gpu.sync} or readback.
+   */
+  #scoped<T>(kind: "buffer" | "texture", label: string, bytes: number, allocate: () => T): T {
+    this.device.pushErrorScope("out-of-memory");
+    try {
+      return allocate();
+    } finally {
+      // Popped even when `allocate` throws, so no scope is left to swallow later errors.
+      const answer: Promise<void> = this.device.popErrorScope().then(
+        (error) => {
+          if (error === null || this.#outOfMemory !== null) return;
+          this.#outOfMemory = new GpuMemoryError({
+            kind,
+            label,
+            bytes,
+            limit: null,
+            detail: `could not be allocated: the GPU ran out of memory (${error.message}); ` +
+              `${this.memory.liveBytes} bytes were live through wgnn, maxBufferSize is ` +
+              `${this.limits.maxBufferSize}`,
+          });
+        },
+        () => {/* a lost device rejects pending scopes; check() reports the loss */},
+      ).finally(() => this.#pending.delete(answer));
+      this.#pending.add(answer);
+    }
+  }
+
+  /** Throws a {@link GpuMemoryError} when `bytes` exceed the adapter's limit `name`. */
+  #checkLimit(
+    label: string,
+    bytes: number,
+    name: "maxBufferSize" | "maxStorageBufferBindingSize",
+  ): void {
+    const limit = this.limits[name];
+    if (bytes > limit) {
+      throw new GpuMemoryError({
+        kind: "buffer",
+        label,
+        bytes,
+        limit,
+        detail: `exceed the adapter's ${name} of ${limit} bytes`,
+      });
+    }
+  }
+
+  /**
+   * Allocates a buffer and counts its bytes. Throws a {@link GpuMemoryError} naming the size
+   * and the adapter's limit when the request can never succeed; a real out-of-memory is thrown
+   * at the next {@link Gpu.check}, {@link Gpu.sync} or readback.
+   *
+   * A storage buffer may not exceed `maxStorageBufferBindingSize`: this toolkit's kernels bind
+   * tensors and parameter arenas whole, so a larger one could be allocated but never used (a
+   * dataset larger than the limit is split into shards instead).
    */
   createBuffer(size: number, usage: GPUBufferUsageFlags, label: string): GpuBuffer {
     this.check();
@@ -128,14 +385,18 @@ export class Gpu {
         `Cannot allocate buffer "${label}": size must be a positive integer: current value is ${size}`,
       );
     }
-    if (size > this.limits.maxBufferSize) {
-      throw new RangeError(
-        `Cannot allocate buffer "${label}": ${size} bytes exceed the adapter's maxBufferSize of ${this.limits.maxBufferSize} bytes; lower the batch size`,
-      );
+    this.#checkLimit(label, size, "maxBufferSize");
+    if ((usage & GPUBufferUsage.STORAGE) !== 0) {
+      this.#checkLimit(label, size, "maxStorageBufferBindingSize");
     }
     // WebGPU requires mapped and copied sizes to be multiples of 4.
     const padded = Math.ceil(size / 4) * 4;
-    const buffer = this.device.createBuffer({ size: padded, usage, label });
+    const buffer = this.#scoped(
+      "buffer",
+      label,
+      padded,
+      () => this.device.createBuffer({ size: padded, usage, label }),
+    );
     return new GpuBuffer(this, buffer, size, label);
   }
 
@@ -154,64 +415,48 @@ export class Gpu {
         `Cannot allocate texture "${label}": ${width}x${height} is outside 1..${max} per dimension`,
       );
     }
-    const texture = this.device.createTexture({ size: [width, height], format, usage, label });
-    const bytesPerTexel = format === "rgba32float" ? 16 : 4;
-    return new GpuTexture(this, texture, width * height * bytesPerTexel, label);
-  }
-}
-
-/** A counted texture with explicit {@link GpuTexture.dispose}. */
-export class GpuTexture {
-  readonly #gpu: Gpu;
-  #texture: GPUTexture | null;
-  /** Bytes counted against {@link Gpu.memory}. */
-  readonly bytes: number;
-  /** Debug label. */
-  readonly label: string;
-
-  constructor(gpu: Gpu, texture: GPUTexture, bytes: number, label: string) {
-    this.#gpu = gpu;
-    this.#texture = texture;
-    this.bytes = bytes;
-    this.label = label;
-    gpu.memory.liveBytes += bytes;
-    gpu.memory.liveObjects += 1;
-    gpu.memory.peakBytes = Math.max(gpu.memory.peakBytes, gpu.memory.liveBytes);
-  }
-
-  /** The WebGPU texture; throws once disposed. */
-  get texture(): GPUTexture {
-    if (this.#texture === null) {
-      throw new Error(`Cannot use texture "${this.label}": it was disposed`);
-    }
-    return this.#texture;
-  }
-
-  /** Frees the texture; idempotent. */
-  dispose(): void {
-    if (this.#texture === null) return;
-    this.#texture.destroy();
-    this.#texture = null;
-    this.#gpu.memory.liveBytes -= this.bytes;
-    this.#gpu.memory.liveObjects -= 1;
-  }
-
-  [Symbol.dispose](): void {
-    this.dispose();
+    const bytes = width * height * (format === "rgba32float" ? 16 : 4);
+    const texture = this.#scoped(
+      "texture",
+      label,
+      bytes,
+      () => this.device.createTexture({ size: [width, height], format, usage, label }),
+    );
+    return new GpuTexture(this, texture, bytes, label);
   }
 }
 
 let shared: Promise<Gpu> | null = null;
 
 /**
- * Returns the process-wide {@link Gpu}, creating it on first use.
+ * Returns the process-wide {@link Gpu}, creating it on first use, and again after the device
+ * was lost (so a run can resume from its checkpoint in the same process).
  * Throws a clear error when no WebGPU adapter exists.
+ *
+ * @example Report the adapter, or why there is none
+ * ```ts
+ * import { requestGpu } from "@wgnn/wgnn";
+ *
+ * async function describeGpu(): Promise<string> {
+ *   try {
+ *     const gpu = await requestGpu();
+ *     return `${gpu.adapter.description}, buffers up to ${gpu.limits.maxBufferSize} bytes`;
+ *   } catch (error) {
+ *     return `no GPU: ${(error as Error).message}`;
+ *   }
+ * }
+ * ```
  */
 export function requestGpu(options: RequestGpuOptions = {}): Promise<Gpu> {
   if (shared === null) {
-    shared = createGpu(options);
-    // A failed attempt must not poison later ones (e.g. after installing drivers in-process).
-    shared.catch(() => (shared = null));
+    const attempt = createGpu(options);
+    shared = attempt;
+    // Neither a failed attempt (e.g. before drivers were installed) nor a lost device may
+    // poison later calls.
+    const forget = () => {
+      if (shared === attempt) shared = null;
+    };
+    attempt.then((gpu) => gpu.device.lost.then(forget), forget);
   }
   return shared;
 }

@@ -9,7 +9,7 @@
 
 import { join } from "node:path";
 import { readSafetensorsFile, writeSafetensorsFile } from "../nn/safetensors.ts";
-import type { HostTensor as FileTensor } from "../nn/safetensors.ts";
+import type { HostTensor as FileTensor, Safetensors } from "../nn/safetensors.ts";
 import type { Sequential, StateDict } from "../nn/sequential.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
 
@@ -64,9 +64,8 @@ export async function saveOptimizer(
   });
 }
 
-/** Reads a model checkpoint into `model` (names, shapes and dtypes are checked); returns its metadata. */
-export async function loadModel(path: string, model: Sequential): Promise<Record<string, string>> {
-  const file = await readSafetensorsFile(path);
+/** Checks a decoded model file's tensors and returns them as a state dict. */
+function toState(path: string, file: Safetensors): StateDict {
   const state: StateDict = {};
   for (const [k, t] of file.tensors) {
     if (t.dtype !== "F32" && t.dtype !== "I64") {
@@ -80,6 +79,13 @@ export async function loadModel(path: string, model: Sequential): Promise<Record
       data: t.data as Float32Array | BigInt64Array,
     };
   }
+  return state;
+}
+
+/** Reads a model checkpoint into `model` (names, shapes and dtypes are checked); returns its metadata. */
+export async function loadModel(path: string, model: Sequential): Promise<Record<string, string>> {
+  const file = await readSafetensorsFile(path);
+  const state = toState(path, file);
   try {
     model.loadStateDict(state);
   } catch (e) {
@@ -88,37 +94,78 @@ export async function loadModel(path: string, model: Sequential): Promise<Record
   return file.metadata;
 }
 
-/**
- * Restores model, optimizer and position from `<dir>/last.*` for `--resume`. Throws when the files
- * are missing, disagree with each other, or belong to another architecture.
- */
-export async function loadLast(
+/** Whether `<dir>/last.safetensors` exists (a run to resume). */
+export async function hasCheckpoint(dir: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(join(dir, "last.safetensors"))).isFile;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+/** The checked contents of `<dir>/last.*`, as {@link checkLast} reads them. */
+interface LastCheckpoint {
+  position: RunPosition;
+  state: StateDict;
+  optimizer: Record<string, Float32Array>;
+}
+
+async function readChecked(path: string): Promise<Safetensors> {
+  try {
+    return await readSafetensorsFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new RangeError(`Cannot resume from "${path}": the file does not exist`);
+    }
+    throw error;
+  }
+}
+
+async function readLast(
   dir: string,
   model: Sequential,
-  optimizer: Optimizer,
-): Promise<RunPosition> {
+  optimizerName: string,
+): Promise<LastCheckpoint> {
   const modelPath = join(dir, "last.safetensors");
   const optimPath = join(dir, "last.optim.safetensors");
-  const meta = await loadModel(modelPath, model);
+  const file = await readChecked(modelPath);
+  const meta = file.metadata;
   if (meta.architecture !== undefined && meta.architecture !== model.describe()) {
     throw new RangeError(
       `Cannot resume from "${modelPath}": it holds ${meta.architecture}, not ${model.describe()}`,
     );
   }
-  const optim = await readSafetensorsFile(optimPath);
+  const state = toState(modelPath, file);
+  // Names, dtypes and shapes, as loadStateDict checks them, but before anything is loaded.
+  const expected = model.expectedState();
+  const problems: string[] = [];
+  for (const [name, e] of Object.entries(expected)) {
+    const t = state[name];
+    if (!t) problems.push(`missing "${name}"`);
+    else if (t.dtype !== e.dtype || t.shape.join(",") !== e.shape.join(",")) {
+      problems.push(`"${name}" is ${t.dtype}[${t.shape}], expected ${e.dtype}[${e.shape}]`);
+    }
+  }
+  for (const name of Object.keys(state)) if (!(name in expected)) problems.push(`extra "${name}"`);
+  if (problems.length > 0) {
+    throw new RangeError(
+      `Cannot resume from "${modelPath}": it does not fit ${model.describe()}: ${
+        problems.slice(0, 3).join("; ")
+      }${problems.length > 3 ? `; and ${problems.length - 3} more` : ""}`,
+    );
+  }
+  const optim = await readChecked(optimPath);
   if (optim.metadata.epoch !== meta.epoch) {
     throw new RangeError(
       `Cannot resume from "${dir}": last.safetensors is at epoch ${meta.epoch} but last.optim.safetensors at epoch ${optim.metadata.epoch}`,
     );
   }
-  if (optim.metadata.optimizer !== optimizer.name) {
+  if (optim.metadata.optimizer !== optimizerName) {
     throw new RangeError(
-      `Cannot resume from "${optimPath}": it holds ${optim.metadata.optimizer} state, not ${optimizer.name}`,
+      `Cannot resume from "${optimPath}": it holds ${optim.metadata.optimizer} state, not ${optimizerName}`,
     );
   }
-  const state: Record<string, Float32Array> = {};
-  for (const [k, t] of optim.tensors) state[k] = t.data as Float32Array;
-  optimizer.loadState(state);
   const position = {
     epoch: Number(meta.epoch),
     trainingSteps: Number(meta.trainingSteps),
@@ -126,12 +173,55 @@ export async function loadLast(
   };
   if (
     !Number.isInteger(position.epoch) || position.epoch < 0 ||
-    !Number.isInteger(position.trainingSteps)
+    !Number.isInteger(position.trainingSteps) || position.trainingSteps < 0
   ) {
     throw new RangeError(
       `Cannot resume from "${modelPath}": bad metadata epoch=${meta.epoch} trainingSteps=${meta.trainingSteps}`,
     );
   }
-  model.setTrainingSteps(position.trainingSteps);
-  return position;
+  const optimizer: Record<string, Float32Array> = {};
+  for (const [k, t] of optim.tensors) {
+    if (t.dtype !== "F32") {
+      throw new RangeError(
+        `Cannot resume from "${optimPath}": tensor "${k}" has dtype ${t.dtype}, expected F32`,
+      );
+    }
+    optimizer[k] = t.data as Float32Array;
+  }
+  return { position, state, optimizer };
+}
+
+/**
+ * Checks, without loading anything, that `<dir>/last.*` can resume `model` trained by the
+ * optimizer named `optimizerName` (e.g. "Adam"); returns where that run stands. Throws a
+ * RangeError naming the file when one is missing, the two disagree, or they belong to another
+ * architecture or optimizer.
+ */
+export async function checkLast(
+  dir: string,
+  model: Sequential,
+  optimizerName: string,
+): Promise<RunPosition> {
+  return (await readLast(dir, model, optimizerName)).position;
+}
+
+/**
+ * Restores model, optimizer and position from `<dir>/last.*` for `--resume`. Throws (before
+ * loading anything) when the files are missing, disagree with each other, or belong to another
+ * architecture or optimizer.
+ */
+export async function loadLast(
+  dir: string,
+  model: Sequential,
+  optimizer: Optimizer,
+): Promise<RunPosition> {
+  const last = await readLast(dir, model, optimizer.name);
+  try {
+    model.loadStateDict(last.state);
+  } catch (e) {
+    throw new RangeError(`Cannot load "${join(dir, "last.safetensors")}": ${(e as Error).message}`);
+  }
+  optimizer.loadState(last.optimizer);
+  model.setTrainingSteps(last.position.trainingSteps);
+  return last.position;
 }

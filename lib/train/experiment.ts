@@ -22,6 +22,7 @@ import { RMSprop } from "../optim/rmsprop.ts";
 import { SGD } from "../optim/sgd.ts";
 import { writeTextFileAtomic } from "../io/atomic.ts";
 import type { SummaryRow } from "../plot/load.ts";
+import { checkLast, hasCheckpoint } from "./checkpoint.ts";
 import { fit } from "./fit.ts";
 import type { History } from "./history.ts";
 import type { ProgressSink } from "./progress.ts";
@@ -32,6 +33,8 @@ export const VARIANTS = ["plain", "bn", "dropout"] as const;
 export type Variant = typeof VARIANTS[number];
 /** Optimizers the scripts can choose. */
 export const OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"] as const;
+/** One of {@link OPTIMIZERS}. */
+export type OptimizerChoice = typeof OPTIMIZERS[number];
 
 /**
  * Builds one of the seed's MLPs (3072 → 128 → 128 → 10 with LeakyReLU), optionally with
@@ -58,7 +61,7 @@ export function seedModel(variant: Variant): Sequential {
 
 /** Builds the optimizer named `name` over `model`'s parameters. */
 export function makeOptimizer(
-  name: typeof OPTIMIZERS[number],
+  name: OptimizerChoice,
   model: Sequential,
   lr: number,
 ): Optimizer {
@@ -75,14 +78,51 @@ export function makeOptimizer(
   }
 }
 
+/** The `Optimizer.name` each of {@link OPTIMIZERS} builds (as stored in checkpoints). */
+export const OPTIMIZER_NAMES: Readonly<Record<OptimizerChoice, string>> = {
+  adam: "Adam",
+  adamw: "AdamW",
+  sgd: "SGD",
+  rmsprop: "RMSprop",
+};
+
+/**
+ * Checks, before anything is trained or written, that a resume can work: each variant's
+ * `<outDir>/<variant>/last.*` that exists fits that variant's model and the optimizer. Returns
+ * the variants that have a checkpoint (the others start afresh); throws a RangeError naming the
+ * file otherwise. Leaves the global seed at `seed`.
+ */
+export async function checkResume(
+  o: Pick<ExperimentOptions, "variants" | "outDir" | "optimizer" | "seed">,
+): Promise<Variant[]> {
+  const found: Variant[] = [];
+  for (const variant of o.variants) {
+    const dir = join(o.outDir, variant);
+    if (!(await hasCheckpoint(dir))) continue;
+    manualSeed(o.seed);
+    const model = seedModel(variant); // on the CPU: only its description and shapes are needed
+    await checkLast(dir, model, OPTIMIZER_NAMES[o.optimizer]);
+    found.push(variant);
+  }
+  manualSeed(o.seed);
+  return found;
+}
+
 /** Options of {@link runExperiment}. */
 export interface ExperimentOptions {
+  /** The variants to train, in order. */
   variants: readonly Variant[];
+  /** Epochs per variant (the total, when resuming). */
   epochs: number;
+  /** Images per training and validation batch. */
   batchSize: number;
+  /** Learning rate. */
   lr: number;
-  optimizer: typeof OPTIMIZERS[number];
+  /** The optimizer (Adam in the seed). */
+  optimizer: "adam" | "adamw" | "sgd" | "rmsprop";
+  /** `manualSeed` before each model; also seeds the loaders' shuffles. */
   seed: number;
+  /** Validate every this many epochs (and at the last). */
   validationFreq: number;
   /** Folder holding `cifar-10-batches-bin/` (or that folder itself). */
   dataDir: string;
@@ -90,11 +130,15 @@ export interface ExperimentOptions {
   outDir: string;
   /** Random flips and 4-pixel crops of the training images. */
   augment?: boolean;
+  /** Continue each variant from `<outDir>/<variant>/last.*`; variants without one start afresh. */
   resume?: boolean;
+  /** Stops the run between steps; checkpoints and histories stay intact. */
   signal?: AbortSignal;
+  /** Progress display: true for stderr (default), false for none, or a custom sink. */
   progress?: boolean | ProgressSink;
   /** Use only the first N training / validation images (tests, quick runs). */
   trainLimit?: number;
+  /** Use only the first N test images for validation. */
   valLimit?: number;
   /** Called with each finished variant's history. */
   onVariant?: (history: History, row: SummaryRow) => void;
@@ -130,9 +174,11 @@ export function summaryRow(h: History): SummaryRow {
 
 /**
  * Loads CIFAR-10 onto the GPU once, trains each variant and writes `<out>/<variant>/` files and
- * `<out>/summary.json`. Returns the summary rows.
+ * `<out>/summary.json`. Returns the summary rows. With `resume`, every checkpoint is checked
+ * (see {@link checkResume}) before the first variant trains.
  */
 export async function runExperiment(gpu: Gpu, o: ExperimentOptions): Promise<SummaryRow[]> {
+  if (o.resume) await checkResume(o);
   const data = await loadCifar10(o.dataDir);
   const trainSet = GpuDataset.upload(gpu, slice(data.train, o.trainLimit));
   const valSet = GpuDataset.upload(gpu, slice(data.test, o.valLimit));
@@ -165,7 +211,8 @@ export async function runExperiment(gpu: Gpu, o: ExperimentOptions): Promise<Sum
           optimizer,
           validationFreq: o.validationFreq,
           checkpointDir: dir,
-          resume: o.resume,
+          // Variants an interrupted run never reached have no checkpoint: they start afresh.
+          resume: o.resume === true && await hasCheckpoint(dir),
           signal: o.signal,
           variant,
           classes: data.classes,

@@ -57,6 +57,7 @@ export interface FitOptions {
 
 /** Thrown when the loss becomes NaN or infinite; says where. */
 export class NonFiniteLossError extends Error {
+  /** `epoch` 1-based, `batch` 0-based within it, `step` the 1-based optimizer step. */
   constructor(readonly epoch: number, readonly batch: number, readonly step: number) {
     super(
       `Training stopped: the loss became NaN or infinite at epoch ${epoch}, batch ${
@@ -80,6 +81,10 @@ function checkOptions(o: FitOptions): void {
     );
   }
   if (o.resume && !o.checkpointDir) throw new RangeError("Cannot fit: resume needs checkpointDir");
+  if (o.earlyStopping?.restoreBest && !o.checkpointDir) {
+    // The best weights come back from best.safetensors; without a folder they would silently not.
+    throw new RangeError("Cannot fit: earlyStopping.restoreBest needs checkpointDir");
+  }
   if (
     o.earlyStopping && !(Number.isInteger(o.earlyStopping.patience) && o.earlyStopping.patience > 0)
   ) {
@@ -124,16 +129,21 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
   let sinceBest = 0;
   if (options.resume && dir) {
     const position = await loadLast(dir, model, optimizer);
-    const saved = JSON.parse(await Deno.readTextFile(join(dir, "history.json"))) as History;
+    const saved = await readSavedHistory(dir, position.epoch);
     history.epochs = saved.epochs.filter((e) => e.epoch <= position.epoch);
+    // The matrix belongs to the saved history's last validation; keep it unless that epoch is
+    // about to be trained again (history.json is written before the checkpoint, so it may be ahead).
+    if (saved.epochs.every((e) => e.epoch <= position.epoch)) history.confusion = saved.confusion;
     start = position.epoch + 1;
     for (const e of history.epochs) {
-      if (e.valLoss !== undefined && e.valLoss < best) {
+      // JSON writes a NaN loss as null: it counts as a validation without improvement.
+      if (typeof e.valLoss === "number" && e.valLoss < best) {
         best = e.valLoss;
         sinceBest = 0;
       } else if (e.valLoss !== undefined) sinceBest++;
     }
   }
+  if (dir && !options.resume) await Deno.mkdir(dir, { recursive: true });
   const began = performance.now();
   let done = 0;
   let steps = optimizer.stepCount;
@@ -252,10 +262,12 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
           trainingSteps: await model.trainingSteps(),
           architecture: model.describe(),
         };
+        // History first: a crash before the checkpoint leaves a history that is ahead, which a
+        // resume trims; a history behind the checkpoint would lose epochs.
+        await writeHistory(dir, history);
         await saveModel(dir, "last", model, position);
         await saveOptimizer(dir, "last", optimizer, position);
         if (improved) await saveModel(dir, "best", model, position);
-        await writeHistory(dir, history);
       }
       await options.onEpoch?.(record, history);
       if (options.earlyStopping && sinceBest >= options.earlyStopping.patience) {
@@ -274,6 +286,29 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
   }
   if (dir) await writeHistory(dir, history);
   return history;
+}
+
+/** Reads `<dir>/history.json` for a resume at `epoch`; it must hold every epoch up to there. */
+async function readSavedHistory(dir: string, epoch: number): Promise<History> {
+  const path = join(dir, "history.json");
+  let saved: History;
+  try {
+    saved = JSON.parse(await Deno.readTextFile(path)) as History;
+  } catch (error) {
+    throw new RangeError(
+      `Cannot resume from "${dir}": cannot read "${path}": ${(error as Error).message}`,
+    );
+  }
+  const epochs = Array.isArray(saved?.epochs) ? saved.epochs.map((e) => e?.epoch) : [];
+  const covered = epochs.filter((e) => Number.isInteger(e) && e <= epoch);
+  if (covered.length !== epoch || covered.some((e, i) => e !== i + 1)) {
+    throw new RangeError(
+      `Cannot resume from "${dir}": history.json holds epochs up to epoch ${
+        covered.at(-1) ?? 0
+      } (${covered.length} records) but last.safetensors is at epoch ${epoch}`,
+    );
+  }
+  return saved;
 }
 
 /** Writes history.json and history.csv atomically. */

@@ -7,13 +7,21 @@
 
 /** What the training loop reports. */
 export interface ProgressState {
+  /** The run's name (the variant). */
   label: string;
+  /** The epoch under way, 1-based. */
   epoch: number;
+  /** Epochs in the whole run. */
   epochs: number;
+  /** Batches of this epoch done so far. */
   batch: number;
+  /** Batches per epoch. */
   batches: number;
+  /** The last epoch's mean training loss, once there is one. */
   trainLoss?: number;
+  /** The last validation loss, once there is one. */
   valLoss?: number;
+  /** The last validation accuracy in [0, 1], once there is one. */
   valAccuracy?: number;
   /** Seconds since the run started. */
   elapsed: number;
@@ -23,9 +31,11 @@ export interface ProgressState {
 
 /** Receives progress updates; {@link StderrProgress} is the default. */
 export interface ProgressSink {
+  /** Called as the GPU finishes chunks of an epoch's steps (may be shown or dropped). */
   update(state: ProgressState): void;
   /** Called after each epoch (always printed, as a line). */
   epochDone(state: ProgressState): void;
+  /** Called once when the run ends (normally, aborted or failed). */
   close(): void;
 }
 
