@@ -17,6 +17,7 @@ import { matmulVariant } from "../lib/ops/matmul.ts";
 import { benchTfjs } from "./peers/tfjs.ts";
 import { benchTorch } from "./peers/torch.ts";
 import type { BenchReport, BenchResult } from "./util.ts";
+import { scriptArgs } from "../lib/cli/args.ts";
 
 const HELP =
   `Usage: deno task bench [--out FILE] [--only LIST] [--quick] [--rounds N] [--adapters current|all]
@@ -55,7 +56,7 @@ async function main(): Promise<void> {
   let args;
   try {
     args = parseArgs({
-      args: Deno.args,
+      args: scriptArgs(),
       options: {
         out: { type: "string" },
         quick: { type: "boolean", default: false },

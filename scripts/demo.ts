@@ -7,7 +7,7 @@
 import { parseArgs } from "node:util";
 import { requestGpu } from "../lib/gpu/device.ts";
 import { downloadCifar10 } from "../lib/data/download.ts";
-import { checkWritableDir, positiveInt, runMain, UsageError } from "../lib/cli/args.ts";
+import { checkWritableDir, positiveInt, runMain, scriptArgs, UsageError } from "../lib/cli/args.ts";
 import { runExperiment, VARIANTS } from "../lib/train/experiment.ts";
 import { formatSummary } from "../lib/train/summary.ts";
 import { readRunFolder, writePlots } from "../lib/plot/run.ts";
@@ -29,7 +29,7 @@ await runMain("demo", async () => {
   try {
     v = parseArgs({
       // `deno task demo -- --epochs 2` passes the "--" on; npm habits should still work.
-      args: Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args,
+      args: scriptArgs(),
       options: {
         epochs: { type: "string", default: "20" },
         data: { type: "string", default: "data" },

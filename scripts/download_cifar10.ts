@@ -10,6 +10,7 @@
 import { parseArgs } from "node:util";
 import { downloadCifar10 } from "../lib/data/download.ts";
 import { OFFICIAL_ARCHIVE } from "../lib/data/cifar10.ts";
+import { scriptArgs } from "../lib/cli/args.ts";
 
 const HELP = `Usage: deno task download [--from PATH] [--dest DIR] [--no-official] [--no-mirror]
 
@@ -28,7 +29,7 @@ function main(): Promise<number> | number {
   let values;
   try {
     ({ values } = parseArgs({
-      args: Deno.args,
+      args: scriptArgs(),
       options: {
         from: { type: "string" },
         dest: { type: "string", default: "data" },

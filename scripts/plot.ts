@@ -8,6 +8,7 @@
 import { parseArgs } from "node:util";
 import { PlotInputError } from "../lib/plot/load.ts";
 import { readRunFolder, writePlots } from "../lib/plot/run.ts";
+import { scriptArgs } from "../lib/cli/args.ts";
 
 const HELP = `Usage: deno task plot [--out out/]
 
@@ -60,4 +61,4 @@ async function main(args: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) Deno.exit(await main(scriptArgs()));

@@ -14,6 +14,7 @@ import {
   inspectPng,
   screenshotHtml,
 } from "../lib/plot/screenshot.ts";
+import { scriptArgs } from "../lib/cli/args.ts";
 
 const HELP = `Usage: deno task screenshot [--report out/report.html] [--png out/report.png]
 
@@ -78,4 +79,4 @@ async function main(args: string[]): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) Deno.exit(await main(scriptArgs()));

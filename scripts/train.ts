@@ -13,6 +13,7 @@ import {
   positiveInt,
   positiveNumber,
   runMain,
+  scriptArgs,
   UsageError,
 } from "../lib/cli/args.ts";
 import {
@@ -60,18 +61,13 @@ function joinDashValues(args: string[], flags: readonly string[]): string[] {
   return out;
 }
 
-/** `deno task train -- --epochs 2` passes the "--" on; npm habits should still work. */
-function withoutLeadingDashes(args: string[]): string[] {
-  return args[0] === "--" ? args.slice(1) : args;
-}
-
 const NUMBER_FLAGS = ["--epochs", "--batch-size", "--lr", "--seed", "--val-freq"];
 
 await runMain("train", async () => {
   let v;
   try {
     v = parseArgs({
-      args: joinDashValues(withoutLeadingDashes(Deno.args), NUMBER_FLAGS),
+      args: joinDashValues(scriptArgs(), NUMBER_FLAGS),
       options: {
         model: { type: "string", default: "all" },
         epochs: { type: "string", default: "200" },

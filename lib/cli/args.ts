@@ -67,3 +67,17 @@ export async function checkWritableDir(flag: string, dir: string): Promise<void>
     throw new UsageError(`--${flag} ${dir} cannot be written: ${(error as Error).message}`);
   }
 }
+
+/**
+ * The script's arguments without a leading "--": `deno task train -- --epochs 2` passes the
+ * separator on, and npm habits should still work.
+ *
+ * @example
+ * ```ts
+ * import { scriptArgs } from "./args.ts";
+ * console.assert(scriptArgs(["--", "--epochs", "2"]).join(" ") === "--epochs 2");
+ * ```
+ */
+export function scriptArgs(args: readonly string[] = Deno.args): string[] {
+  return args[0] === "--" ? args.slice(1) : [...args];
+}

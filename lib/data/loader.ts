@@ -146,10 +146,18 @@ export class Loader {
         `Cannot create Loader: augment.crop must be an integer in 0..32: current value is ${crop}`,
       );
     }
-    if (options.normalize && !options.normalize.std.every((s) => s > 0)) {
+    const norm = options.normalize;
+    if (norm && (norm.std.length !== 3 || !norm.std.every((s) => s > 0 && Number.isFinite(s)))) {
       throw new RangeError(
-        `Cannot create Loader: normalize.std must be > 0: current value is [${
-          options.normalize.std.join(", ")
+        `Cannot create Loader: normalize.std must be 3 finite values > 0: current value is [${
+          norm.std.join(", ")
+        }]`,
+      );
+    }
+    if (norm && (norm.mean.length !== 3 || !norm.mean.every(Number.isFinite))) {
+      throw new RangeError(
+        `Cannot create Loader: normalize.mean must be 3 finite values: current value is [${
+          norm.mean.join(", ")
         }]`,
       );
     }

@@ -29,39 +29,37 @@ function toFile(state: StateDict): Record<string, FileTensor> {
   );
 }
 
-/** Writes `<dir>/<name>.safetensors` (model) atomically, with the position as metadata. */
-export async function saveModel(
+/**
+ * Writes the epoch's checkpoint: `last.safetensors` (model), `last.optim.safetensors` (optimizer
+ * state) and, when `best`, `best.safetensors`. Everything is read back from the GPU before the
+ * first file is written, so a device lost on the way cannot leave the pair at different epochs;
+ * each file is written atomically.
+ */
+export async function saveCheckpoint(
   dir: string,
-  name: string,
   model: Sequential,
-  position: RunPosition,
-): Promise<void> {
-  await writeSafetensorsFile(join(dir, `${name}.safetensors`), toFile(await model.stateDict()), {
-    format: "pt",
-    epoch: String(position.epoch),
-    trainingSteps: String(position.trainingSteps),
-    architecture: position.architecture,
-  });
-}
-
-/** Writes `<dir>/<name>.optim.safetensors` (optimizer state) atomically. */
-export async function saveOptimizer(
-  dir: string,
-  name: string,
   optimizer: Optimizer,
   position: RunPosition,
+  best: boolean,
 ): Promise<void> {
+  const weights = toFile(await model.stateDict());
   const state = await optimizer.readState();
   const tensors: Record<string, FileTensor> = {};
   for (const [k, v] of Object.entries(state)) {
     tensors[k] = { dtype: "F32", shape: [v.length], data: v };
   }
-  await writeSafetensorsFile(join(dir, `${name}.optim.safetensors`), tensors, {
+  const meta = {
     epoch: String(position.epoch),
     trainingSteps: String(position.trainingSteps),
+  };
+  const modelMeta = { format: "pt", ...meta, architecture: position.architecture };
+  await writeSafetensorsFile(join(dir, "last.safetensors"), weights, modelMeta);
+  await writeSafetensorsFile(join(dir, "last.optim.safetensors"), tensors, {
+    ...meta,
     optimizer: optimizer.name,
     lr: String(optimizer.lr),
   });
+  if (best) await writeSafetensorsFile(join(dir, "best.safetensors"), weights, modelMeta);
 }
 
 /** Checks a decoded model file's tensors and returns them as a state dict. */

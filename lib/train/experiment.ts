@@ -10,6 +10,7 @@ import type { Gpu } from "../gpu/device.ts";
 import { type ImageSet, loadCifar10 } from "../data/cifar10.ts";
 import { GpuDataset } from "../data/dataset.ts";
 import { Loader } from "../data/loader.ts";
+import { matmulVariant } from "../ops/matmul.ts";
 import { BatchNorm1d } from "../nn/batchnorm.ts";
 import { Dropout } from "../nn/dropout.ts";
 import { Flatten, LeakyReLU, Linear } from "../nn/layers.ts";
@@ -180,6 +181,7 @@ export function summaryRow(h: History): SummaryRow {
 export async function runExperiment(gpu: Gpu, o: ExperimentOptions): Promise<SummaryRow[]> {
   if (o.resume) await checkResume(o);
   const data = await loadCifar10(o.dataDir);
+  await matmulVariant(gpu); // the adapter's matmul kernel family, chosen once before any plan
   const trainSet = GpuDataset.upload(gpu, slice(data.train, o.trainLimit));
   const valSet = GpuDataset.upload(gpu, slice(data.test, o.valLimit));
   const rows: SummaryRow[] = [];
@@ -187,22 +189,26 @@ export async function runExperiment(gpu: Gpu, o: ExperimentOptions): Promise<Sum
     for (const variant of o.variants) {
       const dir = join(o.outDir, variant);
       await Deno.mkdir(dir, { recursive: true });
-      manualSeed(o.seed);
-      const model = seedModel(variant).to(gpu);
-      const optimizer = makeOptimizer(o.optimizer, model, o.lr);
-      const loss = new CrossEntropyLoss();
-      const train = new Loader(gpu, trainSet, {
-        batchSize: o.batchSize,
-        shuffle: true,
-        seed: o.seed,
-        augment: o.augment ? { flip: true, crop: 4 } : undefined,
-      });
-      const val = new Loader(gpu, valSet, {
-        batchSize: o.batchSize,
-        shuffle: true,
-        seed: o.seed + 1,
-      });
+      // Everything built for a variant is disposed even when building it fails (e.g. out of
+      // GPU memory for a batch size too large).
+      const owned: { dispose(): void }[] = [];
+      const own = <T extends { dispose(): void }>(x: T): T => (owned.push(x), x);
       try {
+        manualSeed(o.seed);
+        const model = own(seedModel(variant).to(gpu));
+        const optimizer = own(makeOptimizer(o.optimizer, model, o.lr));
+        const loss = own(new CrossEntropyLoss());
+        const train = own(
+          new Loader(gpu, trainSet, {
+            batchSize: o.batchSize,
+            shuffle: true,
+            seed: o.seed,
+            augment: o.augment ? { flip: true, crop: 4 } : undefined,
+          }),
+        );
+        const val = own(
+          new Loader(gpu, valSet, { batchSize: o.batchSize, shuffle: true, seed: o.seed + 1 }),
+        );
         const history = await fit(model, {
           train,
           val,
@@ -223,7 +229,7 @@ export async function runExperiment(gpu: Gpu, o: ExperimentOptions): Promise<Sum
         o.onVariant?.(history, row);
         if (history.stopped === "aborted") break;
       } finally {
-        for (const x of [train, val, loss, optimizer, model]) x.dispose();
+        for (const x of owned.reverse()) x.dispose();
       }
     }
   } finally {

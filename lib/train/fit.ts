@@ -17,7 +17,7 @@ import type { Sequential } from "../nn/sequential.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
 import { writeTextFileAtomic } from "../io/atomic.ts";
 import { ConfusionMatrix } from "./confusion.ts";
-import { loadLast, loadModel, type RunPosition, saveModel, saveOptimizer } from "./checkpoint.ts";
+import { loadLast, loadModel, type RunPosition, saveCheckpoint } from "./checkpoint.ts";
 import { type EpochRecord, type History, historyCsv } from "./history.ts";
 import { type ProgressSink, silentProgress, StderrProgress } from "./progress.ts";
 
@@ -183,7 +183,7 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
         if (b === 0) trainStats.reset(enc);
         const end = Math.min(train.batchesPerEpoch, b + chunk);
         for (let i = b; i < end; i++) {
-          const { x, y } = train.encodeBatch(enc, i);
+          const { x, y } = train.encodeBatchFor(enc, i, model);
           optimizer.zeroGrad(enc);
           loss.forward(enc, model.forward(enc, x), y, trainStats);
           model.backward(enc, loss.backward());
@@ -207,7 +207,7 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
         const enc = new StepEncoder(gpu, `validation ${epoch}`);
         valStats.reset(enc);
         for (let i = 0; i < val.batchesPerEpoch; i++) {
-          const { x, y } = val.encodeBatch(enc, i);
+          const { x, y } = val.encodeBatchFor(enc, i, model);
           const logits = model.forward(enc, x);
           loss.forward(enc, logits, y, valStats);
           if (i === 0) {
@@ -265,9 +265,7 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
         // History first: a crash before the checkpoint leaves a history that is ahead, which a
         // resume trims; a history behind the checkpoint would lose epochs.
         await writeHistory(dir, history);
-        await saveModel(dir, "last", model, position);
-        await saveOptimizer(dir, "last", optimizer, position);
-        if (improved) await saveModel(dir, "best", model, position);
+        await saveCheckpoint(dir, model, optimizer, position, improved);
       }
       await options.onEpoch?.(record, history);
       if (options.earlyStopping && sinceBest >= options.earlyStopping.patience) {
