@@ -225,14 +225,15 @@ async function runChild(
   rounds: number,
   quick: boolean,
 ): Promise<BenchReport | null> {
-  const out = await Deno.makeTempFile({ suffix: ".json" });
+  // Inside the project folder: the bench task may write there and nowhere else.
+  const out = await Deno.makeTempFile({ dir: ".", prefix: ".bench-child-", suffix: ".json" });
   // Mesa's shader cache ignores the vector width: give each configuration its own folder.
-  const cache = await Deno.makeTempDir({ prefix: "wgnn-mesa-cache-" });
+  const cache = await Deno.makeTempDir({ dir: ".", prefix: ".bench-mesa-cache-" });
   const args = [
     "run",
     "--allow-env",
     "--allow-read=.,..",
-    `--allow-write=${out}`,
+    "--allow-write=.",
     "--allow-run",
     "bench/bench.ts",
     "--out",

@@ -79,8 +79,10 @@ async function benchVariant(
     const start = performance.now();
     // startEpoch uploads the next order between submissions, never inside one.
     let enc = new StepEncoder(gpu, "bench train");
+    dispatches = 0;
     for (let i = 0; i < steps; i++) {
       if (batch === 0 && i > 0) {
+        dispatches += enc.dispatches;
         enc.submit();
         enc = new StepEncoder(gpu, "bench train");
       }
@@ -90,7 +92,7 @@ async function benchVariant(
       model.backward(enc, loss.backward());
       optimizer.step(enc);
     }
-    dispatches = enc.dispatches;
+    dispatches += enc.dispatches;
     enc.submit();
     await gpu.sync();
     return (steps * B) / ((performance.now() - start) / 1000);
@@ -124,7 +126,7 @@ async function benchVariant(
       name: `train/${variant}`,
       unit: "samples/s",
       value: median(train),
-      dispatchesPerStep: dispatches / Math.min(steps, loader.batchesPerEpoch),
+      dispatchesPerStep: dispatches / steps,
       submissionsPerStep: 1 / steps,
       liveMemoryFlat: flat,
       peakBytes: peak,
