@@ -18,7 +18,8 @@ import { StepEncoder } from "../lib/gpu/encoder.ts";
 import { requestGpu } from "../lib/gpu/device.ts";
 import { FIXTURE_META, writeFixture } from "./fixtures/cifar_fixture.ts";
 
-const REAL = "/work/shared/data";
+// The real CIFAR-10 beside the checkout (CI puts a copy of shared/ next to the clone).
+const REAL = "../shared/data";
 const hasReal =
   !!(await Deno.stat(`${REAL}/cifar-10-batches-bin/data_batch_1.bin`).catch(() => null));
 

@@ -14,7 +14,8 @@ import {
   writeFixture,
 } from "./fixtures/cifar_fixture.ts";
 
-const REAL = "/work/shared/data";
+// The real CIFAR-10 beside the checkout (CI puts a copy of shared/ next to the clone).
+const REAL = "../shared/data";
 
 function assertRejectsMatch(fn: () => Promise<unknown>, pattern: RegExp) {
   return assert.rejects(fn, (e: Error) => {
