@@ -13,6 +13,8 @@ import { writeTextFileAtomic } from "../lib/io/atomic.ts";
 import { benchMatmul } from "./matmul.ts";
 import { benchTraining } from "./train.ts";
 import { profileStep } from "./profile.ts";
+import { benchGather, benchLoad } from "../lib/data/bench.ts";
+import { GpuDataset } from "../lib/data/dataset.ts";
 import { matmulVariant } from "../lib/ops/matmul.ts";
 import { benchTfjs } from "./peers/tfjs.ts";
 import { benchTorch } from "./peers/torch.ts";
@@ -29,7 +31,8 @@ the same models in TensorFlow.js's WebGPU backend and in PyTorch on the CPU, wit
 Figures are medians of rounds after warm-up.
 
   --out FILE        also write the results as JSON
-  --only LIST       comma-separated sections: matmul,train,profile,tfjs,torch (default all)
+  --only LIST       comma-separated sections: matmul,train,profile,data,tfjs,torch (default all)
+  --data DIR        CIFAR-10 for the data section (default ../shared/data; skipped if absent)
   --quick           fewer shapes and steps (a smoke run)
   --rounds N        timed rounds per figure (default 5)
   --adapters all    also run on lavapipe at 512 bits and on the GL backend (child processes)
@@ -62,7 +65,8 @@ async function main(): Promise<void> {
         quick: { type: "boolean", default: false },
         rounds: { type: "string", default: "5" },
         adapters: { type: "string", default: "current" },
-        only: { type: "string", default: "matmul,train,profile,tfjs,torch" },
+        only: { type: "string", default: "matmul,train,profile,data,tfjs,torch" },
+        data: { type: "string", default: "../shared/data" },
         "vector-width": { type: "string" },
         help: { type: "boolean", default: false },
       },
@@ -96,7 +100,7 @@ async function main(): Promise<void> {
   );
   const only = new Set(args.only.split(",").map((s) => s.trim()));
   for (const s of only) {
-    if (!["matmul", "train", "profile", "tfjs", "torch"].includes(s)) {
+    if (!["matmul", "train", "profile", "data", "tfjs", "torch"].includes(s)) {
       fail(`--only: unknown section "${s}"`);
     }
   }
@@ -114,6 +118,7 @@ async function main(): Promise<void> {
       results.push(...await profileStep(gpu, v, { rounds }));
     }
   }
+  if (only.has("data")) results.push(...await dataResults(gpu, args.data));
   if (only.has("torch")) results.push(...await torchResults(args.quick));
   if (only.has("tfjs")) results.push(...await tfjsResults(args.quick));
   printTable(results);
@@ -137,6 +142,45 @@ async function main(): Promise<void> {
 }
 
 const VARIANT_NAMES = ["plain", "bn", "dropout"] as const;
+
+/** Loading CIFAR-10 onto the GPU, and gathering one batch (issue 4's targets). */
+async function dataResults(
+  gpu: Awaited<ReturnType<typeof requestGpu>>,
+  dir: string,
+): Promise<BenchResult[]> {
+  const out: BenchResult[] = [];
+  try {
+    const load = await benchLoad(gpu, dir);
+    out.push({
+      name: "data/load-60000",
+      unit: "s",
+      value: load.totalMs / 1000,
+      parseS: load.parseMs / 1000,
+      uploadS: load.uploadMs / 1000,
+    });
+  } catch (e) {
+    console.log(`data: load skipped (${(e as Error).message})`);
+  }
+  const count = 4096;
+  const images = Uint8Array.from({ length: count * 3072 }, (_, i) => (i * 2654435761) >>> 24);
+  const labels = Uint8Array.from({ length: count }, (_, i) => i % 10);
+  const set = GpuDataset.upload(gpu, { images, labels, count });
+  try {
+    out.push({
+      name: "data/gather-1024",
+      unit: "ms",
+      value: await benchGather(gpu, set, { steps: 20 }),
+    });
+    out.push({
+      name: "data/gather-1024-to-texture",
+      unit: "ms",
+      value: await benchGather(gpu, set, { steps: 20, toTexture: true }),
+    });
+  } finally {
+    set.dispose();
+  }
+  return out;
+}
 
 /** PyTorch on the CPU, same models, when /usr/bin/python3 has torch. */
 async function torchResults(quick: boolean): Promise<BenchResult[]> {
@@ -208,7 +252,7 @@ function printTable(results: BenchResult[]): void {
       notes.push(`peak ${(r.peakBytes / 2 ** 20).toFixed(0)} MiB`);
     }
     if (r.liveMemoryFlat === false) notes.push("LIVE MEMORY GREW");
-    const shown = r.unit === "s" || r.unit === "ms/step"
+    const shown = r.unit === "s" || r.unit === "ms" || r.unit === "ms/step"
       ? r.value.toFixed(2)
       : r.value >= 1000
       ? Math.round(r.value).toLocaleString("en-US")

@@ -1,10 +1,11 @@
 /**
  * Figures and report, checked from the outside: each SVG is parsed by a small strict XML reader
- * written here (not linkedom), and the drawn lines are mapped back to data through the axis tick
+ * (`fixtures/svg.ts`, not linkedom), and the drawn lines are mapped back to data through the axis tick
  * labels, then compared with the values the synthetic histories were built from.
  */
 
 import assert from "node:assert/strict";
+import { CLASS_NAMES } from "../lib/data/cifar10.ts";
 import { confusionFigure } from "../lib/plot/confusion.ts";
 import {
   compareTrainLossFigure,
@@ -15,21 +16,21 @@ import {
 import { parseHistory, parseSummary, summarize } from "../lib/plot/load.ts";
 import { buildReport, REPORT_TITLE } from "../lib/plot/report.ts";
 import type { History } from "../lib/train/history.ts";
+import {
+  all,
+  axis,
+  byLabel,
+  legend,
+  lines,
+  parseXml,
+  position,
+  type SvgNode,
+  svgRoot,
+} from "./fixtures/svg.ts";
 
 // ---- synthetic histories ----
 
-const CLASSES = [
-  "airplane",
-  "automobile",
-  "bird",
-  "cat",
-  "deer",
-  "dog",
-  "frog",
-  "horse",
-  "ship",
-  "truck",
-];
+const CLASSES: string[] = [...CLASS_NAMES];
 
 function trainLossAt(k: number, e: number): number {
   return 0.25 + 1.6 * Math.exp(-k * e / 4);
@@ -63,137 +64,6 @@ function history(variant: string, k: number, epochs = 6, valFreq = 1, nanAt = -1
 const RATES: Record<string, number> = { plain: 1, bn: 2, dropout: 0.5 };
 const HISTORIES = [history("plain", 1), history("bn", 2, 6, 2), history("dropout", 0.5)];
 
-// ---- a strict little XML reader ----
-
-interface Node {
-  tag: string;
-  attrs: Record<string, string>;
-  children: Node[];
-  text: string;
-  parent?: Node;
-}
-
-const ENTITY = /&(?!(?:amp|lt|gt|quot|apos|#\d+|#x[0-9a-fA-F]+);)/;
-const decode = (s: string) =>
-  s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&quot;/g, '"').replace(/&#39;/g, "'")
-    .replace(/&amp;/g, "&");
-
-/** Parses one XML element tree; throws on unbalanced tags, bad attributes or stray `&`/`<`. */
-function parseXml(xml: string): Node {
-  const root: Node = { tag: "#root", attrs: {}, children: [], text: "" };
-  const stack = [root];
-  const tagRe = /<(\/?)([A-Za-z][\w:.-]*)((?:\s+[\w:.-]+\s*=\s*(?:"[^"<]*"|'[^'<]*'))*)\s*(\/?)>/y;
-  let i = 0;
-  while (i < xml.length) {
-    if (xml[i] !== "<") {
-      const end = xml.indexOf("<", i) < 0 ? xml.length : xml.indexOf("<", i);
-      const text = xml.slice(i, end);
-      if (ENTITY.test(text)) throw new Error(`bad "&" in text at ${i}: ${text.slice(0, 40)}`);
-      stack.at(-1)!.text += decode(text);
-      i = end;
-      continue;
-    }
-    if (xml.startsWith("<!--", i)) {
-      i = xml.indexOf("-->", i) + 3;
-      if (i < 3) throw new Error("unterminated comment");
-      continue;
-    }
-    tagRe.lastIndex = i;
-    const m = tagRe.exec(xml);
-    if (m === null) throw new Error(`malformed tag at ${i}: ${xml.slice(i, i + 60)}`);
-    const [all, closing, tag, attrText, selfClosing] = m;
-    if (closing) {
-      const open = stack.pop()!;
-      if (open.tag !== tag) throw new Error(`</${tag}> closes <${open.tag}> at ${i}`);
-    } else {
-      const attrs: Record<string, string> = {};
-      for (const a of attrText.matchAll(/([\w:.-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')/g)) {
-        if (a[1] in attrs) throw new Error(`duplicate attribute ${a[1]} on <${tag}>`);
-        const value = a[2] ?? a[3];
-        if (ENTITY.test(value)) throw new Error(`bad "&" in attribute ${a[1]}`);
-        attrs[a[1]] = decode(value);
-      }
-      const node: Node = { tag, attrs, children: [], text: "", parent: stack.at(-1) };
-      stack.at(-1)!.children.push(node);
-      if (!selfClosing) stack.push(node);
-    }
-    i += all.length;
-  }
-  if (stack.length !== 1) throw new Error(`unclosed <${stack.at(-1)!.tag}>`);
-  if (root.children.length !== 1) throw new Error(`expected one root element`);
-  return root.children[0];
-}
-
-function all(node: Node, pred: (n: Node) => boolean): Node[] {
-  const out: Node[] = [];
-  const walk = (n: Node) => {
-    if (pred(n)) out.push(n);
-    n.children.forEach(walk);
-  };
-  walk(node);
-  return out;
-}
-
-const byLabel = (root: Node, label: string) => all(root, (n) => n.attrs["aria-label"] === label);
-
-/** Absolute position: translate() of the node and its ancestors, plus its own x/y. */
-function position(node: Node): [number, number] {
-  let x = Number(node.attrs.x ?? 0),
-    y = Number(node.attrs.y?.endsWith("em") ? 0 : node.attrs.y ?? 0);
-  for (let n: Node | undefined = node; n; n = n.parent) {
-    const m = /translate\(\s*([-\d.e+]+)(?:[ ,]\s*([-\d.e+]+))?\)/.exec(n.attrs.transform ?? "");
-    if (m) {
-      x += Number(m[1]);
-      y += Number(m[2] ?? 0);
-    }
-  }
-  return [x, y];
-}
-
-/** Maps pixels back to data values along an axis, from its labelled ticks. */
-function axis(root: Node, dim: "x" | "y", log = false): (pixel: number) => number {
-  const ticks = byLabel(root, `${dim}-axis tick label`)[0].children
-    .filter((t) => t.text.trim() !== "")
-    .map((
-      t,
-    ) => [
-      position(t)[dim === "x" ? 0 : 1],
-      Number(t.text.replace("%", "")) / (t.text.includes("%") ? 100 : 1),
-    ]);
-  const f = (v: number) => (log ? Math.log10(v) : v);
-  const [[p0, v0], [p1, v1]] = [ticks[0], ticks.at(-1)!];
-  return (pixel) => {
-    const t = f(v0) + ((pixel - p0) / (p1 - p0)) * (f(v1) - f(v0));
-    return log ? 10 ** t : t;
-  };
-}
-
-/** Legend entries as [label, colour], in order. */
-function legend(root: Node): [string, string][] {
-  const items = byLabel(root, "legend")[0].children;
-  const out: [string, string][] = [];
-  items.forEach((n, i) => {
-    if (n.attrs.class === "legend-label") {
-      out.push([n.text, items[i - 1].attrs.stroke ?? items[i - 1].attrs.fill]);
-    }
-  });
-  return out;
-}
-
-/** The drawn lines: per series name (via the legend colour), the data points read back. */
-function lines(root: Node, log = false): Map<string, [number, number][]> {
-  const names = new Map(legend(root).map(([name, color]) => [color, name]));
-  const toX = axis(root, "x"), toY = axis(root, "y", log);
-  const out = new Map<string, [number, number][]>();
-  for (const path of all(byLabel(root, "line")[0], (n) => n.tag === "path")) {
-    const [dx, dy] = position(path);
-    const points = [...path.attrs.d.matchAll(/[ML]\s*([-\d.e+]+),([-\d.e+]+)/g)]
-      .map((m) => [toX(Number(m[1]) + dx), toY(Number(m[2]) + dy)] as [number, number]);
-    out.set(names.get(path.attrs.stroke) ?? `?${path.attrs.stroke}`, points);
-  }
-  return out;
-}
-
 function assertPoints(
   actual: [number, number][] | undefined,
   expected: [number, number][],
@@ -210,10 +80,8 @@ function assertPoints(
   });
 }
 
-function checkFrame(svg: string, title: string, xLabel: string, yLabel: string): Node {
-  assert.match(svg, /^<svg[\s>]/);
-  const root = parseXml(svg);
-  assert.deepEqual(root.attrs.xmlns, "http://www.w3.org/2000/svg");
+function checkFrame(svg: string, title: string, xLabel: string, yLabel: string): SvgNode {
+  const root = svgRoot(svg, title);
   assert.deepEqual(all(root, (n) => n.attrs.class === "figure-title")[0]?.text, title);
   assert.deepEqual(byLabel(root, "x-axis label")[0].children[0].text, xLabel);
   assert.deepEqual(byLabel(root, "y-axis label")[0].children[0].text, yLabel);

@@ -12,23 +12,13 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 // deno-lint-ignore no-import-prefix -- the same pinned decoder as lib/plot/screenshot.ts
 import { encode } from "npm:fast-png@8.0.0";
+import { CLASS_NAMES } from "../lib/data/cifar10.ts";
 import { variantColor } from "../lib/plot/figures.ts";
 import { blankReason, DEFAULT_CHROMIUM, inspectPng } from "../lib/plot/screenshot.ts";
 
 const PLOT = fileURLToPath(new URL("../scripts/plot.ts", import.meta.url));
 const SCREENSHOT = fileURLToPath(new URL("../scripts/screenshot_report.ts", import.meta.url));
-const CLASSES = [
-  "airplane",
-  "automobile",
-  "bird",
-  "cat",
-  "deer",
-  "dog",
-  "frog",
-  "horse",
-  "ship",
-  "truck",
-];
+const CLASSES: string[] = [...CLASS_NAMES];
 
 /** Writes `<out>/<variant>/history.json` for the seed's three variants and `summary.json`. */
 async function writeRun(out: string): Promise<void> {

@@ -2,9 +2,9 @@
  * The experiment end to end, on a slice of the real CIFAR-10 in `../shared/data` (2,048 training
  * and 1,024 test images; a synthetic dataset in the same layout when the real one is absent):
  * the three variants train 3 epochs through `runExperiment`, then `writePlots` draws the figures
- * and the report. Checked from the outside: files are parsed here (safetensors headers, CSV, XML),
- * label counts come from the dataset bytes, and the drawn lines are mapped back to numbers
- * through their axis tick labels and compared with the histories.
+ * and the report. Checked from the outside: files are parsed by the test (safetensors headers,
+ * CSV; XML by `fixtures/svg.ts`), label counts come from the dataset bytes, and the drawn lines
+ * are mapped back to numbers through their axis tick labels and compared with the histories.
  */
 
 import assert from "node:assert/strict";
@@ -15,6 +15,7 @@ import type { SummaryRow } from "../lib/plot/load.ts";
 import { runExperiment, VARIANTS } from "../lib/train/experiment.ts";
 import type { History } from "../lib/train/history.ts";
 import { writeFixture } from "./fixtures/cifar_fixture.ts";
+import { legend, lines, svgRoot } from "./fixtures/svg.ts";
 import { hasGpu } from "./helpers.ts";
 
 const REAL = new URL("../../shared/data", import.meta.url).pathname;
@@ -24,121 +25,9 @@ async function isFile(path: string): Promise<boolean> {
   return await Deno.stat(path).then((s) => s.isFile, () => false);
 }
 
-// ---- a small strict XML reader (independent of the DOM that drew the SVGs) ----
-
-interface Node {
-  tag: string;
-  attrs: Record<string, string>;
-  children: Node[];
-  text: string;
-  parent?: Node;
-}
-
-function parseXml(xml: string): Node {
-  const root: Node = { tag: "#root", attrs: {}, children: [], text: "" };
-  const stack = [root];
-  const tagRe = /<(\/?)([A-Za-z][\w:.-]*)((?:\s+[\w:.-]+\s*=\s*(?:"[^"]*"|'[^']*'))*)\s*(\/?)>/y;
-  let i = 0;
-  while (i < xml.length) {
-    if (xml[i] !== "<") {
-      const end = xml.indexOf("<", i) < 0 ? xml.length : xml.indexOf("<", i);
-      stack.at(-1)!.text += xml.slice(i, end);
-      i = end;
-      continue;
-    }
-    tagRe.lastIndex = i;
-    const m = tagRe.exec(xml);
-    if (m === null) throw new Error(`malformed tag at ${i}: ${xml.slice(i, i + 60)}`);
-    const [whole, closing, tag, attrText, selfClosing] = m;
-    if (closing) {
-      const open = stack.pop()!;
-      if (open.tag !== tag) throw new Error(`</${tag}> closes <${open.tag}> at ${i}`);
-    } else {
-      const attrs: Record<string, string> = {};
-      for (const a of attrText.matchAll(/([\w:.-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')/g)) {
-        if (a[1] in attrs) throw new Error(`duplicate attribute ${a[1]} on <${tag}>`);
-        attrs[a[1]] = a[2] ?? a[3];
-      }
-      const node: Node = { tag, attrs, children: [], text: "", parent: stack.at(-1) };
-      stack.at(-1)!.children.push(node);
-      if (!selfClosing) stack.push(node);
-    }
-    i += whole.length;
-  }
-  if (stack.length !== 1) throw new Error(`unclosed <${stack.at(-1)!.tag}>`);
-  if (root.children.length !== 1) throw new Error("expected one root element");
-  return root.children[0];
-}
-
-function all(node: Node, pred: (n: Node) => boolean): Node[] {
-  const out: Node[] = [];
-  const walk = (n: Node) => {
-    if (pred(n)) out.push(n);
-    n.children.forEach(walk);
-  };
-  walk(node);
-  return out;
-}
-
-const byLabel = (root: Node, label: string) => all(root, (n) => n.attrs["aria-label"] === label);
-
-/** The translate() offsets of a node and its ancestors. */
-function offset(node: Node): [number, number] {
-  let x = 0, y = 0;
-  for (let n: Node | undefined = node; n; n = n.parent) {
-    const m = /translate\(\s*([-\d.e+]+)(?:[ ,]\s*([-\d.e+]+))?\)/.exec(n.attrs.transform ?? "");
-    if (m) {
-      x += Number(m[1]);
-      y += Number(m[2] ?? 0);
-    }
-  }
-  return [x, y];
-}
-
-/** Maps a pixel row back to a value through the first and last labelled y ticks. */
-function yAxis(root: Node, log: boolean): (pixel: number) => number {
-  const ticks = byLabel(root, "y-axis tick label")[0].children
-    .filter((t) => t.text.trim() !== "")
-    .map((t) => [offset(t)[1], Number(t.text.replace("%", "")) / (t.text.includes("%") ? 100 : 1)]);
-  const f = (v: number) => (log ? Math.log10(v) : v);
-  const [[p0, v0], [p1, v1]] = [ticks[0], ticks.at(-1)!];
-  return (pixel) => {
-    const t = f(v0) + ((pixel - p0) / (p1 - p0)) * (f(v1) - f(v0));
-    return log ? 10 ** t : t;
-  };
-}
-
-/** Legend entries, in order, as name → colour. */
-function legend(root: Node): Map<string, string> {
-  const items = byLabel(root, "legend")[0].children;
-  const out = new Map<string, string>();
-  items.forEach((n, i) => {
-    if (n.attrs.class === "legend-label") {
-      out.set(n.text, items[i - 1].attrs.stroke ?? items[i - 1].attrs.fill);
-    }
-  });
-  return out;
-}
-
 /** Each drawn line's y values, keyed by its legend name. */
-function lines(root: Node, log = false): Map<string, number[]> {
-  const names = new Map([...legend(root)].map(([name, color]) => [color, name]));
-  const toY = yAxis(root, log);
-  const out = new Map<string, number[]>();
-  for (const path of all(byLabel(root, "line")[0], (n) => n.tag === "path")) {
-    const dy = offset(path)[1];
-    const ys = [...path.attrs.d.matchAll(/[ML]\s*[-\d.e+]+,([-\d.e+]+)/g)]
-      .map((m) => toY(Number(m[1]) + dy));
-    out.set(names.get(path.attrs.stroke) ?? `?${path.attrs.stroke}`, ys);
-  }
-  return out;
-}
-
-function svgRoot(text: string, file: string): Node {
-  assert.match(text, /^<svg[\s>]/, `${file}: starts with <svg`);
-  const root = parseXml(text);
-  assert.equal(root.attrs.xmlns, "http://www.w3.org/2000/svg", `${file}: xmlns`);
-  return root;
+function yValues(drawn: Map<string, [number, number][]>): Map<string, number[]> {
+  return new Map([...drawn].map(([name, points]) => [name, points.map(([, y]) => y)]));
 }
 
 function assertCurve(actual: number[] | undefined, expected: number[], what: string): void {
@@ -298,8 +187,8 @@ Deno.test({
       for (const h of histories) {
         const file = join(out, h.variant, "loss.svg");
         const root = svgRoot(await Deno.readTextFile(file), file);
-        assert.deepEqual([...legend(root).keys()], ["train", "validation"], file);
-        const drawn = lines(root);
+        assert.deepEqual(legend(root).map(([name]) => name), ["train", "validation"], file);
+        const drawn = yValues(lines(root));
         assertCurve(drawn.get("train"), h.epochs.map((e) => e.trainLoss), `${h.variant} train`);
         assertCurve(drawn.get("validation"), h.epochs.map((e) => e.valLoss!), `${h.variant} val`);
         const confusion = await Deno.readTextFile(join(out, h.variant, "confusion.svg"));
@@ -315,8 +204,8 @@ Deno.test({
       ];
       for (const [name, values, log] of figures) {
         const root = svgRoot(await Deno.readTextFile(join(out, name)), name);
-        assert.deepEqual([...legend(root).keys()], [...VARIANTS], `${name} legend`);
-        const drawn = lines(root, log);
+        assert.deepEqual(legend(root).map(([n]) => n), [...VARIANTS], `${name} legend`);
+        const drawn = yValues(lines(root, log));
         assert.equal(drawn.size, 3, `${name}: three lines`);
         for (const h of histories) {
           assertCurve(drawn.get(h.variant), values(h), `${name} ${h.variant}`);

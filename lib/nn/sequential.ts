@@ -198,12 +198,13 @@ export class Sequential extends Module {
 
   /** Reads the model's state dict with PyTorch's names, shapes and layouts. */
   async stateDict(): Promise<StateDict> {
-    const out = await this.#readParameters("value");
-    for (let i = 0; i < this.modules.length; i++) {
-      for (const [name, t] of Object.entries(await this.modules[i].readBuffers())) {
-        out[`${i}.${name}`] = t;
-      }
-    }
+    const [out, buffers] = await Promise.all([
+      this.#readParameters("value"),
+      Promise.all(this.modules.map((m) => m.readBuffers())),
+    ]);
+    buffers.forEach((b, i) => {
+      for (const [name, t] of Object.entries(b)) out[`${i}.${name}`] = t;
+    });
     return out;
   }
 
@@ -214,11 +215,14 @@ export class Sequential extends Module {
 
   async #readParameters(which: "value" | "grad"): Promise<StateDict> {
     this.requireGpu();
+    // Every parameter's readback in flight at once: one wait for the GPU, not one per tensor.
+    const read = new Map<Parameter, Promise<Float32Array>>();
+    for (const params of this.#owned) for (const p of params) read.set(p, p[which].toFloat32());
     const out: StateDict = {};
     for (let i = 0; i < this.modules.length; i++) {
       const m = this.modules[i];
       for (const p of this.#owned[i] ?? []) {
-        let data = await p[which].toFloat32();
+        let data = await read.get(p)!;
         let shape = [...p.value.shape];
         if (m instanceof Linear && p.name.endsWith(".weight")) {
           data = Linear.toTorchLayout(data, m.inFeatures, m.outFeatures);

@@ -219,8 +219,13 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
         enc.submit();
       }
 
-      // The one wait of the epoch.
-      const tr: LossSummary = await trainStats.read();
+      // The one wait of the epoch: every readback in flight together.
+      const [tr, v, matrix]: [LossSummary, LossSummary | null, number[][] | null] = await Promise
+        .all([
+          trainStats.read(),
+          validate ? valStats.read() : null,
+          validate ? confusion!.read() : null,
+        ]);
       if (tr.firstNonFiniteBatch !== null) {
         throw new NonFiniteLossError(
           epoch,
@@ -229,11 +234,10 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
         );
       }
       const record: EpochRecord = { epoch, trainLoss: tr.meanLoss, seconds: 0 };
-      if (validate) {
-        const v = await valStats.read();
+      if (v !== null && matrix !== null) {
         record.valLoss = v.meanLoss;
         record.valAccuracy = v.accuracy;
-        history.confusion = await confusion!.read();
+        history.confusion = matrix;
       }
       record.seconds = (performance.now() - t0) / 1000;
       history.epochs.push(record);
