@@ -4,10 +4,9 @@
  * on a 2-core software adapter), plots the curves and writes out/report.html.
  */
 
-import { parseArgs } from "node:util";
 import { requestGpu } from "../lib/gpu/device.ts";
 import { downloadCifar10 } from "../lib/data/download.ts";
-import { checkWritableDir, positiveInt, runMain, scriptArgs, UsageError } from "../lib/cli/args.ts";
+import { checkWritableDir, parseFlags, positiveInt, runMain, scriptArgs } from "../lib/cli/args.ts";
 import { runExperiment, VARIANTS } from "../lib/train/experiment.ts";
 import { formatSummary } from "../lib/train/summary.ts";
 import { readRunFolder, writePlots } from "../lib/plot/run.ts";
@@ -25,22 +24,17 @@ plots and out/report.html. The full 200-epoch run is: deno task train --model al
   --help         this text`;
 
 await runMain("demo", async () => {
-  let v;
-  try {
-    v = parseArgs({
-      // `deno task demo -- --epochs 2` passes the "--" on; npm habits should still work.
-      args: scriptArgs(),
-      options: {
-        epochs: { type: "string", default: "20" },
-        data: { type: "string", default: "data" },
-        from: { type: "string" },
-        out: { type: "string", default: "out" },
-        help: { type: "boolean", default: false },
-      },
-    }).values;
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  const v = parseFlags({
+    // `deno task demo -- --epochs 2` passes the "--" on; npm habits should still work.
+    args: scriptArgs(),
+    options: {
+      epochs: { type: "string", default: "20" },
+      data: { type: "string", default: "data" },
+      from: { type: "string" },
+      out: { type: "string", default: "out" },
+      help: { type: "boolean", default: false },
+    },
+  });
   if (v.help) {
     console.log(HELP);
     return 0;

@@ -7,10 +7,9 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { downloadCifar10 } from "../lib/data/download.ts";
 import { OFFICIAL_ARCHIVE } from "../lib/data/cifar10.ts";
-import { scriptArgs } from "../lib/cli/args.ts";
+import { parseScriptFlags, scriptArgs } from "../lib/cli/args.ts";
 
 const HELP = `Usage: deno task download [--from PATH] [--dest DIR] [--no-official] [--no-mirror]
 
@@ -26,28 +25,19 @@ Options:
   -h, --help       show this help`;
 
 function main(): Promise<number> | number {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: scriptArgs(),
-      options: {
-        from: { type: "string" },
-        dest: { type: "string", default: "data" },
-        "no-official": { type: "boolean", default: false },
-        "no-mirror": { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (error) {
-    console.error(`download_cifar10: ${(error as Error).message} (see --help)`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
+  const values = parseScriptFlags("download_cifar10", HELP, {
+    args: scriptArgs(),
+    options: {
+      from: { type: "string" },
+      dest: { type: "string", default: "data" },
+      "no-official": { type: "boolean", default: false },
+      "no-mirror": { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (typeof values === "number") return values;
   if (values.from !== undefined && values.from.trim() === "") {
     console.error("download_cifar10: --from needs a path: current value is empty");
     return 2;

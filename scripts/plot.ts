@@ -5,10 +5,9 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { PlotInputError } from "../lib/plot/load.ts";
 import { readRunFolder, writePlots } from "../lib/plot/run.ts";
-import { scriptArgs } from "../lib/cli/args.ts";
+import { parseScriptFlags, scriptArgs } from "../lib/cli/args.ts";
 
 const HELP = `Usage: deno task plot [--out out/]
 
@@ -28,22 +27,13 @@ Options:
 Exit codes: 0 done, 2 bad input (a one-line error names the file; nothing is overwritten).`;
 
 async function main(args: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: { out: { type: "string", default: "out/" }, help: { type: "boolean", short: "h" } },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (error) {
-    console.error(`plot: ${(error as Error).message} (see --help)`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
+  const values = parseScriptFlags("plot", HELP, {
+    args,
+    options: { out: { type: "string", default: "out/" }, help: { type: "boolean", short: "h" } },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (typeof values === "number") return values;
   const outDir = values.out.replace(/\/+$/, "") || "/";
   try {
     const run = await readRunFolder(outDir);

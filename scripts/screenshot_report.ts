@@ -6,7 +6,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { variantColor } from "../lib/plot/figures.ts";
 import {
   blankReason,
@@ -14,7 +13,7 @@ import {
   inspectPng,
   screenshotHtml,
 } from "../lib/plot/screenshot.ts";
-import { scriptArgs } from "../lib/cli/args.ts";
+import { parseScriptFlags, scriptArgs } from "../lib/cli/args.ts";
 
 const HELP = `Usage: deno task screenshot [--report out/report.html] [--png out/report.png]
 
@@ -31,27 +30,18 @@ Options:
 Exit codes: 0 fine, 1 blank or Chromium failed, 2 bad input, 3 Chromium not installed.`;
 
 async function main(args: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        report: { type: "string", default: "out/report.html" },
-        png: { type: "string", default: "out/report.png" },
-        chromium: { type: "string", default: DEFAULT_CHROMIUM },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (error) {
-    console.error(`screenshot: ${(error as Error).message} (see --help)`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
+  const values = parseScriptFlags("screenshot", HELP, {
+    args,
+    options: {
+      report: { type: "string", default: "out/report.html" },
+      png: { type: "string", default: "out/report.png" },
+      chromium: { type: "string", default: DEFAULT_CHROMIUM },
+      help: { type: "boolean", short: "h" },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (typeof values === "number") return values;
   if (!(await Deno.stat(values.report).then((s) => s.isFile, () => false))) {
     console.error(`screenshot: --report "${values.report}" is not a readable file`);
     return 2;

@@ -3,13 +3,13 @@
  * history.json/csv, best.safetensors and last.safetensors under --out, then a summary table.
  */
 
-import { parseArgs } from "node:util";
 import { requestGpu } from "../lib/gpu/device.ts";
 import { join } from "node:path";
 import { DATASET_FILES, findBatchesDir } from "../lib/data/cifar10.ts";
 import {
   checkWritableDir,
   oneOf,
+  parseFlags,
   positiveInt,
   positiveNumber,
   runMain,
@@ -64,28 +64,23 @@ function joinDashValues(args: string[], flags: readonly string[]): string[] {
 const NUMBER_FLAGS = ["--epochs", "--batch-size", "--lr", "--seed", "--val-freq"];
 
 await runMain("train", async () => {
-  let v;
-  try {
-    v = parseArgs({
-      args: joinDashValues(scriptArgs(), NUMBER_FLAGS),
-      options: {
-        model: { type: "string", default: "all" },
-        epochs: { type: "string", default: "200" },
-        "batch-size": { type: "string", default: "1024" },
-        lr: { type: "string", default: "0.001" },
-        optimizer: { type: "string", default: "adam" },
-        seed: { type: "string", default: "0" },
-        "val-freq": { type: "string", default: "1" },
-        data: { type: "string", default: "data" },
-        out: { type: "string", default: "out" },
-        augment: { type: "boolean", default: false },
-        resume: { type: "boolean", default: false },
-        help: { type: "boolean", default: false },
-      },
-    }).values;
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  const v = parseFlags({
+    args: joinDashValues(scriptArgs(), NUMBER_FLAGS),
+    options: {
+      model: { type: "string", default: "all" },
+      epochs: { type: "string", default: "200" },
+      "batch-size": { type: "string", default: "1024" },
+      lr: { type: "string", default: "0.001" },
+      optimizer: { type: "string", default: "adam" },
+      seed: { type: "string", default: "0" },
+      "val-freq": { type: "string", default: "1" },
+      data: { type: "string", default: "data" },
+      out: { type: "string", default: "out" },
+      augment: { type: "boolean", default: false },
+      resume: { type: "boolean", default: false },
+      help: { type: "boolean", default: false },
+    },
+  });
   if (v.help) {
     console.log(HELP);
     return 0;

@@ -26,7 +26,7 @@ import type { StateDict } from "../lib/nn/sequential.ts";
 import { Adam } from "../lib/optim/adam.ts";
 import { Tensor } from "../lib/tensor.ts";
 import { seedModel, type Variant } from "../lib/train/experiment.ts";
-import { fit, NonFiniteLossError } from "../lib/train/fit.ts";
+import { fit, type FitOptions, NonFiniteLossError } from "../lib/train/fit.ts";
 import type { History } from "../lib/train/history.ts";
 import { lcgBytes } from "./fixtures/cifar_fixture.ts";
 import { listFiles, REPO, runTask, SHARED_DATA, tinyProject } from "./fixtures/tiny_cifar.ts";
@@ -41,7 +41,10 @@ function syntheticSet(count: number, seed: number): ImageSet {
   return { images: lcgBytes(seed, count * 3072), labels, count };
 }
 
-/** A model, its optimizer and loss, and a loader of `images` images in batches of 32. */
+/**
+ * A model, its optimizer and loss, and a loader of `images` images in batches of 32; `fit` trains
+ * them quietly with the given options.
+ */
 function setup(gpu: Gpu, variant: Variant, lr: number, images = 96) {
   manualSeed(0);
   const model = seedModel(variant).to(gpu);
@@ -49,10 +52,12 @@ function setup(gpu: Gpu, variant: Variant, lr: number, images = 96) {
   const loss = new CrossEntropyLoss();
   const data = GpuDataset.upload(gpu, syntheticSet(images, 7));
   const train = new Loader(gpu, data, { batchSize: 32, shuffle: true, seed: 1 });
+  const run = (options: Omit<FitOptions, "train" | "loss" | "optimizer" | "progress">) =>
+    fit(model, { train, loss, optimizer, progress: false, ...options });
   const dispose = () => {
     for (const x of [train, data, loss, optimizer, model]) x.dispose();
   };
-  return { model, optimizer, loss, train, dispose };
+  return { model, optimizer, loss, train, fit: run, dispose };
 }
 
 /** The error `fn` throws (fails when it returns). */
@@ -196,14 +201,7 @@ Deno.test({
     try {
       // Adam's first step moves every weight by about lr = 1e30, so the second batch's hidden
       // activations reach ~1e30 · 1e30 and overflow f32: batch 2 (index 1) is the first NaN/Inf.
-      const error = await fit(run.model, {
-        train: run.train,
-        epochs: 3,
-        loss: run.loss,
-        optimizer: run.optimizer,
-        checkpointDir: dir,
-        progress: false,
-      }).then(() => null, (e) => e);
+      const error = await run.fit({ epochs: 3, checkpointDir: dir }).then(() => null, (e) => e);
       assert.ok(error instanceof NonFiniteLossError, `got ${error}`);
       assert.equal(error.epoch, 1);
       assert.equal(error.batch, 1);
@@ -365,13 +363,9 @@ Deno.test({
     let atEpoch1: StateDict | null = null;
     let history1: History | null = null;
     try {
-      const error = await fit(run.model, {
-        train: run.train,
+      const error = await run.fit({
         epochs: 3,
-        loss: run.loss,
-        optimizer: run.optimizer,
         checkpointDir: dir,
-        progress: false,
         onEpoch: async (record, history) => {
           if (record.epoch !== 1) return;
           atEpoch1 = await run.model.stateDict();
@@ -413,15 +407,7 @@ Deno.test({
       assert.ok(gpu.isLost && !fresh.isLost);
       const again = setup(fresh, "bn", 1e-3);
       try {
-        const history = await fit(again.model, {
-          train: again.train,
-          epochs: 2,
-          loss: again.loss,
-          optimizer: again.optimizer,
-          checkpointDir: dir,
-          resume: true,
-          progress: false,
-        });
+        const history = await again.fit({ epochs: 2, checkpointDir: dir, resume: true });
         assert.deepEqual(history.epochs.map((e) => e.epoch), [1, 2]);
         assert.deepEqual(history.epochs[0], (history1! as History).epochs[0]);
         assert.ok(Number.isFinite(history.epochs[1].trainLoss));

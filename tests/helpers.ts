@@ -6,6 +6,9 @@
 import { requestGpu } from "../lib/gpu/device.ts";
 import type { Gpu } from "../lib/gpu/device.ts";
 
+// Seeded data lives in a GPU-free module; re-exported here for the GPU tests.
+export { randomArray, rng } from "./fixtures/random.ts";
+
 let gpuOrReason: Promise<Gpu | string> | null = null;
 
 /** The shared GPU, or a string saying why there is none. */
@@ -33,24 +36,6 @@ export function gpuTest(name: string, fn: (gpu: Gpu) => Promise<void>): void {
       await gpu.sync();
     },
   });
-}
-
-/** A deterministic pseudo-random generator (mulberry32) for test data. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** `n` uniform values in [lo, hi) from `seed`. */
-export function randomArray(n: number, seed: number, lo = -1, hi = 1): Float32Array {
-  const r = rng(seed);
-  return Float32Array.from({ length: n }, () => lo + (hi - lo) * r());
 }
 
 /**

@@ -84,6 +84,21 @@ async function evalLogits(gpu: Gpu, model: Sequential, count = 256): Promise<Flo
   return out;
 }
 
+/** One Adam step on the batch (X, Y), encoded and submitted as one command buffer. */
+function trainStep(
+  gpu: Gpu,
+  { model, loss, optimizer }: { model: Sequential; loss: CrossEntropyLoss; optimizer: Adam },
+  X: Tensor,
+  Y: Tensor,
+): void {
+  const enc = new StepEncoder(gpu);
+  optimizer.zeroGrad(enc);
+  loss.forward(enc, model.forward(enc, X), Y);
+  model.backward(enc, loss.backward());
+  optimizer.step(enc);
+  enc.submit();
+}
+
 for (const variant of ["plain", "bn", "dropout"] as Variant[]) {
   Deno.test({
     name: `parity with PyTorch: ${variant} model, 20 Adam steps on real CIFAR-10`,
@@ -110,12 +125,7 @@ for (const variant of ["plain", "bn", "dropout"] as Variant[]) {
         const { x, y } = await records("data_batch_1.bin", step * B, (step + 1) * B);
         X.write(x);
         Y.write(y);
-        const enc = new StepEncoder(gpu);
-        optimizer.zeroGrad(enc);
-        loss.forward(enc, model.forward(enc, X), Y);
-        model.backward(enc, loss.backward());
-        optimizer.step(enc);
-        enc.submit();
+        trainStep(gpu, { model, loss, optimizer }, X, Y);
         losses.push((await loss.stats.read()).lastLoss);
       }
       const source = live ? "live PyTorch" : "committed goldens";
@@ -229,12 +239,7 @@ Deno.test({
     const X = Tensor.from(gpu, x, [128, 3072]);
     const Y = Tensor.from(gpu, y, [128]);
     for (let i = 0; i < 3; i++) {
-      const enc = new StepEncoder(gpu);
-      optimizer.zeroGrad(enc);
-      loss.forward(enc, model.forward(enc, X), Y);
-      model.backward(enc, loss.backward());
-      optimizer.step(enc);
-      enc.submit();
+      trainStep(gpu, { model, loss, optimizer }, X, Y);
     }
     const state = await model.stateDict();
     const file = join(tmp, "ours.safetensors");

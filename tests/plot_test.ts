@@ -1,7 +1,7 @@
 /**
  * Figures and report, checked from the outside: each SVG is parsed by a small strict XML reader
- * (`fixtures/svg.ts`, not linkedom), and the drawn lines are mapped back to data through the axis tick
- * labels, then compared with the values the synthetic histories were built from.
+ * (`fixtures/svg.ts`, not linkedom), and the drawn lines are mapped back to data through the axis
+ * tick labels, then compared with the values the synthetic histories were built from.
  */
 
 import assert from "node:assert/strict";

@@ -21,9 +21,8 @@ import { makeOptimizer, seedModel, type Variant } from "../lib/train/experiment.
 import { fit } from "../lib/train/fit.ts";
 import type { History } from "../lib/train/history.ts";
 import { lcgBytes, writeFixture } from "./fixtures/cifar_fixture.ts";
+import { trainCommand } from "./fixtures/train_script.ts";
 import { gpuTest, hasGpu } from "./helpers.ts";
-
-const REPO = new URL("..", import.meta.url).pathname;
 
 /** `count` random images with random labels (an LCG, independent of the code under test). */
 function syntheticSet(count: number, seed: number): ImageSet {
@@ -232,29 +231,6 @@ Deno.test("fit refuses resume or restoreBest without a checkpoint folder", async
 });
 
 // ---- the script, killed with SIGINT and resumed ----
-
-/** The `--allow-*` flags of a deno.json task, so the subprocess runs with the task's rights. */
-async function taskFlags(task: string): Promise<string[]> {
-  const config = JSON.parse(await Deno.readTextFile(join(REPO, "deno.json")));
-  return (config.tasks[task] as string).split(/\s+/).filter((t) => t.startsWith("--allow-"));
-}
-
-/** `deno run <train task flags> scripts/train.ts ...args` in `cwd`. */
-async function trainCommand(cwd: string, args: string[]): Promise<Deno.Command> {
-  return new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--config",
-      join(REPO, "deno.json"),
-      ...(await taskFlags("train")),
-      join(REPO, "scripts/train.ts"),
-      ...args,
-    ],
-    cwd,
-    stdout: "piped",
-    stderr: "piped",
-  });
-}
 
 const exists = (path: string) => Deno.stat(path).then(() => true, () => false);
 

@@ -17,6 +17,8 @@ import {
   type SafetensorsDType,
   writeSafetensorsFile,
 } from "../lib/nn/safetensors.ts";
+// Not helpers.ts: importing it probes for a GPU.
+import { rng } from "./fixtures/random.ts";
 
 const assertEquals = (actual: unknown, expected: unknown, message?: string) =>
   assert.deepStrictEqual(actual, expected, message);
@@ -32,18 +34,6 @@ function assertThrows(fn: () => unknown, type?: ErrorConstructor, includes?: str
     return e;
   }
   throw new assert.AssertionError({ message: "expected an error, none was thrown" });
-}
-
-/** A deterministic generator (mulberry32); helpers.ts is not imported as it probes the GPU. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const PYTHON = "/usr/bin/python3";

@@ -8,15 +8,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { writeFixture } from "./fixtures/cifar_fixture.ts";
+import { REPO } from "./fixtures/tiny_cifar.ts";
+import { trainCommand } from "./fixtures/train_script.ts";
 import { hasGpu } from "./helpers.ts";
-
-const REPO = new URL("..", import.meta.url).pathname;
-
-/** The `--allow-*` flags of a deno.json task. */
-async function taskFlags(task: string): Promise<string[]> {
-  const config = JSON.parse(await Deno.readTextFile(join(REPO, "deno.json")));
-  return (config.tasks[task] as string).split(/\s+/).filter((t) => t.startsWith("--allow-"));
-}
 
 interface Run {
   code: number;
@@ -26,19 +20,7 @@ interface Run {
 }
 
 async function train(cwd: string, args: string[]): Promise<Run> {
-  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--config",
-      join(REPO, "deno.json"),
-      ...(await taskFlags("train")),
-      join(REPO, "scripts/train.ts"),
-      ...args,
-    ],
-    cwd,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
+  const { code, stdout, stderr } = await (await trainCommand(cwd, args)).output();
   const td = new TextDecoder();
   const err = td.decode(stderr).split("\n").filter((l) => !/XDG_RUNTIME_DIR/.test(l)).join("\n");
   return { code, stdout: td.decode(stdout), stderr: err };
