@@ -42,6 +42,8 @@ export type {
 export { BufferPool, GpuBuffer } from "./lib/gpu/buffer.ts";
 export type { MemoryStats } from "./lib/gpu/buffer.ts";
 export { StepEncoder } from "./lib/gpu/encoder.ts";
+export { adapterVectorWidth, useLavapipeVectorWidth } from "./lib/gpu/lavapipe.ts";
+export type { VectorWidth } from "./lib/gpu/lavapipe.ts";
 export { PipelineCache } from "./lib/gpu/kernels.ts";
 export type { Constants, Kernel } from "./lib/gpu/kernels.ts";
 export { Tensor } from "./lib/tensor.ts";

@@ -16,6 +16,14 @@ export type VectorWidth = 256 | 512;
  * Asks Mesa's software adapters to use `width`-bit vectors, with a shader cache of its own.
  * Call before {@link requestGpu}; needs `--allow-env`. Has no effect on hardware adapters.
  * Returns the cache folder it chose ("" when the disk cache had to be turned off).
+ *
+ * @example Train with AVX-512 on a software adapter
+ * ```ts ignore
+ * import { requestGpu, useLavapipeVectorWidth } from "@wgnn/wgnn";
+ * useLavapipeVectorWidth(512); // before the first requestGpu() of the process
+ * const gpu = await requestGpu();
+ * console.log(gpu.adapter.description); // "llvmpipe (LLVM 15.0.6, 512 bits)"
+ * ```
  */
 export function useLavapipeVectorWidth(width: VectorWidth): string {
   if (width !== 256 && width !== 512) {
@@ -40,7 +48,15 @@ export function useLavapipeVectorWidth(width: VectorWidth): string {
   return canWrite ? dir : "";
 }
 
-/** The vector width a software adapter reports in its description ("…, 512 bits)"), else null. */
+/**
+ * The vector width a software adapter reports in its description ("…, 512 bits)"), else null.
+ *
+ * @example
+ * ```ts
+ * import { adapterVectorWidth } from "@wgnn/wgnn";
+ * console.assert(adapterVectorWidth("llvmpipe (LLVM 15.0.6, 512 bits)") === 512);
+ * ```
+ */
 export function adapterVectorWidth(description: string): number | null {
   const m = /(\d+) bits\)/.exec(description);
   return m ? Number(m[1]) : null;

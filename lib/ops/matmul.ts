@@ -15,13 +15,18 @@
  * @module
  */
 
-import type { Gpu, GpuTexture } from "../gpu/device.ts";
+import type { Gpu } from "../gpu/device.ts";
 import type { GpuBuffer } from "../gpu/buffer.ts";
 import { checkGrid, grid1d, KERNELS } from "../gpu/kernels.ts";
 import { StepEncoder } from "../gpu/encoder.ts";
 import { ParamsLayout } from "../gpu/params.ts";
 import { Tensor } from "../tensor.ts";
 import { adapterVectorWidth } from "../gpu/lavapipe.ts";
+import { type StagedOperand, TextureOperand } from "./staging.ts";
+import { cachedVariant } from "./matmul_variant.ts";
+
+export type { StagedOperand } from "./staging.ts";
+export { matmulVariant, readEnv } from "./matmul_variant.ts";
 
 /** Which matmul kernel family to use. */
 export type MatmulVariant = "texture" | "tiled";
@@ -56,38 +61,15 @@ export interface MatmulOptions {
   reserveB?: [number, number];
 }
 
-/** A matrix staged into a texture by a texture-variant plan; see {@link Matmul.staged}. */
-export interface StagedOperand {
-  /** Rows of the stored matrix. */
-  readonly rows: number;
-  /** Columns of the stored matrix. */
-  readonly cols: number;
-  /** The texture's width in texels (4 columns each, padded). */
-  readonly width: number;
-  /** The texture's height in texels (rows, padded). */
-  readonly height: number;
-  /** The texture (owned by the plan that staged it). */
-  readonly texture: GpuTexture;
-}
-
 const MATMUL_PARAMS = new ParamsLayout("matmul.Params", {
   M: "u32",
   N: "u32",
   K: "u32",
   slope: "f32",
 });
-const PACK_PARAMS = new ParamsLayout("pack_texture.Params", {
-  rows: "u32",
-  cols: "u32",
-  width: "u32",
-  height: "u32",
-  offset: "u32",
-});
-
 /** The texture variant's block of C per invocation (fixed in the kernel) and workgroup width. */
 const TEXTURE_BLOCK = 16;
 const TEXTURE_WG = 8;
-const PACK_WG: [number, number] = [16, 4];
 /** Tuning of the tiled variant. */
 const TILED = { WG_X: 16, WG_Y: 16, RM: 4, RN: 4 };
 
@@ -121,97 +103,6 @@ function checkDim(name: string, value: number): void {
     throw new RangeError(
       `Cannot plan matmul: ${name} must be a positive integer: current value is ${value}`,
     );
-  }
-}
-
-/**
- * One operand staged into a texture. A row whose byte length is a multiple of 256 is copied
- * with `copyBufferToTexture` (about 3× faster than the pack kernel on lavapipe); other widths
- * go through pack_texture.wgsl, which also writes the zero padding. Copies never touch the
- * padding, which stays zero from the texture's creation.
- */
-class TextureOperand implements StagedOperand {
-  readonly texture: GpuTexture;
-  readonly rows: number;
-  readonly cols: number;
-  readonly width: number;
-  readonly height: number;
-  readonly params: GpuBuffer;
-  readonly grid: [number, number, number];
-  readonly #copy: boolean;
-  readonly #rows: number;
-  readonly #cols: number;
-  #bindGroup: GPUBindGroup | null = null;
-  #source: Tensor | null = null;
-
-  constructor(gpu: Gpu, label: string, rows: number, cols: number, width: number, height: number) {
-    this.#rows = rows;
-    this.#cols = cols;
-    this.rows = rows;
-    this.cols = cols;
-    this.width = width;
-    this.height = height;
-    // Rows whose byte length is a multiple of 256 can be copied; the padding stays zero.
-    this.#copy = (cols * 4) % 256 === 0 && width >= cols / 4 && height >= rows;
-    this.texture = gpu.createTexture(
-      width,
-      height,
-      "rgba32float",
-      GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
-      label,
-    );
-    this.params = PACK_PARAMS.upload(
-      gpu,
-      { rows, cols, width, height, offset: 0 },
-      `${label} params`,
-    );
-    this.grid = checkGrid(`pack ${label}`, [
-      ceilDiv(width, PACK_WG[0]),
-      ceilDiv(height, PACK_WG[1]),
-      1,
-    ]);
-  }
-
-  encodeCopy(encoder: GPUCommandEncoder, source: Tensor): void {
-    encoder.copyBufferToTexture(
-      {
-        buffer: source.buffer,
-        offset: source.byteOffset,
-        bytesPerRow: this.#cols * 4,
-        rowsPerImage: this.#rows,
-      },
-      { texture: this.texture.texture },
-      [this.#cols / 4, this.#rows, 1],
-    );
-  }
-
-  encode(enc: StepEncoder, source: Tensor): void {
-    if (this.#copy) {
-      this.encodeCopy(enc.commands(), source);
-      return;
-    }
-    const gpu = enc.gpu;
-    const pipeline = gpu.pipelines.get(KERNELS.pack_texture, "main", {
-      WG_X: PACK_WG[0],
-      WG_Y: PACK_WG[1],
-    });
-    if (this.#source !== source) {
-      this.#bindGroup = gpu.device.createBindGroup({
-        layout: pipeline.getBindGroupLayout(0),
-        entries: [
-          { binding: 0, resource: source.binding() },
-          { binding: 1, resource: this.texture.texture.createView() },
-          { binding: 2, resource: { buffer: this.params.buffer } },
-        ],
-      });
-      this.#source = source;
-    }
-    enc.dispatch("pack_texture", pipeline, this.#bindGroup!, this.grid);
-  }
-
-  dispose(): void {
-    this.texture.dispose();
-    this.params.dispose();
   }
 }
 
@@ -442,116 +333,4 @@ export function matmul(
   // The plan's resources may be freed once the submission is queued: WebGPU keeps them alive.
   plan.dispose();
   return c;
-}
-
-const chosen = new WeakMap<Gpu, MatmulVariant>();
-
-function cachedVariant(gpu: Gpu): MatmulVariant {
-  return chosen.get(gpu) ?? defaultVariant(gpu);
-}
-
-/** The table part of the choice: software adapters are known to favour textures. */
-function defaultVariant(gpu: Gpu): MatmulVariant {
-  return gpu.adapter.fallback ? "texture" : "tiled";
-}
-
-/**
- * Chooses the matmul variant for `gpu`, once per process: `WGNN_MATMUL=texture|tiled` when
- * that variable may be read; "tiled" when a small texture-variant product fails or is wrong on
- * this backend; "texture" on software adapters; else a short timed trial of both variants on a
- * 1024×1024×128 product. Later plans default to the result.
- */
-export async function matmulVariant(gpu: Gpu): Promise<MatmulVariant> {
-  const known = chosen.get(gpu);
-  if (known) return known;
-  let pick: MatmulVariant | null = null;
-  const fromEnv = readEnv("WGNN_MATMUL");
-  if (fromEnv === "texture" || fromEnv === "tiled") pick = fromEnv;
-  else if (fromEnv !== undefined) {
-    throw new RangeError(
-      `Cannot choose matmul variant: WGNN_MATMUL must be "texture" or "tiled": current value is "${fromEnv}"`,
-    );
-  }
-  if (pick === null && !(await textureVariantWorks(gpu))) pick = "tiled";
-  if (pick === null && gpu.adapter.fallback) pick = "texture";
-  if (pick === null) {
-    const texture = await timeVariant(gpu, "texture");
-    const tiled = await timeVariant(gpu, "tiled");
-    pick = texture < tiled ? "texture" : "tiled";
-  }
-  chosen.set(gpu, pick);
-  return pick;
-}
-
-/**
- * Runs a small texture-variant product and checks it against the CPU. Some backends lack
- * read-only storage textures (Mesa's GL backend fails with an internal error), and then the
- * tiled variant is used everywhere.
- */
-async function textureVariantWorks(gpu: Gpu): Promise<boolean> {
-  const [M, N, K] = [19, 21, 23];
-  const a = Float32Array.from({ length: M * K }, (_, i) => ((i * 7) % 13) - 6);
-  const b = Float32Array.from({ length: K * N }, (_, i) => ((i * 5) % 11) - 5);
-  const device = gpu.device;
-  device.pushErrorScope("internal");
-  device.pushErrorScope("validation");
-  let ok = false;
-  try {
-    const A = Tensor.from(gpu, a, [M, K], "probe A");
-    const B = Tensor.from(gpu, b, [K, N], "probe B");
-    const C = matmul(A, B, { variant: "texture" });
-    const got = await C.toFloat32();
-    ok = got.every((v, i) => {
-      const m = Math.floor(i / N);
-      const n = i % N;
-      let want = 0;
-      for (let k = 0; k < K; k++) want += a[m * K + k] * b[k * N + n];
-      return v === want; // small integers: exact in f32
-    });
-    for (const t of [A, B, C]) t.dispose();
-  } catch {
-    ok = false;
-  }
-  const errors = [await device.popErrorScope(), await device.popErrorScope()];
-  try {
-    gpu.check(); // drop anything the probe left recorded
-  } catch {
-    ok = false;
-  }
-  return ok && errors.every((e) => e === null);
-}
-
-/** Reads an environment variable only when permission is already granted (never prompts). */
-export function readEnv(name: string): string | undefined {
-  try {
-    const state = Deno.permissions.querySync({ name: "env", variable: name }).state;
-    return state === "granted" ? Deno.env.get(name) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-async function timeVariant(gpu: Gpu, variant: MatmulVariant): Promise<number> {
-  const [M, N, K] = [1024, 128, 1024];
-  const a = Tensor.empty(gpu, [M, K], "f32", "autotune A");
-  const b = Tensor.empty(gpu, [K, N], "f32", "autotune B");
-  const c = Tensor.empty(gpu, [M, N], "f32", "autotune C");
-  const plan = new Matmul(gpu, M, N, K, { variant });
-  try {
-    let best = Infinity;
-    for (let rep = 0; rep < 4; rep++) {
-      const start = performance.now();
-      const enc = new StepEncoder(gpu, "autotune");
-      for (let i = 0; i < 4; i++) plan.encode(enc, a, b, c);
-      enc.submit();
-      await gpu.sync();
-      if (rep > 0) best = Math.min(best, performance.now() - start);
-    }
-    return best;
-  } finally {
-    plan.dispose();
-    a.dispose();
-    b.dispose();
-    c.dispose();
-  }
 }

@@ -1,0 +1,125 @@
+/**
+ * Which matmul kernel family an adapter uses, chosen once per process: `WGNN_MATMUL` when it may
+ * be read, the tiled kernel where a probe shows textures do not work, the texture kernel on
+ * software adapters, else a short timed trial of both.
+ *
+ * @module
+ */
+
+import type { Gpu } from "../gpu/device.ts";
+import { StepEncoder } from "../gpu/encoder.ts";
+import { Tensor } from "../tensor.ts";
+import { Matmul, matmul, type MatmulVariant } from "./matmul.ts";
+
+const chosen = new WeakMap<Gpu, MatmulVariant>();
+
+/** The variant plans default to: the choice made so far, else the table's. */
+export function cachedVariant(gpu: Gpu): MatmulVariant {
+  return chosen.get(gpu) ?? defaultVariant(gpu);
+}
+
+/** The table part of the choice: software adapters are known to favour textures. */
+function defaultVariant(gpu: Gpu): MatmulVariant {
+  return gpu.adapter.fallback ? "texture" : "tiled";
+}
+
+/**
+ * Chooses the matmul variant for `gpu`, once per process: `WGNN_MATMUL=texture|tiled` when
+ * that variable may be read; "tiled" when a small texture-variant product fails or is wrong on
+ * this backend; "texture" on software adapters; else a short timed trial of both variants on a
+ * 1024×1024×128 product. Later plans default to the result.
+ */
+export async function matmulVariant(gpu: Gpu): Promise<MatmulVariant> {
+  const known = chosen.get(gpu);
+  if (known) return known;
+  let pick: MatmulVariant | null = null;
+  const fromEnv = readEnv("WGNN_MATMUL");
+  if (fromEnv === "texture" || fromEnv === "tiled") pick = fromEnv;
+  else if (fromEnv !== undefined) {
+    throw new RangeError(
+      `Cannot choose matmul variant: WGNN_MATMUL must be "texture" or "tiled": current value is "${fromEnv}"`,
+    );
+  }
+  if (pick === null && !(await textureVariantWorks(gpu))) pick = "tiled";
+  if (pick === null && gpu.adapter.fallback) pick = "texture";
+  if (pick === null) {
+    const texture = await timeVariant(gpu, "texture");
+    const tiled = await timeVariant(gpu, "tiled");
+    pick = texture < tiled ? "texture" : "tiled";
+  }
+  chosen.set(gpu, pick);
+  return pick;
+}
+
+/**
+ * Runs a small texture-variant product and checks it against the CPU. Some backends lack
+ * read-only storage textures (Mesa's GL backend fails with an internal error), and then the
+ * tiled variant is used everywhere.
+ */
+async function textureVariantWorks(gpu: Gpu): Promise<boolean> {
+  const [M, N, K] = [19, 21, 23];
+  const a = Float32Array.from({ length: M * K }, (_, i) => ((i * 7) % 13) - 6);
+  const b = Float32Array.from({ length: K * N }, (_, i) => ((i * 5) % 11) - 5);
+  const device = gpu.device;
+  device.pushErrorScope("internal");
+  device.pushErrorScope("validation");
+  let ok = false;
+  try {
+    const A = Tensor.from(gpu, a, [M, K], "probe A");
+    const B = Tensor.from(gpu, b, [K, N], "probe B");
+    const C = matmul(A, B, { variant: "texture" });
+    const got = await C.toFloat32();
+    ok = got.every((v, i) => {
+      const m = Math.floor(i / N);
+      const n = i % N;
+      let want = 0;
+      for (let k = 0; k < K; k++) want += a[m * K + k] * b[k * N + n];
+      return v === want; // small integers: exact in f32
+    });
+    for (const t of [A, B, C]) t.dispose();
+  } catch {
+    ok = false;
+  }
+  const errors = [await device.popErrorScope(), await device.popErrorScope()];
+  try {
+    gpu.check(); // drop anything the probe left recorded
+  } catch {
+    ok = false;
+  }
+  return ok && errors.every((e) => e === null);
+}
+
+/** Reads an environment variable only when permission is already granted (never prompts). */
+export function readEnv(name: string): string | undefined {
+  try {
+    const state = Deno.permissions.querySync({ name: "env", variable: name }).state;
+    return state === "granted" ? Deno.env.get(name) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function timeVariant(gpu: Gpu, variant: MatmulVariant): Promise<number> {
+  const [M, N, K] = [1024, 128, 1024];
+  const a = Tensor.empty(gpu, [M, K], "f32", "autotune A");
+  const b = Tensor.empty(gpu, [K, N], "f32", "autotune B");
+  const c = Tensor.empty(gpu, [M, N], "f32", "autotune C");
+  const plan = new Matmul(gpu, M, N, K, { variant });
+  try {
+    let best = Infinity;
+    for (let rep = 0; rep < 4; rep++) {
+      const start = performance.now();
+      const enc = new StepEncoder(gpu, "autotune");
+      for (let i = 0; i < 4; i++) plan.encode(enc, a, b, c);
+      enc.submit();
+      await gpu.sync();
+      if (rep > 0) best = Math.min(best, performance.now() - start);
+    }
+    return best;
+  } finally {
+    plan.dispose();
+    a.dispose();
+    b.dispose();
+    c.dispose();
+  }
+}

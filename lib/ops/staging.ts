@@ -1,0 +1,131 @@
+/**
+ * Matmul operands staged into read-only storage textures: the texture variant's input path.
+ * A row whose byte length is a multiple of 256 is staged with `copyBufferToTexture`; other
+ * widths go through kernels/pack_texture.wgsl. A producer may also write a texture directly
+ * (the loader gathering a batch) and mark the tensor with `stagedIn`.
+ *
+ * @module
+ */
+
+import type { Gpu, GpuTexture } from "../gpu/device.ts";
+import type { GpuBuffer } from "../gpu/buffer.ts";
+import { checkGrid, KERNELS } from "../gpu/kernels.ts";
+import type { StepEncoder } from "../gpu/encoder.ts";
+import { ParamsLayout } from "../gpu/params.ts";
+import type { Tensor } from "../tensor.ts";
+
+/** A matrix staged into a texture by a texture-variant plan; see {@link Matmul.staged}. */
+export interface StagedOperand {
+  /** Rows of the stored matrix. */
+  readonly rows: number;
+  /** Columns of the stored matrix. */
+  readonly cols: number;
+  /** The texture's width in texels (4 columns each, padded). */
+  readonly width: number;
+  /** The texture's height in texels (rows, padded). */
+  readonly height: number;
+  /** The texture (owned by the plan that staged it). */
+  readonly texture: GpuTexture;
+}
+
+const PACK_PARAMS = new ParamsLayout("pack_texture.Params", {
+  rows: "u32",
+  cols: "u32",
+  width: "u32",
+  height: "u32",
+  offset: "u32",
+});
+
+const PACK_WG: [number, number] = [16, 4];
+const ceilDiv = (a: number, b: number) => Math.ceil(a / b);
+
+/**
+ * One operand staged into a texture. A row whose byte length is a multiple of 256 is copied
+ * with `copyBufferToTexture` (about 3× faster than the pack kernel on lavapipe); other widths
+ * go through pack_texture.wgsl, which also writes the zero padding. Copies never touch the
+ * padding, which stays zero from the texture's creation.
+ */
+export class TextureOperand implements StagedOperand {
+  readonly texture: GpuTexture;
+  readonly rows: number;
+  readonly cols: number;
+  readonly width: number;
+  readonly height: number;
+  readonly params: GpuBuffer;
+  readonly grid: [number, number, number];
+  readonly #copy: boolean;
+  readonly #rows: number;
+  readonly #cols: number;
+  #bindGroup: GPUBindGroup | null = null;
+  #source: Tensor | null = null;
+
+  constructor(gpu: Gpu, label: string, rows: number, cols: number, width: number, height: number) {
+    this.#rows = rows;
+    this.#cols = cols;
+    this.rows = rows;
+    this.cols = cols;
+    this.width = width;
+    this.height = height;
+    // Rows whose byte length is a multiple of 256 can be copied; the padding stays zero.
+    this.#copy = (cols * 4) % 256 === 0 && width >= cols / 4 && height >= rows;
+    this.texture = gpu.createTexture(
+      width,
+      height,
+      "rgba32float",
+      GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
+      label,
+    );
+    this.params = PACK_PARAMS.upload(
+      gpu,
+      { rows, cols, width, height, offset: 0 },
+      `${label} params`,
+    );
+    this.grid = checkGrid(`pack ${label}`, [
+      ceilDiv(width, PACK_WG[0]),
+      ceilDiv(height, PACK_WG[1]),
+      1,
+    ]);
+  }
+
+  encodeCopy(encoder: GPUCommandEncoder, source: Tensor): void {
+    encoder.copyBufferToTexture(
+      {
+        buffer: source.buffer,
+        offset: source.byteOffset,
+        bytesPerRow: this.#cols * 4,
+        rowsPerImage: this.#rows,
+      },
+      { texture: this.texture.texture },
+      [this.#cols / 4, this.#rows, 1],
+    );
+  }
+
+  encode(enc: StepEncoder, source: Tensor): void {
+    if (this.#copy) {
+      this.encodeCopy(enc.commands(), source);
+      return;
+    }
+    const gpu = enc.gpu;
+    const pipeline = gpu.pipelines.get(KERNELS.pack_texture, "main", {
+      WG_X: PACK_WG[0],
+      WG_Y: PACK_WG[1],
+    });
+    if (this.#source !== source) {
+      this.#bindGroup = gpu.device.createBindGroup({
+        layout: pipeline.getBindGroupLayout(0),
+        entries: [
+          { binding: 0, resource: source.binding() },
+          { binding: 1, resource: this.texture.texture.createView() },
+          { binding: 2, resource: { buffer: this.params.buffer } },
+        ],
+      });
+      this.#source = source;
+    }
+    enc.dispatch("pack_texture", pipeline, this.#bindGroup!, this.grid);
+  }
+
+  dispose(): void {
+    this.texture.dispose();
+    this.params.dispose();
+  }
+}
