@@ -41,6 +41,8 @@ Trains the lecture's three MLPs (plain, bn, dropout) on CIFAR-10 with WebGPU.
   --augment                      random flips and crops of training images
   --resume                       continue each variant from OUT/<variant>/last.* (variants
                                  without one start afresh)
+  --checkpoint-seconds S         write last.* and the history at most every S seconds (default
+                                 0: after every epoch; raise it where epochs take milliseconds)
   --help                         this text
 
 Ctrl-C stops after the current step; checkpoints and history stay intact (resume with --resume).`;
@@ -61,7 +63,14 @@ function joinDashValues(args: string[], flags: readonly string[]): string[] {
   return out;
 }
 
-const NUMBER_FLAGS = ["--epochs", "--batch-size", "--lr", "--seed", "--val-freq"];
+const NUMBER_FLAGS = [
+  "--epochs",
+  "--batch-size",
+  "--lr",
+  "--seed",
+  "--val-freq",
+  "--checkpoint-seconds",
+];
 
 await runMain("train", async () => {
   const v = parseFlags({
@@ -74,6 +83,7 @@ await runMain("train", async () => {
       optimizer: { type: "string", default: "adam" },
       seed: { type: "string", default: "0" },
       "val-freq": { type: "string", default: "1" },
+      "checkpoint-seconds": { type: "string", default: "0" },
       data: { type: "string", default: "data" },
       out: { type: "string", default: "out" },
       augment: { type: "boolean", default: false },
@@ -105,6 +115,9 @@ await runMain("train", async () => {
     outDir: v.out,
     augment: v.augment,
     resume: v.resume,
+    checkpointSeconds: v["checkpoint-seconds"] === "0"
+      ? 0
+      : positiveNumber("checkpoint-seconds", v["checkpoint-seconds"]),
   };
   try {
     const dir = await findBatchesDir(options.dataDir);

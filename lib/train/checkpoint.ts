@@ -30,20 +30,20 @@ function toFile(state: StateDict): Record<string, FileTensor> {
 }
 
 /**
- * Writes the epoch's checkpoint: `last.safetensors` (model), `last.optim.safetensors` (optimizer
- * state) and, when `best`, `best.safetensors`. Everything is read back from the GPU before the
- * first file is written, so a device lost on the way cannot leave the pair at different epochs;
- * each file is written atomically.
+ * Writes the epoch's checkpoint: with `last`, `last.safetensors` (model) and
+ * `last.optim.safetensors` (optimizer state); with `best`, `best.safetensors`. Everything is read
+ * back from the GPU before the first file is written, so a device lost on the way cannot leave
+ * the pair at different epochs; each file is written atomically.
  */
 export async function saveCheckpoint(
   dir: string,
   model: Sequential,
   optimizer: Optimizer,
   position: RunPosition,
-  best: boolean,
+  { last = true, best = false }: { last?: boolean; best?: boolean } = {},
 ): Promise<void> {
   const weights = toFile(await model.stateDict());
-  const state = await optimizer.readState();
+  const state = last ? await optimizer.readState() : {};
   const tensors: Record<string, FileTensor> = {};
   for (const [k, v] of Object.entries(state)) {
     tensors[k] = { dtype: "F32", shape: [v.length], data: v };
@@ -53,12 +53,14 @@ export async function saveCheckpoint(
     trainingSteps: String(position.trainingSteps),
   };
   const modelMeta = { format: "pt", ...meta, architecture: position.architecture };
-  await writeSafetensorsFile(join(dir, "last.safetensors"), weights, modelMeta);
-  await writeSafetensorsFile(join(dir, "last.optim.safetensors"), tensors, {
-    ...meta,
-    optimizer: optimizer.name,
-    lr: String(optimizer.lr),
-  });
+  if (last) {
+    await writeSafetensorsFile(join(dir, "last.safetensors"), weights, modelMeta);
+    await writeSafetensorsFile(join(dir, "last.optim.safetensors"), tensors, {
+      ...meta,
+      optimizer: optimizer.name,
+      lr: String(optimizer.lr),
+    });
+  }
   if (best) await writeSafetensorsFile(join(dir, "best.safetensors"), weights, modelMeta);
 }
 

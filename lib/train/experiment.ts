@@ -133,6 +133,8 @@ export interface ExperimentOptions {
   augment?: boolean;
   /** Continue each variant from `<outDir>/<variant>/last.*`; variants without one start afresh. */
   resume?: boolean;
+  /** Write last.* and the history at most this often, in seconds (0, the default: every epoch). */
+  checkpointSeconds?: number;
   /** Stops the run between steps; checkpoints and histories stay intact. */
   signal?: AbortSignal;
   /** Progress display: true for stderr (default), false for none, or a custom sink. */
@@ -219,6 +221,7 @@ export async function runExperiment(gpu: Gpu, o: ExperimentOptions): Promise<Sum
           checkpointDir: dir,
           // Variants an interrupted run never reached have no checkpoint: they start afresh.
           resume: o.resume === true && await hasCheckpoint(dir),
+          checkpointSeconds: o.checkpointSeconds,
           signal: o.signal,
           variant,
           classes: data.classes,

@@ -41,6 +41,13 @@ export interface FitOptions {
   signal?: AbortSignal;
   /** Folder for history.json/csv, last.* and best.* checkpoints (written atomically). */
   checkpointDir?: string;
+  /**
+   * Write `last.*` and the history at most this often (seconds); 0 (default) writes them after
+   * every epoch. A deferred epoch is still written when the run ends, stops early or is aborted
+   * between epochs; `best.safetensors` is always written when the validation loss improves. Use
+   * it where epochs take milliseconds (a fast GPU) and the writes would dominate.
+   */
+  checkpointSeconds?: number;
   /** Continue from `checkpointDir`'s last checkpoint. */
   resume?: boolean;
   /** Stop after `patience` validations without a lower validation loss. */
@@ -78,6 +85,12 @@ function checkOptions(o: FitOptions): void {
   if (!Number.isInteger(freq) || freq <= 0) {
     throw new RangeError(
       `Cannot fit: validationFreq must be a positive integer: current value is ${freq}`,
+    );
+  }
+  const seconds = o.checkpointSeconds ?? 0;
+  if (!(Number.isFinite(seconds) && seconds >= 0)) {
+    throw new RangeError(
+      `Cannot fit: checkpointSeconds must be a finite number >= 0: current value is ${seconds}`,
     );
   }
   if (o.resume && !o.checkpointDir) throw new RangeError("Cannot fit: resume needs checkpointDir");
@@ -147,10 +160,24 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
   const began = performance.now();
   let done = 0;
   let steps = optimizer.stepCount;
+  const every = Math.max(0, options.checkpointSeconds ?? 0) * 1000;
+  let lastSaved = -Infinity;
+  // A completed epoch whose last.* checkpoint was deferred; the model still holds its weights
+  // until the next epoch starts training.
+  let unsaved: RunPosition | null = null;
+  const saveLast = async (position: RunPosition, best: boolean) => {
+    // History first: a crash before the checkpoint leaves a history that is ahead, which a
+    // resume trims; a history behind the checkpoint would lose epochs.
+    await writeHistory(dir!, history);
+    await saveCheckpoint(dir!, model, optimizer, position, { last: true, best });
+    lastSaved = performance.now();
+    unsaved = null;
+  };
   try {
     for (let epoch = start; epoch <= options.epochs; epoch++) {
       if (signal?.aborted) {
         history.stopped = "aborted";
+        if (unsaved) await saveLast(unsaved, false);
         break;
       }
       const t0 = performance.now();
@@ -266,14 +293,21 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
           trainingSteps: await model.trainingSteps(),
           architecture: model.describe(),
         };
-        // History first: a crash before the checkpoint leaves a history that is ahead, which a
-        // resume trims; a history behind the checkpoint would lose epochs.
-        await writeHistory(dir, history);
-        await saveCheckpoint(dir, model, optimizer, position, improved);
+        const due = every === 0 || epoch === options.epochs ||
+          performance.now() - lastSaved >= every;
+        if (due) {
+          await saveLast(position, improved);
+        } else {
+          if (improved) {
+            await saveCheckpoint(dir, model, optimizer, position, { last: false, best: true });
+          }
+          unsaved = position;
+        }
       }
       await options.onEpoch?.(record, history);
       if (options.earlyStopping && sinceBest >= options.earlyStopping.patience) {
         history.stopped = "early-stopping";
+        if (unsaved) await saveLast(unsaved, false);
         if (options.earlyStopping.restoreBest && dir) {
           await loadModel(join(dir, "best.safetensors"), model);
         }
