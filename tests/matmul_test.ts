@@ -5,7 +5,7 @@ import { Tensor } from "../lib/tensor.ts";
 import { matmulRef } from "./reference/matmul.ts";
 import { assertClose, gpuTest, randomArray } from "./helpers.ts";
 
-const VARIANTS: MatmulVariant[] = ["texture", "tiled"];
+const VARIANTS: MatmulVariant[] = ["texture", "tiled", "blocked"];
 const SHAPES: [number, number, number][] = [[37, 61, 53], [1, 3072, 128], [1000, 7, 3], [
   64,
   128,

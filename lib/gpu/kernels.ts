@@ -9,6 +9,7 @@
  */
 
 import type { Gpu } from "./device.ts";
+import matmulBlocked from "../../kernels/matmul_blocked.wgsl" with { type: "text" };
 import matmulTexture from "../../kernels/matmul_texture.wgsl" with { type: "text" };
 import matmulTiled from "../../kernels/matmul_tiled.wgsl" with { type: "text" };
 import matmulYardstick from "../../kernels/matmul_yardstick.wgsl" with { type: "text" };
@@ -45,6 +46,7 @@ export interface Kernel {
 
 /** Every kernel the toolkit ships, by file name. */
 export const KERNELS = {
+  matmul_blocked: { name: "matmul_blocked", source: matmulBlocked },
   matmul_texture: { name: "matmul_texture", source: matmulTexture },
   matmul_tiled: { name: "matmul_tiled", source: matmulTiled },
   matmul_yardstick: { name: "matmul_yardstick", source: matmulYardstick },

@@ -8,6 +8,8 @@
  *   software adapters this is 5–10× faster than any storage-buffer kernel (perf-notes.md).
  * - `tiled` (kernels/matmul_tiled.wgsl): storage buffers with shared-memory tiles, the usual
  *   winner on real GPUs, and the fallback when an operand exceeds the texture size limit.
+ * - `blocked` (kernels/matmul_blocked.wgsl): storage buffers, an 8×8 register block and no
+ *   shared memory, for software adapters that cannot read storage textures (Mesa's GL).
  *
  * {@link matmulVariant} picks one per adapter: a table for known software adapters, otherwise a
  * short timed trial of both, done once per process.
@@ -29,7 +31,7 @@ export type { StagedOperand } from "./staging.ts";
 export { matmulVariant, readEnv } from "./matmul_variant.ts";
 
 /** Which matmul kernel family to use. */
-export type MatmulVariant = "texture" | "tiled";
+export type MatmulVariant = "texture" | "tiled" | "blocked";
 
 /** Options of a {@link Matmul} plan. */
 export interface MatmulOptions {
@@ -179,7 +181,7 @@ export class Matmul {
     const max = gpu.limits.maxTextureDimension2D;
     const reusing = options.reuseA !== undefined || options.reuseB !== undefined;
     if (variant === "texture" && !reusing && [...dimsA, ...dimsB].some((d) => d > max)) {
-      variant = "tiled";
+      variant = gpu.adapter.fallback ? "blocked" : "tiled";
     }
     if (reusing && variant !== "texture") {
       throw new RangeError(
@@ -201,6 +203,10 @@ export class Matmul {
       const wg = (adapterVectorWidth(gpu.adapter.description) ?? 256) >= 512 ? 16 : TEXTURE_WG;
       this.#constants = { ...common, WG_X: wg };
       this.#grid = grid1d(ceilDiv(mBlocks * nBlocks, wg));
+    } else if (variant === "blocked") {
+      const wg = (adapterVectorWidth(gpu.adapter.description) ?? 256) >= 512 ? 16 : TEXTURE_WG;
+      this.#constants = { ...common, WG_X: wg };
+      this.#grid = grid1d(ceilDiv(ceilDiv(M, 8) * ceilDiv(N, 8), wg));
     } else {
       this.#constants = { ...common, ...TILED };
       const BM = TILED.WG_Y * TILED.RM;
@@ -256,7 +262,11 @@ export class Matmul {
     // were written straight into this plan's staging texture needs no staging either.
     if (this.#stageA && a.stagedIn !== this.#stageA) this.#stageA.encode(enc, a);
     if (this.#stageB && b.stagedIn !== this.#stageB) this.#stageB.encode(enc, b);
-    const kernel = this.variant === "texture" ? KERNELS.matmul_texture : KERNELS.matmul_tiled;
+    const kernel = this.variant === "texture"
+      ? KERNELS.matmul_texture
+      : this.variant === "blocked"
+      ? KERNELS.matmul_blocked
+      : KERNELS.matmul_tiled;
     const pipeline = gpu.pipelines.get(kernel, "main", this.#constants);
     const key = [a, b, bias ?? null, c];
     if (this.#bindGroup === null || key.some((k, i) => k !== this.#bound[i])) {

@@ -24,23 +24,28 @@ function defaultVariant(gpu: Gpu): MatmulVariant {
 }
 
 /**
- * Chooses the matmul variant for `gpu`, once per process: `WGNN_MATMUL=texture|tiled` when
- * that variable may be read; "tiled" when a small texture-variant product fails or is wrong on
- * this backend; "texture" on software adapters; else a short timed trial of both variants on a
- * 1024×1024×128 product. Later plans default to the result.
+ * Chooses the matmul variant for `gpu`, once per process: `WGNN_MATMUL=texture|tiled|blocked`
+ * when that variable may be read; when a small texture-variant product fails or is wrong on this
+ * backend, "blocked" on software adapters and "tiled" on real GPUs; "texture" on software
+ * adapters; else a short timed trial of texture and tiled on a 1024×1024×128 product. Later plans
+ * default to the result.
  */
 export async function matmulVariant(gpu: Gpu): Promise<MatmulVariant> {
   const known = chosen.get(gpu);
   if (known) return known;
   let pick: MatmulVariant | null = null;
   const fromEnv = readEnv("WGNN_MATMUL");
-  if (fromEnv === "texture" || fromEnv === "tiled") pick = fromEnv;
+  if (fromEnv === "texture" || fromEnv === "tiled" || fromEnv === "blocked") pick = fromEnv;
   else if (fromEnv !== undefined) {
     throw new RangeError(
-      `Cannot choose matmul variant: WGNN_MATMUL must be "texture" or "tiled": current value is "${fromEnv}"`,
+      `Cannot choose matmul variant: WGNN_MATMUL must be "texture", "tiled" or "blocked": current value is "${fromEnv}"`,
     );
   }
-  if (pick === null && !(await textureVariantWorks(gpu))) pick = "tiled";
+  // Without usable storage textures: the register-blocked kernel on software adapters (no
+  // shared memory, which llvmpipe runs slowly), the shared-memory tiles on real GPUs.
+  if (pick === null && !(await textureVariantWorks(gpu))) {
+    pick = gpu.adapter.fallback ? "blocked" : "tiled";
+  }
   if (pick === null && gpu.adapter.fallback) pick = "texture";
   if (pick === null) {
     const texture = await timeVariant(gpu, "texture");
