@@ -49,6 +49,7 @@ export type { Constants, Kernel } from "./lib/gpu/kernels.ts";
 export { Tensor } from "./lib/tensor.ts";
 export type { DType } from "./lib/tensor.ts";
 export { Matmul, matmul, matmulVariant } from "./lib/ops/matmul.ts";
+export { slowAdapterHint } from "./lib/ops/matmul_variant.ts";
 export type { MatmulOptions, MatmulVariant, StagedOperand } from "./lib/ops/matmul.ts";
 
 // Layers, loss, parameters

@@ -10,6 +10,7 @@ import { checkWritableDir, parseFlags, positiveInt, runMain, scriptArgs } from "
 import { runExperiment, VARIANTS } from "../lib/train/experiment.ts";
 import { formatSummary } from "../lib/train/summary.ts";
 import { readRunFolder, writePlots } from "../lib/plot/run.ts";
+import { matmulVariant, slowAdapterHint } from "../lib/ops/matmul_variant.ts";
 
 const HELP = `Usage: deno task demo [--epochs N] [--data DIR] [--from PATH] [--out DIR]
 
@@ -45,6 +46,9 @@ await runMain("demo", async () => {
   const data = await downloadCifar10(v.data, { from: v.from });
   console.error(`demo: CIFAR-10 ready in ${data.dir} (source: ${data.source})`);
   const gpu = await requestGpu();
+  await matmulVariant(gpu);
+  const hint = slowAdapterHint(gpu);
+  if (hint) console.error(`demo: ${hint}`);
   console.error(
     `demo: training plain, bn and dropout for ${epochs} epochs each on ${gpu.adapter.description}` +
       ` (a short run; the lecture's 200 epochs: deno task train --model all)`,

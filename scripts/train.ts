@@ -24,6 +24,7 @@ import {
   VARIANTS,
 } from "../lib/train/experiment.ts";
 import { formatSummary } from "../lib/train/summary.ts";
+import { matmulVariant, slowAdapterHint } from "../lib/ops/matmul_variant.ts";
 
 const HELP = `Usage: deno task train [options]
 
@@ -157,6 +158,9 @@ await runMain("train", async () => {
   };
   Deno.addSignalListener("SIGINT", onSignal);
   const gpu = await requestGpu();
+  await matmulVariant(gpu);
+  const hint = slowAdapterHint(gpu);
+  if (hint) console.error(`train: ${hint}`);
   console.error(
     `train: ${variants.join(", ")} for ${options.epochs} epochs on ${gpu.adapter.description}`,
   );

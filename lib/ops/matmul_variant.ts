@@ -128,3 +128,23 @@ async function timeVariant(gpu: Gpu, variant: MatmulVariant): Promise<number> {
     c.dispose();
   }
 }
+
+/**
+ * A one-line hint when the chosen kernels will be slow for a reason the user can fix: a software
+ * adapter without storage-texture reads is Mesa's GL backend, and lavapipe (Vulkan) is several
+ * times faster. Null otherwise. Call after {@link matmulVariant}.
+ *
+ * @example
+ * ```ts ignore
+ * const hint = slowAdapterHint(gpu);
+ * if (hint) console.error(hint);
+ * ```
+ */
+export function slowAdapterHint(gpu: Gpu): string | null {
+  if (gpu.adapter.fallback && chosen.get(gpu) === "blocked") {
+    return "note: this software adapter cannot read storage textures (Mesa's OpenGL backend), so " +
+      "training runs several times slower; `apt-get install mesa-vulkan-drivers` provides the " +
+      "Vulkan one (lavapipe), which is picked automatically";
+  }
+  return null;
+}
