@@ -27,8 +27,8 @@ function defaultVariant(gpu: Gpu): MatmulVariant {
  * Chooses the matmul variant for `gpu`, once per process: `WGNN_MATMUL=texture|tiled|blocked`
  * when that variable may be read; when a small texture-variant product fails or is wrong on this
  * backend, "blocked" on software adapters and "tiled" on real GPUs; "texture" on software
- * adapters; else a short timed trial of texture and tiled on a 1024×1024×128 product. Later plans
- * default to the result.
+ * adapters; else a short timed trial of texture and tiled on a 1024×1024×128 product, remembered
+ * per adapter across runs. Later plans default to the result.
  */
 export async function matmulVariant(gpu: Gpu): Promise<MatmulVariant> {
   const known = chosen.get(gpu);
@@ -48,12 +48,34 @@ export async function matmulVariant(gpu: Gpu): Promise<MatmulVariant> {
   }
   if (pick === null && gpu.adapter.fallback) pick = "texture";
   if (pick === null) {
-    const texture = await timeVariant(gpu, "texture");
-    const tiled = await timeVariant(gpu, "tiled");
-    pick = texture < tiled ? "texture" : "tiled";
+    // The timed trial's answer is kept across runs (Deno's localStorage, no permission needed),
+    // keyed by the adapter, so only the first run on a GPU pays for it.
+    const key =
+      `wgnn.matmul-variant.${gpu.adapter.vendor}.${gpu.adapter.architecture}.${gpu.adapter.description}`;
+    const stored = storage()?.getItem(key);
+    if (stored === "texture" || stored === "tiled") pick = stored;
+    else {
+      const texture = await timeVariant(gpu, "texture");
+      const tiled = await timeVariant(gpu, "tiled");
+      pick = texture < tiled ? "texture" : "tiled";
+      try {
+        storage()?.setItem(key, pick);
+      } catch {
+        // A full or unavailable store only costs the trial again next time.
+      }
+    }
   }
   chosen.set(gpu, pick);
   return pick;
+}
+
+/** Deno's localStorage where the runtime offers it (not in every context), else null. */
+function storage(): Storage | null {
+  try {
+    return typeof localStorage === "undefined" ? null : localStorage;
+  } catch {
+    return null;
+  }
 }
 
 /**
