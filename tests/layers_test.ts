@@ -448,3 +448,48 @@ gpuTest("state dict round trip keeps PyTorch names and layouts", async (gpu) => 
   model.dispose();
   fresh.dispose();
 });
+
+gpuTest(
+  "BatchNorm1d without affine and without running stats: batch statistics in both modes",
+  async (gpu) => {
+    const F = 6;
+    const model = new Sequential(
+      new Linear(IN, F),
+      new BatchNorm1d(F, { affine: false, trackRunningStats: false }),
+      new Linear(F, OUT),
+    ).to(gpu);
+    assert.deepEqual(Object.keys(model.expectedState()).sort(), [
+      "0.bias",
+      "0.weight",
+      "2.bias",
+      "2.weight",
+    ]);
+    const s = randomState(model, 50);
+    const f = (k: string) => s[k].data as Float32Array;
+    const x = randomArray(B * IN, 7);
+    const dy = randomArray(B * OUT, 8);
+    const { y, grads } = await runStep(gpu, model, x, dy, [IN]);
+    const z = linearForward(x, f("0.weight"), f("0.bias"), B, IN, F);
+    const ones = new Float64Array(F).fill(1);
+    const bn = batchnormTrain(z, ones, new Float64Array(F), B, F, 1e-5);
+    const want = linearForward(bn.y, f("2.weight"), f("2.bias"), B, F, OUT);
+    assertClose(y, want, { atol: 1e-5, what: "train output" });
+    const g2 = linearBackward(bn.y, f("2.weight"), dy, B, F, OUT);
+    const gb = batchnormBackward(z, ones, g2.dx, B, F, 1e-5);
+    const g0 = linearBackward(x, f("0.weight"), gb.dx, B, IN, F);
+    assertClose(grads["0.weight"].data as Float32Array, g0.dw, {
+      atol: 1e-4,
+      rtol: 1e-4,
+      what: "0.weight.grad",
+    });
+    // Eval mode without running statistics still normalises with the batch's own statistics.
+    model.eval();
+    const X = Tensor.from(gpu, x, [B, IN]);
+    const enc = new StepEncoder(gpu);
+    const ye = model.forward(enc, X);
+    enc.submit();
+    assertClose(await ye.toFloat32(), want, { atol: 1e-5, what: "eval output" });
+    X.dispose();
+    model.dispose();
+  },
+);
