@@ -493,3 +493,22 @@ gpuTest(
     model.dispose();
   },
 );
+
+gpuTest(
+  "Linear without bias: no bias parameter, forward and weight gradient match the twin",
+  async (gpu) => {
+    const model = new Sequential(new Linear(IN, OUT, { bias: false })).to(gpu);
+    assert.deepEqual(Object.keys(model.expectedState()), ["0.weight"]);
+    const s = randomState(model, 60);
+    const x = randomArray(B * IN, 9);
+    const dy = randomArray(B * OUT, 10);
+    const { y, grads } = await runStep(gpu, model, x, dy, [IN]);
+    const w = s["0.weight"].data as Float32Array;
+    assertClose(y, linearForward(x, w, null, B, IN, OUT), { atol: 1e-5, what: "output" });
+    assertClose(grads["0.weight"].data as Float32Array, linearBackward(x, w, dy, B, IN, OUT).dw, {
+      atol: 1e-5,
+      what: "weight grad",
+    });
+    model.dispose();
+  },
+);
