@@ -62,6 +62,8 @@ fn row(acc: mat2x4<f32>, av: f32, lo: vec4<f32>, hi: vec4<f32>) -> mat2x4<f32> {
   return mat2x4<f32>(fma(vec4<f32>(av), lo, acc[0]), fma(vec4<f32>(av), hi, acc[1]));
 }
 
+// The epilogue is the same as matmul_texture.wgsl's and matmul_tiled.wgsl's: each kernel file
+// stays complete on its own page rather than depending on a hidden shared preamble.
 fn epilogue(v: f32, m: u32, n: u32) {
   var x = v;
   if (BIAS) {
