@@ -56,8 +56,9 @@ export type { MatmulOptions, MatmulVariant, StagedOperand } from "./lib/ops/matm
 export { manualSeed } from "./lib/nn/random.ts";
 export { Module } from "./lib/nn/module.ts";
 export type { AttachContext, HostTensor } from "./lib/nn/module.ts";
-export { Flatten, LeakyReLU, Linear, ReLU } from "./lib/nn/layers.ts";
-export type { LinearOptions } from "./lib/nn/layers.ts";
+export { Flatten, LeakyReLU, ReLU } from "./lib/nn/layers.ts";
+export { Linear } from "./lib/nn/linear.ts";
+export type { LinearOptions } from "./lib/nn/linear.ts";
 export { BatchNorm1d } from "./lib/nn/batchnorm.ts";
 export type { BatchNormOptions } from "./lib/nn/batchnorm.ts";
 export { Dropout } from "./lib/nn/dropout.ts";
