@@ -18,7 +18,7 @@ import { GpuDataset } from "../lib/data/dataset.ts";
 import { matmulVariant } from "../lib/ops/matmul.ts";
 import { benchTfjs } from "./peers/tfjs.ts";
 import { benchTorch } from "./peers/torch.ts";
-import type { BenchReport, BenchResult } from "./util.ts";
+import { type BenchReport, type BenchResult, syntheticSet } from "./util.ts";
 import { scriptArgs } from "../lib/cli/args.ts";
 
 const HELP =
@@ -161,10 +161,7 @@ async function dataResults(
   } catch (e) {
     console.log(`data: load skipped (${(e as Error).message})`);
   }
-  const count = 4096;
-  const images = Uint8Array.from({ length: count * 3072 }, (_, i) => (i * 2654435761) >>> 24);
-  const labels = Uint8Array.from({ length: count }, (_, i) => i % 10);
-  const set = GpuDataset.upload(gpu, { images, labels, count });
+  const set = GpuDataset.upload(gpu, syntheticSet(4096));
   try {
     out.push({
       name: "data/gather-1024",

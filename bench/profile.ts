@@ -13,7 +13,7 @@ import { CrossEntropyLoss } from "../lib/nn/loss.ts";
 import { manualSeed } from "../lib/nn/random.ts";
 import { Adam } from "../lib/optim/adam.ts";
 import { seedModel, type Variant } from "../lib/train/experiment.ts";
-import { type BenchResult, median } from "./util.ts";
+import { type BenchResult, median, syntheticSet } from "./util.ts";
 
 const PHASES = ["gather", "forward", "loss", "backward", "optimizer"] as const;
 
@@ -24,9 +24,7 @@ export async function profileStep(
   { batchSize = 1024, steps = 8, rounds = 3 } = {},
 ): Promise<BenchResult[]> {
   const B = batchSize;
-  const images = new Uint8Array(B * 2 * 3072).map((_, i) => (i * 2654435761) >>> 24);
-  const labels = Uint8Array.from({ length: B * 2 }, (_, i) => i % 10);
-  const data = GpuDataset.upload(gpu, { images, labels, count: B * 2 });
+  const data = GpuDataset.upload(gpu, syntheticSet(B * 2));
   manualSeed(0);
   const model = seedModel(variant).to(gpu);
   const optimizer = new Adam(model.parameters());

@@ -12,7 +12,7 @@ import { CrossEntropyLoss } from "../lib/nn/loss.ts";
 import { manualSeed } from "../lib/nn/random.ts";
 import { Adam } from "../lib/optim/adam.ts";
 import { seedModel, type Variant, VARIANTS } from "../lib/train/experiment.ts";
-import { type BenchResult, median } from "./util.ts";
+import { type BenchResult, median, syntheticSet } from "./util.ts";
 
 /** Options of {@link benchTraining}. */
 export interface TrainBenchOptions {
@@ -22,17 +22,6 @@ export interface TrainBenchOptions {
   rounds?: number;
   /** Also time one full CIFAR-10-sized epoch (50,000 images) of the plain model. */
   epoch?: boolean;
-}
-
-function syntheticSet(count: number, seed: number) {
-  let s = seed >>> 0;
-  const images = new Uint8Array(count * 3072);
-  for (let i = 0; i < images.length; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    images[i] = s >>> 24;
-  }
-  const labels = Uint8Array.from({ length: count }, (_, i) => (i * 7) % 10);
-  return { images, labels, count };
 }
 
 /** Train and eval samples/s of each variant, dispatches per step and peak GPU bytes. */

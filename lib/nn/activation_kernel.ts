@@ -14,10 +14,3 @@ export const ACTIVATION = { name: "activation", source: activationSource };
 export const ACT_PARAMS = new ParamsLayout("activation.Params", { n: "u32", slope: "f32" });
 /** Its workgroup size. */
 export const ACT_WG = 64;
-
-/** Throws a RangeError unless `value` is a positive integer, naming the layer and argument. */
-export function positiveInt(what: string, name: string, value: number): void {
-  if (!Number.isInteger(value) || value <= 0) {
-    throw new RangeError(`Cannot create ${what}: ${name} must be > 0: current value is ${value}`);
-  }
-}

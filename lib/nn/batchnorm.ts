@@ -20,6 +20,7 @@ import {
   type HostTensor,
   Module,
   PerBatch,
+  positiveInt,
 } from "./module.ts";
 import type { Parameter, ParameterSpec } from "./parameter.ts";
 
@@ -137,11 +138,7 @@ export class BatchNorm1d extends Module {
    */
   constructor(numFeatures: number, options: BatchNormOptions = {}) {
     super();
-    if (!Number.isInteger(numFeatures) || numFeatures <= 0) {
-      throw new RangeError(
-        `Cannot create BatchNorm1d: numFeatures must be > 0: current value is ${numFeatures}`,
-      );
-    }
+    positiveInt("BatchNorm1d", "numFeatures", numFeatures);
     this.numFeatures = numFeatures;
     this.eps = options.eps ?? 1e-5;
     this.momentum = options.momentum ?? 0.1;

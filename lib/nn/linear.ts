@@ -14,9 +14,16 @@ import type { GpuBuffer } from "../gpu/buffer.ts";
 import { Matmul, type StagedOperand } from "../ops/matmul.ts";
 import { Tensor } from "../tensor.ts";
 import columnSumSource from "../../kernels/column_sum.wgsl" with { type: "text" };
-import { ACT_PARAMS, ACT_WG as WG, ACTIVATION, positiveInt } from "./activation_kernel.ts";
+import { ACT_PARAMS, ACT_WG as WG, ACTIVATION } from "./activation_kernel.ts";
 import { KernelCall } from "./kernel_call.ts";
-import { type AttachContext, checkInput, disposeAll, Module, PerBatch } from "./module.ts";
+import {
+  type AttachContext,
+  checkInput,
+  disposeAll,
+  Module,
+  PerBatch,
+  positiveInt,
+} from "./module.ts";
 import type { Parameter, ParameterSpec } from "./parameter.ts";
 import { uniform } from "./random.ts";
 

@@ -224,3 +224,10 @@ export function checkInput(module: Module, x: Tensor, shape: readonly number[]):
   }
   return x.shape[0];
 }
+
+/** Throws a RangeError unless `value` is a positive integer, naming the layer and argument. */
+export function positiveInt(what: string, name: string, value: number): void {
+  if (!Number.isInteger(value) || value <= 0) {
+    throw new RangeError(`Cannot create ${what}: ${name} must be > 0: current value is ${value}`);
+  }
+}

@@ -189,6 +189,9 @@ export class Matmul {
       );
     }
     this.variant = variant;
+    // Register-blocked variants run one invocation per SIMD lane on llvmpipe: 8 lanes of f32
+    // at 256 bits, 16 at 512.
+    const wg = (adapterVectorWidth(gpu.adapter.description) ?? 256) >= 512 ? 16 : TEXTURE_WG;
 
     if (variant === "texture") {
       const [rowsA, colsA] = o.transA ? [K, M] : [M, K];
@@ -199,12 +202,9 @@ export class Matmul {
       this.#texB = options.reuseB
         ? checkReuse("B", options.reuseB, rowsB, colsB, needB)
         : (this.#stageB = new TextureOperand(gpu, "matmul B", rowsB, colsB, dimsB[0], dimsB[1]));
-      // One invocation per SIMD lane: 8 lanes of f32 at 256 bits, 16 at 512.
-      const wg = (adapterVectorWidth(gpu.adapter.description) ?? 256) >= 512 ? 16 : TEXTURE_WG;
       this.#constants = { ...common, WG_X: wg };
       this.#grid = grid1d(ceilDiv(mBlocks * nBlocks, wg));
     } else if (variant === "blocked") {
-      const wg = (adapterVectorWidth(gpu.adapter.description) ?? 256) >= 512 ? 16 : TEXTURE_WG;
       this.#constants = { ...common, WG_X: wg };
       this.#grid = grid1d(ceilDiv(ceilDiv(M, 8) * ceilDiv(N, 8), wg));
     } else {
