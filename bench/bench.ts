@@ -16,6 +16,7 @@ import { profileStep } from "./profile.ts";
 import { benchGather, benchLoad } from "../lib/data/bench.ts";
 import { GpuDataset } from "../lib/data/dataset.ts";
 import { matmulVariant } from "../lib/ops/matmul.ts";
+import { benchExperiment } from "./experiment.ts";
 import { benchTfjs } from "./peers/tfjs.ts";
 import { benchTorch } from "./peers/torch.ts";
 import { type BenchReport, type BenchResult, syntheticSet } from "./util.ts";
@@ -31,7 +32,11 @@ the same models in TensorFlow.js's WebGPU backend and in PyTorch on the CPU, wit
 Figures are medians of rounds after warm-up.
 
   --out FILE        also write the results as JSON
-  --only LIST       comma-separated sections: matmul,train,profile,data,tfjs,torch (default all)
+  --only LIST       comma-separated sections: matmul,train,profile,data,experiment,tfjs,torch
+                    (default all)
+  --experiment-epochs N
+                    epochs per variant of the timed full experiment (default 200, the seed's,
+                    on hardware adapters; 2 on software ones, with the figure scaled to 200)
   --data DIR        CIFAR-10 for the data section (default ../shared/data; skipped if absent)
   --quick           fewer shapes and steps (a smoke run)
   --rounds N        timed rounds per figure (default 5)
@@ -65,7 +70,8 @@ async function main(): Promise<void> {
         quick: { type: "boolean", default: false },
         rounds: { type: "string", default: "5" },
         adapters: { type: "string", default: "current" },
-        only: { type: "string", default: "matmul,train,profile,data,tfjs,torch" },
+        only: { type: "string", default: "matmul,train,profile,data,experiment,tfjs,torch" },
+        "experiment-epochs": { type: "string" },
         data: { type: "string", default: "../shared/data" },
         "vector-width": { type: "string" },
         help: { type: "boolean", default: false },
@@ -100,7 +106,7 @@ async function main(): Promise<void> {
   );
   const only = new Set(args.only.split(",").map((s) => s.trim()));
   for (const s of only) {
-    if (!["matmul", "train", "profile", "data", "tfjs", "torch"].includes(s)) {
+    if (!SECTIONS.includes(s)) {
       fail(`--only: unknown section "${s}"`);
     }
   }
@@ -119,6 +125,24 @@ async function main(): Promise<void> {
     }
   }
   if (only.has("data")) results.push(...await dataResults(gpu, args.data));
+  if (only.has("experiment")) {
+    const fast = !gpu.adapter.fallback;
+    const epochs = args["experiment-epochs"] === undefined
+      ? (fast ? 200 : 2)
+      : Number(args["experiment-epochs"]);
+    if (!Number.isInteger(epochs) || epochs < 1) {
+      fail(
+        `--experiment-epochs must be a positive integer: current value is ${
+          args["experiment-epochs"]
+        }`,
+      );
+    }
+    // Software adapters are compute-bound (concurrency gains nothing): time their default only.
+    const modes = fast ? ["concurrent", "sequential"] as const : ["sequential"] as const;
+    results.push(
+      ...await benchExperiment(gpu, { epochs: args.quick ? 1 : epochs, modes: [...modes] }),
+    );
+  }
   if (only.has("torch")) results.push(...await torchResults(args.quick));
   if (only.has("tfjs")) results.push(...await tfjsResults(args.quick));
   printTable(results);
@@ -142,6 +166,7 @@ async function main(): Promise<void> {
 }
 
 const VARIANT_NAMES = ["plain", "bn", "dropout"] as const;
+const SECTIONS = ["matmul", "train", "profile", "data", "experiment", "tfjs", "torch"];
 
 /** Loading CIFAR-10 onto the GPU, and gathering one batch (issue 4's targets). */
 async function dataResults(
@@ -249,6 +274,10 @@ function printTable(results: BenchResult[]): void {
       notes.push(`peak ${(r.peakBytes / 2 ** 20).toFixed(0)} MiB`);
     }
     if (r.liveMemoryFlat === false) notes.push("LIVE MEMORY GREW");
+    if (typeof r.projected200 === "number") {
+      notes.push(`3 variants x ${r.epochsPerVariant} epochs`);
+      if (r.epochsPerVariant !== 200) notes.push(`${r.projected200.toFixed(1)} s scaled to 200`);
+    }
     const shown = r.unit === "s" || r.unit === "ms" || r.unit === "ms/step"
       ? r.value.toFixed(2)
       : r.value >= 1000

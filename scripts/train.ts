@@ -44,6 +44,9 @@ Trains the lecture's three MLPs (plain, bn, dropout) on CIFAR-10 with WebGPU.
                                  without one start afresh)
   --checkpoint-seconds S         write last.* and the history at most every S seconds (default
                                  0: after every epoch; raise it where epochs take milliseconds)
+  --sequential                   train the variants one after another (the default on software
+                                 adapters; hardware adapters train them side by side, with the
+                                 same results, so a fast GPU never idles on a readback)
   --help                         this text
 
 Ctrl-C stops after the current step; checkpoints and history stay intact (resume with --resume).`;
@@ -89,6 +92,7 @@ await runMain("train", async () => {
       out: { type: "string", default: "out" },
       augment: { type: "boolean", default: false },
       resume: { type: "boolean", default: false },
+      sequential: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
   });
@@ -116,6 +120,7 @@ await runMain("train", async () => {
     outDir: v.out,
     augment: v.augment,
     resume: v.resume,
+    concurrent: v.sequential ? false : undefined,
     checkpointSeconds: v["checkpoint-seconds"] === "0"
       ? 0
       : positiveNumber("checkpoint-seconds", v["checkpoint-seconds"]),
@@ -161,8 +166,11 @@ await runMain("train", async () => {
   await matmulVariant(gpu);
   const hint = slowAdapterHint(gpu);
   if (hint) console.error(`train: ${hint}`);
+  const together = variants.length > 1 && (options.concurrent ?? !gpu.adapter.fallback);
   console.error(
-    `train: ${variants.join(", ")} for ${options.epochs} epochs on ${gpu.adapter.description}`,
+    `train: ${variants.join(", ")} for ${options.epochs} epochs on ${gpu.adapter.description}${
+      together ? ", side by side" : ""
+    }`,
   );
   const rows = await runExperiment(gpu, { ...options, signal: controller.signal });
   Deno.removeSignalListener("SIGINT", onSignal);

@@ -42,8 +42,12 @@ export async function saveCheckpoint(
   position: RunPosition,
   { last = true, best = false }: { last?: boolean; best?: boolean } = {},
 ): Promise<void> {
-  const weights = toFile(await model.stateDict());
-  const state = last ? await optimizer.readState() : {};
+  // Both readbacks in flight together: one round trip to the GPU, not two.
+  const [dict, state] = await Promise.all([
+    model.stateDict(),
+    last ? optimizer.readState() : Promise.resolve<Record<string, Float32Array>>({}),
+  ]);
+  const weights = toFile(dict);
   const tensors: Record<string, FileTensor> = {};
   for (const [k, v] of Object.entries(state)) {
     tensors[k] = { dtype: "F32", shape: [v.length], data: v };

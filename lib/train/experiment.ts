@@ -7,7 +7,7 @@
 
 import { join } from "node:path";
 import type { Gpu } from "../gpu/device.ts";
-import { type ImageSet, loadCifar10 } from "../data/cifar10.ts";
+import { type Cifar10, type ImageSet, loadCifar10 } from "../data/cifar10.ts";
 import { GpuDataset } from "../data/dataset.ts";
 import { Loader } from "../data/loader.ts";
 import { matmulVariant } from "../ops/matmul.ts";
@@ -26,7 +26,7 @@ import type { SummaryRow } from "../plot/load.ts";
 import { checkLast, hasCheckpoint } from "./checkpoint.ts";
 import { fit } from "./fit.ts";
 import type { History } from "./history.ts";
-import type { ProgressSink } from "./progress.ts";
+import { ProgressBoard, type ProgressSink } from "./progress.ts";
 
 /** The seed's model variants. */
 export const VARIANTS = ["plain", "bn", "dropout"] as const;
@@ -125,8 +125,10 @@ export interface ExperimentOptions {
   seed: number;
   /** Validate every this many epochs (and at the last). */
   validationFreq: number;
-  /** Folder holding `cifar-10-batches-bin/` (or that folder itself). */
+  /** Folder holding `cifar-10-batches-bin/` (or that folder itself); ignored when `data` is given. */
   dataDir: string;
+  /** The dataset already in memory (the benchmark's synthetic CIFAR-shaped set); else `dataDir` is read. */
+  data?: Cifar10;
   /** Output folder; each variant writes into `<out>/<variant>/`. */
   outDir: string;
   /** Random flips and 4-pixel crops of the training images. */
@@ -143,8 +145,13 @@ export interface ExperimentOptions {
   trainLimit?: number;
   /** Use only the first N test images for validation. */
   valLimit?: number;
-  /** Called with each finished variant's history. */
+  /** Called with each finished variant's history (in finishing order when concurrent). */
   onVariant?: (history: History, row: SummaryRow) => void;
+  /**
+   * Train the variants side by side on the one device (default: on hardware adapters, where it
+   * hides each epoch's readback round trip; off on software adapters, where it gains nothing).
+   */
+  concurrent?: boolean;
 }
 
 function slice(set: ImageSet, limit: number | undefined): ImageSet {
@@ -175,70 +182,154 @@ export function summaryRow(h: History): SummaryRow {
   };
 }
 
+/** One variant, built and ready to fit; `dispose` frees everything it holds. */
+interface PreparedRun {
+  variant: Variant;
+  run: (
+    signal: AbortSignal | undefined,
+    progress: ExperimentOptions["progress"],
+  ) => Promise<History>;
+  dispose: () => void;
+}
+
+/**
+ * Builds `variant`'s model (from `manualSeed(o.seed)`), optimizer, loss and loaders. Whatever was
+ * built is disposed when building fails (e.g. out of GPU memory for a batch size too large).
+ */
+async function prepare(
+  gpu: Gpu,
+  o: ExperimentOptions,
+  variant: Variant,
+  sets: { train: GpuDataset; val: GpuDataset; classes: string[] },
+): Promise<PreparedRun> {
+  const dir = join(o.outDir, variant);
+  await Deno.mkdir(dir, { recursive: true });
+  const owned: { dispose(): void }[] = [];
+  const own = <T extends { dispose(): void }>(x: T): T => (owned.push(x), x);
+  const dispose = () => {
+    for (const x of owned.reverse()) x.dispose();
+    owned.length = 0;
+  };
+  try {
+    manualSeed(o.seed);
+    const model = own(seedModel(variant).to(gpu));
+    const optimizer = own(makeOptimizer(o.optimizer, model, o.lr));
+    const loss = own(new CrossEntropyLoss());
+    const train = own(
+      new Loader(gpu, sets.train, {
+        batchSize: o.batchSize,
+        shuffle: true,
+        seed: o.seed,
+        augment: o.augment ? { flip: true, crop: 4 } : undefined,
+      }),
+    );
+    const val = own(
+      new Loader(gpu, sets.val, { batchSize: o.batchSize, shuffle: true, seed: o.seed + 1 }),
+    );
+    // Variants an interrupted run never reached have no checkpoint: they start afresh.
+    const resume = o.resume === true && await hasCheckpoint(dir);
+    const run = (signal: AbortSignal | undefined, progress: ExperimentOptions["progress"]) =>
+      fit(model, {
+        train,
+        val,
+        epochs: o.epochs,
+        loss,
+        optimizer,
+        validationFreq: o.validationFreq,
+        checkpointDir: dir,
+        resume,
+        checkpointSeconds: o.checkpointSeconds,
+        signal,
+        variant,
+        classes: sets.classes,
+        progress,
+      });
+    return { variant, run, dispose };
+  } catch (error) {
+    dispose();
+    throw error;
+  }
+}
+
 /**
  * Loads CIFAR-10 onto the GPU once, trains each variant and writes `<out>/<variant>/` files and
- * `<out>/summary.json`. Returns the summary rows. With `resume`, every checkpoint is checked
- * (see {@link checkResume}) before the first variant trains.
+ * `<out>/summary.json`. Returns the summary rows, in the order of `o.variants`. With `resume`,
+ * every checkpoint is checked (see {@link checkResume}) before the first variant trains.
+ *
+ * With `concurrent` (the default on hardware adapters) the variants train side by side on the one
+ * device: while one waits for its epoch's readback, the others encode and submit, so a fast GPU
+ * is never idle for a round trip. Each variant's numbers are bit-identical either way: the
+ * variants share only the read-only dataset.
  */
 export async function runExperiment(gpu: Gpu, o: ExperimentOptions): Promise<SummaryRow[]> {
   if (o.resume) await checkResume(o);
-  const data = await loadCifar10(o.dataDir);
+  const data = o.data ?? await loadCifar10(o.dataDir);
   await matmulVariant(gpu); // the adapter's matmul kernel family, chosen once before any plan
-  const trainSet = GpuDataset.upload(gpu, slice(data.train, o.trainLimit));
-  const valSet = GpuDataset.upload(gpu, slice(data.test, o.valLimit));
-  const rows: SummaryRow[] = [];
+  const sets = {
+    train: GpuDataset.upload(gpu, slice(data.train, o.trainLimit)),
+    val: GpuDataset.upload(gpu, slice(data.test, o.valLimit)),
+    classes: data.classes,
+  };
+  const byVariant = new Map<Variant, SummaryRow>();
+  const finish = (history: History) => {
+    const row = summaryRow(history);
+    byVariant.set(history.variant as Variant, row);
+    o.onVariant?.(history, row);
+    return history;
+  };
   try {
-    for (const variant of o.variants) {
-      const dir = join(o.outDir, variant);
-      await Deno.mkdir(dir, { recursive: true });
-      // Everything built for a variant is disposed even when building it fails (e.g. out of
-      // GPU memory for a batch size too large).
-      const owned: { dispose(): void }[] = [];
-      const own = <T extends { dispose(): void }>(x: T): T => (owned.push(x), x);
-      try {
-        manualSeed(o.seed);
-        const model = own(seedModel(variant).to(gpu));
-        const optimizer = own(makeOptimizer(o.optimizer, model, o.lr));
-        const loss = own(new CrossEntropyLoss());
-        const train = own(
-          new Loader(gpu, trainSet, {
-            batchSize: o.batchSize,
-            shuffle: true,
-            seed: o.seed,
-            augment: o.augment ? { flip: true, crop: 4 } : undefined,
-          }),
-        );
-        const val = own(
-          new Loader(gpu, valSet, { batchSize: o.batchSize, shuffle: true, seed: o.seed + 1 }),
-        );
-        const history = await fit(model, {
-          train,
-          val,
-          epochs: o.epochs,
-          loss,
-          optimizer,
-          validationFreq: o.validationFreq,
-          checkpointDir: dir,
-          // Variants an interrupted run never reached have no checkpoint: they start afresh.
-          resume: o.resume === true && await hasCheckpoint(dir),
-          checkpointSeconds: o.checkpointSeconds,
-          signal: o.signal,
-          variant,
-          classes: data.classes,
-          progress: o.progress,
-        });
-        const row = summaryRow(history);
-        rows.push(row);
-        o.onVariant?.(history, row);
-        if (history.stopped === "aborted") break;
-      } finally {
-        for (const x of owned.reverse()) x.dispose();
+    if (o.concurrent ?? !gpu.adapter.fallback) {
+      await runConcurrently(gpu, o, sets, finish);
+    } else {
+      for (const variant of o.variants) {
+        const prepared = await prepare(gpu, o, variant, sets);
+        try {
+          const history = finish(await prepared.run(o.signal, o.progress));
+          if (history.stopped === "aborted") break;
+        } finally {
+          prepared.dispose();
+        }
       }
     }
   } finally {
-    trainSet.dispose();
-    valSet.dispose();
+    sets.train.dispose();
+    sets.val.dispose();
   }
+  const rows = o.variants.flatMap((v) => byVariant.get(v) ?? []);
   await writeTextFileAtomic(join(o.outDir, "summary.json"), JSON.stringify(rows, null, 1) + "\n");
   return rows;
+}
+
+/**
+ * Fits every variant at once. A failure in one stops the others between steps (their
+ * checkpoints stay intact) and is thrown once all have stopped.
+ */
+async function runConcurrently(
+  gpu: Gpu,
+  o: ExperimentOptions,
+  sets: { train: GpuDataset; val: GpuDataset; classes: string[] },
+  finish: (history: History) => History,
+): Promise<void> {
+  const prepared: PreparedRun[] = [];
+  const stop = new AbortController();
+  const onAbort = () => stop.abort();
+  o.signal?.addEventListener("abort", onAbort);
+  if (o.signal?.aborted) stop.abort();
+  const board = o.progress === undefined || o.progress === true ? new ProgressBoard() : null;
+  try {
+    for (const variant of o.variants) prepared.push(await prepare(gpu, o, variant, sets));
+    const results = await Promise.allSettled(prepared.map(async (p) => {
+      try {
+        return finish(await p.run(stop.signal, board?.sink() ?? o.progress));
+      } catch (error) {
+        stop.abort(); // the others stop between steps, with their checkpoints intact
+        throw error;
+      }
+    }));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) throw failed.reason;
+  } finally {
+    o.signal?.removeEventListener("abort", onAbort);
+    for (const p of prepared) p.dispose();
+  }
 }

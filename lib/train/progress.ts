@@ -44,14 +44,20 @@ const fmt = (
   digits = 4,
 ) => (v === undefined || !Number.isFinite(v) ? "-" : v.toFixed(digits));
 
-function eta(state: ProgressState): string {
-  if (state.done === 0) return "?";
+/** Seconds left, from the pace of the epochs done so far (Infinity before the first). */
+function remaining(state: ProgressState): number {
+  if (state.done === 0) return Infinity;
   const perEpoch = state.elapsed / state.done;
-  const left = Math.max(
+  return Math.max(
     0,
     perEpoch * (state.epochs - state.epoch) +
       perEpoch * (1 - state.batch / Math.max(1, state.batches)),
   );
+}
+
+function eta(state: ProgressState): string {
+  const left = remaining(state);
+  if (!Number.isFinite(left)) return "?";
   return left >= 60 ? `${Math.floor(left / 60)}m${Math.round(left % 60)}s` : `${left.toFixed(0)}s`;
 }
 
@@ -106,3 +112,83 @@ export class StderrProgress implements ProgressSink {
 
 /** A sink that shows nothing (tests, libraries). */
 export const silentProgress: ProgressSink = { update() {}, epochDone() {}, close() {} };
+
+/**
+ * One stderr display for runs trained side by side (the experiment's concurrent variants): on a
+ * terminal a single redrawn line with every run's position, on a pipe a plain line now and then;
+ * each finished epoch is printed as its own line, as {@link StderrProgress} prints it. Hand each
+ * run its own {@link ProgressBoard.sink}; the display closes when the last sink does.
+ */
+export class ProgressBoard {
+  readonly #tty: boolean;
+  readonly #encoder = new TextEncoder();
+  readonly #runs = new Map<ProgressSink, ProgressState>();
+  #open = 0;
+  #lastDraw = 0;
+  #dirty = false;
+
+  constructor() {
+    this.#tty = Deno.stderr.isTerminal();
+  }
+
+  #write(text: string): void {
+    Deno.stderr.writeSync(this.#encoder.encode(text));
+  }
+
+  #summary(): string {
+    const runs = [...this.#runs.values()];
+    const parts = runs.map((s) =>
+      `${s.label} ${s.epoch}/${s.epochs} ${
+        Math.floor((100 * s.batch) / Math.max(1, s.batches))
+      }% loss ${fmt(s.trainLoss, 3)}`
+    );
+    const etas = runs.filter((s) => s.done > 0);
+    const slowest = etas.reduce<ProgressState | null>(
+      (a, s) => (a === null || remaining(s) > remaining(a) ? s : a),
+      null,
+    );
+    return `${parts.join(" | ")} eta ${slowest === null ? "?" : eta(slowest)}`;
+  }
+
+  #draw(force: boolean): void {
+    const now = performance.now();
+    if (this.#tty) {
+      if (!force && now - this.#lastDraw < 100) return;
+      this.#write(`\r\x1b[2K${this.#summary()}`);
+      this.#dirty = true;
+    } else {
+      if (now - this.#lastDraw < 10_000) return;
+      this.#write(`${this.#summary()}\n`);
+    }
+    this.#lastDraw = now;
+  }
+
+  /** A sink for one run; its `close()` ends that run's part of the display. */
+  sink(): ProgressSink {
+    this.#open++;
+    let closed = false;
+    const sink: ProgressSink = {
+      update: (state) => {
+        this.#runs.set(sink, state);
+        this.#draw(false);
+      },
+      epochDone: (state) => {
+        this.#runs.set(sink, state);
+        if (this.#tty && this.#dirty) this.#write(`\r\x1b[2K`);
+        this.#dirty = false;
+        this.#write(`${line(state)}\n`);
+        if (this.#tty) this.#draw(true);
+      },
+      close: () => {
+        if (closed) return;
+        closed = true;
+        this.#runs.delete(sink);
+        if (--this.#open === 0 && this.#tty && this.#dirty) {
+          this.#write("\n");
+          this.#dirty = false;
+        }
+      },
+    };
+    return sink;
+  }
+}
