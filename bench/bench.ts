@@ -270,6 +270,9 @@ function printTable(results: BenchResult[]): void {
     if (typeof r.dispatchesPerStep === "number") {
       notes.push(`${r.dispatchesPerStep.toFixed(0)} dispatches/step`);
     }
+    if (typeof r.hostMsPerStep === "number") {
+      notes.push(`host ${r.hostMsPerStep.toFixed(2)} ms/step`);
+    }
     if (typeof r.peakBytes === "number") {
       notes.push(`peak ${(r.peakBytes / 2 ** 20).toFixed(0)} MiB`);
     }

@@ -1,6 +1,6 @@
 /**
- * One kernel entry point bound to a layer's tensors: the pipeline is looked up once, the bind
- * group is built on first use and rebuilt only when a different tensor is passed.
+ * One kernel entry point bound to a layer's tensors: the pipeline is looked up once, and a bind
+ * group is built once for each combination of buffer ranges the layer passes (a few at most).
  *
  * @module
  */
@@ -9,6 +9,7 @@ import type { Gpu } from "../gpu/device.ts";
 import type { GpuBuffer } from "../gpu/buffer.ts";
 import type { StepEncoder } from "../gpu/encoder.ts";
 import type { Constants, Kernel } from "../gpu/kernels.ts";
+import { BindGroupCache, bufferKey, objectId } from "../gpu/bind_cache.ts";
 import { Tensor } from "../tensor.ts";
 
 /** A binding: a tensor (bound at its offset) or a whole buffer (uniforms). */
@@ -20,8 +21,10 @@ export class KernelCall {
   readonly label: string;
   readonly #gpu: Gpu;
   readonly #pipeline: GPUComputePipeline;
-  #key: Resource[] = [];
+  /** The last call's resources and group: the common case, checked without building a key. */
+  #last: readonly Resource[] = [];
   #group: GPUBindGroup | null = null;
+  readonly #groups = new BindGroupCache();
 
   /** Looks up (or compiles) the pipeline of `kernel`'s `entry` with `constants`. */
   constructor(gpu: Gpu, kernel: Kernel, entry: string, constants: Constants = {}) {
@@ -38,16 +41,23 @@ export class KernelCall {
     resources: readonly Resource[],
   ): void {
     this.#gpu.lastKernel = this.label;
-    if (this.#group === null || resources.some((r, i) => r !== this.#key[i])) {
-      this.#group = this.#gpu.device.createBindGroup({
-        label: this.label,
-        layout: this.#pipeline.getBindGroupLayout(0),
-        entries: resources.map((r, i) => ({
-          binding: bindings[i],
-          resource: r instanceof Tensor ? r.binding() : { buffer: r.buffer },
-        })),
-      });
-      this.#key = [...resources];
+    if (
+      this.#group === null || resources.length !== this.#last.length ||
+      resources.some((r, i) => r !== this.#last[i])
+    ) {
+      const key = resources.map((r) =>
+        r instanceof Tensor ? bufferKey(r.binding()) : String(objectId(r.buffer))
+      ).join(",");
+      this.#group = this.#groups.get(key, () =>
+        this.#gpu.device.createBindGroup({
+          label: this.label,
+          layout: this.#pipeline.getBindGroupLayout(0),
+          entries: resources.map((r, i) => ({
+            binding: bindings[i],
+            resource: r instanceof Tensor ? r.binding() : { buffer: r.buffer },
+          })),
+        }));
+      this.#last = [...resources];
     }
     enc.dispatch(this.label, this.#pipeline, this.#group, grid);
   }

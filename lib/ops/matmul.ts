@@ -17,6 +17,7 @@
  * @module
  */
 
+import { BindGroupCache, bufferKey } from "../gpu/bind_cache.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { GpuBuffer } from "../gpu/buffer.ts";
 import { checkGrid, grid1d, KERNELS } from "../gpu/kernels.ts";
@@ -138,6 +139,7 @@ export class Matmul {
   readonly #texB: StagedOperand | null = null;
   #bindGroup: GPUBindGroup | null = null;
   #bound: (Tensor | null)[] = [];
+  readonly #groups = new BindGroupCache();
 
   /** Plans `C[M×N] = op(A)·op(B)`; allocates uniforms and staging textures once. Throws a RangeError for non-positive sizes or a non-finite slope. */
   constructor(gpu: Gpu, M: number, N: number, K: number, options: MatmulOptions = {}) {
@@ -270,19 +272,24 @@ export class Matmul {
     const pipeline = gpu.pipelines.get(kernel, "main", this.#constants);
     const key = [a, b, bias ?? null, c];
     if (this.#bindGroup === null || key.some((k, i) => k !== this.#bound[i])) {
-      const operands: GPUBindingResource[] = this.variant === "texture"
-        ? [this.#texA!.texture.texture.createView(), this.#texB!.texture.texture.createView()]
-        : [a.binding(), b.binding()];
-      this.#bindGroup = gpu.device.createBindGroup({
-        label: `${kernel.name} ${this.M}x${this.K}x${this.N}`,
-        layout: pipeline.getBindGroupLayout(0),
-        entries: [
-          { binding: 0, resource: operands[0] },
-          { binding: 1, resource: operands[1] },
-          { binding: 2, resource: biasBinding },
-          { binding: 3, resource: c.binding() },
-          { binding: 4, resource: { buffer: this.#params.buffer } },
-        ],
+      // What is bound: the staging textures (fixed) or A and B themselves, then bias and C.
+      const ranges = this.variant === "texture" ? [bias, c] : [a, b, bias, c];
+      const cacheKey = ranges.map((t) => (t ? bufferKey(t.binding()) : "-")).join(",");
+      this.#bindGroup = this.#groups.get(cacheKey, () => {
+        const operands: GPUBindingResource[] = this.variant === "texture"
+          ? [this.#texA!.texture.texture.createView(), this.#texB!.texture.texture.createView()]
+          : [a.binding(), b.binding()];
+        return gpu.device.createBindGroup({
+          label: `${kernel.name} ${this.M}x${this.K}x${this.N}`,
+          layout: pipeline.getBindGroupLayout(0),
+          entries: [
+            { binding: 0, resource: operands[0] },
+            { binding: 1, resource: operands[1] },
+            { binding: 2, resource: biasBinding },
+            { binding: 3, resource: c.binding() },
+            { binding: 4, resource: { buffer: this.#params.buffer } },
+          ],
+        });
       });
       this.#bound = key;
     }
