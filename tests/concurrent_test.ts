@@ -56,7 +56,13 @@ gpuTest(
       const seq = await runExperiment(gpu, options(seqDir, { concurrent: false }));
       const con = await runExperiment(
         gpu,
-        options(conDir, { concurrent: true, onVariant: (h) => order.push(h.variant) }),
+        // Concurrent, and each epoch encoded while the GPU runs the previous one: the
+        // schedule a hardware adapter gets by default.
+        options(conDir, {
+          concurrent: true,
+          encodeAhead: true,
+          onVariant: (h) => order.push(h.variant),
+        }),
       );
       assert.deepEqual(order.toSorted(), [...VARIANTS].toSorted());
       // Rows come back in the variants' order whatever order they finished in.

@@ -83,10 +83,18 @@ export class StepEncoder {
     this.dispatches += 1;
   }
 
-  /** Finishes the command buffer and submits it. Does not wait. */
-  submit(): void {
+  /**
+   * Finishes the command buffer without submitting it, for a caller that submits later (a
+   * training loop encoding the next epoch while the GPU still runs this one).
+   */
+  finish(): GPUCommandBuffer {
     const encoder = this.commands();
     this.#finished = true;
-    this.gpu.device.queue.submit([encoder.finish()]);
+    return encoder.finish();
+  }
+
+  /** Finishes the command buffer and submits it. Does not wait. */
+  submit(): void {
+    this.gpu.device.queue.submit([this.finish()]);
   }
 }

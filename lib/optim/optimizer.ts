@@ -303,6 +303,20 @@ export abstract class Optimizer {
   }
 
   /**
+   * Takes back the last `count` encoded steps from {@link Optimizer.stepCount}, for a caller that
+   * dropped their command buffers without submitting them (the GPU's own step counter never
+   * saw them). Throws a RangeError for a count that is not an integer in [0, stepCount].
+   */
+  forgetSteps(count: number): void {
+    if (!(Number.isInteger(count) && count >= 0 && count <= this.#steps)) {
+      throw new RangeError(
+        `Cannot forget ${count} steps of ${this.name}: expected an integer in [0, ${this.#steps}]`,
+      );
+    }
+    this.#steps -= count;
+  }
+
+  /**
    * Sets the learning rate for steps submitted from now on. The uniform is written through the
    * queue, so steps already encoded but not yet submitted also see the new value: submit them
    * first.

@@ -152,6 +152,8 @@ export interface ExperimentOptions {
    * hides each epoch's readback round trip; off on software adapters, where it gains nothing).
    */
   concurrent?: boolean;
+  /** Passed to {@link fit}: encode each epoch while the GPU runs the one before (default: on hardware adapters). */
+  encodeAhead?: boolean;
 }
 
 function slice(set: ImageSet, limit: number | undefined): ImageSet {
@@ -239,6 +241,7 @@ async function prepare(
         checkpointDir: dir,
         resume,
         checkpointSeconds: o.checkpointSeconds,
+        encodeAhead: o.encodeAhead,
         signal,
         variant,
         classes: sets.classes,
