@@ -49,7 +49,8 @@ Trains the lecture's three MLPs (plain, bn, dropout) on CIFAR-10 with WebGPU.
                                  same results, so a fast GPU never idles on a readback)
   --help                         this text
 
-Ctrl-C stops after the current step; checkpoints and history stay intact (resume with --resume).`;
+Ctrl-C stops after the current chunk of steps (on a hardware adapter, which encodes each epoch
+ahead, after the current epoch); checkpoints and history stay intact (resume with --resume).`;
 
 /**
  * `--epochs -3` → `--epochs=-3`: parseArgs takes a dash-led word for an option, so without this
@@ -157,7 +158,7 @@ await runMain("train", async () => {
 
   const controller = new AbortController();
   const onSignal = () => {
-    console.error("\ntrain: stopping after the current step (Ctrl-C again to force)");
+    console.error("\ntrain: stopping at the next chance (Ctrl-C again to force)");
     if (controller.signal.aborted) Deno.exit(130);
     controller.abort();
   };
