@@ -116,7 +116,12 @@ async function main(): Promise<void> {
   if (only.has("matmul")) results.push(...await benchMatmul(gpu, { rounds, quick: args.quick }));
   if (only.has("train")) {
     results.push(
-      ...await benchTraining(gpu, { rounds, steps: args.quick ? 4 : 10, epoch: !args.quick }),
+      ...await benchTraining(gpu, {
+        rounds,
+        steps: args.quick ? 4 : 10,
+        epoch: !args.quick,
+        smallBatch: !args.quick,
+      }),
     );
   }
   if (only.has("profile")) {

@@ -22,6 +22,8 @@ export interface TrainBenchOptions {
   rounds?: number;
   /** Also time one full CIFAR-10-sized epoch (50,000 images) of the plain model. */
   epoch?: boolean;
+  /** Also time training at batch 32, where fixed per-dispatch costs dominate. */
+  smallBatch?: boolean;
 }
 
 /** Train and eval samples/s of each variant, dispatches per step and peak GPU bytes. */
@@ -32,6 +34,15 @@ export async function benchTraining(gpu: Gpu, o: TrainBenchOptions = {}): Promis
   const results: BenchResult[] = [];
   const data = GpuDataset.upload(gpu, syntheticSet(B * 8, 1));
   try {
+    if (o.smallBatch) {
+      // Batch 32, where per-dispatch costs dominate; first, before any larger batch has run in
+      // this process: lavapipe once recompiled BatchNorm at every bind for p.B <= 32 until it
+      // had seen a larger batch (see batchnorm.wgsl), so bn here should cost what plain does.
+      for (const variant of VARIANTS) {
+        const [train] = await benchVariant(gpu, data, variant, 32, steps, rounds);
+        results.push({ ...train, name: `train-b32/${variant}` });
+      }
+    }
     for (const variant of VARIANTS) {
       results.push(...await benchVariant(gpu, data, variant, B, steps, rounds));
     }

@@ -62,11 +62,14 @@ export class ParamsLayout<F extends string> {
     return out;
   }
 
-  /** Allocates a uniform buffer holding `values`. The caller owns (disposes) it. */
+  /**
+   * Allocates a buffer holding `values`, bindable as a uniform or as a read-only storage struct
+   * (see batchnorm.wgsl for why a kernel may want the latter). The caller owns (disposes) it.
+   */
   upload(gpu: Gpu, values: Record<F, number>, label = this.name): GpuBuffer {
     const buffer = gpu.createBuffer(
       this.byteSize,
-      GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      GPUBufferUsage.UNIFORM | GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
       label,
     );
     buffer.write(new Uint8Array(this.pack(values)));
