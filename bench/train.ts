@@ -75,25 +75,24 @@ async function benchVariant(
     batch = (batch + 1) % loader.batchesPerEpoch;
     return b;
   };
-  const trainRound = async () => {
-    const start = performance.now();
-    // startEpoch uploads the next order between submissions, never inside one.
-    let enc = new StepEncoder(gpu, "bench train");
-    dispatches = 0;
+  // `steps` training steps in one command buffer, not yet submitted. A round may cross into the
+  // loader's next epoch: its order goes to the other of the loader's two order buffers, so the
+  // upload cannot disturb this epoch's steps still waiting in the buffer.
+  const encodeRound = (label: string): GPUCommandBuffer => {
+    const enc = new StepEncoder(gpu, label);
     for (let i = 0; i < steps; i++) {
-      if (batch === 0 && i > 0) {
-        dispatches += enc.dispatches;
-        enc.submit();
-        enc = new StepEncoder(gpu, "bench train");
-      }
       const { x, y } = nextBatch(enc, model);
       optimizer.zeroGrad(enc);
       loss.forward(enc, model.forward(enc, x), y);
       model.backward(enc, loss.backward());
       optimizer.step(enc);
     }
-    dispatches += enc.dispatches;
-    enc.submit();
+    dispatches = enc.dispatches;
+    return enc.finish();
+  };
+  const trainRound = async () => {
+    const start = performance.now();
+    gpu.device.queue.submit([encodeRound("bench train")]);
     await gpu.sync();
     return (steps * B) / ((performance.now() - start) / 1000);
   };
@@ -110,21 +109,7 @@ async function benchVariant(
   const hostMs: number[] = [];
   for (let r = 0; r < rounds; r++) {
     const start = performance.now();
-    const buffers: GPUCommandBuffer[] = [];
-    let enc = new StepEncoder(gpu, "bench host");
-    for (let i = 0; i < steps; i++) {
-      if (batch === 0 && i > 0) {
-        buffers.push(enc.finish());
-        enc = new StepEncoder(gpu, "bench host");
-      }
-      const { x, y } = nextBatch(enc, model);
-      optimizer.zeroGrad(enc);
-      loss.forward(enc, model.forward(enc, x), y);
-      model.backward(enc, loss.backward());
-      optimizer.step(enc);
-    }
-    buffers.push(enc.finish());
-    gpu.device.queue.submit(buffers);
+    gpu.device.queue.submit([encodeRound("bench host")]);
     hostMs.push((performance.now() - start) / steps);
     await gpu.sync();
   }

@@ -17,7 +17,7 @@ import { Adam } from "../lib/optim/adam.ts";
 import { Tensor } from "../lib/tensor.ts";
 import { seedModel, VARIANTS } from "../lib/train/experiment.ts";
 import { gpuTest } from "./helpers.ts";
-import { rng } from "./fixtures/random.ts";
+import { randomImages } from "./fixtures/random.ts";
 
 Deno.test("BindGroupCache keeps the newest groups and makes each key once", () => {
   const cache = new BindGroupCache(2);
@@ -46,13 +46,7 @@ Deno.test("BindGroupCache keeps the newest groups and makes each key once", () =
 });
 
 gpuTest("training steps in steady state create no bind groups", async (gpu) => {
-  const next = rng(3);
-  const count = 256;
-  const data = GpuDataset.upload(gpu, {
-    images: Uint8Array.from({ length: count * 3072 }, () => Math.floor(next() * 256)),
-    labels: Uint8Array.from({ length: count }, () => Math.floor(next() * 10)),
-    count,
-  });
+  const data = GpuDataset.upload(gpu, randomImages(256, 3));
   const original = GPUDevice.prototype.createBindGroup;
   try {
     for (const variant of VARIANTS) {

@@ -11,17 +11,7 @@ import { type ExperimentOptions, runExperiment, VARIANTS } from "../lib/train/ex
 import type { History } from "../lib/train/history.ts";
 import type { ProgressSink } from "../lib/train/progress.ts";
 import { gpuTest } from "./helpers.ts";
-import { rng } from "./fixtures/random.ts";
-
-/** `count` random CIFAR-shaped images with random labels. */
-function images(count: number, seed: number) {
-  const next = rng(seed);
-  return {
-    images: Uint8Array.from({ length: count * 3072 }, () => Math.floor(next() * 256)),
-    labels: Uint8Array.from({ length: count }, () => Math.floor(next() * 10)),
-    count,
-  };
-}
+import { randomImages as images } from "./fixtures/random.ts";
 
 const data = { train: images(320, 1), test: images(96, 2), classes: [...CLASS_NAMES] };
 

@@ -17,18 +17,9 @@ import { fit, type FitOptions, NonFiniteLossError } from "../lib/train/fit.ts";
 import { seedModel, type Variant } from "../lib/train/experiment.ts";
 import type { History } from "../lib/train/history.ts";
 import { gpuTest } from "./helpers.ts";
-import { rng } from "./fixtures/random.ts";
+import { randomImages as images } from "./fixtures/random.ts";
 
 type Gpu = Parameters<Parameters<typeof gpuTest>[1]>[0];
-
-function images(count: number, seed: number) {
-  const next = rng(seed);
-  return {
-    images: Uint8Array.from({ length: count * 3072 }, () => Math.floor(next() * 256)),
-    labels: Uint8Array.from({ length: count }, () => Math.floor(next() * 10)),
-    count,
-  };
-}
 
 interface Outcome {
   history: History | null;

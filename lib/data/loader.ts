@@ -300,7 +300,11 @@ export class Loader {
     return words;
   }
 
-  /** Uploads epoch `epoch`'s order and augmentation (one write) and makes it current. */
+  /**
+   * Uploads epoch `epoch`'s order and augmentation (one write) and makes it current. Two order
+   * buffers alternate by the epoch's parity, so the upload never disturbs the previous epoch's
+   * steps that are encoded but not yet submitted (a training loop encoding ahead relies on this).
+   */
   startEpoch(epoch: number): void {
     if (!Number.isInteger(epoch) || epoch < 0) {
       throw new RangeError(
