@@ -42,8 +42,10 @@ Trains the lecture's three MLPs (plain, bn, dropout) on CIFAR-10 with WebGPU.
   --augment                      random flips and crops of training images
   --resume                       continue each variant from OUT/<variant>/last.* (variants
                                  without one start afresh)
-  --checkpoint-seconds S         write last.* and the history at most every S seconds (default
-                                 0: after every epoch; raise it where epochs take milliseconds)
+  --checkpoint-seconds S         write last.* and the history at most every S seconds; 0 writes
+                                 them after every epoch (default: 0 on software adapters, 10 on
+                                 hardware ones, where epochs take milliseconds). Ctrl-C and the
+                                 end of a run always write the last epoch
   --sequential                   train the variants one after another (the default on software
                                  adapters; hardware adapters train them side by side, with the
                                  same results, so a fast GPU never idles on a readback)
@@ -88,7 +90,7 @@ await runMain("train", async () => {
       optimizer: { type: "string", default: "adam" },
       seed: { type: "string", default: "0" },
       "val-freq": { type: "string", default: "1" },
-      "checkpoint-seconds": { type: "string", default: "0" },
+      "checkpoint-seconds": { type: "string" },
       data: { type: "string", default: "data" },
       out: { type: "string", default: "out" },
       augment: { type: "boolean", default: false },
@@ -122,7 +124,9 @@ await runMain("train", async () => {
     augment: v.augment,
     resume: v.resume,
     concurrent: v.sequential ? false : undefined,
-    checkpointSeconds: v["checkpoint-seconds"] === "0"
+    checkpointSeconds: v["checkpoint-seconds"] === undefined
+      ? undefined // the adapter's default, chosen by runExperiment
+      : v["checkpoint-seconds"].trim() === "0"
       ? 0
       : positiveNumber("checkpoint-seconds", v["checkpoint-seconds"]),
   };

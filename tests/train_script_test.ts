@@ -78,7 +78,17 @@ Deno.test("train.ts --help prints the usage and every flag, exit 0", async () =>
   for (const flag of ["--model", "--epochs", "--batch-size", "--lr", "--optimizer", "--seed"]) {
     assert(run.stdout.includes(flag), flag);
   }
-  for (const flag of ["--val-freq", "--data", "--out", "--augment", "--resume"]) {
+  for (
+    const flag of [
+      "--val-freq",
+      "--data",
+      "--out",
+      "--augment",
+      "--resume",
+      "--checkpoint-seconds",
+      "--sequential",
+    ]
+  ) {
     assert(run.stdout.includes(flag), flag);
   }
 });
@@ -117,6 +127,18 @@ Deno.test("train.ts rejects bad flags before touching anything", async () => {
     await assertRejected(root, [...base, "--seed", "-1"], "--seed", '"-1"');
     await assertRejected(root, [...base, "--val-freq", "0"], "--val-freq", '"0"');
     await assertRejected(root, [...base, "--bogus"], "--bogus", "--bogus");
+    await assertRejected(
+      root,
+      [...base, "--checkpoint-seconds", "-5"],
+      "--checkpoint-seconds",
+      '"-5"',
+    );
+    await assertRejected(
+      root,
+      [...base, "--checkpoint-seconds", "soon"],
+      "--checkpoint-seconds",
+      '"soon"',
+    );
     // `deno task train -- ...` passes the "--" on: it must not turn the flags into positionals.
     await assertRejected(root, ["--", ...base, "--epochs", "0"], "--epochs", '"0"');
   } finally {
