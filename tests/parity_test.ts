@@ -19,7 +19,9 @@ import { loadModel } from "../lib/train/checkpoint.ts";
 import { readSafetensorsFile, writeSafetensorsFile } from "../lib/nn/safetensors.ts";
 import { assertClose } from "./helpers.ts";
 
-const DATA = "../shared/data/cifar-10-batches-bin";
+// WGNN_PARITY_DATA: another folder holding cifar-10-batches-bin/ (the GPU machine gets only the
+// records these tests read, packed by bench/gpu/pack.sh).
+const DATA = join(Deno.env.get("WGNN_PARITY_DATA") ?? "../shared/data", "cifar-10-batches-bin");
 const PYTHON = "/usr/bin/python3";
 const hasData = await Deno.stat(join(DATA, "data_batch_1.bin")).then(() => true, () => false);
 

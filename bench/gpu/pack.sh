@@ -7,6 +7,18 @@ set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 [ -d .gpu/deno_dir ] || { echo "pack: no .gpu/deno_dir: run bash ../shared/tools/gpu-prepare.sh first" >&2; exit 2; }
 find .gpu/deno_dir -name '*.map' -delete
+# The CIFAR-10 records the parity tests read (20 batches of 256 training images, 256 test images,
+# 128 of data_batch_2), so run.sh can check PyTorch parity there: about 17 MB, not the 180 MB set.
+src=../shared/data/cifar-10-batches-bin
+if [ -f "$src/data_batch_1.bin" ]; then
+  dst=.gpu/parity/cifar-10-batches-bin
+  mkdir -p "$dst"
+  head -c $((5120 * 3073)) "$src/data_batch_1.bin" > "$dst/data_batch_1.bin"
+  head -c $((128 * 3073)) "$src/data_batch_2.bin" > "$dst/data_batch_2.bin"
+  head -c $((256 * 3073)) "$src/test_batch.bin" > "$dst/test_batch.bin"
+  tar -C .gpu -cf - parity | xz -T2 -6 > .gpu/parity.tar.xz
+  rm -rf .gpu/parity
+fi
 tar -C .gpu -cf - deno_dir | xz -T2 -6 > .gpu/deno_dir.tar.xz.tmp
 mv .gpu/deno_dir.tar.xz.tmp .gpu/deno_dir.tar.xz
 rm -rf .gpu/deno_dir .gpu/bin
