@@ -113,12 +113,15 @@ async function main(): Promise<void> {
   const variant = await matmulVariant(gpu); // the start-up choice (table or timed trial)
   console.log(`matmul variant: ${variant}`);
   const results: BenchResult[] = [];
+  // Steps per timed round, each round ending in one wait (at least 11 ms in Deno): 10 suffice
+  // where a step takes tens of milliseconds; a fast GPU needs many more, or the wait dominates.
+  const stepsPerRound = gpu.adapter.fallback ? 10 : 200;
   if (only.has("matmul")) results.push(...await benchMatmul(gpu, { rounds, quick: args.quick }));
   if (only.has("train")) {
     results.push(
       ...await benchTraining(gpu, {
         rounds,
-        steps: args.quick ? 4 : 10,
+        steps: args.quick ? 4 : stepsPerRound,
         epoch: !args.quick,
         smallBatch: !args.quick,
       }),
@@ -126,7 +129,7 @@ async function main(): Promise<void> {
   }
   if (only.has("profile")) {
     for (const v of args.quick ? ["plain" as const] : VARIANT_NAMES) {
-      results.push(...await profileStep(gpu, v, { rounds }));
+      results.push(...await profileStep(gpu, v, { rounds, steps: stepsPerRound }));
     }
   }
   if (only.has("data")) results.push(...await dataResults(gpu, args.data));
@@ -149,7 +152,9 @@ async function main(): Promise<void> {
     );
   }
   if (only.has("torch")) results.push(...await torchResults(args.quick));
-  if (only.has("tfjs")) results.push(...await tfjsResults(args.quick));
+  if (only.has("tfjs")) {
+    results.push(...await tfjsResults(args.quick, gpu.adapter.fallback ? 5 : 50));
+  }
   printTable(results);
   const report: BenchReport & { others?: { label: string; report: BenchReport }[] } = {
     adapter: gpu.adapter.description,
@@ -232,7 +237,7 @@ async function torchResults(quick: boolean): Promise<BenchResult[]> {
 }
 
 /** TensorFlow.js's WebGPU backend on the same adapter, same models. */
-async function tfjsResults(quick: boolean): Promise<BenchResult[]> {
+async function tfjsResults(quick: boolean, steps: number): Promise<BenchResult[]> {
   const out: BenchResult[] = [];
   for (const v of quick ? ["plain" as const] : VARIANT_NAMES) {
     try {
@@ -240,7 +245,9 @@ async function tfjsResults(quick: boolean): Promise<BenchResult[]> {
         variant: v,
         batchSize: 1024,
         warmupSteps: 2,
-        steps: quick ? 2 : 5,
+        // Its rounds end in one readback too: as many steps per round on a fast GPU as it
+        // needs to be measured fairly (5 where a step takes ~0.5 s).
+        steps: quick ? 2 : steps,
         rounds: quick ? 1 : 3,
       });
       out.push({ name: `tfjs/train/${v}`, unit: "samples/s", value: r.train }, {

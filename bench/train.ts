@@ -69,19 +69,15 @@ async function benchVariant(
   let dispatches = 0;
   let epoch = 0;
   let batch = 0;
-  const nextBatch = (enc: StepEncoder, target: typeof model) => {
-    if (batch === 0) loader.startEpoch(epoch++);
-    const b = loader.encodeBatchFor(enc, batch, target);
-    batch = (batch + 1) % loader.batchesPerEpoch;
-    return b;
-  };
-  // `steps` training steps in one command buffer, not yet submitted. A round may cross into the
-  // loader's next epoch: its order goes to the other of the loader's two order buffers, so the
-  // upload cannot disturb this epoch's steps still waiting in the buffer.
+  // `steps` training steps in one command buffer, not yet submitted. Each round starts a new
+  // loader epoch (its order upload lands before the round's commands run) and cycles through its
+  // batches, so a round longer than an epoch never uploads an order its own steps still need.
   const encodeRound = (label: string): GPUCommandBuffer => {
+    loader.startEpoch(epoch++);
     const enc = new StepEncoder(gpu, label);
     for (let i = 0; i < steps; i++) {
-      const { x, y } = nextBatch(enc, model);
+      const { x, y } = loader.encodeBatchFor(enc, batch, model);
+      batch = (batch + 1) % loader.batchesPerEpoch;
       optimizer.zeroGrad(enc);
       loss.forward(enc, model.forward(enc, x), y);
       model.backward(enc, loss.backward());
