@@ -73,6 +73,16 @@ async function timeEncoded(
   return median(times);
 }
 
+/**
+ * Products per timed round. A round ends in one wait of at least 11 ms (Deno polls the GPU every
+ * 10 ms), so it must hold much more work than that: about 2 GFLOP on a software adapter (tens of
+ * ms), 1 TFLOP on a hardware one, where a product of the seed's shapes takes microseconds.
+ */
+function repsFor(gpu: Gpu, flops: number): number {
+  const [work, most] = gpu.adapter.fallback ? [2e9, 20] : [1e12, 20_000];
+  return Math.max(2, Math.min(most, Math.round(work / flops)));
+}
+
 /** Runs every seed shape (and the yardstick); returns GFLOP/s results. */
 export async function benchMatmul(
   gpu: Gpu,
@@ -94,7 +104,7 @@ export async function benchMatmul(
     );
     const C = Tensor.empty(gpu, [M, N]);
     const plan = new Matmul(gpu, M, N, K, c.options);
-    const reps = Math.max(2, Math.min(20, Math.round(2e9 / plan.flops)));
+    const reps = repsFor(gpu, plan.flops);
     const ms = await timeEncoded(gpu, reps, rounds, (enc) => plan.encode(enc, A, B, C));
     results.push({
       name: c.name,
@@ -125,7 +135,7 @@ async function benchYardstick(gpu: Gpu, rounds: number): Promise<BenchResult> {
   const grid: [number, number, number] = [Math.ceil(N / 32), Math.ceil(M / 32), 1];
   const ms = await timeEncoded(
     gpu,
-    2,
+    gpu.adapter.fallback ? 2 : repsFor(gpu, 2 * M * N * K),
     Math.min(rounds, 3),
     (enc) => enc.dispatch("yardstick", pipeline, bindGroup, grid),
   );
