@@ -87,6 +87,7 @@ Deno.test("train.ts --help prints the usage and every flag, exit 0", async () =>
       "--resume",
       "--checkpoint-seconds",
       "--sequential",
+      "--vector-width",
     ]
   ) {
     assert(run.stdout.includes(flag), flag);
@@ -133,6 +134,7 @@ Deno.test("train.ts rejects bad flags before touching anything", async () => {
       "--checkpoint-seconds",
       '"-5"',
     );
+    await assertRejected(root, [...base, "--vector-width", "384"], "--vector-width", '"384"');
     await assertRejected(
       root,
       [...base, "--checkpoint-seconds", "soon"],

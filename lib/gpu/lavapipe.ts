@@ -13,9 +13,11 @@
 export type VectorWidth = 256 | 512;
 
 /**
- * Asks Mesa's software adapters to use `width`-bit vectors, with a shader cache of its own.
- * Call before {@link requestGpu}; needs `--allow-env`. Has no effect on hardware adapters.
- * Returns the cache folder it chose ("" when the disk cache had to be turned off).
+ * Asks Mesa's software adapters to use `width`-bit vectors, with a shader cache of its own:
+ * `cacheDir` when given, else `wgnn/mesa-shader-cache-<width>` in the user's cache folder. Call
+ * before {@link requestGpu}; needs `--allow-env`, and write permission for the folder (without
+ * it the disk cache is turned off, and every run compiles its kernels again: about 25 s at 512
+ * bits). Has no effect on hardware adapters. Returns the cache folder ("" when turned off).
  *
  * @example Train with AVX-512 on a software adapter
  * ```ts ignore
@@ -25,14 +27,13 @@ export type VectorWidth = 256 | 512;
  * console.log(gpu.adapter.description); // "llvmpipe (LLVM 15.0.6, 512 bits)"
  * ```
  */
-export function useLavapipeVectorWidth(width: VectorWidth): string {
+export function useLavapipeVectorWidth(width: VectorWidth, cacheDir?: string): string {
   if (width !== 256 && width !== 512) {
     throw new RangeError(
       `Cannot set the llvmpipe vector width: it must be 256 or 512: current value is ${width}`,
     );
   }
-  const base = Deno.env.get("XDG_CACHE_HOME") ?? `${Deno.env.get("HOME") ?? "/tmp"}/.cache`;
-  const dir = `${base}/wgnn/mesa-shader-cache-${width}`;
+  const dir = cacheDir ?? `${userCacheDir()}/wgnn/mesa-shader-cache-${width}`;
   Deno.env.set("LP_NATIVE_VECTOR_WIDTH", String(width));
   // Mesa does not create the folder itself. Without write permission for it, turn the disk cache
   // off rather than share the default one with the other width.
@@ -46,6 +47,10 @@ export function useLavapipeVectorWidth(width: VectorWidth): string {
   if (canWrite) Deno.env.set("MESA_SHADER_CACHE_DIR", dir);
   else Deno.env.set("MESA_SHADER_CACHE_DISABLE", "true");
   return canWrite ? dir : "";
+}
+
+function userCacheDir(): string {
+  return Deno.env.get("XDG_CACHE_HOME") ?? `${Deno.env.get("HOME") ?? "/tmp"}/.cache`;
 }
 
 /**
