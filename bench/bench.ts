@@ -16,6 +16,7 @@ import { profileStep } from "./profile.ts";
 import { benchGather, benchLoad } from "../lib/data/bench.ts";
 import { GpuDataset } from "../lib/data/dataset.ts";
 import { matmulVariant } from "../lib/ops/matmul.ts";
+import { cachedTiling } from "../lib/ops/matmul_variant.ts";
 import { benchExperiment } from "./experiment.ts";
 import { benchTfjs } from "./peers/tfjs.ts";
 import { benchTorch } from "./peers/torch.ts";
@@ -111,7 +112,7 @@ async function main(): Promise<void> {
     }
   }
   const variant = await matmulVariant(gpu); // the start-up choice (table or timed trial)
-  console.log(`matmul variant: ${variant}`);
+  console.log(`matmul variant: ${variant}${variant === "tiled" ? ` (${cachedTiling(gpu)})` : ""}`);
   const results: BenchResult[] = [];
   // Steps per timed round, each round ending in one wait (at least 11 ms in Deno): 10 suffice
   // where a step takes tens of milliseconds; a fast GPU needs many more, or the wait dominates.

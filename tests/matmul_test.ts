@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { Matmul, matmul, type MatmulVariant } from "../lib/ops/matmul.ts";
+import { Matmul, matmul, type MatmulVariant, TILINGS } from "../lib/ops/matmul.ts";
+import { timeCandidate } from "../lib/ops/matmul_variant.ts";
 import { StepEncoder } from "../lib/gpu/encoder.ts";
 import { Tensor } from "../lib/tensor.ts";
 import { matmulRef } from "./reference/matmul.ts";
@@ -138,4 +139,95 @@ gpuTest("matmul: bad shapes and options throw errors naming the value", async (g
   plan.dispose();
   B.dispose();
   await gpu.sync();
+});
+
+// Every tiling the start-up trial may choose on a hardware adapter, at sizes that leave partial
+// tiles on every side, with all transpose flags and the fused epilogue, against the f64 twin.
+for (const tiling of Object.keys(TILINGS)) {
+  gpuTest(
+    `matmul tiled, tiling ${tiling}: transposes and epilogue match the f64 twin`,
+    async (gpu) => {
+      const [M, K, N] = [71, 45, 133];
+      for (const transA of [false, true]) {
+        for (const transB of [false, true]) {
+          const a = randomArray(M * K, 11), b = randomArray(K * N, 12), bias = randomArray(N, 13);
+          const A = Tensor.from(gpu, a, transA ? [K, M] : [M, K]);
+          const B = Tensor.from(gpu, b, transB ? [N, K] : [K, N]);
+          const Bias = Tensor.from(gpu, bias, [N]);
+          const C = Tensor.empty(gpu, [M, N]);
+          const plan = new Matmul(gpu, M, N, K, {
+            transA,
+            transB,
+            bias: true,
+            activation: "leaky_relu",
+            slope: 0.1,
+            variant: "tiled",
+            tiling,
+          });
+          assert.equal(plan.tiling, tiling);
+          const enc = new StepEncoder(gpu, "tiling test");
+          plan.encode(enc, A, B, C, Bias);
+          enc.submit();
+          const want = matmulRef(a, b, M, N, K, { transA, transB }).map((v, i) => {
+            const z = v + bias[i % N];
+            return z > 0 ? z : 0.1 * z;
+          });
+          assertClose(await C.toFloat32(), want, {
+            atol: 1e-5 * Math.sqrt(K),
+            rtol: 1e-5,
+            what: `${tiling} tA=${transA} tB=${transB}`,
+          });
+          for (const t of [plan, A, B, Bias, C]) t.dispose();
+        }
+      }
+    },
+  );
+}
+
+gpuTest("an unknown tiling is refused by name", (gpu) => {
+  assert.throws(
+    () => new Matmul(gpu, 8, 8, 8, { variant: "tiled", tiling: "7x7" }),
+    /unknown tiling "7x7" \(expected one of 64x64, 32x32, 32x32-64\)/,
+  );
+  return Promise.resolve();
+});
+
+gpuTest("the start-up trial times a candidate and frees what it allocated", async (gpu) => {
+  const live = gpu.memory.liveBytes;
+  const ms = await timeCandidate(gpu, { variant: "texture" });
+  assert(Number.isFinite(ms) && ms > 0, `${ms} ms`);
+  assert.equal(gpu.memory.liveBytes, live);
+});
+
+/** Runs a fresh process with WGNN_MATMUL set; returns its output and exit code. */
+async function withEnv(value: string): Promise<{ code: number; text: string }> {
+  const url = new URL("../lib/ops/matmul.ts", import.meta.url).href;
+  const device = new URL("../lib/gpu/device.ts", import.meta.url).href;
+  const program = `
+    import { Matmul, matmulVariant } from "${url}";
+    import { requestGpu } from "${device}";
+    const gpu = await requestGpu();
+    try {
+      const variant = await matmulVariant(gpu);
+      console.log(variant, new Matmul(gpu, 4, 4, 4).tiling);
+    } catch (e) {
+      console.log(e.message);
+    }`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--no-config", program],
+    env: { WGNN_MATMUL: value },
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  return { code: out.code, text: new TextDecoder().decode(out.stdout).trim() };
+}
+
+gpuTest("WGNN_MATMUL chooses the variant and the tiled kernel's tiling", async () => {
+  assert.equal((await withEnv("tiled:32x32")).text, "tiled 32x32");
+  assert.equal((await withEnv("tiled")).text, "tiled 64x64");
+  assert.equal((await withEnv("texture")).text, "texture null");
+  assert.match(
+    (await withEnv("tiled:9x9")).text,
+    /WGNN_MATMUL must be "texture", "tiled", "tiled:<tiling>" \(64x64, 32x32, 32x32-64\) or "blocked": current value is "tiled:9x9"/,
+  );
 });

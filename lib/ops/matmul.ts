@@ -26,7 +26,7 @@ import { ParamsLayout } from "../gpu/params.ts";
 import { Tensor } from "../tensor.ts";
 import { adapterVectorWidth } from "../gpu/lavapipe.ts";
 import { type StagedOperand, TextureOperand } from "./staging.ts";
-import { cachedVariant } from "./matmul_variant.ts";
+import { cachedTiling, cachedVariant } from "./matmul_variant.ts";
 
 export type { StagedOperand } from "./staging.ts";
 export { matmulVariant, readEnv } from "./matmul_variant.ts";
@@ -50,6 +50,8 @@ export interface MatmulOptions {
   accumulate?: boolean;
   /** Kernel family; default: {@link matmulVariant} of the adapter. */
   variant?: MatmulVariant;
+  /** The `tiled` variant's tiling (a key of {@link TILINGS}); default: the adapter's choice. */
+  tiling?: string;
   /**
    * Read operand A (or B) from a texture another plan stages earlier in the same step, instead
    * of staging it again: e.g. a Linear's weight gradient Xᵀ·dZ reads the X its forward staged.
@@ -73,8 +75,30 @@ const MATMUL_PARAMS = new ParamsLayout("matmul.Params", {
 /** The texture variant's block of C per invocation (fixed in the kernel) and workgroup width. */
 const TEXTURE_BLOCK = 16;
 const TEXTURE_WG = 8;
-/** Tuning of the tiled variant. */
-const TILED = { WG_X: 16, WG_Y: 16, RM: 4, RN: 4 };
+/**
+ * A tiling of the `tiled` variant: a WG_X × WG_Y workgroup computes a (WG_Y·RM) × (WG_X·RN)
+ * tile of C. Tiles at most 128 on a side, RM and RN at most 8 (the kernel's shared arrays).
+ */
+export interface Tiling {
+  WG_X: number;
+  WG_Y: number;
+  RM: number;
+  RN: number;
+}
+
+/**
+ * The tilings the start-up trial chooses from on hardware adapters ({@link matmulVariant}): big
+ * tiles reuse more data per load; small ones give the seed's skinny products (C is 1024×128 or
+ * 3072×128) enough workgroups to fill a large GPU (64×64 tiles make 32 workgroups of a
+ * 1024×128 product).
+ */
+export const TILINGS: Readonly<Record<string, Tiling>> = {
+  "64x64": { WG_X: 16, WG_Y: 16, RM: 4, RN: 4 },
+  "32x32": { WG_X: 16, WG_Y: 16, RM: 2, RN: 2 },
+  "32x32-64": { WG_X: 8, WG_Y: 8, RM: 4, RN: 4 },
+};
+/** The tiling used until (and unless) a trial chooses another. */
+export const DEFAULT_TILING = "64x64";
 
 const ceilDiv = (a: number, b: number) => Math.ceil(a / b);
 
@@ -122,9 +146,13 @@ export class Matmul {
   readonly K: number;
   /** The kernel family this plan uses. */
   readonly variant: MatmulVariant;
+  /** The `tiled` variant's tiling (a key of {@link TILINGS}); null for the other variants. */
+  readonly tiling: string | null = null;
   /** The options in force, defaults filled in. */
   readonly options: Readonly<
-    Required<Omit<MatmulOptions, "variant" | "reuseA" | "reuseB" | "reserveA" | "reserveB">>
+    Required<
+      Omit<MatmulOptions, "variant" | "tiling" | "reuseA" | "reuseB" | "reserveA" | "reserveB">
+    >
   >;
   readonly #gpu: Gpu;
   readonly #params: GpuBuffer;
@@ -210,9 +238,19 @@ export class Matmul {
       this.#constants = { ...common, WG_X: wg };
       this.#grid = grid1d(ceilDiv(ceilDiv(M, 8) * ceilDiv(N, 8), wg));
     } else {
-      this.#constants = { ...common, ...TILED };
-      const BM = TILED.WG_Y * TILED.RM;
-      const BN = TILED.WG_X * TILED.RN;
+      const name = options.tiling ?? cachedTiling(gpu);
+      const tiling = TILINGS[name];
+      if (!tiling) {
+        throw new RangeError(
+          `Cannot plan a matmul: unknown tiling "${name}" (expected one of ${
+            Object.keys(TILINGS).join(", ")
+          })`,
+        );
+      }
+      this.tiling = name;
+      this.#constants = { ...common, ...tiling };
+      const BM = tiling.WG_Y * tiling.RM;
+      const BN = tiling.WG_X * tiling.RN;
       this.#grid = checkGrid("matmul_tiled", [ceilDiv(N, BN), ceilDiv(M, BM), 1]);
     }
     this.#params = MATMUL_PARAMS.upload(gpu, { M, N, K, slope }, "matmul params");

@@ -9,9 +9,15 @@
 import type { Gpu } from "../gpu/device.ts";
 import { StepEncoder } from "../gpu/encoder.ts";
 import { Tensor } from "../tensor.ts";
-import { Matmul, matmul, type MatmulVariant } from "./matmul.ts";
+import { DEFAULT_TILING, Matmul, matmul, type MatmulVariant, TILINGS } from "./matmul.ts";
 
 const chosen = new WeakMap<Gpu, MatmulVariant>();
+const chosenTiling = new WeakMap<Gpu, string>();
+
+/** The `tiled` variant's tiling plans default to: the trial's choice, else the default. */
+export function cachedTiling(gpu: Gpu): string {
+  return chosenTiling.get(gpu) ?? DEFAULT_TILING;
+}
 
 /** The variant plans default to: the choice made so far, else the table's. */
 export function cachedVariant(gpu: Gpu): MatmulVariant {
@@ -25,10 +31,11 @@ function defaultVariant(gpu: Gpu): MatmulVariant {
 
 /**
  * Chooses the matmul variant for `gpu`, once per process: `WGNN_MATMUL=texture|tiled|blocked`
- * when that variable may be read; when a small texture-variant product fails or is wrong on this
+ * (or `tiled:<tiling>`, a key of {@link TILINGS}) when that variable may be read; when a small texture-variant product fails or is wrong on this
  * backend, "blocked" on software adapters and "tiled" on real GPUs; "texture" on software
- * adapters; else a short timed trial of texture and tiled on a 1024×1024×128 product, remembered
- * per adapter across runs. Later plans default to the result.
+ * adapters; else a short timed trial of the texture kernel and each of the tiled kernel's
+ * {@link TILINGS} on the seed's first-layer products, remembered per adapter across runs. Later
+ * plans default to the result (and its tiling).
  */
 export async function matmulVariant(gpu: Gpu): Promise<MatmulVariant> {
   const known = chosen.get(gpu);
@@ -36,9 +43,14 @@ export async function matmulVariant(gpu: Gpu): Promise<MatmulVariant> {
   let pick: MatmulVariant | null = null;
   const fromEnv = readEnv("WGNN_MATMUL");
   if (fromEnv === "texture" || fromEnv === "tiled" || fromEnv === "blocked") pick = fromEnv;
-  else if (fromEnv !== undefined) {
+  else if (fromEnv?.startsWith("tiled:") && fromEnv.slice(6) in TILINGS) {
+    pick = "tiled";
+    chosenTiling.set(gpu, fromEnv.slice(6));
+  } else if (fromEnv !== undefined) {
     throw new RangeError(
-      `Cannot choose matmul variant: WGNN_MATMUL must be "texture", "tiled" or "blocked": current value is "${fromEnv}"`,
+      `Cannot choose matmul variant: WGNN_MATMUL must be "texture", "tiled", "tiled:<tiling>" (${
+        Object.keys(TILINGS).join(", ")
+      }) or "blocked": current value is "${fromEnv}"`,
     );
   }
   // Without usable storage textures: the register-blocked kernel on software adapters (no
@@ -51,22 +63,43 @@ export async function matmulVariant(gpu: Gpu): Promise<MatmulVariant> {
     // The timed trial's answer is kept across runs (Deno's localStorage, no permission needed),
     // keyed by the adapter, so only the first run on a GPU pays for it.
     const key =
-      `wgnn.matmul-variant.${gpu.adapter.vendor}.${gpu.adapter.architecture}.${gpu.adapter.description}`;
-    const stored = storage()?.getItem(key);
-    if (stored === "texture" || stored === "tiled") pick = stored;
-    else {
-      const texture = await timeVariant(gpu, "texture");
-      const tiled = await timeVariant(gpu, "tiled");
-      pick = texture < tiled ? "texture" : "tiled";
+      `wgnn.matmul-choice.${gpu.adapter.vendor}.${gpu.adapter.architecture}.${gpu.adapter.description}`;
+    let stored = storage()?.getItem(key) ?? null;
+    if (stored !== "texture" && !(stored?.startsWith("tiled:") && stored.slice(6) in TILINGS)) {
+      stored = await trial(gpu);
       try {
-        storage()?.setItem(key, pick);
+        storage()?.setItem(key, stored);
       } catch {
         // A full or unavailable store only costs the trial again next time.
       }
     }
+    pick = stored === "texture" ? "texture" : "tiled";
+    if (pick === "tiled") chosenTiling.set(gpu, stored.slice(6));
   }
   chosen.set(gpu, pick);
   return pick;
+}
+
+/**
+ * Times the texture kernel and each tiling of the tiled kernel on the seed's first-layer
+ * products (forward 1024×3072·3072×128 and weight gradient 3072ᵀ×1024·1024×128) and returns
+ * the fastest: "texture" or "tiled:<tiling>".
+ */
+async function trial(gpu: Gpu): Promise<string> {
+  const candidates: [string, { variant: MatmulVariant; tiling?: string }][] = [
+    ["texture", { variant: "texture" }],
+    ...Object.keys(TILINGS).map((t): [string, { variant: MatmulVariant; tiling: string }] => [
+      `tiled:${t}`,
+      { variant: "tiled", tiling: t },
+    ]),
+  ];
+  let best = "tiled:" + DEFAULT_TILING;
+  let bestMs = Infinity;
+  for (const [name, options] of candidates) {
+    const ms = await timeCandidate(gpu, options);
+    if (ms < bestMs) [best, bestMs] = [name, ms];
+  }
+  return best;
 }
 
 /** Deno's localStorage where the runtime offers it (not in every context), else null. */
@@ -126,28 +159,42 @@ export function readEnv(name: string): string | undefined {
   }
 }
 
-async function timeVariant(gpu: Gpu, variant: MatmulVariant): Promise<number> {
-  const [M, N, K] = [1024, 128, 1024];
-  const a = Tensor.empty(gpu, [M, K], "f32", "autotune A");
-  const b = Tensor.empty(gpu, [K, N], "f32", "autotune B");
-  const c = Tensor.empty(gpu, [M, N], "f32", "autotune C");
-  const plan = new Matmul(gpu, M, N, K, { variant });
-  try {
-    let best = Infinity;
-    for (let rep = 0; rep < 4; rep++) {
-      const start = performance.now();
-      const enc = new StepEncoder(gpu, "autotune");
-      for (let i = 0; i < 4; i++) plan.encode(enc, a, b, c);
-      enc.submit();
-      await gpu.sync();
-      if (rep > 0) best = Math.min(best, performance.now() - start);
+/**
+ * Milliseconds for one forward and one weight-gradient product of the seed's first layer with
+ * `options`. A round ends in one wait of at least 11 ms (Deno polls the GPU every 10 ms), so the
+ * products per round grow until a round takes 50 ms or more; then the best of three rounds counts.
+ */
+export async function timeCandidate(
+  gpu: Gpu,
+  options: { variant: MatmulVariant; tiling?: string },
+): Promise<number> {
+  const [M, N, K] = [1024, 128, 3072];
+  const x = Tensor.empty(gpu, [M, K], "f32", "autotune X");
+  const w = Tensor.empty(gpu, [K, N], "f32", "autotune W");
+  const y = Tensor.empty(gpu, [M, N], "f32", "autotune Y");
+  const dw = Tensor.empty(gpu, [K, N], "f32", "autotune dW");
+  const forward = new Matmul(gpu, M, N, K, options);
+  const gradient = new Matmul(gpu, K, N, M, { ...options, transA: true });
+  const round = async (pairs: number) => {
+    const start = performance.now();
+    const enc = new StepEncoder(gpu, "autotune");
+    for (let i = 0; i < pairs; i++) {
+      forward.encode(enc, x, w, y);
+      gradient.encode(enc, x, y, dw);
     }
-    return best;
+    enc.submit();
+    await gpu.sync();
+    return performance.now() - start;
+  };
+  try {
+    let pairs = 2;
+    await round(pairs); // warm-up: pipelines, first touch
+    while ((await round(pairs)) < 50 && pairs < 4096) pairs *= 4;
+    let best = Infinity;
+    for (let r = 0; r < 3; r++) best = Math.min(best, await round(pairs));
+    return best / pairs;
   } finally {
-    plan.dispose();
-    a.dispose();
-    b.dispose();
-    c.dispose();
+    for (const t of [forward, gradient, x, w, y, dw]) t.dispose();
   }
 }
 
