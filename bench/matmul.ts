@@ -7,7 +7,7 @@ import type { Gpu } from "../lib/gpu/device.ts";
 import { StepEncoder } from "../lib/gpu/encoder.ts";
 import { KERNELS } from "../lib/gpu/kernels.ts";
 import { ParamsLayout } from "../lib/gpu/params.ts";
-import { Matmul, type MatmulOptions } from "../lib/ops/matmul.ts";
+import { Matmul, type MatmulOptions, TILINGS } from "../lib/ops/matmul.ts";
 import { Tensor } from "../lib/tensor.ts";
 import { type BenchResult, median } from "./util.ts";
 
@@ -83,6 +83,26 @@ function repsFor(gpu: Gpu, flops: number): number {
   return Math.max(2, Math.min(most, Math.round(work / flops)));
 }
 
+/** GFLOP/s of case `c` planned with `options`. */
+async function gflops(gpu: Gpu, c: Case, options: MatmulOptions, rounds: number): Promise<number> {
+  const { M, K, N } = c;
+  const A = Tensor.from(gpu, new Float32Array(M * K).fill(0.5), options.transA ? [K, M] : [M, K]);
+  const B = Tensor.from(gpu, new Float32Array(K * N).fill(0.25), options.transB ? [N, K] : [K, N]);
+  const C = Tensor.empty(gpu, [M, N]);
+  const plan = new Matmul(gpu, M, N, K, options);
+  try {
+    const ms = await timeEncoded(
+      gpu,
+      repsFor(gpu, plan.flops),
+      rounds,
+      (enc) => plan.encode(enc, A, B, C),
+    );
+    return plan.flops / ms / 1e6;
+  } finally {
+    for (const x of [plan, A, B, C]) x.dispose();
+  }
+}
+
 /** Runs every seed shape (and the yardstick); returns GFLOP/s results. */
 export async function benchMatmul(
   gpu: Gpu,
@@ -91,28 +111,34 @@ export async function benchMatmul(
   const results: BenchResult[] = [];
   const cases = quick ? seedCases().slice(0, 2) : seedCases();
   for (const c of cases) {
-    const { M, K, N } = c;
-    const A = Tensor.from(
-      gpu,
-      new Float32Array(M * K).fill(0.5),
-      c.options.transA ? [K, M] : [M, K],
-    );
-    const B = Tensor.from(
-      gpu,
-      new Float32Array(K * N).fill(0.25),
-      c.options.transB ? [N, K] : [K, N],
-    );
-    const C = Tensor.empty(gpu, [M, N]);
-    const plan = new Matmul(gpu, M, N, K, c.options);
-    const reps = repsFor(gpu, plan.flops);
-    const ms = await timeEncoded(gpu, reps, rounds, (enc) => plan.encode(enc, A, B, C));
+    const plan = new Matmul(gpu, c.M, c.N, c.K, c.options);
+    const variant = plan.tiling ? `${plan.variant} ${plan.tiling}` : plan.variant;
+    plan.dispose();
     results.push({
       name: c.name,
       unit: "GFLOP/s",
-      value: plan.flops / ms / 1e6,
-      variant: plan.variant,
+      value: await gflops(gpu, c, c.options, rounds),
+      variant,
     });
-    for (const x of [plan, A, B, C]) x.dispose();
+  }
+  if (!gpu.adapter.fallback && !quick) {
+    // Every candidate of the start-up trial on the first layer's two big products, so a run on a
+    // GPU shows what the trial chose between.
+    for (
+      const c of cases.filter((c) => c.M * c.N * c.K === 1024 * 3072 * 128 && !c.options.transB)
+    ) {
+      for (const tiling of [null, ...Object.keys(TILINGS)]) {
+        const options = tiling === null
+          ? { ...c.options, variant: "texture" as const }
+          : { ...c.options, variant: "tiled" as const, tiling };
+        const value = await gflops(gpu, c, options, rounds);
+        results.push({
+          name: `${c.name}/${tiling === null ? "texture" : `tiled-${tiling}`}`,
+          unit: "GFLOP/s",
+          value,
+        });
+      }
+    }
   }
   results.push(await benchYardstick(gpu, rounds));
   return results;
