@@ -23,7 +23,7 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader >> "$OUT/adapte
 deno task bench --out "$OUT/bench.json" "$@" 2>&1 | tee "$OUT/bench.log"
 # Correctness on this adapter: every kernel against its float64 twin, and the three models against
 # PyTorch's committed goldens (the records they need travel in .gpu/parity).
-WGNN_PARITY_DATA=.gpu/parity deno test --allow-read --allow-write=/tmp --allow-env --allow-run \
+WGNN_PARITY_DATA=.gpu/parity deno test --allow-read --allow-write --allow-env --allow-run \
   tests/matmul_test.ts tests/layers_test.ts tests/optim_test.ts tests/staging_test.ts \
   tests/parity_test.ts tests/encode_ahead_test.ts tests/concurrent_test.ts \
   tests/bind_cache_test.ts 2>&1 | tee "$OUT/test.log" | tail -5
