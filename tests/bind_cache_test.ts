@@ -19,11 +19,11 @@ import { seedModel, VARIANTS } from "../lib/train/experiment.ts";
 import { gpuTest } from "./helpers.ts";
 import { randomImages } from "./fixtures/random.ts";
 
-Deno.test("BindGroupCache keeps the newest groups and makes each key once", () => {
+Deno.test("BindGroupCache keeps the newest groups, makes each key once, reuses the last at once", () => {
   const cache = new BindGroupCache(2);
   const made: string[] = [];
-  const get = (key: string) =>
-    cache.get(key, () => {
+  const get = (key: string, objects: unknown[] = [{}]) =>
+    cache.get(objects, () => key, () => {
       made.push(key);
       return { label: key } as GPUBindGroup;
     });
@@ -35,6 +35,13 @@ Deno.test("BindGroupCache keeps the newest groups and makes each key once", () =
   get("b");
   get("a");
   assert.deepEqual(made, ["a", "b", "c", "a"]);
+  // The very objects of the last call get the last group back, without a key being asked for.
+  const same = [{}, {}];
+  get("d", same);
+  assert.equal(
+    cache.get(same, () => assert.fail("key built"), () => assert.fail("made")).label,
+    "d",
+  );
   const one = {}, two = {};
   assert.equal(objectId(one), objectId(one));
   assert.notEqual(objectId(one), objectId(two));

@@ -125,6 +125,7 @@ export class Loader {
   readonly #params: GpuBuffer;
   readonly #batches: Batch[];
   readonly #bindGroups: GPUBindGroup[][];
+  #texturePipeline: GPUComputePipeline | null = null;
   readonly #pipeline: GPUComputePipeline;
   readonly #constants: Record<string, number>;
   readonly #slot: number;
@@ -368,7 +369,12 @@ export class Loader {
         `Cannot gather into texture: need rgba32float of at least ${WORDS}×${batch.size}: current is ${texture.format} ${texture.width}×${texture.height}`,
       );
     }
-    const pipeline = this.#gpu.pipelines.get(KERNEL, "to_texture", this.#constants);
+    // Looked up on first use only: a loader that never feeds a texture never compiles it.
+    const pipeline = this.#texturePipeline ??= this.#gpu.pipelines.get(
+      KERNEL,
+      "to_texture",
+      this.#constants,
+    );
     let groups = this.#textureGroups.get(texture);
     if (!groups) {
       const layout = pipeline.getBindGroupLayout(0);

@@ -28,24 +28,40 @@ export function bufferKey(binding: GPUBufferBinding): string {
 /**
  * The last `capacity` bind groups, keyed by a string that names every bound resource (see
  * {@link bufferKey}). A destroyed buffer's replacement is a new object with a new id, so a
- * stale group is never returned; it only waits to be evicted.
+ * stale group is never returned; it only waits to be evicted. The common case, the same objects
+ * as last time, is answered without building a key.
  */
 export class BindGroupCache {
   readonly #groups = new Map<string, GPUBindGroup>();
+  #lastObjects: readonly unknown[] = [];
+  #last: GPUBindGroup | null = null;
 
   /** Keeps at most `capacity` groups, evicting the oldest. */
   constructor(readonly capacity = 8) {}
 
-  /** The group for `key`, made by `make` the first time. */
-  get(key: string, make: () => GPUBindGroup): GPUBindGroup {
-    let group = this.#groups.get(key);
+  /**
+   * The group binding `objects`: the last one again when they are the very objects of the last
+   * call; else the group for `key()`, made by `make` the first time that key is seen.
+   */
+  get(objects: readonly unknown[], key: () => string, make: () => GPUBindGroup): GPUBindGroup {
+    const last = this.#lastObjects;
+    if (
+      this.#last !== null && objects.length === last.length &&
+      objects.every((o, i) => o === last[i])
+    ) {
+      return this.#last;
+    }
+    const name = key();
+    let group = this.#groups.get(name);
     if (group === undefined) {
       group = make();
       if (this.#groups.size >= this.capacity) {
         this.#groups.delete(this.#groups.keys().next().value!);
       }
-      this.#groups.set(key, group);
+      this.#groups.set(name, group);
     }
+    this.#lastObjects = [...objects];
+    this.#last = group;
     return group;
   }
 }

@@ -21,9 +21,6 @@ export class KernelCall {
   readonly label: string;
   readonly #gpu: Gpu;
   readonly #pipeline: GPUComputePipeline;
-  /** The last call's resources and group: the common case, checked without building a key. */
-  #last: readonly Resource[] = [];
-  #group: GPUBindGroup | null = null;
   readonly #groups = new BindGroupCache();
 
   /** Looks up (or compiles) the pipeline of `kernel`'s `entry` with `constants`. */
@@ -41,14 +38,13 @@ export class KernelCall {
     resources: readonly Resource[],
   ): void {
     this.#gpu.lastKernel = this.label;
-    if (
-      this.#group === null || resources.length !== this.#last.length ||
-      resources.some((r, i) => r !== this.#last[i])
-    ) {
-      const key = resources.map((r) =>
-        r instanceof Tensor ? bufferKey(r.binding()) : String(objectId(r.buffer))
-      ).join(",");
-      this.#group = this.#groups.get(key, () =>
+    const group = this.#groups.get(
+      resources,
+      () =>
+        resources.map((r) =>
+          r instanceof Tensor ? bufferKey(r.binding()) : String(objectId(r.buffer))
+        ).join(","),
+      () =>
         this.#gpu.device.createBindGroup({
           label: this.label,
           layout: this.#pipeline.getBindGroupLayout(0),
@@ -56,9 +52,8 @@ export class KernelCall {
             binding: bindings[i],
             resource: r instanceof Tensor ? r.binding() : { buffer: r.buffer },
           })),
-        }));
-      this.#last = [...resources];
-    }
-    enc.dispatch(this.label, this.#pipeline, this.#group, grid);
+        }),
+    );
+    enc.dispatch(this.label, this.#pipeline, group, grid);
   }
 }

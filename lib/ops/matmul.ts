@@ -165,9 +165,10 @@ export class Matmul {
   /** The textures the kernel reads (own staging or reused). */
   readonly #texA: StagedOperand | null = null;
   readonly #texB: StagedOperand | null = null;
-  #bindGroup: GPUBindGroup | null = null;
-  #bound: (Tensor | null)[] = [];
   readonly #groups = new BindGroupCache();
+  /** The compiled kernel and its dispatch label, looked up once (not per encode). */
+  readonly #pipeline: GPUComputePipeline;
+  readonly #label: string;
 
   /** Plans `C[M×N] = op(A)·op(B)`; allocates uniforms and staging textures once. Throws a RangeError for non-positive sizes or a non-finite slope. */
   constructor(gpu: Gpu, M: number, N: number, K: number, options: MatmulOptions = {}) {
@@ -253,6 +254,13 @@ export class Matmul {
       const BN = tiling.WG_X * tiling.RN;
       this.#grid = checkGrid("matmul_tiled", [ceilDiv(N, BN), ceilDiv(M, BM), 1]);
     }
+    const kernel = variant === "texture"
+      ? KERNELS.matmul_texture
+      : variant === "blocked"
+      ? KERNELS.matmul_blocked
+      : KERNELS.matmul_tiled;
+    this.#pipeline = gpu.pipelines.get(kernel, "main", this.#constants);
+    this.#label = `${kernel.name} ${M}x${K}x${N}`;
     this.#params = MATMUL_PARAMS.upload(gpu, { M, N, K, slope }, "matmul params");
     this.#dummyBias = gpu.createBuffer(16, GPUBufferUsage.STORAGE, "matmul no-bias");
   }
@@ -295,48 +303,33 @@ export class Matmul {
   encode(enc: StepEncoder, a: Tensor, b: Tensor, c: Tensor, bias?: Tensor): void {
     this.#check(a, b, c, bias);
     const gpu = this.#gpu;
-    const biasBinding: GPUBufferBinding = bias
-      ? bias.binding()
-      : { buffer: this.#dummyBias.buffer };
     // A reused operand was staged by its owner earlier in this step; an operand whose values
     // were written straight into this plan's staging texture needs no staging either.
     if (this.#stageA && a.stagedIn !== this.#stageA) this.#stageA.encode(enc, a);
     if (this.#stageB && b.stagedIn !== this.#stageB) this.#stageB.encode(enc, b);
-    const kernel = this.variant === "texture"
-      ? KERNELS.matmul_texture
-      : this.variant === "blocked"
-      ? KERNELS.matmul_blocked
-      : KERNELS.matmul_tiled;
-    const pipeline = gpu.pipelines.get(kernel, "main", this.#constants);
-    const key = [a, b, bias ?? null, c];
-    if (this.#bindGroup === null || key.some((k, i) => k !== this.#bound[i])) {
-      // What is bound: the staging textures (fixed) or A and B themselves, then bias and C.
-      const ranges = this.variant === "texture" ? [bias, c] : [a, b, bias, c];
-      const cacheKey = ranges.map((t) => (t ? bufferKey(t.binding()) : "-")).join(",");
-      this.#bindGroup = this.#groups.get(cacheKey, () => {
+    // What is bound: the staging textures (fixed) or A and B themselves, then bias and C.
+    const bound = this.variant === "texture" ? [bias, c] : [a, b, bias, c];
+    const group = this.#groups.get(
+      bound,
+      () => bound.map((t) => (t ? bufferKey(t.binding()) : "-")).join(","),
+      () => {
         const operands: GPUBindingResource[] = this.variant === "texture"
           ? [this.#texA!.texture.texture.createView(), this.#texB!.texture.texture.createView()]
           : [a.binding(), b.binding()];
         return gpu.device.createBindGroup({
-          label: `${kernel.name} ${this.M}x${this.K}x${this.N}`,
-          layout: pipeline.getBindGroupLayout(0),
+          label: this.#label,
+          layout: this.#pipeline.getBindGroupLayout(0),
           entries: [
             { binding: 0, resource: operands[0] },
             { binding: 1, resource: operands[1] },
-            { binding: 2, resource: biasBinding },
+            { binding: 2, resource: bias ? bias.binding() : { buffer: this.#dummyBias.buffer } },
             { binding: 3, resource: c.binding() },
             { binding: 4, resource: { buffer: this.#params.buffer } },
           ],
         });
-      });
-      this.#bound = key;
-    }
-    enc.dispatch(
-      `${kernel.name} ${this.M}x${this.K}x${this.N}`,
-      pipeline,
-      this.#bindGroup,
-      this.#grid,
+      },
     );
+    enc.dispatch(this.#label, this.#pipeline, group, this.#grid);
   }
 
   /** Frees the plan's uniforms and staging textures. */

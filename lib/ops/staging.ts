@@ -7,6 +7,7 @@
  * @module
  */
 
+import { BindGroupCache, bufferKey } from "../gpu/bind_cache.ts";
 import type { Gpu, GpuTexture } from "../gpu/device.ts";
 import type { GpuBuffer } from "../gpu/buffer.ts";
 import { checkGrid, KERNELS } from "../gpu/kernels.ts";
@@ -53,21 +54,17 @@ export class TextureOperand implements StagedOperand {
   readonly height: number;
   readonly params: GpuBuffer;
   readonly grid: [number, number, number];
-  readonly #copy: boolean;
-  readonly #rows: number;
-  readonly #cols: number;
-  #bindGroup: GPUBindGroup | null = null;
-  #source: Tensor | null = null;
+  /** The pack kernel, looked up once; null when rows are copied instead. */
+  readonly #pipeline: GPUComputePipeline | null;
+  readonly #groups = new BindGroupCache();
 
   constructor(gpu: Gpu, label: string, rows: number, cols: number, width: number, height: number) {
-    this.#rows = rows;
-    this.#cols = cols;
     this.rows = rows;
     this.cols = cols;
     this.width = width;
     this.height = height;
     // Rows whose byte length is a multiple of 256 can be copied; the padding stays zero.
-    this.#copy = (cols * 4) % 256 === 0 && width >= cols / 4 && height >= rows;
+    const copy = (cols * 4) % 256 === 0 && width >= cols / 4 && height >= rows;
     this.texture = gpu.createTexture(
       width,
       height,
@@ -80,6 +77,10 @@ export class TextureOperand implements StagedOperand {
       { rows, cols, width, height, offset: 0 },
       `${label} params`,
     );
+    this.#pipeline = copy ? null : gpu.pipelines.get(KERNELS.pack_texture, "main", {
+      WG_X: PACK_WG[0],
+      WG_Y: PACK_WG[1],
+    });
     this.grid = checkGrid(`pack ${label}`, [
       ceilDiv(width, PACK_WG[0]),
       ceilDiv(height, PACK_WG[1]),
@@ -92,36 +93,34 @@ export class TextureOperand implements StagedOperand {
       {
         buffer: source.buffer,
         offset: source.byteOffset,
-        bytesPerRow: this.#cols * 4,
-        rowsPerImage: this.#rows,
+        bytesPerRow: this.cols * 4,
+        rowsPerImage: this.rows,
       },
       { texture: this.texture.texture },
-      [this.#cols / 4, this.#rows, 1],
+      [this.cols / 4, this.rows, 1],
     );
   }
 
   encode(enc: StepEncoder, source: Tensor): void {
-    if (this.#copy) {
+    if (this.#pipeline === null) {
       this.encodeCopy(enc.commands(), source);
       return;
     }
-    const gpu = enc.gpu;
-    const pipeline = gpu.pipelines.get(KERNELS.pack_texture, "main", {
-      WG_X: PACK_WG[0],
-      WG_Y: PACK_WG[1],
-    });
-    if (this.#source !== source) {
-      this.#bindGroup = gpu.device.createBindGroup({
-        layout: pipeline.getBindGroupLayout(0),
-        entries: [
-          { binding: 0, resource: source.binding() },
-          { binding: 1, resource: this.texture.texture.createView() },
-          { binding: 2, resource: { buffer: this.params.buffer } },
-        ],
-      });
-      this.#source = source;
-    }
-    enc.dispatch("pack_texture", pipeline, this.#bindGroup!, this.grid);
+    const pipeline = this.#pipeline;
+    const group = this.#groups.get(
+      [source],
+      () => bufferKey(source.binding()),
+      () =>
+        enc.gpu.device.createBindGroup({
+          layout: pipeline.getBindGroupLayout(0),
+          entries: [
+            { binding: 0, resource: source.binding() },
+            { binding: 1, resource: this.texture.texture.createView() },
+            { binding: 2, resource: { buffer: this.params.buffer } },
+          ],
+        }),
+    );
+    enc.dispatch("pack_texture", pipeline, group, this.grid);
   }
 
   dispose(): void {
