@@ -11,17 +11,32 @@ import { StepEncoder } from "../gpu/encoder.ts";
 import { Tensor } from "../tensor.ts";
 import { DEFAULT_TILING, Matmul, matmul, type MatmulVariant, TILINGS } from "./matmul.ts";
 
-const chosen = new WeakMap<Gpu, MatmulVariant>();
-const chosenTiling = new WeakMap<Gpu, string>();
+/** A choice of kernel: a family, and for `tiled` one of {@link TILINGS}. */
+export interface Choice {
+  variant: MatmulVariant;
+  tiling?: string;
+}
 
-/** The `tiled` variant's tiling plans default to: the trial's choice, else the default. */
+const chosen = new WeakMap<Gpu, Choice>();
+
+/**
+ * Reads a choice written as `texture`, `blocked`, `tiled` (the default tiling) or
+ * `tiled:<tiling>`, as `WGNN_MATMUL` and the trial's stored answer spell it; null otherwise.
+ */
+function parseChoice(text: string): Choice | null {
+  if (text === "texture" || text === "tiled" || text === "blocked") return { variant: text };
+  const tiling = text.startsWith("tiled:") ? text.slice("tiled:".length) : "";
+  return tiling in TILINGS ? { variant: "tiled", tiling } : null;
+}
+
+/** The `tiled` variant's tiling plans default to: the choice made so far, else the default. */
 export function cachedTiling(gpu: Gpu): string {
-  return chosenTiling.get(gpu) ?? DEFAULT_TILING;
+  return chosen.get(gpu)?.tiling ?? DEFAULT_TILING;
 }
 
 /** The variant plans default to: the choice made so far, else the table's. */
 export function cachedVariant(gpu: Gpu): MatmulVariant {
-  return chosen.get(gpu) ?? defaultVariant(gpu);
+  return chosen.get(gpu)?.variant ?? defaultVariant(gpu);
 }
 
 /** The table part of the choice: software adapters are known to favour textures. */
@@ -31,53 +46,52 @@ function defaultVariant(gpu: Gpu): MatmulVariant {
 
 /**
  * Chooses the matmul variant for `gpu`, once per process: `WGNN_MATMUL=texture|tiled|blocked`
- * (or `tiled:<tiling>`, a key of {@link TILINGS}) when that variable may be read; when a small texture-variant product fails or is wrong on this
- * backend, "blocked" on software adapters and "tiled" on real GPUs; "texture" on software
+ * (or `tiled:<tiling>`, a key of {@link TILINGS}) when that variable may be read; when a small
+ * texture-variant product fails or is wrong on this backend, "blocked" on software adapters and "tiled" on real GPUs; "texture" on software
  * adapters; else a short timed trial of the texture kernel and each of the tiled kernel's
  * {@link TILINGS} on the seed's first-layer products, remembered per adapter across runs. Later
  * plans default to the result (and its tiling).
  */
 export async function matmulVariant(gpu: Gpu): Promise<MatmulVariant> {
   const known = chosen.get(gpu);
-  if (known) return known;
-  let pick: MatmulVariant | null = null;
+  if (known) return known.variant;
+  let pick: Choice | null = null;
   const fromEnv = readEnv("WGNN_MATMUL");
-  if (fromEnv === "texture" || fromEnv === "tiled" || fromEnv === "blocked") pick = fromEnv;
-  else if (fromEnv?.startsWith("tiled:") && fromEnv.slice(6) in TILINGS) {
-    pick = "tiled";
-    chosenTiling.set(gpu, fromEnv.slice(6));
-  } else if (fromEnv !== undefined) {
-    throw new RangeError(
-      `Cannot choose matmul variant: WGNN_MATMUL must be "texture", "tiled", "tiled:<tiling>" (${
-        Object.keys(TILINGS).join(", ")
-      }) or "blocked": current value is "${fromEnv}"`,
-    );
+  if (fromEnv !== undefined) {
+    pick = parseChoice(fromEnv);
+    if (pick === null) {
+      throw new RangeError(
+        `Cannot choose matmul variant: WGNN_MATMUL must be "texture", "tiled", "tiled:<tiling>" (${
+          Object.keys(TILINGS).join(", ")
+        }) or "blocked": current value is "${fromEnv}"`,
+      );
+    }
   }
   // Without usable storage textures: the register-blocked kernel on software adapters (no
   // shared memory, which llvmpipe runs slowly), the shared-memory tiles on real GPUs.
   if (pick === null && !(await textureVariantWorks(gpu))) {
-    pick = gpu.adapter.fallback ? "blocked" : "tiled";
+    pick = { variant: gpu.adapter.fallback ? "blocked" : "tiled" };
   }
-  if (pick === null && gpu.adapter.fallback) pick = "texture";
+  if (pick === null && gpu.adapter.fallback) pick = { variant: "texture" };
   if (pick === null) {
     // The timed trial's answer is kept across runs (Deno's localStorage, no permission needed),
     // keyed by the adapter, so only the first run on a GPU pays for it.
     const key =
       `wgnn.matmul-choice.${gpu.adapter.vendor}.${gpu.adapter.architecture}.${gpu.adapter.description}`;
-    let stored = storage()?.getItem(key) ?? null;
-    if (stored !== "texture" && !(stored?.startsWith("tiled:") && stored.slice(6) in TILINGS)) {
-      stored = await trial(gpu);
+    const stored = storage()?.getItem(key);
+    pick = stored ? parseChoice(stored) : null;
+    if (pick === null) {
+      const answer = await trial(gpu);
+      pick = parseChoice(answer)!;
       try {
-        storage()?.setItem(key, stored);
+        storage()?.setItem(key, answer);
       } catch {
         // A full or unavailable store only costs the trial again next time.
       }
     }
-    pick = stored === "texture" ? "texture" : "tiled";
-    if (pick === "tiled") chosenTiling.set(gpu, stored.slice(6));
   }
   chosen.set(gpu, pick);
-  return pick;
+  return pick.variant;
 }
 
 /**
@@ -86,17 +100,10 @@ export async function matmulVariant(gpu: Gpu): Promise<MatmulVariant> {
  * the fastest: "texture" or "tiled:<tiling>".
  */
 async function trial(gpu: Gpu): Promise<string> {
-  const candidates: [string, { variant: MatmulVariant; tiling?: string }][] = [
-    ["texture", { variant: "texture" }],
-    ...Object.keys(TILINGS).map((t): [string, { variant: MatmulVariant; tiling: string }] => [
-      `tiled:${t}`,
-      { variant: "tiled", tiling: t },
-    ]),
-  ];
   let best = "tiled:" + DEFAULT_TILING;
   let bestMs = Infinity;
-  for (const [name, options] of candidates) {
-    const ms = await timeCandidate(gpu, options);
+  for (const name of ["texture", ...Object.keys(TILINGS).map((t) => `tiled:${t}`)]) {
+    const ms = await timeCandidate(gpu, parseChoice(name)!);
     if (ms < bestMs) [best, bestMs] = [name, ms];
   }
   return best;
@@ -164,10 +171,7 @@ export function readEnv(name: string): string | undefined {
  * `options`. A round ends in one wait of at least 11 ms (Deno polls the GPU every 10 ms), so the
  * products per round grow until a round takes 50 ms or more; then the best of three rounds counts.
  */
-export async function timeCandidate(
-  gpu: Gpu,
-  options: { variant: MatmulVariant; tiling?: string },
-): Promise<number> {
+export async function timeCandidate(gpu: Gpu, options: Choice): Promise<number> {
   const [M, N, K] = [1024, 128, 3072];
   const x = Tensor.empty(gpu, [M, K], "f32", "autotune X");
   const w = Tensor.empty(gpu, [K, N], "f32", "autotune W");
@@ -210,7 +214,7 @@ export async function timeCandidate(
  * ```
  */
 export function slowAdapterHint(gpu: Gpu): string | null {
-  if (gpu.adapter.fallback && chosen.get(gpu) === "blocked") {
+  if (gpu.adapter.fallback && chosen.get(gpu)?.variant === "blocked") {
     return "note: this software adapter cannot read storage textures (Mesa's OpenGL backend), so " +
       "training runs several times slower; `apt-get install mesa-vulkan-drivers` provides the " +
       "Vulkan one (lavapipe), which is picked automatically";

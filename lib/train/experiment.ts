@@ -190,7 +190,6 @@ export function summaryRow(h: History): SummaryRow {
 
 /** One variant, built and ready to fit; `dispose` frees everything it holds. */
 interface PreparedRun {
-  variant: Variant;
   run: (
     signal: AbortSignal | undefined,
     progress: ExperimentOptions["progress"],
@@ -251,7 +250,7 @@ async function prepare(
         classes: sets.classes,
         progress,
       });
-    return { variant, run, dispose };
+    return { run, dispose };
   } catch (error) {
     dispose();
     throw error;

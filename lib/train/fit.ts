@@ -178,7 +178,6 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
   if (dir && !options.resume) await Deno.mkdir(dir, { recursive: true });
   const began = performance.now();
   let done = 0;
-  let steps = optimizer.stepCount;
   const every = Math.max(0, options.checkpointSeconds ?? 0) * 1000;
   let lastSaved = -Infinity;
   // A completed epoch whose last.* checkpoint was deferred; the model still holds its weights
@@ -307,7 +306,6 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
         validate = validates(epoch);
         if (validate) submit(encodeValidation(epoch));
       }
-      steps += train.batchesPerEpoch;
 
       // The one wait of the epoch: every readback in flight together (the Dropout step count
       // too, for the checkpoint's position; a second round trip would cost another ~11 ms).
@@ -325,7 +323,8 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
         throw new NonFiniteLossError(
           epoch,
           tr.firstNonFiniteBatch,
-          steps - tr.batches + tr.firstNonFiniteBatch + 1,
+          // Steps submitted so far: an epoch encoded ahead is not among them.
+          optimizer.stepCount - (pending?.steps ?? 0) - tr.batches + tr.firstNonFiniteBatch + 1,
         );
       }
       const record: EpochRecord = { epoch, trainLoss: tr.meanLoss, seconds: 0 };
