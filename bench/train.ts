@@ -13,6 +13,7 @@ import { manualSeed } from "../lib/nn/random.ts";
 import { Adam } from "../lib/optim/adam.ts";
 import { seedModel, type Variant, VARIANTS } from "../lib/train/experiment.ts";
 import { type BenchResult, median, syntheticSet } from "./util.ts";
+import { encodeTrainingStep } from "../lib/train/step.ts";
 
 /** Options of {@link benchTraining}. */
 export interface TrainBenchOptions {
@@ -78,10 +79,7 @@ async function benchVariant(
     for (let i = 0; i < steps; i++) {
       const { x, y } = loader.encodeBatchFor(enc, batch, model);
       batch = (batch + 1) % loader.batchesPerEpoch;
-      optimizer.zeroGrad(enc);
-      loss.forward(enc, model.forward(enc, x), y);
-      model.backward(enc, loss.backward());
-      optimizer.step(enc);
+      encodeTrainingStep(enc, { model, loss, optimizer }, x, y);
     }
     dispatches = enc.dispatches;
     return enc.finish();
@@ -157,10 +155,7 @@ async function benchEpoch(gpu: Gpu, B: number): Promise<BenchResult> {
     const enc = new StepEncoder(gpu, "bench epoch");
     for (let i = 0; i < loader.batchesPerEpoch; i++) {
       const { x, y } = loader.encodeBatchFor(enc, i, model);
-      optimizer.zeroGrad(enc);
-      loss.forward(enc, model.forward(enc, x), y);
-      model.backward(enc, loss.backward());
-      optimizer.step(enc);
+      encodeTrainingStep(enc, { model, loss, optimizer }, x, y);
     }
     enc.submit();
     await loss.stats.read(); // the epoch's one readback

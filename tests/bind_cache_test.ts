@@ -18,6 +18,7 @@ import { Tensor } from "../lib/tensor.ts";
 import { seedModel, VARIANTS } from "../lib/train/experiment.ts";
 import { gpuTest } from "./helpers.ts";
 import { randomImages } from "./fixtures/random.ts";
+import { encodeTrainingStep } from "../lib/train/step.ts";
 
 Deno.test("BindGroupCache keeps the newest groups, makes each key once, reuses the last at once", () => {
   const cache = new BindGroupCache(2);
@@ -68,10 +69,7 @@ gpuTest("training steps in steady state create no bind groups", async (gpu) => {
         const enc = new StepEncoder(gpu, "bind test");
         for (let i = 0; i < loader.batchesPerEpoch; i++) {
           const { x, y } = loader.encodeBatchFor(enc, i, model);
-          optimizer.zeroGrad(enc);
-          loss.forward(enc, model.forward(enc, x), y);
-          model.backward(enc, loss.backward());
-          optimizer.step(enc);
+          encodeTrainingStep(enc, { model, loss, optimizer }, x, y);
         }
         model.eval();
         const { x, y } = loader.encodeBatchFor(enc, 0, model);

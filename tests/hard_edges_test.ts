@@ -31,6 +31,7 @@ import type { History } from "../lib/train/history.ts";
 import { lcgBytes } from "./fixtures/cifar_fixture.ts";
 import { listFiles, REPO, runTask, SHARED_DATA, tinyProject } from "./fixtures/tiny_cifar.ts";
 import { hasGpu } from "./helpers.ts";
+import { encodeTrainingStep } from "../lib/train/step.ts";
 
 const gpuOptions = { ignore: !hasGpu, sanitizeResources: false, sanitizeOps: false };
 const adapter = hasGpu ? await navigator.gpu.requestAdapter() : null;
@@ -235,10 +236,7 @@ Deno.test({
       const enc = new StepEncoder(gpu);
       stats.reset(enc);
       for (const x of images) {
-        optimizer.zeroGrad(enc);
-        loss.forward(enc, model.forward(enc, x), y, stats);
-        model.backward(enc, loss.backward());
-        optimizer.step(enc);
+        encodeTrainingStep(enc, { model, loss, optimizer }, x, y, stats);
       }
       enc.submit();
       const summary = await stats.read();

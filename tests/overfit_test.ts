@@ -11,6 +11,7 @@ import { Adam } from "../lib/optim/adam.ts";
 import { fit } from "../lib/train/fit.ts";
 import { seedModel } from "../lib/train/experiment.ts";
 import { gpuTest, randomArray } from "./helpers.ts";
+import { encodeTrainingStep } from "../lib/train/step.ts";
 
 gpuTest("a tiny MLP overfits one batch to near-zero loss", async (gpu) => {
   manualSeed(1);
@@ -23,10 +24,7 @@ gpuTest("a tiny MLP overfits one batch to near-zero loss", async (gpu) => {
   for (let chunk = 0; chunk < 7; chunk++) {
     const enc = new StepEncoder(gpu); // 1 step, then 50 per submission, no waiting in between
     for (let i = 0; i < (chunk === 0 ? 1 : 50); i++) {
-      optimizer.zeroGrad(enc);
-      loss.forward(enc, model.forward(enc, x), y);
-      model.backward(enc, loss.backward());
-      optimizer.step(enc);
+      encodeTrainingStep(enc, { model, loss, optimizer }, x, y);
     }
     enc.submit();
     if (chunk === 0) first = (await loss.stats.read()).lastLoss;

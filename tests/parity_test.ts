@@ -18,6 +18,7 @@ import { seedModel, type Variant } from "../lib/train/experiment.ts";
 import { loadModel } from "../lib/train/checkpoint.ts";
 import { readSafetensorsFile, writeSafetensorsFile } from "../lib/nn/safetensors.ts";
 import { assertClose } from "./helpers.ts";
+import { encodeTrainingStep, type Trainer } from "../lib/train/step.ts";
 
 // WGNN_PARITY_DATA: another folder holding cifar-10-batches-bin/ (the GPU machine gets only the
 // records these tests read, packed by bench/gpu/pack.sh).
@@ -89,15 +90,12 @@ async function evalLogits(gpu: Gpu, model: Sequential, count = 256): Promise<Flo
 /** One Adam step on the batch (X, Y), encoded and submitted as one command buffer. */
 function trainStep(
   gpu: Gpu,
-  { model, loss, optimizer }: { model: Sequential; loss: CrossEntropyLoss; optimizer: Adam },
+  trainer: Trainer,
   X: Tensor,
   Y: Tensor,
 ): void {
   const enc = new StepEncoder(gpu);
-  optimizer.zeroGrad(enc);
-  loss.forward(enc, model.forward(enc, X), Y);
-  model.backward(enc, loss.backward());
-  optimizer.step(enc);
+  encodeTrainingStep(enc, trainer, X, Y);
   enc.submit();
 }
 

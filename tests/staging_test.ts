@@ -7,6 +7,7 @@ import { manualSeed } from "../lib/nn/random.ts";
 import { Adam } from "../lib/optim/adam.ts";
 import { seedModel } from "../lib/train/experiment.ts";
 import { gpuTest } from "./helpers.ts";
+import { encodeTrainingStep } from "../lib/train/step.ts";
 
 // A batch gathered straight into the first Linear's staging texture must train exactly like one
 // gathered into a buffer and copied: same losses and same weights, bit for bit.
@@ -32,10 +33,7 @@ gpuTest(
             ? loader.encodeBatchFor(enc, i, model)
             : loader.encodeBatch(enc, i);
           assert.equal(x.stagedIn !== null, staged && gpu.adapter.fallback);
-          optimizer.zeroGrad(enc);
-          loss.forward(enc, model.forward(enc, x), y);
-          model.backward(enc, loss.backward());
-          optimizer.step(enc);
+          encodeTrainingStep(enc, { model, loss, optimizer }, x, y);
           enc.submit();
           losses.push((await loss.stats.read()).lastLoss);
         }

@@ -20,6 +20,7 @@ import { ConfusionMatrix } from "./confusion.ts";
 import { loadLast, loadModel, type RunPosition, saveCheckpoint } from "./checkpoint.ts";
 import { type EpochRecord, type History, historyCsv } from "./history.ts";
 import { type ProgressSink, silentProgress, StderrProgress } from "./progress.ts";
+import { encodeTrainingStep } from "./step.ts";
 
 /** Options of {@link fit}. */
 export interface FitOptions {
@@ -198,10 +199,7 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
     const end = Math.min(train.batchesPerEpoch, b + chunk);
     for (let i = b; i < end; i++) {
       const { x, y } = train.encodeBatchFor(enc, i, model);
-      optimizer.zeroGrad(enc);
-      loss.forward(enc, model.forward(enc, x), y, trainStats);
-      model.backward(enc, loss.backward());
-      optimizer.step(enc);
+      encodeTrainingStep(enc, { model, loss, optimizer }, x, y, trainStats);
     }
     return { buffer: enc.finish(), end };
   };
