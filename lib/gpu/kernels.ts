@@ -155,6 +155,9 @@ export class PipelineCache {
 /** Largest number of workgroups WebGPU guarantees per grid dimension. */
 export const MAX_GRID = 65535;
 
+/** ⌈a / b⌉, for workgroup counts. */
+export const ceilDiv = (a: number, b: number): number => Math.ceil(a / b);
+
 /**
  * Splits a 1-D count of workgroups into an (x, y) grid with x ≤ 65,535. Kernels using it
  * compute their linear workgroup index as `wid.x + wid.y * num_workgroups.x` and bounds-check.

@@ -20,7 +20,7 @@
 import { BindGroupCache, bufferKey } from "../gpu/bind_cache.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { GpuBuffer } from "../gpu/buffer.ts";
-import { checkGrid, grid1d, KERNELS } from "../gpu/kernels.ts";
+import { ceilDiv, checkGrid, grid1d, KERNELS } from "../gpu/kernels.ts";
 import { StepEncoder } from "../gpu/encoder.ts";
 import { ParamsLayout } from "../gpu/params.ts";
 import { Tensor } from "../tensor.ts";
@@ -99,8 +99,6 @@ export const TILINGS: Readonly<Record<string, Tiling>> = {
 };
 /** The tiling used until (and unless) a trial chooses another. */
 export const DEFAULT_TILING = "64x64";
-
-const ceilDiv = (a: number, b: number) => Math.ceil(a / b);
 
 function maxDims(need: [number, number], reserve?: [number, number]): [number, number] {
   return reserve ? [Math.max(need[0], reserve[0]), Math.max(need[1], reserve[1])] : need;

@@ -10,7 +10,7 @@
 import { BindGroupCache, bufferKey } from "../gpu/bind_cache.ts";
 import type { Gpu, GpuTexture } from "../gpu/device.ts";
 import type { GpuBuffer } from "../gpu/buffer.ts";
-import { checkGrid, KERNELS } from "../gpu/kernels.ts";
+import { ceilDiv, checkGrid, KERNELS } from "../gpu/kernels.ts";
 import type { StepEncoder } from "../gpu/encoder.ts";
 import { ParamsLayout } from "../gpu/params.ts";
 import type { Tensor } from "../tensor.ts";
@@ -38,7 +38,6 @@ const PACK_PARAMS = new ParamsLayout("pack_texture.Params", {
 });
 
 const PACK_WG: [number, number] = [16, 4];
-const ceilDiv = (a: number, b: number) => Math.ceil(a / b);
 
 /**
  * One operand staged into a texture. A row whose byte length is a multiple of 256 is copied
