@@ -5,6 +5,8 @@
  * @module
  */
 
+import { writeStderr } from "../data/progress.ts";
+
 /** What the training loop reports. */
 export interface ProgressState {
   /** The run's name (the variant). */
@@ -77,7 +79,6 @@ function line(state: ProgressState): string {
 /** Progress on stderr, TTY-aware. */
 export class StderrProgress implements ProgressSink {
   readonly #tty: boolean;
-  readonly #encoder = new TextEncoder();
   #lastPlain = 0;
   #dirty = false;
 
@@ -85,28 +86,24 @@ export class StderrProgress implements ProgressSink {
     this.#tty = Deno.stderr.isTerminal();
   }
 
-  #write(text: string): void {
-    Deno.stderr.writeSync(this.#encoder.encode(text));
-  }
-
   update(state: ProgressState): void {
     if (this.#tty) {
-      this.#write(`\r\x1b[2K${line(state)}`);
+      writeStderr(`\r\x1b[2K${line(state)}`);
       this.#dirty = true;
     } else if (performance.now() - this.#lastPlain > 10_000) {
       this.#lastPlain = performance.now();
-      this.#write(`${line(state)}\n`);
+      writeStderr(`${line(state)}\n`);
     }
   }
 
   epochDone(state: ProgressState): void {
-    if (this.#tty) this.#write(`\r\x1b[2K`);
+    if (this.#tty) writeStderr(`\r\x1b[2K`);
     this.#dirty = false;
-    this.#write(`${line(state)}\n`);
+    writeStderr(`${line(state)}\n`);
   }
 
   close(): void {
-    if (this.#tty && this.#dirty) this.#write("\n");
+    if (this.#tty && this.#dirty) writeStderr("\n");
   }
 }
 
@@ -121,7 +118,6 @@ export const silentProgress: ProgressSink = { update() {}, epochDone() {}, close
  */
 export class ProgressBoard {
   readonly #tty: boolean;
-  readonly #encoder = new TextEncoder();
   readonly #runs = new Map<ProgressSink, ProgressState>();
   #open = 0;
   #lastDraw = 0;
@@ -129,10 +125,6 @@ export class ProgressBoard {
 
   constructor() {
     this.#tty = Deno.stderr.isTerminal();
-  }
-
-  #write(text: string): void {
-    Deno.stderr.writeSync(this.#encoder.encode(text));
   }
 
   #summary(): string {
@@ -154,11 +146,11 @@ export class ProgressBoard {
     const now = performance.now();
     if (this.#tty) {
       if (!force && now - this.#lastDraw < 100) return;
-      this.#write(`\r\x1b[2K${this.#summary()}`);
+      writeStderr(`\r\x1b[2K${this.#summary()}`);
       this.#dirty = true;
     } else {
       if (now - this.#lastDraw < 10_000) return;
-      this.#write(`${this.#summary()}\n`);
+      writeStderr(`${this.#summary()}\n`);
     }
     this.#lastDraw = now;
   }
@@ -174,9 +166,9 @@ export class ProgressBoard {
       },
       epochDone: (state) => {
         this.#runs.set(sink, state);
-        if (this.#tty && this.#dirty) this.#write(`\r\x1b[2K`);
+        if (this.#tty && this.#dirty) writeStderr(`\r\x1b[2K`);
         this.#dirty = false;
-        this.#write(`${line(state)}\n`);
+        writeStderr(`${line(state)}\n`);
         if (this.#tty) this.#draw(true);
       },
       close: () => {
@@ -184,7 +176,7 @@ export class ProgressBoard {
         closed = true;
         this.#runs.delete(sink);
         if (--this.#open === 0 && this.#tty && this.#dirty) {
-          this.#write("\n");
+          writeStderr("\n");
           this.#dirty = false;
         }
       },
