@@ -21,6 +21,7 @@ import {
   checkResume,
   OPTIMIZERS,
   runExperiment,
+  sideBySide,
   type Variant,
   VARIANTS,
 } from "../lib/train/experiment.ts";
@@ -190,10 +191,9 @@ await runMain("train", async () => {
   await matmulVariant(gpu);
   const hint = slowAdapterHint(gpu);
   if (hint) console.error(`train: ${hint}`);
-  const together = variants.length > 1 && (options.concurrent ?? !gpu.adapter.fallback);
   console.error(
     `train: ${variants.join(", ")} for ${options.epochs} epochs on ${gpu.adapter.description}${
-      together ? ", side by side" : ""
+      sideBySide(gpu, options) ? ", side by side" : ""
     }`,
   );
   const rows = await runExperiment(gpu, { ...options, signal: controller.signal });

@@ -154,6 +154,7 @@ export interface ExperimentOptions {
   /**
    * Train the variants side by side on the one device (default: on hardware adapters, where it
    * hides each epoch's readback round trip; off on software adapters, where it gains nothing).
+   * A single variant simply trains. See {@link sideBySide}.
    */
   concurrent?: boolean;
   /** Passed to {@link fit}: encode each epoch while the GPU runs the one before (default: on hardware adapters). */
@@ -258,6 +259,17 @@ async function prepare(
 }
 
 /**
+ * Whether {@link runExperiment} trains `o.variants` side by side on `gpu`: more than one variant,
+ * and `o.concurrent`, which defaults to true on hardware adapters.
+ */
+export function sideBySide(
+  gpu: Gpu,
+  o: Pick<ExperimentOptions, "variants" | "concurrent">,
+): boolean {
+  return o.variants.length > 1 && (o.concurrent ?? !gpu.adapter.fallback);
+}
+
+/**
  * Loads CIFAR-10 onto the GPU once, trains each variant and writes `<out>/<variant>/` files and
  * `<out>/summary.json`. Returns the summary rows, in the order of `o.variants`. With `resume`,
  * every checkpoint is checked (see {@link checkResume}) before the first variant trains.
@@ -284,7 +296,7 @@ export async function runExperiment(gpu: Gpu, o: ExperimentOptions): Promise<Sum
     return history;
   };
   try {
-    if (o.concurrent ?? !gpu.adapter.fallback) {
+    if (sideBySide(gpu, o)) {
       await runConcurrently(gpu, o, sets, finish);
     } else {
       for (const variant of o.variants) {
