@@ -19,25 +19,153 @@ export class UsageError extends Error {
   }
 }
 
-/** Parses `--name value` as a positive integer, or throws a UsageError naming flag and value. */
-export function positiveInt(name: string, value: string): number {
+/**
+ * Plain decimal notation, the only one number flags accept: an optional sign, digits with an
+ * optional fraction (or a fraction alone, `.5`), an optional exponent (`1e-3`). `Number()`
+ * alone would also take `0x10`, `0b11`, `0o17`, `Infinity`, surrounding spaces and `""` (as 0).
+ */
+const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+
+/**
+ * What integer flags accept: decimal digits and nothing else. No sign, no fraction and no
+ * exponent (`1e3` is refused: a count is written as its digits); leading zeros are harmless.
+ */
+const DIGITS = /^\d+$/;
+
+/** The flag as the user typed it: `seed` and `--seed` both give `--seed`. */
+function flagName(name: string): string {
+  return name.startsWith("-") ? name : `--${name}`;
+}
+
+/** The UsageError "--<name> must be <what>: current value is <value, quoted>". */
+function mustBe(name: string, what: string, value: string): UsageError {
+  return new UsageError(
+    `${flagName(name)} must be ${what}: current value is ${JSON.stringify(value)}`,
+  );
+}
+
+/** `value` as a safe integer when it is digits only, else null. */
+function parseDigits(value: string): number | null {
+  if (!DIGITS.test(value)) return null;
   const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n <= 0) {
-    throw new UsageError(
-      `--${name} must be a positive integer: current value is ${JSON.stringify(value)}`,
+  return Number.isSafeInteger(n) ? n : null;
+}
+
+/** `value` as a finite number when it is plain decimal notation, else null; -0 becomes 0. */
+function parseDecimal(value: string): number | null {
+  if (!DECIMAL.test(value)) return null;
+  const n = Number(value);
+  return Number.isFinite(n) ? n + 0 : null;
+}
+
+/**
+ * Parses `--name value` as a positive integer written in decimal digits (see
+ * {@link nonNegativeInt} for what is accepted), or throws a UsageError naming flag and value.
+ *
+ * @example
+ * ```ts
+ * import { positiveInt } from "./args.ts";
+ * import { equal, throws } from "node:assert/strict";
+ *
+ * equal(positiveInt("epochs", "20"), 20);
+ * throws(() => positiveInt("epochs", "0"), {
+ *   message: '--epochs must be a positive integer: current value is "0"',
+ * });
+ * ```
+ */
+export function positiveInt(name: string, value: string): number {
+  const n = parseDigits(value);
+  if (n === null || n <= 0) throw mustBe(name, "a positive integer", value);
+  return n;
+}
+
+/** Options of {@link nonNegativeInt}. */
+export interface IntRange {
+  /** The largest accepted value (a safe integer >= 0). Default `Number.MAX_SAFE_INTEGER`. */
+  max?: number;
+}
+
+/**
+ * Parses `--name value` as an integer >= 0 (and <= `max` when given), for flags where 0 means
+ * something, such as `--seed`. Only decimal digits are accepted: no sign, fraction, exponent
+ * (`1e3`), separator (`1_000`), hex or surrounding space. Throws a UsageError naming the flag
+ * and the value: "--seed must be an integer >= 0: current value is "-1"", or with `max`,
+ * "--seed must be an integer in [0, 4294967295]: current value is "4294967296"".
+ *
+ * @example A 32-bit seed
+ * ```ts
+ * import { nonNegativeInt } from "./args.ts";
+ * import { equal, throws } from "node:assert/strict";
+ *
+ * equal(nonNegativeInt("seed", "0", { max: 0xffffffff }), 0);
+ * throws(() => nonNegativeInt("seed", "4294967296", { max: 0xffffffff }), {
+ *   message: '--seed must be an integer in [0, 4294967295]: current value is "4294967296"',
+ * });
+ * ```
+ */
+export function nonNegativeInt(name: string, value: string, range: IntRange = {}): number {
+  const max = range.max ?? Number.MAX_SAFE_INTEGER;
+  if (!Number.isSafeInteger(max) || max < 0) {
+    throw new RangeError(
+      `Cannot parse ${flagName(name)}: max must be a safe integer >= 0: current value is ${max}`,
+    );
+  }
+  const n = parseDigits(value);
+  if (n === null || n > max) {
+    throw mustBe(
+      name,
+      range.max === undefined ? "an integer >= 0" : `an integer in [0, ${max}]`,
+      value,
     );
   }
   return n;
 }
 
-/** Parses `--name value` as a positive finite number. */
+/**
+ * Parses `--name value` as a positive finite number in plain decimal notation: an optional
+ * sign, digits, an optional fraction and exponent (`0.001`, `1e-3`, `.5`). Hex, binary, octal,
+ * `Infinity`, `1_000`, empty or space-padded text are refused with a UsageError.
+ *
+ * @example
+ * ```ts
+ * import { positiveNumber } from "./args.ts";
+ * import { equal, throws } from "node:assert/strict";
+ *
+ * equal(positiveNumber("lr", "1e-3"), 0.001);
+ * throws(() => positiveNumber("lr", "0x10"), {
+ *   message: '--lr must be a positive decimal number (like 0.001 or 1e-3): current value is "0x10"',
+ * });
+ * ```
+ */
 export function positiveNumber(name: string, value: string): number {
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n) || n <= 0) {
-    throw new UsageError(
-      `--${name} must be a positive number: current value is ${JSON.stringify(value)}`,
-    );
+  const n = parseDecimal(value);
+  if (n === null || n <= 0) {
+    throw mustBe(name, "a positive decimal number (like 0.001 or 1e-3)", value);
   }
+  return n;
+}
+
+/**
+ * Parses `--name value` as a finite number >= 0 in plain decimal notation (as
+ * {@link positiveNumber} accepts), for flags where 0 means something, such as
+ * `--checkpoint-seconds 0`. `-0` comes back as 0.
+ *
+ * @example
+ * ```ts
+ * import { nonNegativeNumber } from "./args.ts";
+ * import { equal, throws } from "node:assert/strict";
+ *
+ * equal(nonNegativeNumber("checkpoint-seconds", "0"), 0);
+ * equal(nonNegativeNumber("checkpoint-seconds", "2.5"), 2.5);
+ * throws(() => nonNegativeNumber("checkpoint-seconds", "-5"), {
+ *   message:
+ *     '--checkpoint-seconds must be a decimal number >= 0 (like 0 or 2.5): current value is "-5"',
+ * });
+ * ```
+ */
+export function nonNegativeNumber(name: string, value: string): number {
+  const n = parseDecimal(value);
+  if (n === null || n < 0) throw mustBe(name, "a decimal number >= 0 (like 0 or 2.5)", value);
   return n;
 }
 
