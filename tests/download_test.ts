@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import process from "node:process";
 import { downloadCifar10, type DownloadOptions } from "../lib/data/download.ts";
 import { extractArchive } from "../lib/data/archive.ts";
 import { convertMirror, MIRROR_PACKAGE, rowsToRecords } from "../lib/data/mirror.ts";
@@ -164,6 +165,36 @@ Deno.test("an interrupted stream fails the extraction", () =>
       /Cannot extract "net": connection reset/,
     );
   }));
+
+Deno.test("extracting a .tar.gz fed in small chunks emits no process warning (no listener leak)", async () => {
+  // 100 images a batch: ~1.5 MB of tar, so the parser pushes back a few dozen times.
+  const fx = await writeFixture(100, 100);
+  const warnings: string[] = [];
+  const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);
+  process.on("warning", onWarning);
+  try {
+    const bytes = await packArchive(fixtureMembers(fx));
+    // 16 KiB at a time, as a file's or a socket's stream delivers them.
+    let at = 0;
+    const source = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (at >= bytes.length) return controller.close();
+        controller.enqueue(bytes.slice(at, at + 16384));
+        at += 16384;
+      },
+    });
+    const out = await Deno.makeTempDir({ dir: fx.root });
+    const skipped = await extractArchive(source, out, { name: "chunked" });
+    assert.deepEqual(skipped, ["cifar-10-batches-bin/readme.html"]);
+    await assertSameFiles(fx, out);
+    // Node emits warnings on a later tick.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.deepEqual(warnings, []);
+  } finally {
+    process.off("warning", onWarning);
+    await Deno.remove(fx.root, { recursive: true });
+  }
+});
 
 Deno.test("download over HTTP (local server): progress, archive digests, 404, stall, refused connection", () =>
   withFixture(async (fx) => {

@@ -54,6 +54,24 @@ function wantedFile(name: string): string | null {
   return null;
 }
 
+/**
+ * Resolves when the tar parser wants more input ("drain") or is gone ("close"). Both listeners
+ * are removed once either fires: a "close" listener left behind after each drain would pile up
+ * on the parser, one per back-pressure wait, and Node warns (MaxListenersExceededWarning) past
+ * ten.
+ */
+function drained(extract: ReturnType<typeof tarStream.extract>): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      extract.off("drain", done);
+      extract.off("close", done);
+      resolve();
+    };
+    extract.on("drain", done);
+    extract.on("close", done);
+  });
+}
+
 /** Pumps `source` into the tar parser, honouring its back-pressure. */
 async function feed(
   source: ReadableStream<Uint8Array>,
@@ -79,12 +97,7 @@ async function feed(
         await reader.cancel();
         return;
       }
-      if (!extract.write(value)) {
-        await new Promise<void>((resolve) => {
-          extract.once("drain", resolve);
-          extract.once("close", resolve);
-        });
-      }
+      if (!extract.write(value)) await drained(extract);
     }
     extract.end();
   } catch (error) {
