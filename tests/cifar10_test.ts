@@ -3,7 +3,9 @@ import { join } from "node:path";
 import {
   CLASS_NAMES,
   classCounts,
+  findBatchesDir,
   IMAGE_BYTES,
+  isPermissionError,
   loadCifar10,
   parseBatch,
   parseMeta,
@@ -47,6 +49,145 @@ Deno.test("parseBatch returns what the fixture wrote; loadCifar10 finds the fold
     assert.equal(official.problems.length, 6);
     await assert.rejects(() => loadCifar10(fx.root), /Cannot find CIFAR-10 in/);
   } finally {
+    await Deno.remove(fx.root, { recursive: true });
+  }
+});
+
+/** What a child `deno run` with only `flags` got from findBatchesDir and loadCifar10 on `dir`. */
+async function underPermissions(root: string, flags: string[], dir: string) {
+  const child = join(root, "child.ts");
+  const lib = new URL("../lib/data/cifar10.ts", import.meta.url).href;
+  await Deno.writeTextFile(
+    child,
+    `import { findBatchesDir, isPermissionError, loadCifar10 } from ${JSON.stringify(lib)};
+const outcome = async (f: () => Promise<unknown>) => {
+  try { return { ok: await f() }; } catch (e) {
+    return { name: e.name, message: e.message, permission: isPermissionError(e) };
+  }
+};
+const dir = Deno.args[0];
+console.log(JSON.stringify({
+  find: await outcome(() => findBatchesDir(dir)),
+  load: await outcome(async () => (await loadCifar10(dir)).train.count),
+}));`,
+  );
+  const run = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", "--no-config", ...flags, child, dir],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(run.stderr);
+  assert.equal(run.code, 0, stderr);
+  return JSON.parse(new TextDecoder().decode(run.stdout));
+}
+
+Deno.test("without --allow-read the data folder is reported as unreadable, naming the path, not as missing", async () => {
+  const fx = await writeFixture(2, 2);
+  try {
+    const flat = join(fx.dataDir, "data_batch_1.bin");
+    const none = await underPermissions(fx.root, [], fx.dataDir);
+    const refusal = {
+      name: "NotCapable",
+      message: `Cannot read "${flat}": permission denied (run with --allow-read=${fx.dataDir})`,
+      permission: true,
+    };
+    assert.deepEqual(none, { find: refusal, load: refusal });
+    // Allowed only the first batch: the folder is found (the refused first candidate does not
+    // hide the readable second one), and loading names the first file it may not read.
+    const first = join(fx.batchesDir, "data_batch_1.bin");
+    const some = await underPermissions(fx.root, [`--allow-read=${first}`], fx.dataDir);
+    assert.deepEqual(some.find, { ok: fx.batchesDir });
+    assert.deepEqual(some.load, {
+      name: "NotCapable",
+      message: `Cannot read "${
+        join(fx.batchesDir, "data_batch_2.bin")
+      }": permission denied (run with --allow-read=${fx.dataDir})`,
+      permission: true,
+    });
+    // With permission, an empty folder is still "not found", and not a permission error.
+    const empty = join(fx.root, "empty");
+    await Deno.mkdir(empty);
+    const missing = await underPermissions(fx.root, [`--allow-read=${fx.root}`], empty);
+    assert.equal(missing.find.name, "NotFound");
+    assert.equal(missing.find.permission, false);
+    assert.match(missing.find.message, /^Cannot find CIFAR-10 in /);
+  } finally {
+    await Deno.remove(fx.root, { recursive: true });
+  }
+});
+
+/** Runs `fn` with Deno.stat and Deno.readFile refusing every path under `dir` (EACCES). */
+async function withEacces(dir: string, fn: () => Promise<void>): Promise<void> {
+  const { stat, readFile } = Deno;
+  const deny = (path: string | URL) => {
+    if (!String(path).startsWith(dir)) return null;
+    return new Deno.errors.PermissionDenied(`Permission denied (os error 13): '${path}'`);
+  };
+  const mutable = Deno as { stat: typeof Deno.stat; readFile: typeof Deno.readFile };
+  mutable.stat = (path) => {
+    const error = deny(path);
+    return error ? Promise.reject(error) : stat(path);
+  };
+  mutable.readFile = (path, options) => {
+    const error = deny(path);
+    return error ? Promise.reject(error) : readFile(path, options);
+  };
+  try {
+    await fn();
+  } finally {
+    mutable.stat = stat;
+    mutable.readFile = readFile;
+  }
+}
+
+Deno.test("a folder the file system refuses (EACCES) is reported as permission denied, naming the path", async () => {
+  const fx = await writeFixture(2, 2);
+  try {
+    const path = join(fx.batchesDir, "data_batch_1.bin");
+    const message = `Cannot read "${path}": permission denied by the file system ` +
+      "(check the owner and mode of the file and its folders)";
+    await withEacces(fx.batchesDir, async () => {
+      for (const f of [findBatchesDir, loadCifar10]) {
+        await assert.rejects(() => f(fx.dataDir), (error: Error) => {
+          assert(error instanceof Deno.errors.PermissionDenied, String(error));
+          assert(isPermissionError(error));
+          assert.equal(error.message, message);
+          assert.match(String(error.cause), /os error 13/);
+          return true;
+        });
+      }
+    });
+    // Only the batch files refused, not the folder: loading names the first one it reads.
+    await withEacces(join(fx.batchesDir, "data_batch_3"), async () => {
+      await assert.rejects(
+        () => loadCifar10(fx.dataDir),
+        new RegExp(`^PermissionDenied: Cannot read "${join(fx.batchesDir, "data_batch_3.bin")}"`),
+      );
+    });
+  } finally {
+    await Deno.remove(fx.root, { recursive: true });
+  }
+});
+
+Deno.test("a folder of mode 000 is reported as permission denied (unchecked as root)", async () => {
+  const fx = await writeFixture(2, 2);
+  try {
+    await Deno.chmod(fx.batchesDir, 0o000);
+    // Root reads a mode-000 folder anyway; then the stubbed test above is the only check.
+    const privileged = await Deno.stat(join(fx.batchesDir, "data_batch_1.bin")).then(
+      () => true,
+      () => false,
+    );
+    if (privileged) return console.log("unchecked: this user reads mode-000 folders");
+    await assert.rejects(
+      () => findBatchesDir(fx.dataDir),
+      (error: Error) =>
+        error instanceof Deno.errors.PermissionDenied &&
+        error.message.startsWith(`Cannot read "${join(fx.batchesDir, "data_batch_1.bin")}"`),
+    );
+  } finally {
+    await Deno.chmod(fx.batchesDir, 0o755);
     await Deno.remove(fx.root, { recursive: true });
   }
 });

@@ -217,17 +217,74 @@ export function parseMeta(name: string, text: string): string[] {
 }
 
 /**
+ * Whether `error` is a refused read: by Deno's permissions (`Deno.errors.NotCapable`, the
+ * script lacks `--allow-read` for the path) or by the file system (`Deno.errors.PermissionDenied`,
+ * EACCES). {@link findBatchesDir} and {@link loadCifar10} throw these as they are, never as "not
+ * found", so a script can tell "there is no dataset here" from "the dataset cannot be read".
+ *
+ * @example Tell a missing dataset from an unreadable one
+ * ```ts
+ * import { findBatchesDir, isPermissionError } from "./cifar10.ts";
+ *
+ * async function where(dir: string): Promise<string> {
+ *   try {
+ *     return await findBatchesDir(dir);
+ *   } catch (error) {
+ *     if (isPermissionError(error)) throw error; // 'Cannot read "…": permission denied …'
+ *     throw new Error(`${dir} holds no CIFAR-10: ${(error as Error).message}`);
+ *   }
+ * }
+ * ```
+ */
+export function isPermissionError(
+  error: unknown,
+): error is Deno.errors.NotCapable | Deno.errors.PermissionDenied {
+  return error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied;
+}
+
+/**
+ * A refused read of `path` (under the data folder `dir`) rethrown with a message that names the
+ * path and says what to do; of the same class, with the original error as `cause`. Any other
+ * error comes back as it is (Deno's own messages name the path).
+ */
+function readError(path: string, dir: string, error: unknown): unknown {
+  if (error instanceof Deno.errors.NotCapable) {
+    return new Deno.errors.NotCapable(
+      `Cannot read "${path}": permission denied (run with --allow-read=${dir})`,
+      { cause: error },
+    );
+  }
+  if (error instanceof Deno.errors.PermissionDenied) {
+    return new Deno.errors.PermissionDenied(
+      `Cannot read "${path}": permission denied by the file system (check the owner and mode of the file and its folders)`,
+      { cause: error },
+    );
+  }
+  return error;
+}
+
+/**
  * The folder holding the batch files: `dir` itself when it has `data_batch_1.bin`, else
- * `dir/cifar-10-batches-bin`. Throws naming both when neither has it.
+ * `dir/cifar-10-batches-bin`. When neither has it, throws `Deno.errors.NotFound` naming both;
+ * when one of them could not be read, throws that refusal instead (see
+ * {@link isPermissionError}), naming the path: 'Cannot read "data/cifar-10-batches-bin/
+ * data_batch_1.bin": permission denied (run with --allow-read=data)'.
  */
 export async function findBatchesDir(dir: string): Promise<string> {
+  let refused: unknown = null;
   for (const candidate of [dir, join(dir, BATCHES_DIR)]) {
+    const path = join(candidate, TRAIN_FILES[0]);
     try {
-      if ((await Deno.stat(join(candidate, TRAIN_FILES[0]))).isFile) return candidate;
+      if ((await Deno.stat(path)).isFile) return candidate;
     } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
+      // A file given as the folder ("--data README.md") holds no dataset, like a missing one.
+      const absent = error instanceof Deno.errors.NotFound ||
+        error instanceof Deno.errors.NotADirectory;
+      // A refusal is kept, not thrown yet: the other candidate may still be readable.
+      if (!absent) refused ??= readError(path, dir, error);
     }
   }
+  if (refused !== null) throw refused;
   throw new Deno.errors.NotFound(
     `Cannot find CIFAR-10 in "${dir}": neither it nor "${join(dir, BATCHES_DIR)}" holds ${
       TRAIN_FILES[0]
@@ -237,7 +294,8 @@ export async function findBatchesDir(dir: string): Promise<string> {
 
 /**
  * Loads the whole dataset from `dir` (a data folder holding `cifar-10-batches-bin/`, or that
- * folder itself). Files are parsed, not checksummed: {@link verifyDataset} does that.
+ * folder itself). Files are parsed, not checksummed: {@link verifyDataset} does that. A file
+ * that cannot be read for want of permission fails naming it (see {@link isPermissionError}).
  *
  * @example Load the dataset (needs read permission on the folder)
  * ```ts
@@ -252,14 +310,18 @@ export async function findBatchesDir(dir: string): Promise<string> {
  */
 export async function loadCifar10(dir: string): Promise<Cifar10> {
   const root = await findBatchesDir(dir);
-  const read = async (name: string) => ({ name, bytes: await Deno.readFile(join(root, name)) });
-  const [trainFiles, testFile] = await Promise.all([
-    Promise.all(TRAIN_FILES.map(read)),
-    read(TEST_FILE),
-  ]);
-  const train = parseFiles(trainFiles);
-  const test = parseFiles([testFile]);
-  const classes = parseMeta(META_FILE, await Deno.readTextFile(join(root, META_FILE)));
+  // Read in parallel, but report the first failure in file order, not whichever came first,
+  // so that the same folder always gives the same message.
+  const names = [...TRAIN_FILES, TEST_FILE, META_FILE];
+  const reads = await Promise.allSettled(names.map((name) => Deno.readFile(join(root, name))));
+  const files = reads.map((result, i) => {
+    if (result.status === "rejected") throw readError(join(root, names[i]), dir, result.reason);
+    return { name: names[i], bytes: result.value };
+  });
+  const train = parseFiles(files.slice(0, TRAIN_FILES.length));
+  const test = parseFiles([files[TRAIN_FILES.length]]);
+  const meta = new TextDecoder().decode(files[TRAIN_FILES.length + 1].bytes);
+  const classes = parseMeta(META_FILE, meta);
   return { train, test, classes };
 }
 
