@@ -7,7 +7,7 @@
 
 import { PlotInputError } from "../lib/plot/load.ts";
 import { readRunFolder, writePlots } from "../lib/plot/run.ts";
-import { parseScriptFlags, scriptArgs } from "../lib/cli/args.ts";
+import { parseScriptFlags, plural, scriptArgs } from "../lib/cli/args.ts";
 
 const HELP = `Usage: deno task plot [--out out/]
 
@@ -39,7 +39,11 @@ async function main(args: string[]): Promise<number> {
     const run = await readRunFolder(outDir);
     const written = await writePlots(run);
     const source = run.summaryFromFile ? "summary.json" : "summary computed from the histories";
-    console.log(`plot: ${run.runs.length} variants (${source}); wrote ${written.length} files:`);
+    console.log(
+      `plot: ${plural(run.runs.length, "variant")} (${source}); wrote ${
+        plural(written.length, "file")
+      }:`,
+    );
     for (const path of written) console.log(`  ${path}`);
     return 0;
   } catch (error) {

@@ -10,10 +10,13 @@ import { fileURLToPath } from "node:url";
 import {
   nonNegativeInt,
   nonNegativeNumber,
+  plural,
   positiveInt,
   positiveNumber,
   UsageError,
 } from "../lib/cli/args.ts";
+import { join } from "node:path";
+import { CLASS_NAMES } from "../lib/data/cifar10.ts";
 
 /** Asserts that `fn` throws a UsageError whose message is exactly `message`. */
 function assertUsage(fn: () => unknown, message: string): void {
@@ -156,5 +159,47 @@ Deno.test("plot and download answer -h with their usage, exit 0", async () => {
     assert.equal(run.code, 0, `${script} -h: ${stderr}`);
     assert.match(stdout, /^Usage: deno task /, script);
     assert.equal(stderr, "", script);
+  }
+});
+
+Deno.test("plural agrees the noun with the count", () => {
+  assert.equal(plural(1, "variant"), "1 variant");
+  assert.equal(plural(0, "variant"), "0 variants");
+  assert.equal(plural(3, "file"), "3 files");
+  assert.equal(plural(2, "batch", "batches"), "2 batches");
+  assert.equal(plural(1, "batch", "batches"), "1 batch");
+});
+
+Deno.test("plot of a run folder with one variant says '1 variant'", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "wgnn-plot-one-" });
+  try {
+    const epochs = [1, 2, 3].map((epoch) => ({
+      epoch,
+      trainLoss: 2 / epoch,
+      valLoss: 2.1 / epoch,
+      valAccuracy: 0.1 * epoch,
+      seconds: 1,
+    }));
+    await Deno.mkdir(join(dir, "plain"));
+    const classes = [...CLASS_NAMES];
+    const history = { variant: "plain", adapter: "test adapter", epochs, classes };
+    await Deno.writeTextFile(join(dir, "plain", "history.json"), JSON.stringify(history));
+    const script = fileURLToPath(new URL("../scripts/plot.ts", import.meta.url));
+    const permissions = [`--allow-read=${dir}`, `--allow-write=${dir}`];
+    const run = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-prompt", ...permissions, script, "--out", dir],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(run.stderr);
+    assert.equal(run.code, 0, stderr);
+    const first = new TextDecoder().decode(run.stdout).split("\n")[0];
+    assert.match(
+      first,
+      /^plot: 1 variant \(summary computed from the histories\); wrote \d+ files:$/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -169,6 +169,25 @@ export function nonNegativeNumber(name: string, value: string): number {
   return n;
 }
 
+/**
+ * `count` followed by the noun in agreement with it, for messages: one of a thing is singular,
+ * any other count (0 included) plural. `nouns` is the plural when adding "s" is wrong.
+ *
+ * @example
+ * ```ts
+ * import { plural } from "./args.ts";
+ * import { equal } from "node:assert/strict";
+ *
+ * equal(plural(1, "variant"), "1 variant");
+ * equal(plural(3, "variant"), "3 variants");
+ * equal(plural(0, "file"), "0 files");
+ * equal(plural(2, "batch", "batches"), "2 batches");
+ * ```
+ */
+export function plural(count: number, noun: string, nouns = `${noun}s`): string {
+  return `${count} ${count === 1 ? noun : nouns}`;
+}
+
 /** Checks that `value` is one of `choices`. */
 export function oneOf<T extends string>(name: string, value: string, choices: readonly T[]): T {
   if (!(choices as readonly string[]).includes(value)) {
