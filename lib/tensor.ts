@@ -65,6 +65,120 @@ export function checkShape(what: string, shape: readonly number[]): number {
 }
 
 /**
+ * Options of {@link Tensor.from}.
+ *
+ * @example Labels for a 10-class problem
+ * ```ts
+ * import type { TensorFromOptions } from "@wgnn/wgnn";
+ *
+ * const options: TensorFromOptions = { label: "labels", dtype: "u32", classes: 10 };
+ * ```
+ */
+export interface TensorFromOptions {
+  /** Debug label. Default "tensor". */
+  label?: string;
+  /** The dtype the data must have. Default: the typed array's (f32 for a plain array). */
+  dtype?: DType;
+  /**
+   * The data are labels of this many classes: every value must be below it. Implies (and
+   * requires) dtype u32.
+   */
+  classes?: number;
+}
+
+/** The typed array each dtype is uploaded from. */
+const TYPED_ARRAY = { f32: Float32Array, u32: Uint32Array, u8: Uint8Array } as const;
+
+/** The largest value a plain array may hold for each dtype (f32: any finite number). */
+const MAX_INTEGER = { f32: Infinity, u32: 0xffffffff, u8: 0xff } as const;
+
+/** "a Float64Array of length 3", "a string", "null": what a value is, for error messages. */
+export function describeData(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  if (Array.isArray(value)) return `an array of length ${value.length}`;
+  if (ArrayBuffer.isView(value)) {
+    const name = value.constructor.name;
+    const length = "length" in value ? (value as { length: number }).length : value.byteLength;
+    return `${/^[AEIO]/.test(name) ? "an" : "a"} ${name} of length ${length}`;
+  }
+  if (typeof value === "object") return `an object (${value.constructor?.name ?? "no class"})`;
+  return `${/^[aeiou]/.test(typeof value) ? "an" : "a"} ${typeof value}`;
+}
+
+/** The dtype `data` is uploaded as: `wanted` if given (the data must match it), else inferred. */
+function fromDType(what: string, data: unknown, wanted: DType | undefined): DType {
+  if (wanted !== undefined && !Object.hasOwn(TYPED_ARRAY, wanted)) {
+    throw new TypeError(`Cannot ${what}: dtype must be f32, u32 or u8: current value is ${wanted}`);
+  }
+  if (Array.isArray(data)) return wanted ?? "f32";
+  if (wanted !== undefined) {
+    if (data instanceof TYPED_ARRAY[wanted]) return wanted;
+    throw new TypeError(
+      `Cannot ${what}: data must be a ${
+        TYPED_ARRAY[wanted].name
+      } for dtype ${wanted}: current value is ${describeData(data)}`,
+    );
+  }
+  if (data instanceof Float32Array) return "f32";
+  if (data instanceof Uint32Array) return "u32";
+  if (data instanceof Uint8Array) return "u8";
+  throw new TypeError(
+    `Cannot ${what}: data must be a Float32Array (f32), a Uint32Array (u32), a Uint8Array (u8) or an array of finite numbers: current value is ${
+      describeData(data)
+    }`,
+  );
+}
+
+/** A plain array as the typed array of `dtype`, after checking every value fits it. */
+function fromNumbers(
+  what: string,
+  data: unknown[],
+  dtype: DType,
+): Float32Array | Uint32Array | Uint8Array {
+  const max = MAX_INTEGER[dtype];
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if (typeof v !== "number" || !Number.isFinite(v)) {
+      throw new TypeError(
+        `Cannot ${what}: data must be an array of finite numbers: current value at index ${i} is ${
+          typeof v === "number" ? v : describeData(v)
+        }`,
+      );
+    }
+    if (max !== Infinity && !(Number.isInteger(v) && v >= 0 && v <= max)) {
+      throw new RangeError(
+        `Cannot ${what}: data for dtype ${dtype} must be integers in [0, ${max}]: current value at index ${i} is ${v}`,
+      );
+    }
+  }
+  const numbers = data as number[];
+  if (dtype === "f32") return new Float32Array(numbers);
+  return dtype === "u32" ? new Uint32Array(numbers) : new Uint8Array(numbers);
+}
+
+/**
+ * Checks that every label is below `classes` (a positive integer), as PyTorch's "Target 7 is
+ * out of bounds". Throws a RangeError naming `what` (e.g. `upload dataset "train"`), the first
+ * bad index and its value.
+ */
+export function checkLabels(what: string, labels: ArrayLike<number>, classes: number): void {
+  if (!Number.isInteger(classes) || classes <= 0) {
+    throw new RangeError(
+      `Cannot ${what}: classes must be a positive integer: current value is ${classes}`,
+    );
+  }
+  for (let i = 0; i < labels.length; i++) {
+    if (!(labels[i] < classes)) {
+      throw new RangeError(
+        `Cannot ${what}: every label must be below the class count (${classes} classes): current value at index ${i} is ${
+          labels[i]
+        }`,
+      );
+    }
+  }
+}
+
+/**
  * A tensor living in a GPU buffer: a shape, a {@link DType} and a range of a buffer.
  *
  * Ownership: {@link Tensor.empty} and {@link Tensor.from} return a tensor the caller owns and
@@ -130,26 +244,55 @@ export class Tensor {
     return new Tensor(gpu, storage, shape, dtype, label, true);
   }
 
-  /** Uploads `data` into a new tensor of `shape`. The caller owns it. */
+  /**
+   * Uploads `data` into a new tensor of `shape`. The caller owns it. The dtype follows the
+   * typed array (Float32Array → f32, Uint32Array → u32, Uint8Array → u8; a plain array of
+   * finite numbers → f32), or is `options.dtype`, which the data must then match. With
+   * `options.classes` the data are labels: u32, each below `classes`. The fourth argument may
+   * also be the label alone. Throws a TypeError for data of another kind and a RangeError for a
+   * wrong length or a label out of range.
+   *
+   * @example Labels checked against the class count
+   * ```ts
+   * import { type Gpu, Tensor } from "@wgnn/wgnn";
+   * import { throws } from "node:assert/strict";
+   *
+   * function labels(gpu: Gpu): Tensor {
+   *   throws(() => Tensor.from(gpu, Uint32Array.of(3, 10), [2], { classes: 10 }), RangeError);
+   *   throws(() => Tensor.from(gpu, new Float64Array(2) as never, [2]), TypeError);
+   *   return Tensor.from(gpu, Uint32Array.of(3, 9), [2], { label: "y", classes: 10 });
+   * }
+   * ```
+   */
   static from(
     gpu: Gpu,
     data: Float32Array | Uint32Array | Uint8Array | number[],
     shape: readonly number[],
-    label = "tensor",
+    options: string | TensorFromOptions = {},
   ): Tensor {
-    const array = Array.isArray(data) ? new Float32Array(data) : data;
-    const dtype: DType = array instanceof Float32Array
-      ? "f32"
-      : array instanceof Uint32Array
-      ? "u32"
-      : "u8";
+    const { label = "tensor", dtype: wanted, classes } = typeof options === "string"
+      ? { label: options }
+      : options ?? {};
+    const what = `create tensor "${label}"`;
+    const dtype = fromDType(what, data, classes === undefined ? wanted : wanted ?? "u32");
+    const array = Array.isArray(data) ? fromNumbers(what, data, dtype) : data;
     const numel = checkShape(`tensor "${label}"`, shape);
     if (array.length !== numel) {
       throw new RangeError(
-        `Cannot create tensor "${label}": ${array.length} values do not fill shape [${
+        `Cannot ${what}: ${array.length} values do not fill shape [${
           shape.join(", ")
         }] (${numel} elements)`,
       );
+    }
+    if (classes !== undefined) {
+      if (dtype !== "u32") {
+        throw new TypeError(
+          `Cannot ${what}: labels checked against classes must be a Uint32Array (dtype u32): current value is ${
+            describeData(data)
+          }`,
+        );
+      }
+      checkLabels(what, array, classes);
     }
     const t = Tensor.empty(gpu, shape, dtype, label);
     t.write(array);
@@ -227,6 +370,15 @@ export class Tensor {
 
   /** Uploads `data` (same element count) into this tensor's range (queued; no wait). */
   write(data: Float32Array | Uint32Array | Uint8Array): void {
+    // A foreign typed array would be taken as raw bytes, and a non-array can panic the
+    // runtime inside queue.writeBuffer: refuse both here.
+    if (!(data instanceof TYPED_ARRAY[this.dtype])) {
+      throw new TypeError(
+        `Cannot write into "${this.label}": data must be a ${
+          TYPED_ARRAY[this.dtype].name
+        } for dtype ${this.dtype}: current value is ${describeData(data)}`,
+      );
+    }
     const bytes = data.byteLength;
     if (
       bytes !== byteSize(this.dtype, this.numel) &&
