@@ -10,13 +10,19 @@
 //           With WEIGHTED every row recomputes D from the labels (O(B) per row; the unweighted
 //           default uses D = B from Params).
 //           correct_r = (first argmax_c z_c) == y.
+// Bad labels: a row with y >= C (PyTorch raises "Target y is out of bounds") reads nothing at
+//           index y: its ℓ_r, dz and correct_r are 0 and it adds nothing to a weighted D. The
+//           reduction flags the batch; LossStats.read throws LabelRangeError.
 // Reduction (`reduce`, one workgroup): acc[0] += loss, acc[1] += 1 (batches), acc[2] += Σ correct,
 //           acc[3] += B, acc[4] = loss (the last batch), acc[5] = 1 + index of the first batch whose
 //           loss was not finite (0 while none, so clearBuffer resets it), acc[6] += 1 (batches
-//           since the last reset).
+//           since the last reset), acc[7] pad. For the first batch (since the reset) holding a label
+//           >= C, at its first such row: acc[8] = 1 + batch index (0 while none), acc[9] = label >> 16,
+//           acc[10] = label & 0xffff (two halves, each exact in f32), acc[11] = C.
 // Bindings: rows: 0 logits, 1 labels (u32), 2 weights (storage, read), 3 dlogits, 4 row_stats
 //           (storage, read_write: [loss_r·… (B), correct_r (B)]), 5 p: Params (uniform).
-//           reduce: 6 row_stats_in (storage, read), 7 acc (storage, read_write), 5 p.
+//           reduce: 6 row_stats_in (storage, read), 1 labels, 7 acc (storage, read_write, 12 f32),
+//           5 p.
 // Dispatch: rows: one invocation per row, grid = grid1d(ceil(B / WG)); reduce: one workgroup of
 //           RWG invocations, grid (1, 1, 1).
 
@@ -55,6 +61,15 @@ fn rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
   let base = r * p.C;
   let y = labels[r];
+  if (y >= p.C) {
+    // Out of range: logits[base + y] would be another row's, weights[y] past the end.
+    for (var c = 0u; c < p.C; c++) {
+      dlogits[base + c] = 0.0;
+    }
+    row_stats[r] = 0.0;
+    row_stats[p.B + r] = 0.0;
+    return;
+  }
   var m = logits[base];
   var arg = 0u;
   for (var c = 1u; c < p.C; c++) {
@@ -74,7 +89,10 @@ fn rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (WEIGHTED) {
     denom = 0.0;
     for (var i = 0u; i < p.B; i++) {
-      denom += weights[labels[i]];
+      let yi = labels[i];
+      if (yi < p.C) {
+        denom += weights[yi];
+      }
     }
     wsum = 0.0;
     for (var c = 0u; c < p.C; c++) {
@@ -98,18 +116,26 @@ fn rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 
 var<workgroup> partial: array<vec2<f32>, 256>;
+// The first row with a label >= C (B when none), min-reduced alongside the sums.
+var<workgroup> first_bad: array<u32, 256>;
 
 @compute @workgroup_size(RWG)
 fn reduce(@builtin(local_invocation_id) lid: vec3<u32>) {
   var s = vec2<f32>(0.0);
+  var bad = p.B;
   for (var r = lid.x; r < p.B; r += RWG) {
     s += vec2<f32>(row_stats_in[r], row_stats_in[p.B + r]);
+    if (labels[r] >= p.C) {
+      bad = min(bad, r);
+    }
   }
   partial[lid.x] = s;
+  first_bad[lid.x] = bad;
   workgroupBarrier();
   for (var stride = RWG / 2u; stride > 0u; stride /= 2u) {
     if (lid.x < stride) {
       partial[lid.x] += partial[lid.x + stride];
+      first_bad[lid.x] = min(first_bad[lid.x], first_bad[lid.x + stride]);
     }
     workgroupBarrier();
   }
@@ -119,6 +145,14 @@ fn reduce(@builtin(local_invocation_id) lid: vec3<u32>) {
     let finite = (bitcast<u32>(loss) & 0x7f800000u) != 0x7f800000u;
     if (!finite && acc[5] == 0.0) {
       acc[5] = acc[6] + 1.0;
+    }
+    let row = first_bad[0];
+    if (row < p.B && acc[8] == 0.0) {
+      let y = labels[row];
+      acc[8] = acc[6] + 1.0;
+      acc[9] = f32(y >> 16u);
+      acc[10] = f32(y & 0xffffu);
+      acc[11] = f32(p.C);
     }
     acc[0] += loss;
     acc[1] += 1.0;

@@ -9,8 +9,8 @@
  */
 
 import type { Gpu } from "../gpu/device.ts";
-import { Tensor } from "../tensor.ts";
-import { IMAGE_BYTES, type ImageSet } from "./cifar10.ts";
+import { checkLabels, Tensor } from "../tensor.ts";
+import { IMAGE_BYTES, type ImageSet, NUM_CLASSES } from "./cifar10.ts";
 import { mixSeed, Rng } from "./rng.ts";
 
 /** Most shards the gather kernel can bind (kernels/gather.wgsl). */
@@ -22,6 +22,8 @@ export interface GpuDatasetOptions {
   label?: string;
   /** Cap on one shard's bytes below the adapter's limits (tests use it to force sharding). */
   maxShardBytes?: number;
+  /** Number of classes: every label must be below it. Default 10 (CIFAR-10). */
+  classes?: number;
 }
 
 /**
@@ -49,8 +51,10 @@ export class GpuDataset {
   readonly shards: readonly Tensor[];
   /** Images per shard (the last may hold fewer). */
   readonly shardImages: number;
-  /** Labels, u32 `[count]`. */
+  /** Labels, u32 `[count]`, each below {@link GpuDataset.classes}. */
   readonly labels: Tensor;
+  /** Number of classes the labels were checked against. */
+  readonly classes: number;
 
   private constructor(
     gpu: Gpu,
@@ -58,8 +62,10 @@ export class GpuDataset {
     shards: Tensor[],
     shardImages: number,
     labels: Tensor,
+    classes: number,
   ) {
     this.gpu = gpu;
+    this.classes = classes;
     this.count = count;
     this.shards = shards;
     this.shardImages = shardImages;
@@ -67,8 +73,9 @@ export class GpuDataset {
   }
 
   /**
-   * Uploads `set` (e.g. `loadCifar10(dir).train`). Throws a RangeError when the set is empty or
-   * would need more than {@link MAX_SHARDS} shards.
+   * Uploads `set` (e.g. `loadCifar10(dir).train`). Throws a RangeError when the set is empty,
+   * would need more than {@link MAX_SHARDS} shards, or holds a label at or above
+   * `options.classes` (default 10), naming the first such image and its label.
    *
    * @example A tiny synthetic set
    * ```ts
@@ -79,6 +86,16 @@ export class GpuDataset {
    *   const images = new Uint8Array(count * 3072).map((_, i) => i % 256);
    *   const labels = Uint8Array.from({ length: count }, (_, i) => i % 10);
    *   return GpuDataset.upload(gpu, { images, labels, count }, { label: "tiny" });
+   * }
+   * ```
+   *
+   * @example Fewer classes than CIFAR-10
+   * ```ts
+   * import { type Gpu, GpuDataset } from "@wgnn/wgnn";
+   *
+   * function binary(gpu: Gpu, images: Uint8Array, labels: Uint8Array): GpuDataset {
+   *   // A label of 2 or more throws a RangeError before anything is uploaded.
+   *   return GpuDataset.upload(gpu, { images, labels, count: labels.length }, { classes: 2 });
    * }
    * ```
    */
@@ -93,6 +110,9 @@ export class GpuDataset {
         `Cannot upload dataset "${label}": need count > 0 with ${IMAGE_BYTES} image bytes and one label per image: current count is ${count}`,
       );
     }
+    // Checked here, where the data enter: on the GPU a bad label would only surface in the loss.
+    const classes = options.classes ?? NUM_CLASSES;
+    checkLabels(`upload dataset "${label}"`, set.labels, classes);
     const limit = Math.min(
       gpu.limits.maxStorageBufferBindingSize,
       gpu.limits.maxBufferSize,
@@ -113,7 +133,7 @@ export class GpuDataset {
       shards.push(Tensor.from(gpu, bytes, [n, IMAGE_BYTES], `${label} images ${k}`));
     }
     const labels = Tensor.from(gpu, Uint32Array.from(set.labels), [count], `${label} labels`);
-    return new GpuDataset(gpu, count, shards, shardImages, labels);
+    return new GpuDataset(gpu, count, shards, shardImages, labels, classes);
   }
 
   /** Frees the images and labels. */

@@ -2,7 +2,8 @@
  * Cross-entropy on logits with PyTorch's 'mean' reduction, optional class weights and label
  * smoothing. Loss and gradient are computed in one pass per row; a one-workgroup reduction adds
  * the batch's loss and correct count to a {@link LossStats} accumulator on the GPU, which is read
- * once per epoch instead of once per step.
+ * once per epoch instead of once per step. A label outside [0, classes) is flagged there too, and
+ * {@link LossStats.read} throws a {@link LabelRangeError} for it.
  *
  * @module
  */
@@ -27,8 +28,12 @@ const CE_PARAMS = new ParamsLayout("cross_entropy.Params", {
 const WG = 64;
 const RWG = 64;
 
+/** Floats in a {@link LossStats} accumulator (see kernels/cross_entropy.wgsl for the layout). */
+const ACC_FLOATS = 12;
+
 /**
- * What a {@link LossStats} holds, read back with {@link LossStats.read}.
+ * What a {@link LossStats} holds, read back with {@link LossStats.read}. A batch with a label at
+ * or above the class count has no summary: `read` throws a {@link LabelRangeError} instead.
  *
  * @example An epoch's line of log
  * ```ts
@@ -66,6 +71,45 @@ export interface LossSummary {
 }
 
 /**
+ * Thrown by {@link LossStats.read} when a batch held a label at or above the number of classes
+ * (PyTorch raises "Target 12 is out of bounds" at once; here the GPU flags it and the read that
+ * follows reports the first such batch since the reset). Such a row added no loss and no gradient.
+ *
+ * @example Tell a bad label from other failures
+ * ```ts
+ * import { LabelRangeError, type LossStats, type LossSummary } from "@wgnn/wgnn";
+ *
+ * async function readOrExplain(stats: LossStats): Promise<LossSummary | string> {
+ *   try {
+ *     return await stats.read();
+ *   } catch (e) {
+ *     if (e instanceof LabelRangeError) return `label ${e.label} in batch ${e.batch}`;
+ *     throw e;
+ *   }
+ * }
+ * ```
+ */
+export class LabelRangeError extends RangeError {
+  /** 0-based index (since the reset) of the first batch with an out-of-range label. */
+  readonly batch: number;
+  /** The first out-of-range label of that batch. */
+  readonly label: number;
+  /** The number of classes of that batch's logits. */
+  readonly classes: number;
+
+  /** An error naming the batch, the label and the class count. */
+  constructor(batch: number, label: number, classes: number) {
+    super(
+      `Cannot compute cross-entropy: batch ${batch} has label ${label}, but the logits have ${classes} classes`,
+    );
+    this.name = "LabelRangeError";
+    this.batch = batch;
+    this.label = label;
+    this.classes = classes;
+  }
+}
+
+/**
  * A GPU-side accumulator of batch losses and correct predictions: every
  * {@link CrossEntropyLoss.forward} adds its batch on the GPU, and the total is read once per
  * epoch instead of once per step. The owner disposes it ({@link CrossEntropyLoss.stats} belongs
@@ -97,12 +141,15 @@ export interface LossSummary {
  * ```
  */
 export class LossStats {
-  /** [Σ loss, batches, Σ correct, samples, last loss, first non-finite + 1, counter, pad]. */
+  /**
+   * [Σ loss, batches, Σ correct, samples, last loss, first non-finite + 1, counter, pad,
+   * first bad-label batch + 1, its label >> 16, its label & 0xffff, its class count].
+   */
   readonly acc: Tensor;
 
   /** Allocates a zeroed accumulator on `gpu`. */
   constructor(gpu: Gpu, label = "loss stats") {
-    this.acc = Tensor.empty(gpu, [8], "f32", label);
+    this.acc = Tensor.empty(gpu, [ACC_FLOATS], "f32", label);
   }
 
   /** Encodes a reset (a clearBuffer, ordered with the steps around it). */
@@ -110,9 +157,13 @@ export class LossStats {
     enc.commands().clearBuffer(this.acc.buffer, this.acc.byteOffset, this.acc.byteLength);
   }
 
-  /** Reads the accumulator (waits for the GPU: call once per epoch or per display refresh). */
+  /**
+   * Reads the accumulator (waits for the GPU: call once per epoch or per display refresh).
+   * Throws a {@link LabelRangeError} when a batch since the reset held a label >= its classes.
+   */
   async read(): Promise<LossSummary> {
     const a = await this.acc.toFloat32();
+    if (a[8] > 0) throw new LabelRangeError(a[8] - 1, a[9] * 65536 + a[10], a[11]);
     return {
       meanLoss: a[1] > 0 ? a[0] / a[1] : NaN,
       batches: a[1],
@@ -269,7 +320,9 @@ export class CrossEntropyLoss {
 
   /**
    * Encodes loss and gradient for `logits` and `labels`, adding the batch to `stats`
-   * (default: {@link CrossEntropyLoss.stats}).
+   * (default: {@link CrossEntropyLoss.stats}). A label >= classes is not read past the logits:
+   * its row adds no loss and no gradient, and the next `stats.read()` throws a
+   * {@link LabelRangeError} naming the batch.
    */
   forward(enc: StepEncoder, logits: Tensor, labels: Tensor, stats?: LossStats): void {
     if (logits.shape.length !== 2 || logits.dtype !== "f32") {
@@ -297,8 +350,9 @@ export class CrossEntropyLoss {
       bufs.rowStats,
       bufs.params,
     ]);
-    this.#reduce!.encode(enc, [1, 1, 1], [6, 7, 5], [
+    this.#reduce!.encode(enc, [1, 1, 1], [6, 1, 7, 5], [
       bufs.rowStats,
+      labels,
       (stats ?? this.#stats!).acc,
       bufs.params,
     ]);

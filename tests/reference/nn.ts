@@ -117,7 +117,11 @@ export function batchnormBackward(x: Arr, gamma: Arr, dy: Arr, B: number, F: num
   return { dx, dgamma, dbeta };
 }
 
-/** Cross-entropy (mean, optional weights and label smoothing) and its gradient. */
+/**
+ * Cross-entropy (mean, optional weights and label smoothing) and its gradient. A row whose label
+ * is not an integer in [0, C) adds no loss, no gradient, no weight to D and no correct count;
+ * `badRow`/`badLabel` name the first such row (null when none), as the kernel flags the batch.
+ */
 export function crossEntropy(
   z: Arr,
   labels: ArrayLike<number>,
@@ -126,18 +130,26 @@ export function crossEntropy(
   { weight, smoothing = 0 }: { weight?: Arr; smoothing?: number } = {},
 ) {
   const w = (c: number) => (weight ? weight[c] : 1);
+  const inRange = (y: number) => Number.isInteger(y) && y >= 0 && y < C;
+  let badRow: number | null = null;
+  for (let r = B - 1; r >= 0; r--) if (!inRange(labels[r])) badRow = r;
   let denom = 0;
-  for (let r = 0; r < B; r++) denom += w(labels[r]);
+  for (let r = 0; r < B; r++) {
+    // Unweighted, D = B counts every row (the kernel's Params.B); weighted, only good labels.
+    if (!weight) denom += 1;
+    else if (inRange(labels[r])) denom += w(labels[r]);
+  }
   let wsum = 0;
   for (let c = 0; c < C; c++) wsum += w(c);
   let total = 0;
   let correct = 0;
   const grad = new Float64Array(B * C);
   for (let r = 0; r < B; r++) {
+    const y = labels[r];
+    if (!inRange(y)) continue;
     const row = Array.from({ length: C }, (_, c) => z[r * C + c]);
     const m = Math.max(...row);
     const lse = m + Math.log(row.reduce((s, v) => s + Math.exp(v - m), 0));
-    const y = labels[r];
     let smooth = 0;
     for (let c = 0; c < C; c++) {
       smooth += w(c) * (lse - row[c]);
@@ -149,7 +161,8 @@ export function crossEntropy(
     total += (1 - smoothing) * w(y) * (lse - row[y]) + (smoothing / C) * smooth;
     if (row.indexOf(m) === y) correct++;
   }
-  return { loss: total / denom, grad, correct };
+  const badLabel = badRow === null ? null : labels[badRow];
+  return { loss: total / denom, grad, correct, badRow, badLabel };
 }
 
 /** Central finite differences of a scalar function f at x, for the entries `indices`. */
