@@ -10,7 +10,7 @@
 
 import type { Gpu } from "../gpu/device.ts";
 import type { StepEncoder } from "../gpu/encoder.ts";
-import { Tensor } from "../tensor.ts";
+import { describeData, Tensor } from "../tensor.ts";
 import { DROPOUT_KERNEL } from "./dropout.ts";
 import { KernelCall } from "./kernel_call.ts";
 import { Flatten, LeakyReLU } from "./layers.ts";
@@ -35,6 +35,53 @@ import { type Parameter, ParameterArena } from "./parameter.ts";
  * ```
  */
 export type StateDict = Record<string, HostTensor>;
+
+/** num_batches_tracked is kept as a u32 on the GPU. */
+const MAX_BATCHES_TRACKED = 0xffffffff;
+
+/**
+ * What is wrong with state-dict entry `name` against its expected dtype and shape, or null.
+ * Checks everything a write could trip on (dtype, shape, the typed array, its length) and the
+ * values a model cannot use: NaN/Inf, a negative running_var, a num_batches_tracked outside u32.
+ */
+function entryProblem(
+  name: string,
+  t: HostTensor | undefined,
+  e: { dtype: "F32" | "I64"; shape: number[] },
+): string | null {
+  if (!t) return `missing "${name}"`;
+  if (t.dtype !== e.dtype) return `"${name}" has dtype ${t.dtype}, expected ${e.dtype}`;
+  if (
+    !Array.isArray(t.shape) || t.shape.length !== e.shape.length ||
+    t.shape.some((d, k) => d !== e.shape[k])
+  ) {
+    const shape = Array.isArray(t.shape) ? t.shape.join(", ") : String(t.shape);
+    return `"${name}" has shape [${shape}], expected [${e.shape.join(", ")}]`;
+  }
+  const kind = t.dtype === "F32" ? Float32Array : BigInt64Array;
+  if (!(t.data instanceof kind)) {
+    return `"${name}" data must be a ${kind.name} for dtype ${t.dtype}: current value is ${
+      describeData(t.data)
+    }`;
+  }
+  const numel = e.shape.reduce((a, b) => a * b, 1); // shape [] is a scalar: one element
+  if (t.data.length !== numel) return `"${name}" has ${t.data.length} values, expected ${numel}`;
+  if (t.data instanceof Float32Array) {
+    const data = t.data;
+    if (!data.every(Number.isFinite)) return `"${name}" holds NaN or Inf`;
+    const leaf = name.slice(name.lastIndexOf(".") + 1);
+    const negative = leaf === "running_var" ? data.findIndex((v) => v < 0) : -1;
+    if (negative >= 0) {
+      return `"${name}" must be >= 0: current value at index ${negative} is ${data[negative]}`;
+    }
+  } else if (name.endsWith(".num_batches_tracked")) {
+    const count = t.data[0];
+    if (count < 0n || count > BigInt(MAX_BATCHES_TRACKED)) {
+      return `"${name}" must be in [0, ${MAX_BATCHES_TRACKED}]: current value is ${count}`;
+    }
+  }
+  return null;
+}
 
 /**
  * A chain of modules, as PyTorch's `nn.Sequential`. Building it allocates nothing;
@@ -252,24 +299,17 @@ export class Sequential extends Module {
 
   /**
    * Loads a state dict (PyTorch names and layouts). Every missing, unexpected, mis-shaped or
-   * mis-typed entry is reported in one error; nothing is written unless all entries match.
+   * mis-typed entry (dtype, typed array, length), NaN/Inf, negative running_var or
+   * num_batches_tracked outside [0, 2³²) is reported in one RangeError; every entry is checked
+   * before any is written, so a failed load leaves the model as it was.
    */
   loadStateDict(state: StateDict): void {
     this.requireGpu();
     const expected = this.expectedState();
     const problems: string[] = [];
     for (const [name, e] of Object.entries(expected)) {
-      const t = state[name];
-      if (!t) problems.push(`missing "${name}"`);
-      else if (t.dtype !== e.dtype) {
-        problems.push(`"${name}" has dtype ${t.dtype}, expected ${e.dtype}`);
-      } else if (t.shape.length !== e.shape.length || t.shape.some((d, k) => d !== e.shape[k])) {
-        problems.push(
-          `"${name}" has shape [${t.shape.join(", ")}], expected [${e.shape.join(", ")}]`,
-        );
-      } else if (t.dtype === "F32" && !(t.data as Float32Array).every(Number.isFinite)) {
-        problems.push(`"${name}" holds NaN or Inf`);
-      }
+      const problem = entryProblem(name, state[name], e);
+      if (problem !== null) problems.push(problem);
     }
     for (const name of Object.keys(state)) {
       if (!(name in expected)) problems.push(`unexpected "${name}"`);
