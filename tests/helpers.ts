@@ -75,3 +75,44 @@ export function assertClose(
     );
   }
 }
+
+/**
+ * Asserts |actual[i] − expected[i]| ≤ bound[i] (or one bound for all) element-wise, lists the
+ * first five mismatches with their index, and returns the largest diff/bound (≤ 1 on success),
+ * so a caller can print how much room was left.
+ */
+export function assertWithin(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  bound: number | ArrayLike<number>,
+  what = "values",
+): number {
+  if (actual.length !== expected.length) {
+    throw new Error(`${what}: length ${actual.length} != expected ${expected.length}`);
+  }
+  const bad: string[] = [];
+  let count = 0;
+  let worst = 0;
+  for (let i = 0; i < actual.length; i++) {
+    const diff = Math.abs(actual[i] - expected[i]);
+    const tol = typeof bound === "number" ? bound : bound[i];
+    worst = Math.max(worst, diff / tol);
+    if (!(diff <= tol)) {
+      count++;
+      if (bad.length < 5) {
+        bad.push(
+          `  [${i}] got ${actual[i]}, expected ${expected[i]} (diff ${diff.toExponential(2)}, ` +
+            `bound ${tol.toExponential(2)})`,
+        );
+      }
+    }
+  }
+  if (count > 0 || Number.isNaN(worst)) {
+    throw new Error(
+      `${what}: ${count} of ${actual.length} outside the bound; worst diff/bound ${
+        worst.toFixed(2)
+      }\n${bad.join("\n")}`,
+    );
+  }
+  return worst;
+}

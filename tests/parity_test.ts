@@ -1,8 +1,12 @@
 /**
  * Parity with real PyTorch on the seed's three models: 20 Adam steps on real CIFAR-10 batches
- * from the same initial weights must give the same losses, weights, BatchNorm statistics and
- * eval-mode logits. The reference is produced live by tests/torch/make_goldens.py when
- * /usr/bin/python3 has torch (as in CI); otherwise the committed goldens in tests/goldens/ are used.
+ * from the same initial weights. The reference is PyTorch's float64 run, which agrees across CPUs
+ * to ~1e-12; float32 runs do not (their BLAS kernels differ per CPU, and the BatchNorm model
+ * amplifies the difference to about 1% of the loss). Ours must stay within K times PyTorch's
+ * own float32-vs-float64 drift of it, measured in the same run: losses step by step, every
+ * tensor, BatchNorm statistics, eval-mode logits. The goldens are produced live by
+ * tests/torch/make_goldens.py when /usr/bin/python3 has torch (as in CI); otherwise the
+ * committed ones in tests/goldens/ are used.
  */
 
 import assert from "node:assert/strict";
@@ -17,7 +21,7 @@ import { Adam } from "../lib/optim/adam.ts";
 import { seedModel, type Variant } from "../lib/train/experiment.ts";
 import { loadModel } from "../lib/train/checkpoint.ts";
 import { readSafetensorsFile, writeSafetensorsFile } from "../lib/nn/safetensors.ts";
-import { assertClose } from "./helpers.ts";
+import { assertClose, assertWithin } from "./helpers.ts";
 import { encodeTrainingStep, type Trainer } from "../lib/train/step.ts";
 
 // WGNN_PARITY_DATA: another folder holding cifar-10-batches-bin/ (the GPU machine gets only the
@@ -99,6 +103,46 @@ function trainStep(
   enc.submit();
 }
 
+/** What make_goldens.py writes to <variant>.json (the fields these tests read). */
+interface Golden {
+  batchSize: number;
+  steps: number;
+  lr: number;
+  /** PyTorch's float32 run. */
+  losses: number[];
+  evalLogits: number[];
+  /** PyTorch's float64 run from the same initial weights: the reference. */
+  losses64: number[];
+  evalLogits64: number[];
+  /** |float32 − float64| of PyTorch's own runs: per step, largest per tensor, largest logit. */
+  spread32: { losses: number[]; weights: Record<string, number>; evalLogits: number };
+}
+
+// Ours may be this many times PyTorch's own float32-vs-float64 drift from PyTorch's float64 run.
+// Measured on lavapipe against PyTorch 1.13 with OpenBLAS's SkylakeX, Haswell, Sandybridge and
+// Prescott kernels (OPENBLAS_CORETYPE): at most 3.9× on plain and dropout (a 128×128 weight),
+// 4.9× on bn (the loss at step 4, where its drift grows 30-fold per step). 10 leaves a 2× margin
+// and still fails a 10% error in lr at step 2 on every model.
+const K = 10;
+// Below these a difference is float32 rounding, however small PyTorch's drift happened to be:
+// 4 ulps of a loss near 2.3; 40 ulps of a logit near 3 (a logit sums 3072 products); for weights,
+// 1/1000 of one Adam step (lr 1e-3).
+const FLOOR = { loss: 1e-6, logits: 1e-5, weight: 1e-6 };
+// Where PyTorch's float32 run stays within a few ulps of its float64 run. On bn only the first
+// step does (a forward pass from the shared weights). After that, BatchNorm after LeakyReLU makes
+// training ill-conditioned: a Linear bias whose units stay positive over the whole batch has an
+// exactly-zero gradient in exact arithmetic, and Adam turns its rounding noise into lr-sized steps.
+const WELL_CONDITIONED: Variant[] = ["plain", "dropout"];
+
+/** Per-step loss bounds: K × PyTorch's largest drift so far (it grows on bn), at least FLOOR. */
+function lossBounds(spread: number[]): number[] {
+  let drift = 0;
+  return spread.map((d) => {
+    drift = Math.max(drift, d);
+    return Math.max(K * drift, FLOOR.loss);
+  });
+}
+
 for (const variant of ["plain", "bn", "dropout"] as Variant[]) {
   Deno.test({
     name: `parity with PyTorch: ${variant} model, 20 Adam steps on real CIFAR-10`,
@@ -110,13 +154,13 @@ for (const variant of ["plain", "bn", "dropout"] as Variant[]) {
       const { testGpu } = await import("./helpers.ts");
       const gpu = await testGpu();
       if (typeof gpu === "string") throw new Error(gpu);
-      const golden = JSON.parse(await Deno.readTextFile(join(dir, `${variant}.json`)));
+      const golden: Golden = JSON.parse(await Deno.readTextFile(join(dir, `${variant}.json`)));
       manualSeed(0); // Dropout masks are keyed by seed 0, as the golden script assumes
       const model = seedModel(variant).to(gpu);
       await loadModel(join(dir, `${variant}_init.safetensors`), model);
       const optimizer = new Adam(model.parameters(), { lr: golden.lr });
       const loss = new CrossEntropyLoss();
-      const B = golden.batchSize as number;
+      const B = golden.batchSize;
       const X = Tensor.empty(gpu, [B, 3072], "f32", "x");
       const Y = Tensor.empty(gpu, [B], "u32", "y");
       const losses: number[] = [];
@@ -128,82 +172,55 @@ for (const variant of ["plain", "bn", "dropout"] as Variant[]) {
         trainStep(gpu, { model, loss, optimizer }, X, Y);
         losses.push((await loss.stats.read()).lastLoss);
       }
-      const source = live ? "live PyTorch" : "committed goldens";
-      const final = await readSafetensorsFile(join(dir, `${variant}_final.safetensors`));
       const ours = await model.stateDict();
-      assert.deepEqual(Object.keys(ours).sort(), [...final.tensors.keys()].sort());
       const logits = await evalLogits(gpu, model);
-      assertClose(losses.slice(0, 3), golden.losses.slice(0, 3), {
-        atol: 0,
-        rtol: 1e-5,
-        what: `${variant} losses, steps 1-3 vs ${source}`,
-      });
-      if (variant !== "bn") {
-        assertClose(losses.slice(0, 5), golden.losses.slice(0, 5), {
-          atol: 0,
-          rtol: 1e-5,
-          what: `${variant} losses, steps 1-5 vs ${source}`,
-        });
-        assertClose(losses, golden.losses, {
-          atol: 0,
-          rtol: 1e-4,
-          what: `${variant} losses, 20 steps vs ${source}`,
-        });
-        for (const [name, t] of final.tensors) {
-          if (t.dtype === "I64") {
-            assert.equal((ours[name].data as BigInt64Array)[0], (t.data as BigInt64Array)[0], name);
-          } else {assertClose(ours[name].data as Float32Array, t.data as Float32Array, {
-              atol: 1e-4,
-              rtol: 1e-4,
-              what: `${variant} ${name}`,
-            });}
-        }
-        assertClose(logits, golden.evalLogits, {
-          atol: 1e-4,
-          rtol: 1e-4,
-          what: `${variant} eval logits`,
-        });
-      } else {
-        // BatchNorm after LeakyReLU makes this run ill-conditioned: a Linear bias whose units stay
-        // positive over the batch has an exactly-zero gradient in exact arithmetic, and Adam turns
-        // the rounding noise into lr-sized steps. PyTorch's own float32 run ends far from its
-        // float64 run (spread32). Parity here means: no farther from float64 than 3× PyTorch's
-        // float32, step by step, tensor by tensor.
-        const spread = golden.spread32;
-        const lossDiff = Math.max(...losses.map((l, i) => Math.abs(l - golden.losses64[i])));
-        assert.ok(
-          lossDiff <= 3 * Math.max(...spread.losses) + 1e-5,
-          `bn losses: ${lossDiff} from float64, PyTorch f32 ${Math.max(...spread.losses)}`,
-        );
-        const final64 = await readSafetensorsFile(join(dir, "bn_final64.safetensors"));
-        for (const [name, t] of final64.tensors) {
-          const a = ours[name].data as Float32Array;
-          const b = t.data as Float32Array;
-          const diff = a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
-          assert.ok(
-            diff <= 3 * spread.weights[name] + 1e-5,
-            `bn ${name}: ${diff} from float64, PyTorch f32 ${spread.weights[name]}`,
-          );
-        }
-        const num = (name: string) => (ours[name].data as BigInt64Array)[0];
-        assert.equal(num("3.num_batches_tracked"), 20n);
-        assert.equal(num("6.num_batches_tracked"), 20n);
-        const logitDiff = logits.reduce(
-          (m, v, i) => Math.max(m, Math.abs(v - golden.evalLogits64[i])),
-          0,
-        );
-        assert.ok(
-          logitDiff <= 3 * spread.evalLogits + 1e-5,
-          `bn eval logits: ${logitDiff} from float64, PyTorch f32 ${spread.evalLogits}`,
-        );
-        console.log(
-          `bn: max loss diff from float64 ${lossDiff.toExponential(2)} (PyTorch f32: ${
-            Math.max(...spread.losses).toExponential(2)
-          }), eval logits ${logitDiff.toExponential(2)} (PyTorch f32: ${
-            spread.evalLogits.toExponential(2)
-          })`,
+      const source = live ? "live PyTorch" : "committed goldens";
+      const spread = golden.spread32;
+
+      // Against the float64 run: losses step by step, every tensor, the eval logits.
+      const bounds = lossBounds(spread.losses);
+      const room = {
+        losses: assertWithin(losses, golden.losses64, bounds, `${variant} losses vs ${source} f64`),
+        weights: 0,
+        logits: assertWithin(
+          logits,
+          golden.evalLogits64,
+          Math.max(K * spread.evalLogits, FLOOR.logits),
+          `${variant} eval logits vs ${source} f64`,
+        ),
+      };
+      const final64 = await readSafetensorsFile(join(dir, `${variant}_final64.safetensors`));
+      for (const [name, t] of final64.tensors) {
+        room.weights = Math.max(
+          room.weights,
+          assertWithin(
+            ours[name].data as Float32Array,
+            t.data as Float32Array,
+            Math.max(K * spread.weights[name], FLOOR.weight),
+            `${variant} ${name} vs ${source} f64`,
+          ),
         );
       }
+      // The float64 file holds no counters; the float32 one has the same names as ours.
+      const final = await readSafetensorsFile(join(dir, `${variant}_final.safetensors`));
+      assert.deepEqual(Object.keys(ours).sort(), [...final.tensors.keys()].sort());
+      for (const [name, t] of final.tensors) {
+        if (t.dtype !== "I64") continue;
+        assert.equal((ours[name].data as BigInt64Array)[0], (t.data as BigInt64Array)[0], name);
+      }
+
+      // Against the float32 run, where it is itself within a few ulps of float64: the same bounds.
+      const steps32 = WELL_CONDITIONED.includes(variant) ? golden.steps : 1;
+      assertWithin(
+        losses.slice(0, steps32),
+        golden.losses.slice(0, steps32),
+        bounds.slice(0, steps32),
+        `${variant} losses, steps 1-${steps32} vs ${source} f32`,
+      );
+      console.log(
+        `${variant} vs ${source} f64, largest diff/bound: losses ${room.losses.toFixed(2)}, ` +
+          `weights ${room.weights.toFixed(2)}, eval logits ${room.logits.toFixed(2)} (K = ${K})`,
+      );
       for (const t of [X, Y, loss, optimizer, model]) t.dispose();
     },
   });
