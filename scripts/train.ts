@@ -6,11 +6,14 @@
 import { requestGpu } from "../lib/gpu/device.ts";
 import { adapterVectorWidth, useLavapipeVectorWidth } from "../lib/gpu/lavapipe.ts";
 import { join } from "node:path";
-import { DATASET_FILES, findBatchesDir } from "../lib/data/cifar10.ts";
+import { DATASET_FILES, findBatchesDir, isPermissionError } from "../lib/data/cifar10.ts";
 import {
   checkWritableDir,
+  nonNegativeInt,
+  nonNegativeNumber,
   oneOf,
   parseFlags,
+  plural,
   positiveInt,
   positiveNumber,
   runMain,
@@ -18,13 +21,15 @@ import {
   UsageError,
 } from "../lib/cli/args.ts";
 import {
-  checkResume,
+  type ExperimentPlan,
   OPTIMIZERS,
+  planExperiment,
   runExperiment,
   sideBySide,
   type Variant,
   VARIANTS,
 } from "../lib/train/experiment.ts";
+import { checkpointsIdle } from "../lib/train/checkpoint.ts";
 import { formatSummary } from "../lib/train/summary.ts";
 import { matmulVariant, slowAdapterHint } from "../lib/ops/matmul_variant.ts";
 
@@ -42,10 +47,15 @@ Trains the lecture's three MLPs (plain, bn, dropout) on CIFAR-10 with WebGPU.
   --data DIR                     folder with cifar-10-batches-bin/ (default data)
   --out DIR                      output folder (default out)
   --augment                      random flips and crops of training images
-  --resume                       continue each variant from OUT/<variant>/last.* (variants
-                                 without one start afresh)
-  --checkpoint-seconds S         write last.* and the history at most every S seconds; 0 writes
-                                 them after every epoch (default: 0 on software adapters, 10 on
+  --resume                       continue each variant from OUT/<variant>/resume.safetensors
+                                 (variants without one start afresh); the settings must be
+                                 the run's (OUT/<variant>/run.json), --epochs may grow
+  --overwrite                    start afresh over variants whose folders hold a run (without
+                                 --resume or --overwrite such a folder is refused)
+  --fail-fast                    stop every variant when one fails (default: a failed variant
+                                 is recorded in the summary and the others train on)
+  --checkpoint-seconds S         commit the checkpoint and history at most every S seconds; 0
+                                 commits after every epoch (default: 0 on software adapters, 10 on
                                  hardware ones, where epochs take milliseconds). Ctrl-C and the
                                  end of a run always write the last epoch
   --vector-width 256|512         Mesa's software adapters only: 512 compiles the kernels for
@@ -55,10 +65,12 @@ Trains the lecture's three MLPs (plain, bn, dropout) on CIFAR-10 with WebGPU.
   --sequential                   train the variants one after another (the default on software
                                  adapters; hardware adapters train them side by side, with the
                                  same results, so a fast GPU never idles on a readback)
-  --help                         this text
+  -h, --help                     this text
 
-Ctrl-C stops after the current chunk of steps (on a hardware adapter, which encodes each epoch
-ahead, after the current epoch); checkpoints and history stay intact (resume with --resume).`;
+Ctrl-C stops within the current chunk of steps: the epoch in progress is dropped and the last
+committed epoch stays (resume with --resume); with --checkpoint-seconds, an epoch whose commit
+was deferred is finished and committed first. A second Ctrl-C exits at once, but never in the
+middle of writing a checkpoint. A folder is locked (OUT/<variant>/run.lock) while a run writes it.`;
 
 /**
  * `--epochs -3` → `--epochs=-3`: parseArgs takes a dash-led word for an option, so without this
@@ -101,9 +113,11 @@ await runMain("train", async () => {
       out: { type: "string", default: "out" },
       augment: { type: "boolean", default: false },
       resume: { type: "boolean", default: false },
+      overwrite: { type: "boolean", default: false },
+      "fail-fast": { type: "boolean", default: false },
       sequential: { type: "boolean", default: false },
       "vector-width": { type: "string" },
-      help: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
     },
   });
   if (v.help) {
@@ -112,11 +126,9 @@ await runMain("train", async () => {
   }
   const model = oneOf("model", v.model, [...VARIANTS, "all"] as const);
   const variants: Variant[] = model === "all" ? [...VARIANTS] : [model];
-  const seed = v.seed.trim() === "0" ? 0 : positiveInt("seed", v.seed);
-  if (seed > 0xffffffff) {
-    throw new UsageError(
-      `--seed must be an integer in [0, 4294967295]: current value is ${JSON.stringify(v.seed)}`,
-    );
+  const seed = nonNegativeInt("seed", v.seed, { max: 0xffffffff });
+  if (v.resume && v.overwrite) {
+    throw new UsageError("--resume and --overwrite exclude each other: choose one");
   }
   const width = v["vector-width"] === undefined
     ? undefined
@@ -133,12 +145,12 @@ await runMain("train", async () => {
     outDir: v.out,
     augment: v.augment,
     resume: v.resume,
+    overwrite: v.overwrite,
+    failFast: v["fail-fast"],
     concurrent: v.sequential ? false : undefined,
     checkpointSeconds: v["checkpoint-seconds"] === undefined
       ? undefined // the adapter's default, chosen by runExperiment
-      : v["checkpoint-seconds"].trim() === "0"
-      ? 0
-      : positiveNumber("checkpoint-seconds", v["checkpoint-seconds"]),
+      : nonNegativeNumber("checkpoint-seconds", v["checkpoint-seconds"]),
   };
   try {
     const dir = await findBatchesDir(options.dataDir);
@@ -146,6 +158,7 @@ await runMain("train", async () => {
       if (!(await Deno.stat(join(dir, name))).isFile) throw new Error(`"${name}" is not a file`);
     }
   } catch (e) {
+    if (isPermissionError(e)) throw new UsageError(`--data: ${(e as Error).message}`);
     throw new UsageError(
       `--data ${JSON.stringify(options.dataDir)} holds no CIFAR-10: ${
         (e as Error).message.replace(/; run `deno task download`$/, "")
@@ -153,28 +166,36 @@ await runMain("train", async () => {
     );
   }
   await checkWritableDir("out", options.outDir);
-  if (options.resume) {
-    let found;
-    try {
-      found = await checkResume(options);
-    } catch (e) {
-      throw new UsageError(`--resume: ${(e as Error).message}`);
-    }
-    if (found.length === 0) {
-      const paths = variants.map((name) => join(options.outDir, name, "last.safetensors"));
-      throw new UsageError(
-        `--resume: --out ${JSON.stringify(options.outDir)} holds no checkpoint (${
-          paths.join(", ")
-        }: none exists)`,
-      );
-    }
+  // Everything that can be known before training: every variant's folder, lock and resume.
+  let plan: ExperimentPlan;
+  try {
+    plan = await planExperiment(options);
+  } catch (e) {
+    const flag = options.resume ? "--resume: " : "";
+    const hint = e instanceof Error && e.name === "RunExistsError"
+      ? ` (continue it with --resume, or replace it with --overwrite)`
+      : "";
+    throw new UsageError(`${flag}${(e as Error).message}${hint}`);
+  }
+  if (options.resume && plan.runs.every((r) => !r.resume)) {
+    const paths = variants.map((name) => join(options.outDir, name, "resume.safetensors"));
+    throw new UsageError(
+      `--resume: --out ${JSON.stringify(options.outDir)} holds no checkpoint (${
+        paths.join(", ")
+      }: none exists)`,
+    );
   }
 
   const controller = new AbortController();
-  const onSignal = () => {
-    console.error("\ntrain: stopping at the next chance (Ctrl-C again to force)");
-    if (controller.signal.aborted) Deno.exit(130);
-    controller.abort();
+  const onSignal = async () => {
+    if (!controller.signal.aborted) {
+      console.error("\ntrain: stopping within the current chunk of steps (Ctrl-C again to force)");
+      controller.abort();
+      return;
+    }
+    console.error("\ntrain: forced exit (after the checkpoint being written, if any)");
+    await checkpointsIdle();
+    Deno.exit(130);
   };
   Deno.addSignalListener("SIGINT", onSignal);
   if (width === "512") {
@@ -196,9 +217,18 @@ await runMain("train", async () => {
       sideBySide(gpu, options) ? ", side by side" : ""
     }`,
   );
-  const rows = await runExperiment(gpu, { ...options, signal: controller.signal });
+  const rows = await runExperiment(gpu, { ...options, signal: controller.signal }, plan);
   Deno.removeSignalListener("SIGINT", onSignal);
   console.log(formatSummary(rows));
+  const failed = rows.filter((r) => r.status === "failed");
+  if (failed.length > 0) {
+    console.error(
+      `train: ${plural(failed.length, "variant")} of ${rows.length} failed: ${
+        failed.map((r) => `${r.variant} (${r.error})`).join("; ")
+      }`,
+    );
+    return 1;
+  }
   if (controller.signal.aborted) {
     console.error(
       `train: interrupted; resume with: deno task train --resume --out ${options.outDir} (same options)`,

@@ -388,8 +388,9 @@ Deno.test({
       assert.deepEqual(files, [
         "history.csv",
         "history.json",
-        "last.optim.safetensors",
         "last.safetensors",
+        "resume.safetensors",
+        "run.json",
       ]);
       const saved = await readSafetensorsFile(join(dir, "last.safetensors"));
       assert.equal(saved.metadata.epoch, "1");

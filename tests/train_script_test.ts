@@ -173,7 +173,7 @@ Deno.test({
       for await (const e of Deno.readDir(join(root, "out/run/bn"))) {
         await Deno.copyFile(join(root, "out/run/bn", e.name), join(root, "out/run/plain", e.name));
       }
-      const file = "out/run/plain/last.safetensors";
+      const file = "out/run/plain/resume.safetensors";
       const resume = ["--epochs", "2", "--batch-size", "32", "--out", "out/run", "--resume"];
       const line = await assertRejected(root, ["--model", "plain", ...resume], "--resume", file);
       assert.match(line, /BatchNorm1d/, "says what the checkpoint holds");
@@ -184,7 +184,7 @@ Deno.test({
         root,
         ["--model", "bn", ...resume, "--optimizer", "sgd"],
         "--resume",
-        "out/run/bn/last.optim.safetensors",
+        "out/run/bn/resume.safetensors",
       );
     } finally {
       await Deno.remove(root, { recursive: true });

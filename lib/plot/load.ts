@@ -51,6 +51,55 @@ export interface SummaryRow {
   adapter: string;
   /** Number of epochs run. */
   epochs: number;
+  /**
+   * How the run ended: "completed", "early-stopping", "aborted", or "failed" (see `error`).
+   * Absent in summaries written before it existed.
+   */
+  status?: "completed" | "early-stopping" | "aborted" | "failed";
+  /** Why the run failed, when it did. */
+  error?: string;
+  /** The settings the run was trained with (from its manifest), when known. */
+  settings?: Record<string, string | number | boolean>;
+}
+
+/** Settings that naturally differ between the variants of one experiment. */
+const PER_VARIANT = new Set(["model", "architecture"]);
+
+/**
+ * The settings on which `rows` disagree (besides the model itself), each with its values and
+ * the variants that used them, as in `lr: 0.001 (plain, bn), 0.01 (dropout)`. Empty when the
+ * runs agree (or record no settings).
+ *
+ * @example
+ * ```ts
+ * import { settingsConflicts, type SummaryRow } from "./load.ts";
+ * const row = (variant: string, lr: number) =>
+ *   ({ variant, settings: { model: variant, lr } }) as unknown as SummaryRow;
+ * console.assert(
+ *   settingsConflicts([row("plain", 0.001), row("bn", 0.01)])[0] === "lr: 0.001 (plain), 0.01 (bn)",
+ * );
+ * ```
+ */
+export function settingsConflicts(rows: readonly SummaryRow[]): string[] {
+  const withSettings = rows.filter((r) => r.settings !== undefined);
+  const keys = new Set(withSettings.flatMap((r) => Object.keys(r.settings!)));
+  const out: string[] = [];
+  for (const key of [...keys].filter((k) => !PER_VARIANT.has(k)).sort()) {
+    const byValue = new Map<string, string[]>();
+    for (const r of withSettings) {
+      const v = r.settings![key];
+      const shown = v === undefined ? "not set" : String(v);
+      byValue.set(shown, [...(byValue.get(shown) ?? []), r.variant]);
+    }
+    if (byValue.size > 1) {
+      out.push(
+        `${key}: ${
+          [...byValue].map(([v, variants]) => `${v} (${variants.join(", ")})`).join(", ")
+        }`,
+      );
+    }
+  }
+  return out;
 }
 
 /** Bad input to the plots: a missing folder or a malformed file. Scripts exit with code 2. */
@@ -134,6 +183,9 @@ export function parseHistory(text: string, file: string): History {
   if (raw.confusion !== undefined && raw.confusion !== null) {
     history.confusion = parseConfusion(raw.confusion, classes.length, file);
   }
+  if (raw.stopped === "early-stopping" || raw.stopped === "aborted") history.stopped = raw.stopped;
+  if (typeof raw.runId === "string") history.runId = raw.runId;
+  if (raw.settings !== undefined) history.settings = parseSettings(raw.settings, file, "settings");
   return history;
 }
 
@@ -195,8 +247,50 @@ export function parseSummary(text: string, file: string): SummaryRow[] {
       secondsPerEpoch: number("secondsPerEpoch"),
       adapter: requiredString(row.adapter ?? "", file, `[${i}].adapter`),
       epochs: number("epochs"),
+      ...optionalRunFields(row, file, `[${i}]`),
     };
   });
+}
+
+const STATUSES = ["completed", "early-stopping", "aborted", "failed"] as const;
+
+/** A summary row's optional status, error and settings, checked. */
+function optionalRunFields(
+  row: Record<string, unknown>,
+  file: string,
+  at: string,
+): Pick<SummaryRow, "status" | "error" | "settings"> {
+  const out: Pick<SummaryRow, "status" | "error" | "settings"> = {};
+  if (row.status !== undefined) {
+    if (!STATUSES.includes(row.status as typeof STATUSES[number])) {
+      fail(
+        file,
+        `${at}.status must be one of ${STATUSES.join(", ")}: current value is ${
+          describe(row.status)
+        }`,
+      );
+    }
+    out.status = row.status as typeof STATUSES[number];
+  }
+  if (row.error !== undefined) out.error = requiredString(row.error, file, `${at}.error`);
+  if (row.settings !== undefined) {
+    out.settings = parseSettings(row.settings, file, `${at}.settings`);
+  }
+  return out;
+}
+
+function parseSettings(
+  value: unknown,
+  file: string,
+  field: string,
+): Record<string, string | number | boolean> {
+  if (
+    !isRecord(value) ||
+    !Object.values(value).every((v) => ["string", "number", "boolean"].includes(typeof v))
+  ) {
+    fail(file, `${field} must be an object of strings, numbers and booleans`);
+  }
+  return value as Record<string, string | number | boolean>;
 }
 
 /** Computes the summary rows from histories, for when `summary.json` is absent. */

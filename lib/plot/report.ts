@@ -15,7 +15,7 @@ import {
   lossFigure,
   valAccuracyFigure,
 } from "./figures.ts";
-import type { SummaryRow } from "./load.ts";
+import { settingsConflicts, type SummaryRow } from "./load.ts";
 
 /** The report's heading. */
 export const REPORT_TITLE = "Improving learning: BatchNorm and Dropout on CIFAR-10";
@@ -128,6 +128,7 @@ const STYLE = `
   figure { margin: 0; padding: 8px; border: 1px solid #e6e6e6; border-radius: 6px; }
   figure svg { width: 100%; height: auto; display: block; }
   footer { margin-top: 28px; color: #666; font-size: 13px; }
+  .warning { background: #fff4e5; border-left: 4px solid #e08e0b; padding: 8px 12px; }
 `;
 
 function fixed(v: number, digits: number): string {
@@ -143,6 +144,7 @@ function summaryTable(summary: SummaryRow[]): string {
     ["at epoch", "num"],
     ["best val accuracy", "num"],
     ["s / epoch", "num"],
+    ["trained with", ""],
     ["adapter", ""],
   ].map(([label, cls]) => `<th${cls ? ` class="${cls}"` : ""}>${label}</th>`).join("");
   const rows = summary.map((r) => {
@@ -156,6 +158,9 @@ function summaryTable(summary: SummaryRow[]): string {
         Number.isFinite(r.bestValAccuracy) ? `${(100 * r.bestValAccuracy).toFixed(2)}%` : "—"
       }</td>`,
       `<td class="num">${fixed(r.secondsPerEpoch, 2)}</td>`,
+      `<td>${escapeHtml(trainedWith(r.settings))}${
+        r.status === "failed" ? ` <strong>failed: ${escapeHtml(r.error ?? "")}</strong>` : ""
+      }</td>`,
       `<td>${escapeHtml(r.adapter)}</td>`,
     ];
     return `<tr>${cells.join("")}</tr>`;
@@ -165,8 +170,45 @@ function summaryTable(summary: SummaryRow[]): string {
   }\n</tbody>\n</table>`;
 }
 
+/** "Adam, lr 0.001, batch 1024" from a run's settings; "—" when they are not known. */
+function trainedWith(settings: SummaryRow["settings"]): string {
+  if (!settings) return "—";
+  const optimizer = settings.optimizer ?? settings.optimizerClass;
+  const lr = settings.lr ?? settings.optimizerLr;
+  const batch = settings["batch-size"] ?? settings.batchSize;
+  return [
+    optimizer === undefined ? "" : OPTIMIZER_TITLES[String(optimizer)] ?? String(optimizer),
+    lr === undefined ? "" : `lr ${lr}`,
+    batch === undefined ? "" : `batch ${batch}`,
+    settings.augment === true ? "augmented" : "",
+  ].filter(Boolean).join(", ") || "—";
+}
+
+const OPTIMIZER_TITLES: Record<string, string> = {
+  adam: "Adam",
+  adamw: "AdamW",
+  sgd: "SGD",
+  rmsprop: "RMSprop",
+};
+
+/** The footer's account of how the runs were trained: only what their settings say. */
+function trainedBy(summary: SummaryRow[]): string {
+  const optimizers = [
+    ...new Set(summary.map((r) => trainedWith(r.settings).split(",")[0]).filter((o) => o !== "—")),
+  ];
+  return optimizers.length === 0 ? "trained" : `trained with ${optimizers.join(" and ")}`;
+}
+
 function figure(svg: string): string {
   return `<figure>${svg}</figure>`;
+}
+
+/** A warning above the table when the runs in the folder used different settings. */
+function conflictWarning(summary: SummaryRow[]): string {
+  const conflicts = settingsConflicts(summary);
+  if (conflicts.length === 0) return "";
+  return `<p class="warning"><strong>Warning:</strong> these runs used different settings, so ` +
+    `they are not a like-for-like comparison: ${escapeHtml(conflicts.join("; "))}.</p>\n`;
 }
 
 /**
@@ -234,7 +276,7 @@ export function buildReport(
 </header>
 <section>
 <h2>Summary</h2>
-${summaryTable(summary)}
+${conflictWarning(summary)}${summaryTable(summary)}
 </section>
 <section>
 <h2>The variants compared</h2>
@@ -248,8 +290,9 @@ ${figure(figures.valAccuracy)}
 <h2>Each variant</h2>
 ${perVariant.join("\n")}
 </section>
-<footer>Three MLPs (plain; with BatchNorm1d; with Dropout 0.5) trained with Adam on CIFAR-10, as ` +
-    `in the seed lecture. Loss charts show y from 0.2 to 2 as the seed does; values outside are ` +
+<footer>The lecture's MLPs (plain; with BatchNorm1d; with Dropout 0.5) ${
+      trainedBy(summary)
+    } on CIFAR-10, as in the seed lecture. Loss charts show y from 0.2 to 2 as the seed does; values outside are ` +
     `clipped at the frame. The training-loss comparison uses a log scale.</footer>
 </body>
 </html>

@@ -6,7 +6,7 @@
  */
 
 import { join } from "node:path";
-import type { Gpu } from "../gpu/device.ts";
+import { DeviceLostError, type Gpu, GpuMemoryError } from "../gpu/device.ts";
 import { type Cifar10, type ImageSet, loadCifar10 } from "../data/cifar10.ts";
 import { GpuDataset } from "../data/dataset.ts";
 import { Loader } from "../data/loader.ts";
@@ -23,10 +23,13 @@ import { RMSprop } from "../optim/rmsprop.ts";
 import { SGD } from "../optim/sgd.ts";
 import { writeTextFileAtomic } from "../io/atomic.ts";
 import type { SummaryRow } from "../plot/load.ts";
-import { checkLast, hasCheckpoint } from "./checkpoint.ts";
+import { hasCheckpoint, readCheckpoint } from "./checkpoint.ts";
 import { fit } from "./fit.ts";
 import type { History } from "./history.ts";
 import { ProgressBoard, type ProgressSink } from "./progress.ts";
+import { checkRunFolder, runFilesIn, RunLock, type RunSettings } from "./run_dir.ts";
+import { checkManifest, RunExistsError } from "./run_start.ts";
+import { folderSummary, summaryRow } from "./summary.ts";
 
 /** The seed's model variants. */
 export const VARIANTS = ["plain", "bn", "dropout"] as const;
@@ -87,28 +90,6 @@ export const OPTIMIZER_NAMES: Readonly<Record<OptimizerChoice, string>> = {
   rmsprop: "RMSprop",
 };
 
-/**
- * Checks, before anything is trained or written, that a resume can work: each variant's
- * `<outDir>/<variant>/last.*` that exists fits that variant's model and the optimizer. Returns
- * the variants that have a checkpoint (the others start afresh); throws a RangeError naming the
- * file otherwise. Leaves the global seed at `seed`.
- */
-export async function checkResume(
-  o: Pick<ExperimentOptions, "variants" | "outDir" | "optimizer" | "seed">,
-): Promise<Variant[]> {
-  const found: Variant[] = [];
-  for (const variant of o.variants) {
-    const dir = join(o.outDir, variant);
-    if (!(await hasCheckpoint(dir))) continue;
-    manualSeed(o.seed);
-    const model = seedModel(variant); // on the CPU: only its description and shapes are needed
-    await checkLast(dir, model, OPTIMIZER_NAMES[o.optimizer]);
-    found.push(variant);
-  }
-  manualSeed(o.seed);
-  return found;
-}
-
 /** Options of {@link runExperiment}. */
 export interface ExperimentOptions {
   /** The variants to train, in order. */
@@ -133,8 +114,18 @@ export interface ExperimentOptions {
   outDir: string;
   /** Random flips and 4-pixel crops of the training images. */
   augment?: boolean;
-  /** Continue each variant from `<outDir>/<variant>/last.*`; variants without one start afresh. */
+  /**
+   * Continue each variant from `<outDir>/<variant>/resume.safetensors`; variants without one
+   * start afresh. The run's settings must be the same (more epochs are fine).
+   */
   resume?: boolean;
+  /** Start afresh over variants whose folders hold a run (without it, such a folder is refused). */
+  overwrite?: boolean;
+  /**
+   * Stop every variant at the first one that fails (default false: a failed variant is recorded
+   * in the summary with its reason, and the others train on).
+   */
+  failFast?: boolean;
   /**
    * Write last.* and the history at most this often, in seconds; 0 writes them after every
    * epoch. Default: 0 on software adapters, 10 on hardware ones, where an epoch takes
@@ -151,6 +142,8 @@ export interface ExperimentOptions {
   valLimit?: number;
   /** Called with each finished variant's history (in finishing order when concurrent). */
   onVariant?: (history: History, row: SummaryRow) => void;
+  /** Called when a variant fails, with its error (it is also in the summary). */
+  onFailure?: (variant: Variant, error: Error) => void;
   /**
    * Train the variants side by side on the one device (default: on hardware adapters, where it
    * hides each epoch's readback round trip; off on software adapters, where it gains nothing).
@@ -170,27 +163,122 @@ function slice(set: ImageSet, limit: number | undefined): ImageSet {
   };
 }
 
-/** One summary row from a history. */
-export function summaryRow(h: History): SummaryRow {
-  const withVal = h.epochs.filter((e) => e.valLoss !== undefined && Number.isFinite(e.valLoss));
-  const bestVal = withVal.reduce<typeof withVal[number] | null>(
-    (b, e) => (b === null || e.valLoss! < b.valLoss! ? e : b),
-    null,
-  );
+/** The settings of `variant`'s run that the experiment sets (flag names), for its manifest. */
+export function experimentSettings(
+  o: ExperimentOptions,
+  variant: Variant,
+  data: string,
+): RunSettings {
   return {
-    variant: h.variant,
-    finalTrainLoss: h.epochs.at(-1)?.trainLoss ?? NaN,
-    bestValLoss: bestVal?.valLoss ?? NaN,
-    bestValEpoch: bestVal?.epoch ?? 0,
-    bestValAccuracy: Math.max(...withVal.map((e) => e.valAccuracy ?? 0), 0),
-    secondsPerEpoch: h.epochs.reduce((s, e) => s + e.seconds, 0) / Math.max(1, h.epochs.length),
-    adapter: h.adapter,
-    epochs: h.epochs.length,
+    model: variant,
+    optimizer: o.optimizer,
+    lr: o.lr,
+    "batch-size": o.batchSize,
+    seed: o.seed,
+    augment: o.augment === true,
+    "val-freq": o.validationFreq,
+    data,
   };
+}
+
+/** A short SHA-256 of the images and labels that a run trains and validates on. */
+async function fingerprint(sets: ImageSet[]): Promise<string> {
+  const parts = sets.flatMap((s) => [s.images, new Uint8Array(s.labels.buffer as ArrayBuffer)]);
+  const hashes = await Promise.all(
+    parts.map((p) => crypto.subtle.digest("SHA-256", p as Uint8Array<ArrayBuffer>)),
+  );
+  const all = await crypto.subtle.digest(
+    "SHA-256",
+    new Uint8Array(hashes.flatMap((h) => [...new Uint8Array(h)])),
+  );
+  return "sha256:" +
+    Array.from(new Uint8Array(all), (b) => b.toString(16).padStart(2, "0")).join("").slice(0, 16);
+}
+
+/** One variant's run as planned: its folder, settings, and whether it resumes. */
+interface PlannedRun {
+  variant: Variant;
+  dir: string;
+  settings: RunSettings;
+  resume: boolean;
+}
+
+/**
+ * An experiment checked before any GPU work: the data loaded and fingerprinted, every variant's
+ * folder and every resume checked. {@link runExperiment} makes one when not given.
+ */
+export interface ExperimentPlan {
+  /** The data, sliced to the limits. */
+  data: Cifar10;
+  /** The planned runs, in the order of the variants. */
+  runs: readonly PlannedRun[];
+}
+
+/**
+ * Checks, before anything is trained or written, everything that can be known about `o`: the
+ * data loads; each variant's folder is (or can be made) a writable folder whose file names are
+ * free; with `resume`, each checkpoint that exists fits its model and optimizer, passes its
+ * digests and belongs to a manifest with the same settings, and a folder without one holds no
+ * other run files; without it, a folder that holds a run is refused unless `overwrite`. Throws a
+ * RangeError naming the path. Leaves the global seed at `o.seed`.
+ */
+export async function planExperiment(o: ExperimentOptions): Promise<ExperimentPlan> {
+  const source = o.data ?? await loadCifar10(o.dataDir);
+  const data = {
+    train: slice(source.train, o.trainLimit),
+    test: slice(source.test, o.valLimit),
+    classes: source.classes,
+  };
+  const print = await fingerprint([data.train, data.test]);
+  const runs: PlannedRun[] = [];
+  for (const variant of o.variants) {
+    const dir = join(o.outDir, variant);
+    await checkRunFolder(dir);
+    const settings = experimentSettings(o, variant, print);
+    const files = await runFilesIn(dir);
+    let resume = false;
+    if (o.resume && files.length > 0) {
+      // A folder with run files but no checkpoint (an earlier version's run) is named too.
+      manualSeed(o.seed);
+      const model = seedModel(variant); // on the CPU: only its description and shapes are needed
+      const checkpoint = await readCheckpoint(dir, model, OPTIMIZER_NAMES[o.optimizer]);
+      await checkManifest(dir, settings, checkpoint.runId, { all: false });
+      resume = true;
+    } else if (!o.resume && files.length > 0 && !o.overwrite) {
+      throw new RunExistsError(dir, files);
+    }
+    runs.push({ variant, dir, settings, resume });
+  }
+  manualSeed(o.seed);
+  return { data, runs };
+}
+
+/**
+ * Locks every run's folder, or none: throws (naming the folder and the holder) when another
+ * run holds one. Says when a lock is taken over from a run that died.
+ */
+async function lockAll(o: ExperimentOptions, plan: ExperimentPlan): Promise<RunLock[]> {
+  const locks: RunLock[] = [];
+  try {
+    for (const run of plan.runs) {
+      const lock = await RunLock.acquire(run.dir);
+      locks.push(lock);
+      if (lock.stale && o.progress !== false) {
+        console.error(
+          `${run.variant}: taking over "${run.dir}" from run pid ${lock.stale.pid} (started ${lock.stale.started}), which ended without releasing it`,
+        );
+      }
+    }
+  } catch (error) {
+    for (const lock of locks) await lock.release();
+    throw error;
+  }
+  return locks;
 }
 
 /** One variant, built and ready to fit; `dispose` frees everything it holds. */
 interface PreparedRun {
+  variant: Variant;
   run: (
     signal: AbortSignal | undefined,
     progress: ExperimentOptions["progress"],
@@ -199,17 +287,16 @@ interface PreparedRun {
 }
 
 /**
- * Builds `variant`'s model (from `manualSeed(o.seed)`), optimizer, loss and loaders. Whatever was
+ * Builds `planned`'s model (from `manualSeed(o.seed)`), optimizer, loss and loaders. Whatever was
  * built is disposed when building fails (e.g. out of GPU memory for a batch size too large).
  */
-async function prepare(
+function prepare(
   gpu: Gpu,
   o: ExperimentOptions,
-  variant: Variant,
+  planned: PlannedRun & { lock: RunLock },
   sets: { train: GpuDataset; val: GpuDataset; classes: string[] },
-): Promise<PreparedRun> {
-  const dir = join(o.outDir, variant);
-  await Deno.mkdir(dir, { recursive: true });
+): PreparedRun {
+  const { variant, dir } = planned;
   const owned: { dispose(): void }[] = [];
   const own = <T extends { dispose(): void }>(x: T): T => (owned.push(x), x);
   const dispose = () => {
@@ -232,8 +319,6 @@ async function prepare(
     const val = own(
       new Loader(gpu, sets.val, { batchSize: o.batchSize, shuffle: true, seed: o.seed + 1 }),
     );
-    // Variants an interrupted run never reached have no checkpoint: they start afresh.
-    const resume = o.resume === true && await hasCheckpoint(dir);
     const run = (signal: AbortSignal | undefined, progress: ExperimentOptions["progress"]) =>
       fit(model, {
         train,
@@ -243,7 +328,10 @@ async function prepare(
         optimizer,
         validationFreq: o.validationFreq,
         checkpointDir: dir,
-        resume,
+        resume: planned.resume,
+        overwrite: !planned.resume && o.overwrite === true,
+        settings: planned.settings,
+        lock: planned.lock,
         checkpointSeconds: o.checkpointSeconds ?? (gpu.adapter.fallback ? 0 : 10),
         encodeAhead: o.encodeAhead,
         signal,
@@ -251,7 +339,7 @@ async function prepare(
         classes: sets.classes,
         progress,
       });
-    return { run, dispose };
+    return { variant, run, dispose };
   } catch (error) {
     dispose();
     throw error;
@@ -269,64 +357,105 @@ export function sideBySide(
   return o.variants.length > 1 && (o.concurrent ?? !gpu.adapter.fallback);
 }
 
+/** How the variants' runs went: the histories of those that ended, the errors of the others. */
+interface Outcomes {
+  finish: (history: History) => History;
+  fail: (variant: Variant, error: unknown) => void;
+  failures: Map<string, Error>;
+}
+
 /**
  * Loads CIFAR-10 onto the GPU once, trains each variant and writes `<out>/<variant>/` files and
- * `<out>/summary.json`. Returns the summary rows, in the order of `o.variants`. With `resume`,
- * every checkpoint is checked (see {@link checkResume}) before the first variant trains.
+ * `<out>/summary.json`. Everything that can be checked first is checked first
+ * ({@link planExperiment}, unless `plan` is given). A variant that fails (a NaN, a full disk) is
+ * recorded in the summary as failed, with its reason, and the others train on (`failFast` stops
+ * them instead, and the error is thrown). Returns the summary rows of `o.variants`, in order;
+ * `summary.json` has a row for every run in the folder.
  *
  * With `concurrent` (the default on hardware adapters) the variants train side by side on the one
  * device: while one waits for its epoch's readback, the others encode and submit, so a fast GPU
  * is never idle for a round trip. Each variant's numbers are bit-identical either way: the
  * variants share only the read-only dataset.
  */
-export async function runExperiment(gpu: Gpu, o: ExperimentOptions): Promise<SummaryRow[]> {
-  if (o.resume) await checkResume(o);
-  const data = o.data ?? await loadCifar10(o.dataDir);
-  await matmulVariant(gpu); // the adapter's matmul kernel family, chosen once before any plan
-  const sets = {
-    train: GpuDataset.upload(gpu, slice(data.train, o.trainLimit)),
-    val: GpuDataset.upload(gpu, slice(data.test, o.valLimit)),
-    classes: data.classes,
-  };
-  const byVariant = new Map<Variant, SummaryRow>();
-  const finish = (history: History) => {
-    const row = summaryRow(history);
-    byVariant.set(history.variant as Variant, row);
-    o.onVariant?.(history, row);
-    return history;
+export async function runExperiment(
+  gpu: Gpu,
+  o: ExperimentOptions,
+  plan?: ExperimentPlan,
+): Promise<SummaryRow[]> {
+  plan ??= await planExperiment(o);
+  const locks = await lockAll(o, plan);
+  const runs = plan.runs.map((run, i) => ({ ...run, lock: locks[i] }));
+  const failures = new Map<string, Error>();
+  const outcomes: Outcomes = {
+    finish: (history) => {
+      o.onVariant?.(history, summaryRow(history));
+      return history;
+    },
+    fail: (variant, error) => {
+      // The device is shared: when it is lost or out of memory, no other variant does better.
+      if (error instanceof DeviceLostError || error instanceof GpuMemoryError) throw error;
+      const e = error instanceof Error ? error : new Error(String(error));
+      failures.set(variant, e);
+      o.onFailure?.(variant, e);
+    },
+    failures,
   };
   try {
-    if (sideBySide(gpu, o)) {
-      await runConcurrently(gpu, o, sets, finish);
-    } else {
-      for (const variant of o.variants) {
-        const prepared = await prepare(gpu, o, variant, sets);
-        try {
-          const history = finish(await prepared.run(o.signal, o.progress));
-          if (history.stopped === "aborted") break;
-        } finally {
-          prepared.dispose();
-        }
-      }
+    await matmulVariant(gpu); // the adapter's matmul kernel family, chosen once before any plan
+    const sets = {
+      train: GpuDataset.upload(gpu, plan.data.train),
+      val: GpuDataset.upload(gpu, plan.data.test),
+      classes: plan.data.classes,
+    };
+    try {
+      if (sideBySide(gpu, o)) await runConcurrently(gpu, o, runs, sets, outcomes);
+      else await runSequentially(gpu, o, runs, sets, outcomes);
+    } finally {
+      sets.train.dispose();
+      sets.val.dispose();
     }
   } finally {
-    sets.train.dispose();
-    sets.val.dispose();
+    for (const lock of locks) await lock.release();
   }
-  const rows = o.variants.flatMap((v) => byVariant.get(v) ?? []);
+  const rows = await folderSummary(o.outDir, failures);
   await writeTextFileAtomic(join(o.outDir, "summary.json"), JSON.stringify(rows, null, 1) + "\n");
-  return rows;
+  if (o.failFast && failures.size > 0) throw failures.values().next().value;
+  return o.variants.flatMap((v) => rows.find((r) => r.variant === v) ?? []);
+}
+
+/** Fits the variants one after another; stops at an abort (or, with `failFast`, a failure). */
+async function runSequentially(
+  gpu: Gpu,
+  o: ExperimentOptions,
+  runs: (PlannedRun & { lock: RunLock })[],
+  sets: { train: GpuDataset; val: GpuDataset; classes: string[] },
+  { finish, fail }: Outcomes,
+): Promise<void> {
+  for (const planned of runs) {
+    if (o.signal?.aborted) break;
+    let prepared: PreparedRun | null = null;
+    try {
+      prepared = prepare(gpu, o, planned, sets);
+      finish(await prepared.run(o.signal, o.progress));
+    } catch (error) {
+      fail(planned.variant, error);
+      if (o.failFast) break;
+    } finally {
+      prepared?.dispose();
+    }
+  }
 }
 
 /**
- * Fits every variant at once. A failure in one stops the others between steps (their
- * checkpoints stay intact) and is thrown once all have stopped.
+ * Fits every variant at once. A failure in one is recorded and the others train on; with
+ * `failFast` it stops the others between steps (their checkpoints stay intact).
  */
 async function runConcurrently(
   gpu: Gpu,
   o: ExperimentOptions,
+  runs: (PlannedRun & { lock: RunLock })[],
   sets: { train: GpuDataset; val: GpuDataset; classes: string[] },
-  finish: (history: History) => History,
+  { finish, fail }: Outcomes,
 ): Promise<void> {
   const prepared: PreparedRun[] = [];
   const stop = new AbortController();
@@ -335,17 +464,29 @@ async function runConcurrently(
   if (o.signal?.aborted) stop.abort();
   const board = o.progress === undefined || o.progress === true ? new ProgressBoard() : null;
   try {
-    for (const variant of o.variants) prepared.push(await prepare(gpu, o, variant, sets));
+    for (const planned of runs) {
+      try {
+        prepared.push(prepare(gpu, o, planned, sets));
+      } catch (error) {
+        fail(planned.variant, error);
+        if (o.failFast) return;
+      }
+    }
     const results = await Promise.allSettled(prepared.map(async (p) => {
       try {
-        return finish(await p.run(stop.signal, board?.sink() ?? o.progress));
+        finish(await p.run(stop.signal, board?.sink() ?? o.progress));
       } catch (error) {
-        stop.abort(); // the others stop between steps, with their checkpoints intact
-        throw error;
+        try {
+          fail(p.variant, error);
+          if (o.failFast) stop.abort(); // the others stop between steps, checkpoints intact
+        } catch (fatal) {
+          stop.abort();
+          throw fatal;
+        }
       }
     }));
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-    if (failed) throw failed.reason;
+    const fatal = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (fatal) throw fatal.reason;
   } finally {
     o.signal?.removeEventListener("abort", onAbort);
     for (const p of prepared) p.dispose();

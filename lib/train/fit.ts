@@ -12,13 +12,22 @@ import { join } from "node:path";
 import { StepEncoder } from "../gpu/encoder.ts";
 import type { Loader } from "../data/loader.ts";
 import type { CrossEntropyLoss, LossSummary } from "../nn/loss.ts";
-import { LossStats } from "../nn/loss.ts";
+import { LabelRangeError, LossStats } from "../nn/loss.ts";
 import type { Sequential } from "../nn/sequential.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
-import { writeTextFileAtomic } from "../io/atomic.ts";
+import { removeStaleTemps } from "../io/atomic.ts";
 import { ConfusionMatrix } from "./confusion.ts";
-import { loadLast, loadModel, type RunPosition, saveCheckpoint } from "./checkpoint.ts";
-import { type EpochRecord, type History, historyCsv } from "./history.ts";
+import {
+  exportCheckpoint,
+  loadCheckpoint,
+  loadModel,
+  type RunPosition,
+  saveCheckpoint,
+  writeHistory,
+} from "./checkpoint.ts";
+import type { EpochRecord, History } from "./history.ts";
+import { RUN_FILES, RunLock, type RunSettings, writeManifest } from "./run_dir.ts";
+import { derivedSettings, type RunStart, startRun } from "./run_start.ts";
 import { type ProgressSink, silentProgress, StderrProgress } from "./progress.ts";
 import { encodeTrainingStep } from "./step.ts";
 
@@ -38,19 +47,42 @@ export interface FitOptions {
   validationFreq?: number;
   /** Called after each epoch with its record and the history so far. */
   onEpoch?: (record: EpochRecord, history: History) => void | Promise<void>;
-  /** Stops the run between steps; the last checkpoint and history stay intact. */
+  /**
+   * Stops the run between chunks of steps; the epoch in progress is abandoned and the last
+   * commit stays. (When a commit was deferred by `checkpointSeconds`, the epoch in progress is
+   * finished and committed instead, so no trained epoch is lost.)
+   */
   signal?: AbortSignal;
-  /** Folder for history.json/csv, last.* and best.* checkpoints (written atomically). */
+  /**
+   * The run folder: `resume.safetensors` (the checkpoint, committed whole), `run.json` (the
+   * manifest), `last.safetensors` and `best.safetensors` (PyTorch-loadable), `history.json`/`.csv`,
+   * and `run.lock` while training (see `lib/train/run_dir.ts`). A folder that holds a run is
+   * refused unless `resume` or `overwrite` says what to do with it.
+   */
   checkpointDir?: string;
   /**
-   * Write `last.*` and the history at most this often (seconds); 0 (default) writes them after
-   * every epoch. A deferred epoch is still written when the run ends, stops early or is aborted
-   * between epochs; `best.safetensors` is always written when the validation loss improves. Use
-   * it where epochs take milliseconds (a fast GPU) and the writes would dominate.
+   * Commit the checkpoint and the history at most this often (seconds); 0 (default) commits
+   * after every epoch. A deferred epoch is still committed when the run ends, stops early or is
+   * aborted; `best.safetensors` is always written when the validation loss improves. Use it
+   * where epochs take milliseconds (a fast GPU) and the writes would dominate.
    */
   checkpointSeconds?: number;
-  /** Continue from `checkpointDir`'s last checkpoint. */
+  /**
+   * Continue from `checkpointDir`'s checkpoint. Every tensor's digest, the values, the
+   * architecture, the optimizer and the manifest's settings are checked first; a changed setting
+   * is refused by name (more `epochs` is fine).
+   */
   resume?: boolean;
+  /** Start afresh in a `checkpointDir` that holds a run, removing its files first. */
+  overwrite?: boolean;
+  /**
+   * Settings to record in the manifest besides those fit derives (architecture, optimizer and
+   * learning rate, batch sizes, sample counts, shuffling, augmentation); a resume refuses any
+   * change to either.
+   */
+  settings?: RunSettings;
+  /** `checkpointDir`'s lock, when the caller holds it already; otherwise fit takes it. */
+  lock?: RunLock;
   /** Stop after `patience` validations without a lower validation loss. */
   earlyStopping?: { patience: number; restoreBest?: boolean };
   /** Name shown in progress and stored in the history (e.g. "bn"). */
@@ -65,16 +97,42 @@ export interface FitOptions {
    * Encode each epoch while the GPU still runs the one before, and submit it once that epoch's
    * results are in. It hides the CPU's encoding (about 0.1-0.2 ms a step) and the readback round
    * trip (at least 11 ms in Deno) from each other: worth it where an epoch takes milliseconds.
-   * An abort is then honoured between epochs rather than between chunks. Results are identical
-   * either way. Default: on for hardware adapters, off for software ones.
+   * Results are identical either way. Default: on for hardware adapters, off for software ones.
    */
   encodeAhead?: boolean;
 }
 
+/** Re-exported: {@link fit} writes the history with it. */
+export { writeHistory };
+
+/** A chunk of training steps, encoded: `end` is the batch count after it (for progress). */
+interface EncodedChunk {
+  buffer: GPUCommandBuffer;
+  end: number;
+  steps: number;
+}
+
+/** Chunks of steps queued on the GPU at most, where epochs are long enough to pace. */
+const MAX_QUEUED = 2;
+/** Epochs at least this long (seconds) are paced; shorter ones are queued whole. */
+const PACE_SECONDS = 0.25;
+
+/** A bad label seen by the loss, rethrown with the epoch and the pass. */
+function labelError(epoch: number, pass: string): (error: unknown) => never {
+  return (error) => {
+    if (error instanceof LabelRangeError) {
+      throw new RangeError(`Training stopped at epoch ${epoch} (${pass}): ${error.message}`, {
+        cause: error,
+      });
+    }
+    throw error;
+  };
+}
+
 /** One epoch's command buffers, encoded and not yet submitted. */
 interface EncodedEpoch {
-  /** Training steps in chunks; `end` is the batch count after the chunk (for progress). */
-  chunks: { buffer: GPUCommandBuffer; end: number }[];
+  /** Training steps in chunks. */
+  chunks: EncodedChunk[];
   /** The validation pass, or null when this epoch does not validate. */
   validation: GPUCommandBuffer | null;
   /** Optimizer steps encoded (taken back if the epoch is dropped). */
@@ -113,6 +171,9 @@ function checkOptions(o: FitOptions): void {
     );
   }
   if (o.resume && !o.checkpointDir) throw new RangeError("Cannot fit: resume needs checkpointDir");
+  if (o.resume && o.overwrite) {
+    throw new RangeError("Cannot fit: resume and overwrite exclude each other");
+  }
   if (o.earlyStopping?.restoreBest && !o.checkpointDir) {
     // The best weights come back from best.safetensors; without a folder they would silently not.
     throw new RangeError("Cannot fit: earlyStopping.restoreBest needs checkpointDir");
@@ -153,264 +214,292 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
     epochs: [],
     classes: options.classes ?? [],
   };
-  const trainStats = new LossStats(gpu, "train stats");
-  const valStats = new LossStats(gpu, "val stats");
-  let confusion = null as ConfusionMatrix | null; // sized by the first validation batch's logits
   const dir = options.checkpointDir;
+  const lock = dir && !options.lock ? await RunLock.acquire(dir) : null;
   let start = 1;
   let best = Infinity;
   let sinceBest = 0;
-  if (options.resume && dir) {
-    const position = await loadLast(dir, model, optimizer);
-    const saved = await readSavedHistory(dir, position.epoch);
-    history.epochs = saved.epochs.filter((e) => e.epoch <= position.epoch);
-    // The matrix belongs to the saved history's last validation; keep it unless that epoch is
-    // about to be trained again (history.json is written before the checkpoint, so it may be ahead).
-    if (saved.epochs.every((e) => e.epoch <= position.epoch)) history.confusion = saved.confusion;
-    start = position.epoch + 1;
-    for (const e of history.epochs) {
-      // JSON writes a NaN loss as null: it counts as a validation without improvement.
-      if (typeof e.valLoss === "number" && e.valLoss < best) {
-        best = e.valLoss;
-        sinceBest = 0;
-      } else if (e.valLoss !== undefined) sinceBest++;
-    }
-  }
-  if (dir && !options.resume) await Deno.mkdir(dir, { recursive: true });
-  const began = performance.now();
-  let done = 0;
-  const every = Math.max(0, options.checkpointSeconds ?? 0) * 1000;
-  let lastSaved = -Infinity;
-  // A completed epoch whose last.* checkpoint was deferred; the model still holds its weights
-  // until the next epoch starts training.
-  let unsaved: RunPosition | null = null;
-  const saveLast = async (position: RunPosition, best: boolean) => {
-    // History first: a crash before the checkpoint leaves a history that is ahead, which a
-    // resume trims; a history behind the checkpoint would lose epochs.
-    await writeHistory(dir!, history);
-    await saveCheckpoint(dir!, model, optimizer, position, { last: true, best });
-    lastSaved = performance.now();
-    unsaved = null;
-  };
-  // Encoding, in pieces both schedules share. Nothing here submits.
-  const encodeChunk = (epoch: number, b: number): { buffer: GPUCommandBuffer; end: number } => {
-    const enc = new StepEncoder(gpu, `epoch ${epoch}`);
-    if (b === 0) trainStats.reset(enc);
-    const end = Math.min(train.batchesPerEpoch, b + chunk);
-    for (let i = b; i < end; i++) {
-      const { x, y } = train.encodeBatchFor(enc, i, model);
-      encodeTrainingStep(enc, { model, loss, optimizer }, x, y, trainStats);
-    }
-    return { buffer: enc.finish(), end };
-  };
-  // Validation: eval mode, forward only, every `freq` epochs and at the last epoch.
-  const validates = (epoch: number) =>
-    val !== undefined && (epoch % freq === 0 || epoch === options.epochs);
-  const encodeValidation = (epoch: number): GPUCommandBuffer => {
-    model.eval();
-    val!.startEpoch(epoch - 1);
-    const enc = new StepEncoder(gpu, `validation ${epoch}`);
-    valStats.reset(enc);
-    for (let i = 0; i < val!.batchesPerEpoch; i++) {
-      const { x, y } = val!.encodeBatchFor(enc, i, model);
-      const logits = model.forward(enc, x);
-      loss.forward(enc, logits, y, valStats);
-      if (i === 0) {
-        confusion ??= new ConfusionMatrix(gpu, logits.shape[1]);
-        confusion.reset(enc);
-      }
-      confusion!.add(enc, logits, y);
-    }
-    return enc.finish();
-  };
-  const encodeEpoch = (epoch: number): EncodedEpoch => {
-    model.train();
-    train.startEpoch(epoch - 1);
-    const chunks = [];
-    for (let b = 0; b < train.batchesPerEpoch; b += chunk) chunks.push(encodeChunk(epoch, b));
-    return {
-      chunks,
-      validation: validates(epoch) ? encodeValidation(epoch) : null,
-      steps: train.batchesPerEpoch,
-    };
-  };
-  // With encodeAhead: the next epoch, encoded while the GPU runs this one and submitted only
-  // once this epoch's results are in (so checkpoints and decisions still see this epoch's
-  // weights). Dropped unsubmitted when the run stops; its steps are then taken back.
-  let pending: EncodedEpoch | null = null;
-  const drop = () => {
-    if (pending) optimizer.forgetSteps(pending.steps);
-    pending = null;
-  };
+  let run: RunStart | null = null;
   try {
-    for (let epoch = start; epoch <= options.epochs; epoch++) {
-      if (signal?.aborted) {
-        drop();
-        history.stopped = "aborted";
-        if (unsaved) await saveLast(unsaved, false);
-        break;
+    if (dir) {
+      if (lock?.stale && options.progress !== false) {
+        console.error(
+          `${label}: taking over "${dir}" from run pid ${lock.stale.pid} (started ${lock.stale.started}), which ended without releasing it`,
+        );
       }
-      const t0 = performance.now();
-      const state = {
-        label,
-        epoch,
-        epochs: options.epochs,
-        batch: 0,
-        batches: train.batchesPerEpoch,
-        elapsed: 0,
-        done,
+      await removeStaleTemps(dir);
+      const settings = {
+        ...derivedSettings(model, optimizer, train, val, freq),
+        ...options.settings,
       };
-      const last = history.epochs.at(-1);
-      const show = (batch: number) =>
-        progress.update({
-          ...state,
-          batch,
-          trainLoss: last?.trainLoss,
-          valLoss: last?.valLoss,
-          valAccuracy: last?.valAccuracy,
-          elapsed: (performance.now() - began) / 1000,
-        });
-      const submit = (buffer: GPUCommandBuffer, end?: number) => {
-        gpu.check();
-        gpu.device.queue.submit([buffer]);
-        if (end !== undefined) {
-          gpu.device.queue.onSubmittedWorkDone().then(() => show(end), () => {});
+      run = await startRun(dir, model, optimizer, settings, {
+        resume: options.resume,
+        overwrite: options.overwrite,
+        adapter: gpu.adapter.description,
+      });
+      history.runId = run.manifest.runId;
+      history.settings = run.manifest.settings;
+      if (run.checkpoint) {
+        const saved = run.checkpoint;
+        loadCheckpoint(dir, saved, model, optimizer);
+        history.epochs = saved.history.epochs;
+        history.confusion = saved.history.confusion;
+        start = saved.position.epoch + 1;
+        for (const e of history.epochs) {
+          // JSON writes a NaN loss as null: it counts as a validation without improvement.
+          if (typeof e.valLoss === "number" && e.valLoss < best) {
+            best = e.valLoss;
+            sinceBest = 0;
+          } else if (e.valLoss !== undefined) sinceBest++;
         }
-      };
+        // A crash between a commit and its exports leaves them an epoch behind.
+        await exportCheckpoint(dir, { ...saved, history });
+      }
+    }
+    return await train_(start, best, sinceBest);
+  } finally {
+    await lock?.release();
+  }
 
-      let validate: boolean;
-      if (ahead) {
-        // The whole epoch at once: an abort is honoured between epochs.
-        const current = pending ?? encodeEpoch(epoch);
-        pending = null;
-        for (const c of current.chunks) submit(c.buffer, c.end);
-        if (current.validation) submit(current.validation);
-        validate = current.validation !== null;
-      } else {
-        // Chunks of steps, each submitted as soon as it is encoded, without waiting; an abort
-        // is honoured between chunks.
-        model.train();
-        train.startEpoch(epoch - 1);
-        for (let b = 0; b < train.batchesPerEpoch; b += chunk) {
-          if (signal?.aborted) break;
-          const c = encodeChunk(epoch, b);
-          submit(c.buffer, c.end);
+  async function train_(start: number, best: number, sinceBest: number): Promise<History> {
+    const trainStats = new LossStats(gpu, "train stats");
+    const valStats = new LossStats(gpu, "val stats");
+    let confusion = null as ConfusionMatrix | null; // sized by the first validation batch's logits
+    const began = performance.now();
+    let done = 0;
+    const every = Math.max(0, options.checkpointSeconds ?? 0) * 1000;
+    let lastSaved = -Infinity;
+    // A completed epoch whose commit was deferred; the model still holds its weights until the
+    // next epoch starts training.
+    let unsaved: RunPosition | null = null;
+    const save = async (position: RunPosition, o: { last: boolean; best: boolean }) => {
+      if (o.last && !run!.manifestWritten) {
+        await writeManifest(dir!, run!.manifest); // with the first checkpoint
+        run!.manifestWritten = true;
+      }
+      await saveCheckpoint(dir!, model, optimizer, position, {
+        history,
+        runId: run!.manifest.runId,
+        ...o,
+      });
+      if (o.last) {
+        lastSaved = performance.now();
+        unsaved = null;
+      }
+    };
+    // Encoding, in pieces both schedules share. Nothing here submits.
+    const encodeChunk = (epoch: number, b: number): EncodedChunk => {
+      const enc = new StepEncoder(gpu, `epoch ${epoch}`);
+      if (b === 0) trainStats.reset(enc);
+      const end = Math.min(train.batchesPerEpoch, b + chunk);
+      for (let i = b; i < end; i++) {
+        const { x, y } = train.encodeBatchFor(enc, i, model);
+        encodeTrainingStep(enc, { model, loss, optimizer }, x, y, trainStats);
+      }
+      return { buffer: enc.finish(), end, steps: end - b };
+    };
+    // Validation: eval mode, forward only, every `freq` epochs and at the last epoch.
+    const validates = (epoch: number) =>
+      val !== undefined && (epoch % freq === 0 || epoch === options.epochs);
+    const encodeValidation = (epoch: number): GPUCommandBuffer => {
+      model.eval();
+      val!.startEpoch(epoch - 1);
+      const enc = new StepEncoder(gpu, `validation ${epoch}`);
+      valStats.reset(enc);
+      for (let i = 0; i < val!.batchesPerEpoch; i++) {
+        const { x, y } = val!.encodeBatchFor(enc, i, model);
+        const logits = model.forward(enc, x);
+        loss.forward(enc, logits, y, valStats);
+        if (i === 0) {
+          confusion ??= new ConfusionMatrix(gpu, logits.shape[1]);
+          confusion.reset(enc);
         }
+        confusion!.add(enc, logits, y);
+      }
+      return enc.finish();
+    };
+    const encodeEpoch = (epoch: number): EncodedEpoch => {
+      model.train();
+      train.startEpoch(epoch - 1);
+      const chunks = [];
+      for (let b = 0; b < train.batchesPerEpoch; b += chunk) chunks.push(encodeChunk(epoch, b));
+      return {
+        chunks,
+        validation: validates(epoch) ? encodeValidation(epoch) : null,
+        steps: train.batchesPerEpoch,
+      };
+    };
+    // With encodeAhead: the next epoch, encoded while the GPU runs this one and submitted only
+    // once this epoch's results are in (so checkpoints and decisions still see this epoch's
+    // weights). Dropped unsubmitted when the run stops; its steps are then taken back.
+    let pending: EncodedEpoch | null = null;
+    const drop = () => {
+      if (pending) optimizer.forgetSteps(pending.steps);
+      pending = null;
+    };
+    // Pacing: at most MAX_QUEUED chunks wait on the GPU, so that an abort is seen (and the
+    // signal delivered) within a chunk of steps rather than after the whole queued epoch. With
+    // encodeAhead (a fast GPU), epochs shorter than PACE_SECONDS are queued whole: each wait
+    // costs >= 11 ms there, and the whole epoch takes less.
+    let lastEpochSeconds = Infinity;
+    const queued: Promise<unknown>[] = [];
+    try {
+      for (let epoch = start; epoch <= options.epochs; epoch++) {
         if (signal?.aborted) {
+          drop();
+          history.stopped = "aborted";
+          if (unsaved) await save(unsaved, { last: true, best: false });
+          break;
+        }
+        const t0 = performance.now();
+        const state = {
+          label,
+          epoch,
+          epochs: options.epochs,
+          batch: 0,
+          batches: train.batchesPerEpoch,
+          elapsed: 0,
+          done,
+        };
+        const last = history.epochs.at(-1);
+        const show = (batch: number) =>
+          progress.update({
+            ...state,
+            batch,
+            trainLoss: last?.trainLoss,
+            valLoss: last?.valLoss,
+            valAccuracy: last?.valAccuracy,
+            elapsed: (performance.now() - began) / 1000,
+          });
+        const paced = !ahead || lastEpochSeconds >= PACE_SECONDS;
+        const submit = async (buffer: GPUCommandBuffer, end?: number) => {
+          gpu.check();
+          gpu.device.queue.submit([buffer]);
+          const done = gpu.device.queue.onSubmittedWorkDone();
+          if (end !== undefined) done.then(() => show(end), () => {});
+          queued.push(done);
+          if (paced && queued.length > MAX_QUEUED) await queued.shift();
+        };
+        // An abort stops the epoch between chunks, unless a deferred commit needs this epoch's
+        // end (the weights of the deferred epoch are gone once this one trains): then the epoch
+        // finishes and is saved.
+        const stopHere = () => signal?.aborted === true && unsaved === null;
+
+        let validate: boolean;
+        let cut = false;
+        if (ahead) {
+          const current = pending ?? encodeEpoch(epoch);
+          pending = null;
+          for (const [i, c] of current.chunks.entries()) {
+            if (stopHere()) {
+              optimizer.forgetSteps(current.chunks.slice(i).reduce((n, c) => n + c.steps, 0));
+              cut = true;
+              break;
+            }
+            await submit(c.buffer, c.end);
+          }
+          if (!cut && current.validation) await submit(current.validation);
+          validate = current.validation !== null;
+        } else {
+          // Chunks of steps, each submitted as soon as it is encoded.
+          model.train();
+          train.startEpoch(epoch - 1);
+          for (let b = 0; b < train.batchesPerEpoch; b += chunk) {
+            if (stopHere()) {
+              cut = true;
+              break;
+            }
+            const c = encodeChunk(epoch, b);
+            await submit(c.buffer, c.end);
+          }
+          validate = validates(epoch);
+          if (!cut && validate) await submit(encodeValidation(epoch));
+        }
+        if (cut) {
+          // The epoch is abandoned: the last commit stays what a resume continues from.
           await gpu.sync();
           history.stopped = "aborted";
           break;
         }
-        validate = validates(epoch);
-        if (validate) submit(encodeValidation(epoch));
-      }
 
-      // The one wait of the epoch: every readback in flight together (the Dropout step count
-      // too, for the checkpoint's position; a second round trip would cost another ~11 ms).
-      const reads: Promise<[LossSummary, LossSummary | null, number[][] | null, number]> = Promise
-        .all([
-          trainStats.read(),
-          validate ? valStats.read() : null,
-          validate ? confusion!.read() : null,
-          dir ? model.trainingSteps() : 0,
-        ]);
-      // The readbacks' copies are queued; the next epoch's commands, encoded now, wait unsubmitted.
-      if (ahead && epoch < options.epochs && !signal?.aborted) pending = encodeEpoch(epoch + 1);
-      const [tr, v, matrix, trainingSteps] = await reads;
-      if (tr.firstNonFiniteBatch !== null) {
-        throw new NonFiniteLossError(
-          epoch,
-          tr.firstNonFiniteBatch,
-          // Steps submitted so far: an epoch encoded ahead is not among them.
-          optimizer.stepCount - (pending?.steps ?? 0) - tr.batches + tr.firstNonFiniteBatch + 1,
-        );
-      }
-      const record: EpochRecord = { epoch, trainLoss: tr.meanLoss, seconds: 0 };
-      if (v !== null && matrix !== null) {
-        record.valLoss = v.meanLoss;
-        record.valAccuracy = v.accuracy;
-        history.confusion = matrix;
-      }
-      record.seconds = (performance.now() - t0) / 1000;
-      history.epochs.push(record);
-      done++;
-      progress.epochDone({
-        ...state,
-        batch: train.batchesPerEpoch,
-        trainLoss: record.trainLoss,
-        valLoss: record.valLoss,
-        valAccuracy: record.valAccuracy,
-        elapsed: (performance.now() - began) / 1000,
-        done,
-      });
+        // The one wait of the epoch: every readback in flight together (the Dropout step count
+        // too, for the checkpoint's position; a second round trip would cost another ~11 ms).
+        const reads: Promise<[LossSummary, LossSummary | null, number[][] | null, number]> = Promise
+          .all([
+            trainStats.read().catch(labelError(epoch, "training")),
+            validate ? valStats.read().catch(labelError(epoch, "validation")) : null,
+            validate ? confusion!.read() : null,
+            dir ? model.trainingSteps() : 0,
+          ]);
+        // The readbacks' copies are queued; the next epoch's commands, encoded now, wait
+        // unsubmitted.
+        if (ahead && epoch < options.epochs && !signal?.aborted) pending = encodeEpoch(epoch + 1);
+        const [tr, v, matrix, trainingSteps] = await reads;
+        queued.length = 0;
+        if (tr.firstNonFiniteBatch !== null) {
+          throw new NonFiniteLossError(
+            epoch,
+            tr.firstNonFiniteBatch,
+            // Steps submitted so far: an epoch encoded ahead is not among them.
+            optimizer.stepCount - (pending?.steps ?? 0) - tr.batches + tr.firstNonFiniteBatch + 1,
+          );
+        }
+        const record: EpochRecord = { epoch, trainLoss: tr.meanLoss, seconds: 0 };
+        if (v !== null && matrix !== null) {
+          record.valLoss = v.meanLoss;
+          record.valAccuracy = v.accuracy;
+          history.confusion = matrix;
+        }
+        record.seconds = (performance.now() - t0) / 1000;
+        lastEpochSeconds = record.seconds;
+        history.epochs.push(record);
+        done++;
+        progress.epochDone({
+          ...state,
+          batch: train.batchesPerEpoch,
+          trainLoss: record.trainLoss,
+          valLoss: record.valLoss,
+          valAccuracy: record.valAccuracy,
+          elapsed: (performance.now() - began) / 1000,
+          done,
+        });
 
-      let improved = false;
-      if (record.valLoss !== undefined) {
-        improved = record.valLoss < best;
-        if (improved) {
-          best = record.valLoss;
-          sinceBest = 0;
-        } else sinceBest++;
-      }
-      if (dir) {
-        const position: RunPosition = { epoch, trainingSteps, architecture: model.describe() };
-        const due = every === 0 || epoch === options.epochs ||
-          performance.now() - lastSaved >= every;
-        if (due) {
-          await saveLast(position, improved);
-        } else {
+        let improved = false;
+        if (record.valLoss !== undefined) {
+          improved = record.valLoss < best;
           if (improved) {
-            await saveCheckpoint(dir, model, optimizer, position, { last: false, best: true });
+            best = record.valLoss;
+            sinceBest = 0;
+          } else sinceBest++;
+        }
+        if (dir) {
+          const position: RunPosition = { epoch, trainingSteps, architecture: model.describe() };
+          const due = every === 0 || epoch === options.epochs ||
+            performance.now() - lastSaved >= every;
+          if (due) await save(position, { last: true, best: improved });
+          else {
+            if (improved) await save(position, { last: false, best: true });
+            unsaved = position;
           }
-          unsaved = position;
+        }
+        await options.onEpoch?.(record, history);
+        if (options.earlyStopping && sinceBest >= options.earlyStopping.patience) {
+          history.stopped = "early-stopping";
+          if (unsaved) await save(unsaved, { last: true, best: false });
+          if (options.earlyStopping.restoreBest && dir) {
+            await loadModel(join(dir, RUN_FILES.best), model);
+          }
+          break;
         }
       }
-      await options.onEpoch?.(record, history);
-      if (options.earlyStopping && sinceBest >= options.earlyStopping.patience) {
-        history.stopped = "early-stopping";
-        if (unsaved) await saveLast(unsaved, false);
-        if (options.earlyStopping.restoreBest && dir) {
-          await loadModel(join(dir, "best.safetensors"), model);
-        }
-        break;
-      }
+    } finally {
+      drop();
+      progress.close();
+      trainStats.dispose();
+      valStats.dispose();
+      confusion?.dispose();
     }
-  } finally {
-    drop();
-    progress.close();
-    trainStats.dispose();
-    valStats.dispose();
-    confusion?.dispose();
+    if (dir) await writeHistory(dir, history);
+    return history;
   }
-  if (dir) await writeHistory(dir, history);
-  return history;
-}
-
-/** Reads `<dir>/history.json` for a resume at `epoch`; it must hold every epoch up to there. */
-async function readSavedHistory(dir: string, epoch: number): Promise<History> {
-  const path = join(dir, "history.json");
-  let saved: History;
-  try {
-    saved = JSON.parse(await Deno.readTextFile(path)) as History;
-  } catch (error) {
-    throw new RangeError(
-      `Cannot resume from "${dir}": cannot read "${path}": ${(error as Error).message}`,
-    );
-  }
-  const epochs = Array.isArray(saved?.epochs) ? saved.epochs.map((e) => e?.epoch) : [];
-  const covered = epochs.filter((e) => Number.isInteger(e) && e <= epoch);
-  if (covered.length !== epoch || covered.some((e, i) => e !== i + 1)) {
-    throw new RangeError(
-      `Cannot resume from "${dir}": history.json holds epochs up to epoch ${
-        covered.at(-1) ?? 0
-      } (${covered.length} records) but last.safetensors is at epoch ${epoch}`,
-    );
-  }
-  return saved;
-}
-
-/** Writes history.json and history.csv atomically. */
-export async function writeHistory(dir: string, history: History): Promise<void> {
-  await writeTextFileAtomic(join(dir, "history.json"), JSON.stringify(history, null, 1) + "\n");
-  await writeTextFileAtomic(join(dir, "history.csv"), historyCsv(history));
 }

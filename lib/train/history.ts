@@ -4,6 +4,8 @@
  * @module
  */
 
+import type { RunSettings } from "./run_dir.ts";
+
 /** One epoch of a run. Validation fields are present only on validation epochs. */
 export interface EpochRecord {
   /** 1-based epoch number. */
@@ -32,6 +34,10 @@ export interface History {
   confusion?: number[][];
   /** Why the run ended before its last epoch, if it did. */
   stopped?: "early-stopping" | "aborted";
+  /** The run's id, as in its manifest (`run.json`) and checkpoints. */
+  runId?: string;
+  /** The settings the run was trained with, as in its manifest. */
+  settings?: RunSettings;
 }
 
 /** The history as CSV: one row per epoch, empty cells where a value was not measured. */
