@@ -191,3 +191,51 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "train.ts refuses to overwrite a run, a resume with changed settings, and --resume --overwrite",
+  ignore: !hasGpu,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const fixture = await writeFixture(16, 16);
+    const root = fixture.root;
+    const base = ["--model", "bn", "--epochs", "1", "--batch-size", "32", "--out", "out/run"];
+    try {
+      const made = await train(root, base);
+      assert.equal(made.code, 0, made.stderr);
+      const line = await assertRejected(root, base, "out/run/bn", "--overwrite");
+      assert.match(line, /it holds a run \(.*resume\.safetensors.*\)/);
+      await assertRejected(
+        root,
+        [...base, "--resume", "--lr", "0.01"],
+        "--resume",
+        "lr was 0.001, now 0.01",
+      );
+      await assertRejected(
+        root,
+        [...base, "--resume", "--seed", "5"],
+        "--resume",
+        "seed was 0, now 5",
+      );
+      await assertRejected(root, [...base, "--resume", "--overwrite"], "--resume", "--overwrite");
+      const help = await train(root, ["-h"]);
+      assert.equal(help.code, 0, help.stderr);
+      assert.match(help.stdout, /--overwrite/);
+      // More epochs with the same settings: allowed.
+      const more = await train(root, [
+        ...base.slice(0, 2),
+        "--epochs",
+        "2",
+        ...base.slice(4),
+        "--resume",
+      ]);
+      assert.equal(more.code, 0, more.stderr);
+      const replaced = await train(root, [...base, "--overwrite"]);
+      assert.equal(replaced.code, 0, replaced.stderr);
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
