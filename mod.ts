@@ -120,8 +120,16 @@ export { fit, NonFiniteLossError } from "./lib/train/fit.ts";
 export type { FitOptions } from "./lib/train/fit.ts";
 export type { ProgressSink, ProgressState } from "./lib/train/progress.ts";
 export type { EpochRecord, History } from "./lib/train/history.ts";
-export { runExperiment, seedModel, VARIANTS } from "./lib/train/experiment.ts";
-export type { ExperimentOptions, Variant } from "./lib/train/experiment.ts";
+export { planExperiment, runExperiment, seedModel, VARIANTS } from "./lib/train/experiment.ts";
+export type {
+  ExperimentOptions,
+  ExperimentPlan,
+  PlannedRun,
+  Variant,
+} from "./lib/train/experiment.ts";
+export { RunLock } from "./lib/train/run_dir.ts";
+export type { LockHolder, RunManifest, RunSettings } from "./lib/train/run_dir.ts";
+export { RunExistsError } from "./lib/train/run_start.ts";
 
 // Plots
 export { buildReport, renderFigures } from "./lib/plot/report.ts";

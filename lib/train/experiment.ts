@@ -23,7 +23,7 @@ import { RMSprop } from "../optim/rmsprop.ts";
 import { SGD } from "../optim/sgd.ts";
 import { writeTextFileAtomic } from "../io/atomic.ts";
 import type { SummaryRow } from "../plot/load.ts";
-import { hasCheckpoint, readCheckpoint } from "./checkpoint.ts";
+import { readCheckpoint } from "./checkpoint.ts";
 import { fit } from "./fit.ts";
 import type { History } from "./history.ts";
 import { ProgressBoard, type ProgressSink } from "./progress.ts";
@@ -195,11 +195,15 @@ async function fingerprint(sets: ImageSet[]): Promise<string> {
     Array.from(new Uint8Array(all), (b) => b.toString(16).padStart(2, "0")).join("").slice(0, 16);
 }
 
-/** One variant's run as planned: its folder, settings, and whether it resumes. */
-interface PlannedRun {
+/** One variant's run as planned by {@link planExperiment}. */
+export interface PlannedRun {
+  /** The variant. */
   variant: Variant;
+  /** Its folder, `<outDir>/<variant>`. */
   dir: string;
+  /** The settings its manifest records (see {@link experimentSettings}). */
   settings: RunSettings;
+  /** Whether it continues from its checkpoint. */
   resume: boolean;
 }
 

@@ -180,9 +180,11 @@ export async function checkRunFolder(dir: string): Promise<void> {
   }
 }
 
-/** What a lock file says about its holder. */
-interface Holder {
+/** What a lock file says about the run holding it. */
+export interface LockHolder {
+  /** The holder's process id. */
   pid: number;
+  /** When it took the lock (ISO 8601). */
   started: string;
 }
 
@@ -196,11 +198,16 @@ export class RunLock {
   /** The locked folder. */
   readonly dir: string;
   /** The previous holder when it died holding the lock (taken over), else null. */
-  readonly stale: Holder | null;
+  readonly stale: LockHolder | null;
   #file: Deno.FsFile | null;
   #createdDir: boolean;
 
-  private constructor(dir: string, file: Deno.FsFile, stale: Holder | null, createdDir: boolean) {
+  private constructor(
+    dir: string,
+    file: Deno.FsFile,
+    stale: LockHolder | null,
+    createdDir: boolean,
+  ) {
     this.dir = dir;
     this.#file = file;
     this.stale = stale;
@@ -234,7 +241,7 @@ export class RunLock {
           continue;
         }
         const stale = parseHolder(await readAll(file));
-        const me: Holder = { pid: Deno.pid, started: new Date().toISOString() };
+        const me: LockHolder = { pid: Deno.pid, started: new Date().toISOString() };
         await file.truncate(0);
         await file.seek(0, Deno.SeekMode.Start);
         await file.write(new TextEncoder().encode(JSON.stringify(me) + "\n"));
@@ -274,7 +281,7 @@ async function readAll(file: Deno.FsFile): Promise<string> {
   return new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c])));
 }
 
-function parseHolder(text: string): Holder | null {
+function parseHolder(text: string): LockHolder | null {
   try {
     const h = JSON.parse(text);
     return Number.isInteger(h?.pid) && typeof h?.started === "string"
