@@ -90,3 +90,18 @@ Deno.test("removeStaleTemps on a missing folder throws NotFound", async () => {
     Deno.errors.NotFound,
   );
 });
+
+Deno.test("atomic writes: an error names the target file, not its temporary twin", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "wgnn-atomic-name-" });
+  try {
+    const target = join(dir, "missing", "history.json");
+    await assert.rejects(writeFileAtomic(target, new Uint8Array(4)), (e: Error) => {
+      assert(e instanceof Deno.errors.NotFound, `${e.name}: a NotFound stays a NotFound`);
+      assert(e.message.includes(target), e.message);
+      assert(!/\.tmp/.test(e.message), `the temp file is not named: ${e.message}`);
+      return true;
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

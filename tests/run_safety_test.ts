@@ -122,11 +122,19 @@ Deno.test("a run file name taken by a folder, in a later variant, is refused bef
         /it is a folder, not a file/.test(e.message),
     );
     assert.deepEqual(await snapshot(out), before, "nothing was created for plain or bn");
+    // The output folder's summary.json, written after training, is checked before it too.
+    await Deno.remove(join(out, "dropout"), { recursive: true });
+    await Deno.mkdir(join(out, "summary.json"));
+    await assert.rejects(
+      planExperiment(options(out, { variants: ["plain"] })),
+      /summary\.json" for training output: it is a folder, not a file/,
+    );
+    await Deno.remove(join(out, "summary.json"));
     // A variant folder that is a file is named too.
     await Deno.writeTextFile(join(out, "bn"), "not a folder");
     await assert.rejects(
       planExperiment(options(out, { variants: ["bn"] })),
-      /bn" for a run: it is a file, not a folder/,
+      /bn" for training output: it is a file, not a folder/,
     );
   });
 });

@@ -40,8 +40,19 @@ export async function writeFileAtomic(path: string, data: Uint8Array): Promise<v
     await Deno.rename(tmp, path);
   } catch (error) {
     await Deno.remove(tmp).catch(() => {});
-    throw error;
+    throw aboutTarget(error, tmp, path);
   }
+}
+
+/**
+ * `error` with every mention of the temporary file replaced by the target's path, of the same
+ * class (the original as `cause`): a message should name the file the user asked for, not an
+ * internal one that no longer exists.
+ */
+function aboutTarget(error: unknown, tmp: string, path: string): unknown {
+  if (!(error instanceof Error) || !error.message.includes(tmp)) return error;
+  const Class = error.constructor as new (message: string, options?: ErrorOptions) => Error;
+  return new Class(error.message.replaceAll(tmp, path), { cause: error });
 }
 
 /** Writes `text` as UTF-8 to `path` atomically. */

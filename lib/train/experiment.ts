@@ -31,6 +31,9 @@ import { checkRunFolder, runFilesIn, RunLock, type RunSettings } from "./run_dir
 import { checkManifest, RunExistsError } from "./run_start.ts";
 import { folderSummary, summaryRow } from "./summary.ts";
 
+/** The summary of every run in the output folder, written after training. */
+const SUMMARY_FILE = "summary.json";
+
 /** The seed's model variants. */
 export const VARIANTS = ["plain", "bn", "dropout"] as const;
 /** One of {@link VARIANTS}. */
@@ -234,6 +237,7 @@ export async function planExperiment(o: ExperimentOptions): Promise<ExperimentPl
     classes: source.classes,
   };
   const print = await fingerprint([data.train, data.test]);
+  await checkRunFolder(o.outDir, [SUMMARY_FILE]); // read and written after training
   const runs: PlannedRun[] = [];
   for (const variant of o.variants) {
     const dir = join(o.outDir, variant);
@@ -422,7 +426,7 @@ export async function runExperiment(
     for (const lock of locks) await lock.release();
   }
   const rows = await folderSummary(o.outDir, failures);
-  await writeTextFileAtomic(join(o.outDir, "summary.json"), JSON.stringify(rows, null, 1) + "\n");
+  await writeTextFileAtomic(join(o.outDir, SUMMARY_FILE), JSON.stringify(rows, null, 1) + "\n");
   if (o.failFast && failures.size > 0) throw failures.values().next().value;
   return o.variants.flatMap((v) => rows.find((r) => r.variant === v) ?? []);
 }

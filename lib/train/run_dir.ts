@@ -144,14 +144,17 @@ export async function clearRun(dir: string): Promise<void> {
 }
 
 /**
- * Checks what can be known before training about writing a run into `dir`, without leaving a
- * trace: it is a folder, or its nearest existing parent is; that folder can be listed and
- * written; none of the run's file names is taken by a folder or denied to this process. Throws a
- * RangeError naming the path.
+ * Checks what can be known before training about writing `files` (default: a run's) into `dir`,
+ * without leaving a trace: it is a folder, or its nearest existing parent is; that folder can be
+ * listed and written; none of the file names is taken by a folder or denied to this process.
+ * Throws a RangeError naming the path.
  */
-export async function checkRunFolder(dir: string): Promise<void> {
+export async function checkRunFolder(
+  dir: string,
+  files: readonly string[] = Object.values(RUN_FILES),
+): Promise<void> {
   const fail = (path: string, why: string): never => {
-    throw new RangeError(`Cannot use "${path}" for a run: ${why}`);
+    throw new RangeError(`Cannot use "${path}" for training output: ${why}`);
   };
   const message = (error: unknown) => (error as Error).message;
   let existing = dir;
@@ -170,7 +173,7 @@ export async function checkRunFolder(dir: string): Promise<void> {
   } catch (error) {
     fail(existing, message(error));
   }
-  for (const name of Object.values(RUN_FILES)) {
+  for (const name of files) {
     const path = join(dir, name);
     const file = await statOrNull(path).catch((e) => fail(path, message(e)));
     if (file && !file.isFile) fail(path, "it is a folder, not a file");
