@@ -205,7 +205,11 @@ gpuTest(
       await assert.rejects(runExperiment(gpu, options(out)), { name: "RunExistsError" });
       assert.deepEqual(await snapshot(out), before, "the refused run touched nothing");
       const first = JSON.parse(await Deno.readTextFile(join(out, "plain", "run.json")));
+      // A temp file a killed writer left behind is cleared once the run holds the folder.
+      const stale = join(out, "plain", ".history.json.deadbeef.tmp");
+      await Deno.writeTextFile(stale, "half a history");
       await runExperiment(gpu, options(out, { overwrite: true, epochs: 1 }));
+      await assert.rejects(Deno.stat(stale), Deno.errors.NotFound);
       const second = JSON.parse(await Deno.readTextFile(join(out, "plain", "run.json")));
       assert.notEqual(second.runId, first.runId);
       const history = JSON.parse(await Deno.readTextFile(join(out, "plain", "history.json")));
