@@ -271,11 +271,8 @@ async function lockAll(o: ExperimentOptions, plan: ExperimentPlan): Promise<RunL
     for (const run of plan.runs) {
       const lock = await RunLock.acquire(run.dir);
       locks.push(lock);
-      if (lock.stale && o.progress !== false) {
-        console.error(
-          `${run.variant}: taking over "${run.dir}" from run pid ${lock.stale.pid} (started ${lock.stale.started}), which ended without releasing it`,
-        );
-      }
+      const notice = lock.staleNotice(run.variant);
+      if (notice && o.progress !== false) console.error(notice);
     }
   } catch (error) {
     for (const lock of locks) await lock.release();

@@ -222,11 +222,8 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
   let run: RunStart | null = null;
   try {
     if (dir) {
-      if (lock?.stale && options.progress !== false) {
-        console.error(
-          `${label}: taking over "${dir}" from run pid ${lock.stale.pid} (started ${lock.stale.started}), which ended without releasing it`,
-        );
-      }
+      const notice = lock?.staleNotice(label);
+      if (notice && options.progress !== false) console.error(notice);
       await removeStaleTemps(dir);
       const settings = {
         ...derivedSettings(model, optimizer, train, val, freq),
@@ -256,12 +253,12 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
         await exportCheckpoint(dir, { ...saved, history });
       }
     }
-    return await train_(start, best, sinceBest);
+    return await runEpochs(start, best, sinceBest);
   } finally {
     await lock?.release();
   }
 
-  async function train_(start: number, best: number, sinceBest: number): Promise<History> {
+  async function runEpochs(start: number, best: number, sinceBest: number): Promise<History> {
     const trainStats = new LossStats(gpu, "train stats");
     const valStats = new LossStats(gpu, "val stats");
     let confusion = null as ConfusionMatrix | null; // sized by the first validation batch's logits

@@ -256,6 +256,13 @@ export class RunLock {
     }
   }
 
+  /** What to tell the user when the lock was taken over from a run that died; null otherwise. */
+  staleNotice(label: string): string | null {
+    const s = this.stale;
+    return s &&
+      `${label}: taking over "${this.dir}" from run pid ${s.pid} (started ${s.started}), which ended without releasing it`;
+  }
+
   /**
    * Removes the lock file (while still holding it) and releases the lock; removes the folder too
    * when the lock created it and nothing was written there. Idempotent.
