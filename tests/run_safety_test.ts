@@ -190,6 +190,12 @@ Deno.test("a run lock stops a second holder and names its pid; a dead holder's l
     await child.stdout.cancel();
     const taken = await RunLock.acquire(dir);
     assert.equal(taken.stale?.pid, child.pid, "the dead holder is named");
+    assert.match(
+      taken.staleNotice("plain") ?? "",
+      new RegExp(
+        `^plain: taking over ".+" from run pid ${child.pid} \\(started .+\\), which ended`,
+      ),
+    );
     await taken.release();
   });
 });
