@@ -281,6 +281,12 @@ async function lockAll(o: ExperimentOptions, plan: ExperimentPlan): Promise<RunL
   return locks;
 }
 
+/** A planned run whose folder this process has locked. */
+type LockedRun = PlannedRun & { lock: RunLock };
+
+/** The datasets on the GPU, shared by every variant (read-only). */
+type Sets = { train: GpuDataset; val: GpuDataset; classes: string[] };
+
 /** One variant, built and ready to fit; `dispose` frees everything it holds. */
 interface PreparedRun {
   variant: Variant;
@@ -298,8 +304,8 @@ interface PreparedRun {
 function prepare(
   gpu: Gpu,
   o: ExperimentOptions,
-  planned: PlannedRun & { lock: RunLock },
-  sets: { train: GpuDataset; val: GpuDataset; classes: string[] },
+  planned: LockedRun,
+  sets: Sets,
 ): PreparedRun {
   const { variant, dir } = planned;
   const owned: { dispose(): void }[] = [];
@@ -432,8 +438,8 @@ export async function runExperiment(
 async function runSequentially(
   gpu: Gpu,
   o: ExperimentOptions,
-  runs: (PlannedRun & { lock: RunLock })[],
-  sets: { train: GpuDataset; val: GpuDataset; classes: string[] },
+  runs: LockedRun[],
+  sets: Sets,
   { finish, fail }: Outcomes,
 ): Promise<void> {
   for (const planned of runs) {
@@ -458,8 +464,8 @@ async function runSequentially(
 async function runConcurrently(
   gpu: Gpu,
   o: ExperimentOptions,
-  runs: (PlannedRun & { lock: RunLock })[],
-  sets: { train: GpuDataset; val: GpuDataset; classes: string[] },
+  runs: LockedRun[],
+  sets: Sets,
   { finish, fail }: Outcomes,
 ): Promise<void> {
   const prepared: PreparedRun[] = [];
