@@ -231,7 +231,9 @@ await runMain("train", async () => {
   }
   if (controller.signal.aborted) {
     console.error(
-      `train: interrupted; resume with: deno task train --resume --out ${options.outDir} (same options)`,
+      rows.some((r) => r.epochs > 0)
+        ? `train: interrupted; resume with: deno task train --resume --out ${options.outDir} (same options)`
+        : `train: interrupted before the first epoch was saved; nothing to resume (run it again)`,
     );
     return 130;
   }

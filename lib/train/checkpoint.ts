@@ -65,6 +65,19 @@ export function checkpointsIdle(): Promise<void> {
   return committing === 0 ? Promise.resolve() : new Promise((resolve) => idle.push(resolve));
 }
 
+/** Runs `write` counted as a commit in progress (see {@link checkpointsIdle}). */
+async function counted<T>(write: () => Promise<T>): Promise<T> {
+  committing++;
+  try {
+    return await write();
+  } finally {
+    if (--committing === 0) {
+      for (const resolve of idle) resolve();
+      idle = [];
+    }
+  }
+}
+
 function bytesOf(data: FileTensor["data"]): Uint8Array<ArrayBuffer> {
   return new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
 }
@@ -122,11 +135,13 @@ function toFile(state: StateDict): Record<string, FileTensor> {
 }
 
 /** Writes history.json and history.csv atomically. */
-export async function writeHistory(dir: string, history: History): Promise<void> {
+export function writeHistory(dir: string, history: History): Promise<void> {
   const json = join(dir, RUN_FILES.history);
   const csv = join(dir, RUN_FILES.historyCsv);
-  await write(json, () => writeTextFileAtomic(json, JSON.stringify(history, null, 1) + "\n"));
-  await write(csv, () => writeTextFileAtomic(csv, historyCsv(history)));
+  return counted(async () => {
+    await write(json, () => writeTextFileAtomic(json, JSON.stringify(history, null, 1) + "\n"));
+    await write(csv, () => writeTextFileAtomic(csv, historyCsv(history)));
+  });
 }
 
 /** What {@link saveCheckpoint} writes besides the weights. */
@@ -147,15 +162,14 @@ export interface SaveOptions {
  * Everything is read back from the GPU in one round trip before the first file is written. An
  * error names the file that could not be written; whatever was committed before stays resumable.
  */
-export async function saveCheckpoint(
+export function saveCheckpoint(
   dir: string,
   model: Sequential,
   optimizer: Optimizer,
   position: RunPosition,
   { history, runId, last = true, best = false }: SaveOptions,
 ): Promise<void> {
-  committing++;
-  try {
+  return counted(async () => {
     const [dict, state] = await Promise.all([
       model.stateDict(),
       last ? optimizer.readState() : Promise.resolve<Record<string, Float32Array>>({}),
@@ -189,12 +203,7 @@ export async function saveCheckpoint(
     const lastPath = join(dir, RUN_FILES.last);
     await write(lastPath, () => writeSafetensorsFile(lastPath, weights, modelMeta));
     await writeHistory(dir, history);
-  } finally {
-    if (--committing === 0) {
-      for (const resolve of idle) resolve();
-      idle = [];
-    }
-  }
+  });
 }
 
 /**

@@ -496,7 +496,8 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
       valStats.dispose();
       confusion?.dispose();
     }
-    if (dir) await writeHistory(dir, history);
+    // How the run ended, in the exported history; a run that committed nothing leaves no files.
+    if (dir && run!.manifestWritten) await writeHistory(dir, history);
     return history;
   }
 }
