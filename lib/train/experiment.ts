@@ -6,6 +6,7 @@
  */
 
 import { join } from "node:path";
+import { adapterDefaults } from "../gpu/defaults.ts";
 import { DeviceLostError, type Gpu, GpuMemoryError } from "../gpu/device.ts";
 import { type Cifar10, type ImageSet, loadCifar10 } from "../data/cifar10.ts";
 import { GpuDataset } from "../data/dataset.ts";
@@ -343,7 +344,7 @@ function prepare(
         overwrite: !planned.resume && o.overwrite === true,
         settings: planned.settings,
         lock: planned.lock,
-        checkpointSeconds: o.checkpointSeconds ?? (gpu.adapter.fallback ? 0 : 10),
+        checkpointSeconds: o.checkpointSeconds ?? adapterDefaults(gpu).checkpointSeconds,
         encodeAhead: o.encodeAhead,
         signal,
         variant,
@@ -365,7 +366,7 @@ export function sideBySide(
   gpu: Gpu,
   o: Pick<ExperimentOptions, "variants" | "concurrent">,
 ): boolean {
-  return o.variants.length > 1 && (o.concurrent ?? !gpu.adapter.fallback);
+  return o.variants.length > 1 && (o.concurrent ?? adapterDefaults(gpu).concurrent);
 }
 
 /** How the variants' runs went: the histories of those that ended, the errors of the others. */

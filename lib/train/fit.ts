@@ -9,6 +9,7 @@
  */
 
 import { join } from "node:path";
+import { adapterDefaults } from "../gpu/defaults.ts";
 import { StepEncoder } from "../gpu/encoder.ts";
 import type { Loader } from "../data/loader.ts";
 import type { CrossEntropyLoss, LossSummary } from "../nn/loss.ts";
@@ -201,7 +202,7 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
   const gpu = model.parameters().values.gpu;
   const freq = options.validationFreq ?? 1;
   const chunk = Math.max(1, options.stepsPerSubmit ?? 8);
-  const ahead = options.encodeAhead ?? !gpu.adapter.fallback;
+  const ahead = options.encodeAhead ?? adapterDefaults(gpu).encodeAhead;
   const progress: ProgressSink = options.progress === false
     ? silentProgress
     : options.progress === true || options.progress === undefined
