@@ -1,36 +1,29 @@
 /**
  * The training loop: the seed's `learning_loop_for_classification` without its per-step
- * synchronisation. Each epoch's steps are encoded a chunk at a time (gather, forward, loss,
- * backward, optimizer update per step) and submitted without waiting; losses and correct counts
- * accumulate on the GPU and are read once per epoch. Progress within an epoch follows the GPU
- * through `onSubmittedWorkDone` callbacks, never by blocking the CPU.
+ * synchronisation. Each epoch's steps go to the GPU a chunk at a time without waiting
+ * (`schedule.ts`); losses and correct counts accumulate on the GPU and are read once per epoch;
+ * the run folder is opened or resumed first (`run_start.ts`) and committed to after epochs
+ * (`cadence.ts`). Progress within an epoch follows the GPU through `onSubmittedWorkDone`
+ * callbacks, never by blocking the CPU.
  *
  * @module
  */
 
 import { join } from "node:path";
 import { adapterDefaults } from "../gpu/defaults.ts";
-import { StepEncoder } from "../gpu/encoder.ts";
+import type { Gpu } from "../gpu/device.ts";
 import type { Loader } from "../data/loader.ts";
-import type { CrossEntropyLoss, LossSummary } from "../nn/loss.ts";
-import { LabelRangeError, LossStats } from "../nn/loss.ts";
+import type { CrossEntropyLoss } from "../nn/loss.ts";
 import type { Sequential } from "../nn/sequential.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
 import { removeStaleTemps } from "../io/atomic.ts";
-import { ConfusionMatrix } from "./confusion.ts";
-import {
-  exportCheckpoint,
-  loadCheckpoint,
-  loadModel,
-  type RunPosition,
-  saveCheckpoint,
-  writeHistory,
-} from "./checkpoint.ts";
+import { CheckpointCadence } from "./cadence.ts";
+import { exportCheckpoint, loadCheckpoint, loadModel, writeHistory } from "./checkpoint.ts";
 import type { EpochRecord, History } from "./history.ts";
-import { RUN_FILES, RunLock, type RunSettings, writeManifest } from "./run_dir.ts";
-import { derivedSettings, type RunStart, startRun } from "./run_start.ts";
+import { RUN_FILES, RunLock, type RunSettings } from "./run_dir.ts";
+import { derivedSettings, startRun } from "./run_start.ts";
 import { type ProgressSink, silentProgress, StderrProgress } from "./progress.ts";
-import { encodeTrainingStep } from "./step.ts";
+import { EpochSchedule } from "./schedule.ts";
 
 /** Options of {@link fit}. */
 export interface FitOptions {
@@ -106,40 +99,6 @@ export interface FitOptions {
 /** Re-exported: {@link fit} writes the history with it. */
 export { writeHistory };
 
-/** A chunk of training steps, encoded: `end` is the batch count after it (for progress). */
-interface EncodedChunk {
-  buffer: GPUCommandBuffer;
-  end: number;
-  steps: number;
-}
-
-/** Chunks of steps queued on the GPU at most, where epochs are long enough to pace. */
-const MAX_QUEUED = 2;
-/** Epochs at least this long (seconds) are paced; shorter ones are queued whole. */
-const PACE_SECONDS = 0.25;
-
-/** A bad label seen by the loss, rethrown with the epoch and the pass. */
-function labelError(epoch: number, pass: string): (error: unknown) => never {
-  return (error) => {
-    if (error instanceof LabelRangeError) {
-      throw new RangeError(`Training stopped at epoch ${epoch} (${pass}): ${error.message}`, {
-        cause: error,
-      });
-    }
-    throw error;
-  };
-}
-
-/** One epoch's command buffers, encoded and not yet submitted. */
-interface EncodedEpoch {
-  /** Training steps in chunks. */
-  chunks: EncodedChunk[];
-  /** The validation pass, or null when this epoch does not validate. */
-  validation: GPUCommandBuffer | null;
-  /** Optimizer steps encoded (taken back if the epoch is dropped). */
-  steps: number;
-}
-
 /** Thrown when the loss becomes NaN or infinite; says where. */
 export class NonFiniteLossError extends Error {
   /** `epoch` 1-based, `batch` 0-based within it, `step` the 1-based optimizer step. */
@@ -198,16 +157,9 @@ function checkOptions(o: FitOptions): void {
  */
 export async function fit(model: Sequential, options: FitOptions): Promise<History> {
   checkOptions(options);
-  const { train, val, loss, optimizer, signal } = options;
+  const { train, val, optimizer } = options;
   const gpu = model.parameters().values.gpu;
   const freq = options.validationFreq ?? 1;
-  const chunk = Math.max(1, options.stepsPerSubmit ?? 8);
-  const ahead = options.encodeAhead ?? adapterDefaults(gpu).encodeAhead;
-  const progress: ProgressSink = options.progress === false
-    ? silentProgress
-    : options.progress === true || options.progress === undefined
-    ? new StderrProgress()
-    : options.progress;
   const label = options.variant ?? "model";
   const history: History = {
     variant: label,
@@ -217,11 +169,8 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
   };
   const dir = options.checkpointDir;
   const lock = dir && !options.lock ? await RunLock.acquire(dir) : null;
-  let start = 1;
-  let best = Infinity;
-  let sinceBest = 0;
-  let run: RunStart | null = null;
   try {
+    let cadence: CheckpointCadence | null = null;
     if (dir) {
       const notice = lock?.staleNotice(label);
       if (notice && options.progress !== false) console.error(notice);
@@ -230,7 +179,7 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
         ...derivedSettings(model, optimizer, train, val, freq),
         ...options.settings,
       };
-      run = await startRun(dir, model, optimizer, settings, {
+      const run = await startRun(dir, model, optimizer, settings, {
         resume: options.resume,
         overwrite: options.overwrite,
         adapter: gpu.adapter.description,
@@ -238,267 +187,152 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
       history.runId = run.manifest.runId;
       history.settings = run.manifest.settings;
       if (run.checkpoint) {
-        const saved = run.checkpoint;
-        loadCheckpoint(dir, saved, model, optimizer);
-        history.epochs = saved.history.epochs;
-        history.confusion = saved.history.confusion;
-        start = saved.position.epoch + 1;
-        for (const e of history.epochs) {
-          // JSON writes a NaN loss as null: it counts as a validation without improvement.
-          if (typeof e.valLoss === "number" && e.valLoss < best) {
-            best = e.valLoss;
-            sinceBest = 0;
-          } else if (e.valLoss !== undefined) sinceBest++;
-        }
+        loadCheckpoint(dir, run.checkpoint, model, optimizer);
+        history.epochs = run.checkpoint.history.epochs;
+        history.confusion = run.checkpoint.history.confusion;
         // A crash between a commit and its exports leaves them an epoch behind.
-        await exportCheckpoint(dir, { ...saved, history });
+        await exportCheckpoint(dir, { ...run.checkpoint, history });
       }
+      cadence = new CheckpointCadence({
+        dir,
+        model,
+        optimizer,
+        history,
+        manifest: run.manifest,
+        manifestWritten: run.manifestWritten,
+        seconds: options.checkpointSeconds ?? 0,
+      });
     }
-    return await runEpochs(start, best, sinceBest);
+    await trainEpochs(model, options, history, cadence, gpu);
+    // How the run ended, in the exported history; a run that committed nothing leaves no files.
+    if (dir && cadence?.committed) await writeHistory(dir, history);
+    return history;
   } finally {
     await lock?.release();
   }
+}
 
-  async function runEpochs(start: number, best: number, sinceBest: number): Promise<History> {
-    const trainStats = new LossStats(gpu, "train stats");
-    const valStats = new LossStats(gpu, "val stats");
-    let confusion = null as ConfusionMatrix | null; // sized by the first validation batch's logits
-    const began = performance.now();
-    let done = 0;
-    const every = Math.max(0, options.checkpointSeconds ?? 0) * 1000;
-    let lastSaved = -Infinity;
-    // A completed epoch whose commit was deferred; the model still holds its weights until the
-    // next epoch starts training.
-    let unsaved: RunPosition | null = null;
-    const save = async (position: RunPosition, o: { last: boolean; best: boolean }) => {
-      if (o.last && !run!.manifestWritten) {
-        await writeManifest(dir!, run!.manifest); // with the first checkpoint
-        run!.manifestWritten = true;
+/** The validation losses so far: the lowest, and how many validations since it. */
+function bestSoFar(epochs: EpochRecord[]): { best: number; sinceBest: number } {
+  let best = Infinity, sinceBest = 0;
+  for (const e of epochs) {
+    // JSON writes a NaN loss as null: it counts as a validation without improvement.
+    if (typeof e.valLoss === "number" && e.valLoss < best) {
+      best = e.valLoss;
+      sinceBest = 0;
+    } else if (e.valLoss !== undefined) sinceBest++;
+  }
+  return { best, sinceBest };
+}
+
+/** The epoch loop: from the epoch after `history`'s last to `options.epochs`, or a stop. */
+async function trainEpochs(
+  model: Sequential,
+  options: FitOptions,
+  history: History,
+  cadence: CheckpointCadence | null,
+  gpu: Gpu,
+): Promise<void> {
+  const { signal, optimizer, train } = options;
+  const schedule = new EpochSchedule(gpu, {
+    model,
+    loss: options.loss,
+    optimizer,
+    train,
+    val: options.val,
+    epochs: options.epochs,
+    validationFreq: options.validationFreq ?? 1,
+    stepsPerChunk: Math.max(1, options.stepsPerSubmit ?? 8),
+    encodeAhead: options.encodeAhead ?? adapterDefaults(gpu).encodeAhead,
+  });
+  const progress: ProgressSink = options.progress === false
+    ? silentProgress
+    : options.progress === true || options.progress === undefined
+    ? new StderrProgress()
+    : options.progress;
+  let { best, sinceBest } = bestSoFar(history.epochs);
+  const began = performance.now();
+  let done = 0;
+  try {
+    for (let epoch = history.epochs.length + 1; epoch <= options.epochs; epoch++) {
+      if (signal?.aborted) {
+        schedule.drop();
+        history.stopped = "aborted";
+        await cadence?.flush();
+        break;
       }
-      await saveCheckpoint(dir!, model, optimizer, position, {
-        history,
-        runId: run!.manifest.runId,
-        ...o,
+      const t0 = performance.now();
+      const last = history.epochs.at(-1);
+      const state = (batch: number, record?: EpochRecord) => ({
+        label: history.variant,
+        epoch,
+        epochs: options.epochs,
+        batch,
+        batches: train.batchesPerEpoch,
+        trainLoss: (record ?? last)?.trainLoss,
+        valLoss: (record ?? last)?.valLoss,
+        valAccuracy: (record ?? last)?.valAccuracy,
+        elapsed: (performance.now() - began) / 1000,
+        done,
       });
-      if (o.last) {
-        lastSaved = performance.now();
-        unsaved = null;
+      // An abort stops the epoch between chunks, unless a deferred commit needs this epoch's
+      // end (the deferred epoch's weights are gone once this one trains): then it finishes.
+      const stop = () => signal?.aborted === true && !cadence?.deferred;
+      const whole = await schedule.submitEpoch(epoch, stop, (b) => progress.update(state(b)));
+      if (!whole) {
+        // The epoch is abandoned: the last commit stays what a resume continues from.
+        history.stopped = "aborted";
+        break;
       }
-    };
-    // Encoding, in pieces both schedules share. Nothing here submits.
-    const encodeChunk = (epoch: number, b: number): EncodedChunk => {
-      const enc = new StepEncoder(gpu, `epoch ${epoch}`);
-      if (b === 0) trainStats.reset(enc);
-      const end = Math.min(train.batchesPerEpoch, b + chunk);
-      for (let i = b; i < end; i++) {
-        const { x, y } = train.encodeBatchFor(enc, i, model);
-        encodeTrainingStep(enc, { model, loss, optimizer }, x, y, trainStats);
-      }
-      return { buffer: enc.finish(), end, steps: end - b };
-    };
-    // Validation: eval mode, forward only, every `freq` epochs and at the last epoch.
-    const validates = (epoch: number) =>
-      val !== undefined && (epoch % freq === 0 || epoch === options.epochs);
-    const encodeValidation = (epoch: number): GPUCommandBuffer => {
-      model.eval();
-      val!.startEpoch(epoch - 1);
-      const enc = new StepEncoder(gpu, `validation ${epoch}`);
-      valStats.reset(enc);
-      for (let i = 0; i < val!.batchesPerEpoch; i++) {
-        const { x, y } = val!.encodeBatchFor(enc, i, model);
-        const logits = model.forward(enc, x);
-        loss.forward(enc, logits, y, valStats);
-        if (i === 0) {
-          confusion ??= new ConfusionMatrix(gpu, logits.shape[1]);
-          confusion.reset(enc);
-        }
-        confusion!.add(enc, logits, y);
-      }
-      return enc.finish();
-    };
-    const encodeEpoch = (epoch: number): EncodedEpoch => {
-      model.train();
-      train.startEpoch(epoch - 1);
-      const chunks = [];
-      for (let b = 0; b < train.batchesPerEpoch; b += chunk) chunks.push(encodeChunk(epoch, b));
-      return {
-        chunks,
-        validation: validates(epoch) ? encodeValidation(epoch) : null,
-        steps: train.batchesPerEpoch,
-      };
-    };
-    // With encodeAhead: the next epoch, encoded while the GPU runs this one and submitted only
-    // once this epoch's results are in (so checkpoints and decisions still see this epoch's
-    // weights). Dropped unsubmitted when the run stops; its steps are then taken back.
-    let pending: EncodedEpoch | null = null;
-    const drop = () => {
-      if (pending) optimizer.forgetSteps(pending.steps);
-      pending = null;
-    };
-    // Pacing: at most MAX_QUEUED chunks wait on the GPU, so that an abort is seen (and the
-    // signal delivered) within a chunk of steps rather than after the whole queued epoch. With
-    // encodeAhead (a fast GPU), epochs shorter than PACE_SECONDS are queued whole: each wait
-    // costs >= 11 ms there, and the whole epoch takes less.
-    let lastEpochSeconds = Infinity;
-    const queued: Promise<unknown>[] = [];
-    try {
-      for (let epoch = start; epoch <= options.epochs; epoch++) {
-        if (signal?.aborted) {
-          drop();
-          history.stopped = "aborted";
-          if (unsaved) await save(unsaved, { last: true, best: false });
-          break;
-        }
-        const t0 = performance.now();
-        const state = {
-          label,
+      const out = await schedule.read(epoch, {
+        withSteps: cadence !== null,
+        encodeNext: epoch < options.epochs && !signal?.aborted,
+      });
+      if (out.train.firstNonFiniteBatch !== null) {
+        throw new NonFiniteLossError(
           epoch,
-          epochs: options.epochs,
-          batch: 0,
-          batches: train.batchesPerEpoch,
-          elapsed: 0,
-          done,
-        };
-        const last = history.epochs.at(-1);
-        const show = (batch: number) =>
-          progress.update({
-            ...state,
-            batch,
-            trainLoss: last?.trainLoss,
-            valLoss: last?.valLoss,
-            valAccuracy: last?.valAccuracy,
-            elapsed: (performance.now() - began) / 1000,
-          });
-        const paced = !ahead || lastEpochSeconds >= PACE_SECONDS;
-        const submit = async (buffer: GPUCommandBuffer, end?: number) => {
-          gpu.check();
-          gpu.device.queue.submit([buffer]);
-          const done = gpu.device.queue.onSubmittedWorkDone();
-          if (end !== undefined) done.then(() => show(end), () => {});
-          queued.push(done);
-          if (paced && queued.length > MAX_QUEUED) await queued.shift();
-        };
-        // An abort stops the epoch between chunks, unless a deferred commit needs this epoch's
-        // end (the weights of the deferred epoch are gone once this one trains): then the epoch
-        // finishes and is saved.
-        const stopHere = () => signal?.aborted === true && unsaved === null;
-
-        let validate: boolean;
-        let cut = false;
-        if (ahead) {
-          const current = pending ?? encodeEpoch(epoch);
-          pending = null;
-          for (const [i, c] of current.chunks.entries()) {
-            if (stopHere()) {
-              optimizer.forgetSteps(current.chunks.slice(i).reduce((n, c) => n + c.steps, 0));
-              cut = true;
-              break;
-            }
-            await submit(c.buffer, c.end);
-          }
-          if (!cut && current.validation) await submit(current.validation);
-          validate = current.validation !== null;
-        } else {
-          // Chunks of steps, each submitted as soon as it is encoded.
-          model.train();
-          train.startEpoch(epoch - 1);
-          for (let b = 0; b < train.batchesPerEpoch; b += chunk) {
-            if (stopHere()) {
-              cut = true;
-              break;
-            }
-            const c = encodeChunk(epoch, b);
-            await submit(c.buffer, c.end);
-          }
-          validate = validates(epoch);
-          if (!cut && validate) await submit(encodeValidation(epoch));
-        }
-        if (cut) {
-          // The epoch is abandoned: the last commit stays what a resume continues from.
-          await gpu.sync();
-          history.stopped = "aborted";
-          break;
-        }
-
-        // The one wait of the epoch: every readback in flight together (the Dropout step count
-        // too, for the checkpoint's position; a second round trip would cost another ~11 ms).
-        const reads: Promise<[LossSummary, LossSummary | null, number[][] | null, number]> = Promise
-          .all([
-            trainStats.read().catch(labelError(epoch, "training")),
-            validate ? valStats.read().catch(labelError(epoch, "validation")) : null,
-            validate ? confusion!.read() : null,
-            dir ? model.trainingSteps() : 0,
-          ]);
-        // The readbacks' copies are queued; the next epoch's commands, encoded now, wait
-        // unsubmitted.
-        if (ahead && epoch < options.epochs && !signal?.aborted) pending = encodeEpoch(epoch + 1);
-        const [tr, v, matrix, trainingSteps] = await reads;
-        queued.length = 0;
-        if (tr.firstNonFiniteBatch !== null) {
-          throw new NonFiniteLossError(
-            epoch,
-            tr.firstNonFiniteBatch,
-            // Steps submitted so far: an epoch encoded ahead is not among them.
-            optimizer.stepCount - (pending?.steps ?? 0) - tr.batches + tr.firstNonFiniteBatch + 1,
-          );
-        }
-        const record: EpochRecord = { epoch, trainLoss: tr.meanLoss, seconds: 0 };
-        if (v !== null && matrix !== null) {
-          record.valLoss = v.meanLoss;
-          record.valAccuracy = v.accuracy;
-          history.confusion = matrix;
-        }
-        record.seconds = (performance.now() - t0) / 1000;
-        lastEpochSeconds = record.seconds;
-        history.epochs.push(record);
-        done++;
-        progress.epochDone({
-          ...state,
-          batch: train.batchesPerEpoch,
-          trainLoss: record.trainLoss,
-          valLoss: record.valLoss,
-          valAccuracy: record.valAccuracy,
-          elapsed: (performance.now() - began) / 1000,
-          done,
-        });
-
-        let improved = false;
-        if (record.valLoss !== undefined) {
-          improved = record.valLoss < best;
-          if (improved) {
-            best = record.valLoss;
-            sinceBest = 0;
-          } else sinceBest++;
-        }
-        if (dir) {
-          const position: RunPosition = { epoch, trainingSteps, architecture: model.describe() };
-          const due = every === 0 || epoch === options.epochs ||
-            performance.now() - lastSaved >= every;
-          if (due) await save(position, { last: true, best: improved });
-          else {
-            if (improved) await save(position, { last: false, best: true });
-            unsaved = position;
-          }
-        }
-        await options.onEpoch?.(record, history);
-        if (options.earlyStopping && sinceBest >= options.earlyStopping.patience) {
-          history.stopped = "early-stopping";
-          if (unsaved) await save(unsaved, { last: true, best: false });
-          if (options.earlyStopping.restoreBest && dir) {
-            await loadModel(join(dir, RUN_FILES.best), model);
-          }
-          break;
-        }
+          out.train.firstNonFiniteBatch,
+          // Steps submitted so far: an epoch encoded ahead is not among them.
+          optimizer.stepCount - schedule.pendingSteps - out.train.batches +
+            out.train.firstNonFiniteBatch + 1,
+        );
       }
-    } finally {
-      drop();
-      progress.close();
-      trainStats.dispose();
-      valStats.dispose();
-      confusion?.dispose();
+      const record: EpochRecord = { epoch, trainLoss: out.train.meanLoss, seconds: 0 };
+      if (out.val) {
+        record.valLoss = out.val.summary.meanLoss;
+        record.valAccuracy = out.val.summary.accuracy;
+        history.confusion = out.val.confusion;
+      }
+      record.seconds = (performance.now() - t0) / 1000;
+      schedule.epochTook(record.seconds);
+      history.epochs.push(record);
+      done++;
+      progress.epochDone(state(train.batchesPerEpoch, record));
+
+      let improved = false;
+      if (record.valLoss !== undefined) {
+        improved = record.valLoss < best;
+        if (improved) {
+          best = record.valLoss;
+          sinceBest = 0;
+        } else sinceBest++;
+      }
+      await cadence?.epochEnded(
+        { epoch, trainingSteps: out.trainingSteps, architecture: model.describe() },
+        { improved, last: epoch === options.epochs },
+      );
+      await options.onEpoch?.(record, history);
+      if (options.earlyStopping && sinceBest >= options.earlyStopping.patience) {
+        history.stopped = "early-stopping";
+        await cadence?.flush();
+        if (options.earlyStopping.restoreBest && options.checkpointDir) {
+          await loadModel(join(options.checkpointDir, RUN_FILES.best), model);
+        }
+        break;
+      }
     }
-    // How the run ended, in the exported history; a run that committed nothing leaves no files.
-    if (dir && run!.manifestWritten) await writeHistory(dir, history);
-    return history;
+  } finally {
+    schedule.dispose();
+    progress.close();
   }
 }

@@ -53,17 +53,16 @@ export function derivedSettings(
   return settings;
 }
 
-/** Thrown when a folder holds a run and neither resume nor overwrite was asked for. */
+/**
+ * Thrown when a folder holds a run and neither resume nor overwrite was asked for: continue the
+ * run with `resume`, or replace it with `overwrite` (the scripts' `--resume`, `--overwrite`).
+ */
 export class RunExistsError extends RangeError {
   /** The error's name, as printed. */
   override name = "RunExistsError";
   /** `dir` holds `files`. */
   constructor(readonly dir: string, readonly files: string[]) {
-    super(
-      `Cannot train in "${dir}": it holds a run (${
-        files.join(", ")
-      }); resume it, or overwrite it on purpose`,
-    );
+    super(`Cannot train in "${dir}": it holds a run (${files.join(", ")})`);
   }
 }
 

@@ -1,0 +1,263 @@
+/**
+ * How `fit` gives an epoch to the GPU: the steps encoded a chunk at a time (gather, forward,
+ * loss, backward, optimizer update per step), then the validation pass, submitted without
+ * waiting, and one readback of the epoch's statistics.
+ *
+ * Two schedules give bit-identical results:
+ * - eager (software adapters): each chunk is encoded and submitted in turn;
+ * - encode-ahead (hardware adapters): the next epoch is encoded while the GPU runs this one and
+ *   submitted once this epoch's results are in, so checkpoints and decisions still see this
+ *   epoch's weights. An epoch encoded ahead and never submitted is dropped, and its optimizer
+ *   steps are taken back.
+ *
+ * Pacing: at most {@link MAX_QUEUED} chunks wait on the GPU, so an abort is seen (and a signal
+ * delivered) within a chunk of steps rather than after a whole queued epoch. With encode-ahead,
+ * epochs shorter than {@link PACE_SECONDS} are queued whole: each wait costs >= 11 ms in Deno, and
+ * the whole epoch takes less.
+ *
+ * @module
+ */
+
+import type { Gpu } from "../gpu/device.ts";
+import { StepEncoder } from "../gpu/encoder.ts";
+import type { Loader } from "../data/loader.ts";
+import type { CrossEntropyLoss, LossSummary } from "../nn/loss.ts";
+import { LabelRangeError, LossStats } from "../nn/loss.ts";
+import type { Sequential } from "../nn/sequential.ts";
+import type { Optimizer } from "../optim/optimizer.ts";
+import { ConfusionMatrix } from "./confusion.ts";
+import { encodeTrainingStep } from "./step.ts";
+
+/** Chunks of steps queued on the GPU at most, where epochs are long enough to pace. */
+export const MAX_QUEUED = 2;
+/** With encode-ahead, epochs at least this long (seconds) are paced; shorter ones queue whole. */
+export const PACE_SECONDS = 0.25;
+
+/** A chunk of training steps, encoded: `end` is the batch count after it (for progress). */
+interface EncodedChunk {
+  buffer: GPUCommandBuffer;
+  end: number;
+  steps: number;
+}
+
+/** One epoch's command buffers, encoded and not yet submitted. */
+interface EncodedEpoch {
+  chunks: EncodedChunk[];
+  /** The validation pass, or null when this epoch does not validate. */
+  validation: GPUCommandBuffer | null;
+  /** Optimizer steps encoded (taken back if the epoch is dropped). */
+  steps: number;
+}
+
+/** What {@link EpochSchedule} trains. */
+export interface ScheduleParts {
+  model: Sequential;
+  loss: CrossEntropyLoss;
+  optimizer: Optimizer;
+  train: Loader;
+  val?: Loader;
+  /** The run's last epoch (always validated). */
+  epochs: number;
+  /** Validate every this many epochs. */
+  validationFreq: number;
+  /** Steps per chunk (per submission). */
+  stepsPerChunk: number;
+  /** Encode each epoch ahead (see the module doc). */
+  encodeAhead: boolean;
+}
+
+/** An epoch's results, read back in one round trip. */
+export interface EpochReadout {
+  train: LossSummary;
+  /** Validation statistics and confusion matrix, when the epoch validated. */
+  val: { summary: LossSummary; confusion: number[][] } | null;
+  /** The model's training-step count after the epoch (keys Dropout masks). */
+  trainingSteps: number;
+}
+
+/** The eager or encode-ahead schedule of one `fit`, with its GPU-side statistics. */
+export class EpochSchedule {
+  readonly #p: ScheduleParts;
+  readonly #gpu: Gpu;
+  readonly #trainStats: LossStats;
+  readonly #valStats: LossStats;
+  #confusion: ConfusionMatrix | null = null; // sized by the first validation batch's logits
+  #pending: EncodedEpoch | null = null;
+  #queued: Promise<unknown>[] = [];
+  #lastEpochSeconds = Infinity;
+
+  /** Allocates the statistics accumulators on `gpu`. */
+  constructor(gpu: Gpu, parts: ScheduleParts) {
+    this.#gpu = gpu;
+    this.#p = parts;
+    this.#trainStats = new LossStats(gpu, "train stats");
+    this.#valStats = new LossStats(gpu, "val stats");
+  }
+
+  /** Optimizer steps encoded ahead and not yet submitted. */
+  get pendingSteps(): number {
+    return this.#pending?.steps ?? 0;
+  }
+
+  #validates(epoch: number): boolean {
+    return this.#p.val !== undefined &&
+      (epoch % this.#p.validationFreq === 0 || epoch === this.#p.epochs);
+  }
+
+  #encodeChunk(epoch: number, b: number): EncodedChunk {
+    const { model, loss, optimizer, train } = this.#p;
+    const enc = new StepEncoder(this.#gpu, `epoch ${epoch}`);
+    if (b === 0) this.#trainStats.reset(enc);
+    const end = Math.min(train.batchesPerEpoch, b + this.#p.stepsPerChunk);
+    for (let i = b; i < end; i++) {
+      const { x, y } = train.encodeBatchFor(enc, i, model);
+      encodeTrainingStep(enc, { model, loss, optimizer }, x, y, this.#trainStats);
+    }
+    return { buffer: enc.finish(), end, steps: end - b };
+  }
+
+  /** Validation: eval mode, forward only. */
+  #encodeValidation(epoch: number): GPUCommandBuffer {
+    const { model, loss } = this.#p;
+    const val = this.#p.val!;
+    model.eval();
+    val.startEpoch(epoch - 1);
+    const enc = new StepEncoder(this.#gpu, `validation ${epoch}`);
+    this.#valStats.reset(enc);
+    for (let i = 0; i < val.batchesPerEpoch; i++) {
+      const { x, y } = val.encodeBatchFor(enc, i, model);
+      const logits = model.forward(enc, x);
+      loss.forward(enc, logits, y, this.#valStats);
+      if (i === 0) {
+        this.#confusion ??= new ConfusionMatrix(this.#gpu, logits.shape[1]);
+        this.#confusion.reset(enc);
+      }
+      this.#confusion!.add(enc, logits, y);
+    }
+    return enc.finish();
+  }
+
+  #encodeEpoch(epoch: number): EncodedEpoch {
+    const { model, train } = this.#p;
+    model.train();
+    train.startEpoch(epoch - 1);
+    const chunks = [];
+    for (let b = 0; b < train.batchesPerEpoch; b += this.#p.stepsPerChunk) {
+      chunks.push(this.#encodeChunk(epoch, b));
+    }
+    return {
+      chunks,
+      validation: this.#validates(epoch) ? this.#encodeValidation(epoch) : null,
+      steps: train.batchesPerEpoch,
+    };
+  }
+
+  async #submit(buffer: GPUCommandBuffer, onDone?: () => void): Promise<void> {
+    const gpu = this.#gpu;
+    gpu.check();
+    gpu.device.queue.submit([buffer]);
+    const done = gpu.device.queue.onSubmittedWorkDone();
+    if (onDone) done.then(onDone, () => {});
+    this.#queued.push(done);
+    const paced = !this.#p.encodeAhead || this.#lastEpochSeconds >= PACE_SECONDS;
+    if (paced && this.#queued.length > MAX_QUEUED) await this.#queued.shift();
+  }
+
+  /**
+   * Submits epoch `epoch`'s steps and, when it validates, its validation pass. `stop` is asked
+   * before each chunk: when it says so, the rest of the epoch is not submitted (its encoded steps
+   * are taken back) and the call returns false after the GPU has finished what was submitted.
+   * `progress(batch)` is called as each chunk completes on the GPU.
+   */
+  async submitEpoch(
+    epoch: number,
+    stop: () => boolean,
+    progress: (batch: number) => void,
+  ): Promise<boolean> {
+    const { train, optimizer } = this.#p;
+    let cut = false;
+    if (this.#p.encodeAhead) {
+      const current = this.#pending ?? this.#encodeEpoch(epoch);
+      this.#pending = null;
+      for (const [i, c] of current.chunks.entries()) {
+        if (stop()) {
+          optimizer.forgetSteps(current.chunks.slice(i).reduce((n, c) => n + c.steps, 0));
+          cut = true;
+          break;
+        }
+        await this.#submit(c.buffer, () => progress(c.end));
+      }
+      if (!cut && current.validation) await this.#submit(current.validation);
+    } else {
+      this.#p.model.train();
+      train.startEpoch(epoch - 1);
+      for (let b = 0; b < train.batchesPerEpoch; b += this.#p.stepsPerChunk) {
+        if (stop()) {
+          cut = true;
+          break;
+        }
+        const c = this.#encodeChunk(epoch, b);
+        await this.#submit(c.buffer, () => progress(c.end));
+      }
+      if (!cut && this.#validates(epoch)) await this.#submit(this.#encodeValidation(epoch));
+    }
+    if (cut) await this.#gpu.sync();
+    return !cut;
+  }
+
+  /**
+   * Reads epoch `epoch`'s results (the one wait of the epoch: every readback in flight together,
+   * the Dropout step count too when `withSteps`). With encode-ahead, the next epoch is encoded
+   * while the readbacks are in flight, unless `last`. A bad label seen by the loss is rethrown
+   * naming the epoch and the pass.
+   */
+  async read(epoch: number, o: { withSteps: boolean; encodeNext: boolean }): Promise<EpochReadout> {
+    const validated = this.#validates(epoch);
+    const reads = Promise.all([
+      this.#trainStats.read().catch(labelError(epoch, "training")),
+      validated ? this.#valStats.read().catch(labelError(epoch, "validation")) : null,
+      validated ? this.#confusion!.read() : null,
+      o.withSteps ? this.#p.model.trainingSteps() : 0,
+    ]);
+    // The readbacks' copies are queued; the next epoch's commands, encoded now, wait unsubmitted.
+    if (this.#p.encodeAhead && o.encodeNext) this.#pending = this.#encodeEpoch(epoch + 1);
+    const [train, val, confusion, trainingSteps] = await reads;
+    this.#queued = [];
+    return {
+      train,
+      val: val && confusion ? { summary: val, confusion } : null,
+      trainingSteps,
+    };
+  }
+
+  /** Records how long the epoch took (long epochs are paced). */
+  epochTook(seconds: number): void {
+    this.#lastEpochSeconds = seconds;
+  }
+
+  /** Drops an epoch encoded ahead, taking its steps back. */
+  drop(): void {
+    if (this.#pending) this.#p.optimizer.forgetSteps(this.#pending.steps);
+    this.#pending = null;
+  }
+
+  /** Drops what is pending and frees the statistics. */
+  dispose(): void {
+    this.drop();
+    this.#trainStats.dispose();
+    this.#valStats.dispose();
+    this.#confusion?.dispose();
+  }
+}
+
+/** A bad label seen by the loss, rethrown with the epoch and the pass. */
+function labelError(epoch: number, pass: string): (error: unknown) => never {
+  return (error) => {
+    if (error instanceof LabelRangeError) {
+      throw new RangeError(`Training stopped at epoch ${epoch} (${pass}): ${error.message}`, {
+        cause: error,
+      });
+    }
+    throw error;
+  };
+}
