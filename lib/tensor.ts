@@ -212,12 +212,6 @@ export class Tensor {
   readonly owner: boolean;
   /** Where the elements start in the buffer (a multiple of the storage offset alignment). */
   readonly byteOffset: number;
-  /**
-   * Set when a producer wrote this tensor's values straight into a matmul's staging texture
-   * (the loader gathering a batch for the first Linear) instead of into the buffer: the
-   * buffer is then stale, and the matmul that owns that texture skips staging it again.
-   */
-  stagedIn: object | null = null;
 
   private constructor(
     gpu: Gpu,
@@ -355,7 +349,7 @@ export class Tensor {
         }]: element counts differ`,
       );
     }
-    const view = new Tensor(
+    return new Tensor(
       this.gpu,
       this.storage,
       shape,
@@ -364,8 +358,6 @@ export class Tensor {
       false,
       this.byteOffset,
     );
-    view.stagedIn = this.stagedIn;
-    return view;
   }
 
   /** Uploads `data` (same element count) into this tensor's range (queued; no wait). */

@@ -17,7 +17,7 @@
 
 import type { Gpu } from "../gpu/device.ts";
 import type { GpuBuffer } from "../gpu/buffer.ts";
-import type { StagedOperand } from "../ops/matmul.ts";
+import type { StagedOperand } from "../ops/staging.ts";
 import type { StepEncoder } from "../gpu/encoder.ts";
 import { grid1d, type Kernel } from "../gpu/kernels.ts";
 import { ParamsLayout } from "../gpu/params.ts";
@@ -130,6 +130,11 @@ export class Loader {
   readonly #constants: Record<string, number>;
   readonly #slot: number;
   readonly #textureGroups = new Map<GPUTexture, GPUBindGroup[][]>();
+  /**
+   * The staging texture each batch tensor's last gather went to instead of its buffer, so a
+   * gather into the buffer can tell that texture it no longer holds the tensor's values.
+   */
+  readonly #filled = new Map<Tensor, StagedOperand>();
   #epoch: number | null = null;
 
   /** Builds the loader: allocates its order, uniform and batch buffers and its bind groups. */
@@ -330,7 +335,7 @@ export class Loader {
    */
   encodeBatch(enc: StepEncoder, index: number): Batch {
     const batch = this.#check(index);
-    batch.x.stagedIn = null; // the buffer is written: nothing is staged ahead
+    this.#release(batch.x); // the buffer is written: a texture filled before is out of date
     const grid = grid1d(Math.ceil((batch.size * VECS) / WG_X));
     enc.dispatch(
       `gather ${batch.size}`,
@@ -408,7 +413,8 @@ export class Loader {
   /**
    * Gathers batch `index` where `model` reads it best: straight into the first layer's matmul
    * staging texture when the model offers one (saving a 12 MiB copy per step on software
-   * adapters; `x`'s buffer is then stale and marked so), else into `x`'s buffer.
+   * adapters; `x`'s buffer is then stale, and the texture records that it holds `x`, see
+   * {@link StagedOperand.fill}), else into `x`'s buffer.
    */
   encodeBatchFor(
     enc: StepEncoder,
@@ -418,13 +424,22 @@ export class Loader {
     const staging = model.inputStaging(this.sizeOf(index));
     if (staging === null) return this.encodeBatch(enc, index);
     const batch = this.encodeBatchToTexture(enc, index, staging.texture.texture);
-    batch.x.stagedIn = staging;
+    if (this.#filled.get(batch.x) !== staging) this.#release(batch.x);
+    staging.fill(batch.x);
+    this.#filled.set(batch.x, staging);
     return batch;
+  }
+
+  /** Tells the texture `x` was last gathered into (if any) that it holds `x` no longer. */
+  #release(x: Tensor): void {
+    this.#filled.get(x)?.release(x);
+    this.#filled.delete(x);
   }
 
   /** Frees the loader's buffers and batch tensors (not the dataset). */
   dispose(): void {
     this.#textureGroups.clear();
+    for (const b of new Set(this.#batches)) this.#release(b.x);
     for (const b of this.#orders) b.dispose();
     this.#params.dispose();
     for (const b of new Set(this.#batches)) {

@@ -265,7 +265,8 @@ export class Linear extends Module {
 
   /**
    * The texture this layer's forward stages its input into for `batch` rows, so a loader can
-   * gather straight into it; null when the matmul does not use textures.
+   * gather straight into it (and record that with {@link StagedOperand.fill}, after which the
+   * forward reads it from there); null when the matmul does not use textures.
    */
   inputStaging(batch: number): StagedOperand | null {
     this.requireGpu();

@@ -302,9 +302,9 @@ export class Matmul {
     this.#check(a, b, c, bias);
     const gpu = this.#gpu;
     // A reused operand was staged by its owner earlier in this step; an operand whose values
-    // were written straight into this plan's staging texture needs no staging either.
-    if (this.#stageA && a.stagedIn !== this.#stageA) this.#stageA.encode(enc, a);
-    if (this.#stageB && b.stagedIn !== this.#stageB) this.#stageB.encode(enc, b);
+    // a producer wrote straight into this plan's staging texture needs no staging either.
+    if (this.#stageA && !this.#stageA.holds(a)) this.#stageA.encode(enc, a);
+    if (this.#stageB && !this.#stageB.holds(b)) this.#stageB.encode(enc, b);
     // What is bound: the staging textures (fixed) or A and B themselves, then bias and C.
     const bound = this.variant === "texture" ? [bias, c] : [a, b, bias, c];
     const group = this.#groups.get(

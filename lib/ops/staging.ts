@@ -1,8 +1,14 @@
 /**
  * Matmul operands staged into read-only storage textures: the texture variant's input path.
  * A row whose byte length is a multiple of 256 is staged with `copyBufferToTexture`; other
- * widths go through kernels/pack_texture.wgsl. A producer may also write a texture directly
- * (the loader gathering a batch) and mark the tensor with `stagedIn`.
+ * widths go through kernels/pack_texture.wgsl.
+ *
+ * A producer may also write a texture directly (the loader gathering a batch for the first
+ * Linear) instead of the tensor's buffer, and say so with {@link StagedOperand.fill}. The
+ * operand then records that it holds that tensor's values, and the plan owning it skips staging
+ * when it is given that tensor (or a view of the same elements). Every write of the texture
+ * replaces the record: the plan's own staging clears it, the producer's next fill replaces it,
+ * and a producer that writes the tensor's buffer instead calls {@link StagedOperand.release}.
  *
  * @module
  */
@@ -27,6 +33,26 @@ export interface StagedOperand {
   readonly height: number;
   /** The texture (owned by the plan that staged it). */
   readonly texture: GpuTexture;
+  /**
+   * The tensor a producer last wrote straight into the texture in place of its buffer (see
+   * {@link StagedOperand.fill}), while the texture still holds it; else null.
+   */
+  readonly filledFrom: Tensor | null;
+  /**
+   * Records that the commands encoded just before wrote `source`'s values into the texture
+   * instead of into `source`'s buffer (which is then stale): the plan owning the texture reads
+   * them from there and does not stage `source` again.
+   */
+  fill(source: Tensor): void;
+  /** Forgets `source` (when it is what the texture holds): its buffer was written since. */
+  release(source: Tensor): void;
+  /** Whether the texture holds `t`'s current values: `t` views the elements last filled in. */
+  holds(t: Tensor): boolean;
+}
+
+/** Whether `a` and `b` view the same elements of the same buffer (a reshape is the same). */
+function sameElements(a: Tensor, b: Tensor): boolean {
+  return a.storage === b.storage && a.byteOffset === b.byteOffset && a.numel === b.numel;
 }
 
 const PACK_PARAMS = new ParamsLayout("pack_texture.Params", {
@@ -56,6 +82,7 @@ export class TextureOperand implements StagedOperand {
   /** The pack kernel, looked up once; null when rows are copied instead. */
   readonly #pipeline: GPUComputePipeline | null;
   readonly #groups = new BindGroupCache();
+  #filledFrom: Tensor | null = null;
 
   constructor(gpu: Gpu, label: string, rows: number, cols: number, width: number, height: number) {
     this.rows = rows;
@@ -87,22 +114,30 @@ export class TextureOperand implements StagedOperand {
     ]);
   }
 
-  encodeCopy(encoder: GPUCommandEncoder, source: Tensor): void {
-    encoder.copyBufferToTexture(
-      {
-        buffer: source.buffer,
-        offset: source.byteOffset,
-        bytesPerRow: this.cols * 4,
-        rowsPerImage: this.rows,
-      },
-      { texture: this.texture.texture },
-      [this.cols / 4, this.rows, 1],
-    );
+  get filledFrom(): Tensor | null {
+    return this.#filledFrom;
   }
 
+  fill(source: Tensor): void {
+    source.expectShape("Cannot fill a staged operand", [this.rows, this.cols]);
+    this.#filledFrom = source;
+  }
+
+  release(source: Tensor): void {
+    if (this.#filledFrom !== null && sameElements(this.#filledFrom, source)) {
+      this.#filledFrom = null;
+    }
+  }
+
+  holds(t: Tensor): boolean {
+    return this.#filledFrom !== null && sameElements(this.#filledFrom, t);
+  }
+
+  /** Encodes the staging of `source`'s buffer into the texture, which then holds no fill. */
   encode(enc: StepEncoder, source: Tensor): void {
+    this.#filledFrom = null;
     if (this.#pipeline === null) {
-      this.encodeCopy(enc.commands(), source);
+      this.#encodeCopy(enc.commands(), source);
       return;
     }
     const pipeline = this.#pipeline;
@@ -120,6 +155,19 @@ export class TextureOperand implements StagedOperand {
         }),
     );
     enc.dispatch("pack_texture", pipeline, group, this.grid);
+  }
+
+  #encodeCopy(encoder: GPUCommandEncoder, source: Tensor): void {
+    encoder.copyBufferToTexture(
+      {
+        buffer: source.buffer,
+        offset: source.byteOffset,
+        bytesPerRow: this.cols * 4,
+        rowsPerImage: this.rows,
+      },
+      { texture: this.texture.texture },
+      [this.cols / 4, this.rows, 1],
+    );
   }
 
   dispose(): void {
