@@ -71,12 +71,8 @@ export type { Parameter, ParameterSpec } from "./lib/nn/parameter.ts";
 
 // Optimizers
 export { Optimizer } from "./lib/optim/optimizer.ts";
-export type {
-  Hyperparameters,
-  ParameterGroup,
-  RuleSpec,
-  TensorPair,
-} from "./lib/optim/optimizer.ts";
+export type { Hyperparameters, RuleSpec } from "./lib/optim/optimizer.ts";
+export type { ParameterGroup, TensorPair } from "./lib/optim/group.ts";
 export { SGD } from "./lib/optim/sgd.ts";
 export type { SGDOptions } from "./lib/optim/sgd.ts";
 export { Adam, AdamW } from "./lib/optim/adam.ts";
@@ -90,13 +86,13 @@ export {
   encodeSafetensors,
   readSafetensorsFile,
   writeSafetensorsFile,
-} from "./lib/nn/safetensors.ts";
+} from "./lib/io/safetensors.ts";
 export type {
   HostTensor as SafetensorsTensor,
   HostTensorData,
   Safetensors,
   SafetensorsDType,
-} from "./lib/nn/safetensors.ts";
+} from "./lib/io/safetensors.ts";
 
 // CIFAR-10 on the GPU
 export { CLASS_NAMES, loadCifar10, parseBatch } from "./lib/data/cifar10.ts";
@@ -134,4 +130,4 @@ export { RunExistsError } from "./lib/train/run_start.ts";
 // Plots
 export { buildReport, renderFigures } from "./lib/plot/report.ts";
 export type { FigureSet, ReportOptions } from "./lib/plot/report.ts";
-export type { SummaryRow } from "./lib/plot/load.ts";
+export type { SummaryRow } from "./lib/train/summary.ts";

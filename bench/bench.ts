@@ -13,7 +13,7 @@ import { writeTextFileAtomic } from "../lib/io/atomic.ts";
 import { benchMatmul } from "./matmul.ts";
 import { benchTraining } from "./train.ts";
 import { profileStep } from "./profile.ts";
-import { benchGather, benchLoad } from "../lib/data/bench.ts";
+import { benchGather, benchLoad } from "./data.ts";
 import { GpuDataset } from "../lib/data/dataset.ts";
 import { matmulVariant } from "../lib/ops/matmul.ts";
 import { cachedTiling } from "../lib/ops/matmul_variant.ts";

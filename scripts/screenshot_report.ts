@@ -7,12 +7,7 @@
  */
 
 import { variantColor } from "../lib/plot/figures.ts";
-import {
-  blankReason,
-  DEFAULT_CHROMIUM,
-  inspectPng,
-  screenshotHtml,
-} from "../lib/plot/screenshot.ts";
+import { blankReason, DEFAULT_CHROMIUM, inspectPng, screenshotHtml } from "./screenshot.ts";
 import { parseScriptFlags, scriptArgs } from "../lib/cli/args.ts";
 
 const HELP = `Usage: deno task screenshot [--report out/report.html] [--png out/report.png]

@@ -14,7 +14,7 @@ import {
 } from "../lib/data/cifar10.ts";
 import { Rng } from "../lib/data/rng.ts";
 import { GpuDataset } from "../lib/data/dataset.ts";
-import { benchLoad } from "../lib/data/bench.ts";
+import { benchLoad } from "../bench/data.ts";
 import { Loader } from "../lib/data/loader.ts";
 import { StepEncoder } from "../lib/gpu/encoder.ts";
 import { requestGpu } from "../lib/gpu/device.ts";

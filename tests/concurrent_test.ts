@@ -13,9 +13,8 @@ import type { History } from "../lib/train/history.ts";
 import type { ProgressSink } from "../lib/train/progress.ts";
 import { gpuTest } from "./helpers.ts";
 import { comparable, withoutTimes } from "./fixtures/history.ts";
-import { formatSummary } from "../lib/train/summary.ts";
-import type { SummaryRow } from "../lib/plot/load.ts";
-import { readSafetensorsFile } from "../lib/nn/safetensors.ts";
+import { formatSummary, type SummaryRow } from "../lib/train/summary.ts";
+import { readSafetensorsFile } from "../lib/io/safetensors.ts";
 import { randomImages as images } from "./fixtures/random.ts";
 
 const data = { train: images(320, 1), test: images(96, 2), classes: [...CLASS_NAMES] };

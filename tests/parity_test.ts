@@ -20,7 +20,7 @@ import type { Sequential } from "../lib/nn/sequential.ts";
 import { Adam } from "../lib/optim/adam.ts";
 import { seedModel, type Variant } from "../lib/train/experiment.ts";
 import { loadModel } from "../lib/train/checkpoint.ts";
-import { readSafetensorsFile, writeSafetensorsFile } from "../lib/nn/safetensors.ts";
+import { readSafetensorsFile, writeSafetensorsFile } from "../lib/io/safetensors.ts";
 import { assertClose, assertWithin } from "./helpers.ts";
 import { encodeTrainingStep, type Trainer } from "../lib/train/step.ts";
 

@@ -13,7 +13,8 @@ import {
   lossFigure,
   valAccuracyFigure,
 } from "../lib/plot/figures.ts";
-import { parseHistory, parseSummary, summarize } from "../lib/plot/load.ts";
+import { summarize } from "../lib/plot/load.ts";
+import { parseHistory, parseSummary } from "../lib/train/history_file.ts";
 import { buildReport, REPORT_TITLE } from "../lib/plot/report.ts";
 import type { History } from "../lib/train/history.ts";
 import {

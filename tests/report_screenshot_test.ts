@@ -10,11 +10,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-// deno-lint-ignore no-import-prefix -- the same pinned decoder as lib/plot/screenshot.ts
+// deno-lint-ignore no-import-prefix -- the same pinned decoder as scripts/screenshot.ts
 import { encode } from "npm:fast-png@8.0.0";
 import { CLASS_NAMES } from "../lib/data/cifar10.ts";
 import { variantColor } from "../lib/plot/figures.ts";
-import { blankReason, DEFAULT_CHROMIUM, inspectPng } from "../lib/plot/screenshot.ts";
+import { blankReason, DEFAULT_CHROMIUM, inspectPng } from "../scripts/screenshot.ts";
 
 const PLOT = fileURLToPath(new URL("../scripts/plot.ts", import.meta.url));
 const SCREENSHOT = fileURLToPath(new URL("../scripts/screenshot_report.ts", import.meta.url));

@@ -13,7 +13,7 @@ import { GpuDataset } from "../lib/data/dataset.ts";
 import { Loader } from "../lib/data/loader.ts";
 import { CrossEntropyLoss } from "../lib/nn/loss.ts";
 import { manualSeed } from "../lib/nn/random.ts";
-import { decodeSafetensors, encodeSafetensors } from "../lib/nn/safetensors.ts";
+import { decodeSafetensors, encodeSafetensors } from "../lib/io/safetensors.ts";
 import { buildReport } from "../lib/plot/report.ts";
 import { loadModel } from "../lib/train/checkpoint.ts";
 import {
@@ -26,7 +26,8 @@ import {
 import { fit } from "../lib/train/fit.ts";
 import type { History } from "../lib/train/history.ts";
 import { RunLock } from "../lib/train/run_dir.ts";
-import { folderSummary, formatSummary } from "../lib/train/summary.ts";
+import { folderSummary } from "../lib/train/history_file.ts";
+import { formatSummary } from "../lib/train/summary.ts";
 import { VERSION } from "../lib/version.ts";
 import { randomImages } from "./fixtures/random.ts";
 import { gpuTest } from "./helpers.ts";

@@ -16,7 +16,7 @@ import {
   readSafetensorsFile,
   type SafetensorsDType,
   writeSafetensorsFile,
-} from "../lib/nn/safetensors.ts";
+} from "../lib/io/safetensors.ts";
 // Not helpers.ts: importing it probes for a GPU.
 import { rng } from "./fixtures/random.ts";
 

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { requestGpu } from "../lib/gpu/device.ts";
 import { readRunFolder, writePlots } from "../lib/plot/run.ts";
-import type { SummaryRow } from "../lib/plot/load.ts";
+import type { SummaryRow } from "../lib/train/summary.ts";
 import { runExperiment, VARIANTS } from "../lib/train/experiment.ts";
 import type { History } from "../lib/train/history.ts";
 import { writeFixture } from "./fixtures/cifar_fixture.ts";

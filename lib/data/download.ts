@@ -23,7 +23,8 @@ import {
 } from "./cifar10.ts";
 import { extractArchive } from "./archive.ts";
 import { convertMirror, MIRROR_PACKAGE } from "./mirror.ts";
-import { Progress, type ProgressOptions, writeStderr } from "./progress.ts";
+import { writeStderr } from "../io/stderr.ts";
+import { Progress, type ProgressOptions } from "./progress.ts";
 
 /**
  * Where the data came from: already in place and verified (`existing`), the `from` option, the

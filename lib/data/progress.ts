@@ -5,6 +5,8 @@
  * @module
  */
 
+import { writeStderr } from "../io/stderr.ts";
+
 /**
  * Options of a {@link Progress}, the byte progress display of a download (`mod.ts` exports
  * this type for {@link DownloadOptions.progress}).
@@ -31,17 +33,6 @@ export interface ProgressOptions {
 }
 
 const MiB = 1024 * 1024;
-
-/** Writes `text` to stderr, ignoring a closed pipe. */
-export function writeStderr(text: string): void {
-  const bytes = new TextEncoder().encode(text);
-  try {
-    let written = 0;
-    while (written < bytes.length) written += Deno.stderr.writeSync(bytes.subarray(written));
-  } catch {
-    // A closed stderr must not fail a download.
-  }
-}
 
 function isTerminal(): boolean {
   try {

@@ -4,7 +4,8 @@
  * @module
  */
 
-import { Optimizer, type ParameterGroup } from "./optimizer.ts";
+import type { ParameterGroup } from "./group.ts";
+import { Optimizer } from "./optimizer.ts";
 import { checkMin, checkUnit } from "./validate.ts";
 
 /**

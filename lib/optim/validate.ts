@@ -7,7 +7,7 @@
 
 import { ParameterArena } from "../nn/parameter.ts";
 import { Tensor } from "../tensor.ts";
-import type { ParameterGroup, TensorPair } from "./optimizer.ts";
+import type { ParameterGroup, TensorPair } from "./group.ts";
 
 /** Checks a parameter group and returns it as (value, grad) pairs; an arena is one pair. */
 export function checkGroup(name: string, params: ParameterGroup): TensorPair[] {

@@ -15,7 +15,7 @@ import {
   lossFigure,
   valAccuracyFigure,
 } from "./figures.ts";
-import { settingsConflicts, type SummaryRow } from "./load.ts";
+import { settingsConflicts, type SummaryRow } from "../train/summary.ts";
 
 /** The report's heading. */
 export const REPORT_TITLE = "Improving learning: BatchNorm and Dropout on CIFAR-10";

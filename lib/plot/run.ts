@@ -9,7 +9,9 @@
 import { join } from "node:path";
 import { writeTextFileAtomic } from "../io/atomic.ts";
 import type { History } from "../train/history.ts";
-import { parseHistory, parseSummary, PlotInputError, summarize, type SummaryRow } from "./load.ts";
+import { HistoryFileError, parseHistory, parseSummary } from "../train/history_file.ts";
+import type { SummaryRow } from "../train/summary.ts";
+import { PlotInputError, summarize } from "./load.ts";
 import { buildReport, renderFigures } from "./report.ts";
 
 /** A training output folder, read and checked. */
@@ -32,6 +34,18 @@ const SEED_ORDER = ["plain", "bn", "dropout"];
 function rank(name: string): number {
   const i = SEED_ORDER.indexOf(name);
   return i < 0 ? SEED_ORDER.length : i;
+}
+
+/** `parse()`, with a malformed file reported as the plot task's bad input (same message). */
+function checked<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    if (error instanceof HistoryFileError) {
+      throw new PlotInputError(error.message, { cause: error });
+    }
+    throw error;
+  }
 }
 
 async function readText(path: string): Promise<string | undefined> {
@@ -67,7 +81,7 @@ export async function readRunFolder(outDir: string): Promise<RunFolder> {
   for (const dir of dirs.sort()) {
     const file = join(outDir, dir, "history.json");
     const text = await readText(file);
-    if (text !== undefined) runs.push({ dir, history: parseHistory(text, file) });
+    if (text !== undefined) runs.push({ dir, history: checked(() => parseHistory(text, file)) });
   }
   if (runs.length === 0) {
     throw new PlotInputError(
@@ -98,7 +112,7 @@ export async function readRunFolder(outDir: string): Promise<RunFolder> {
     runs,
     summary: summaryText === undefined
       ? summarize(histories)
-      : parseSummary(summaryText, summaryFile),
+      : checked(() => parseSummary(summaryText, summaryFile)),
     summaryFromFile: summaryText !== undefined,
   };
 }

@@ -18,8 +18,8 @@
 
 import { join } from "node:path";
 import { writeTextFileAtomic } from "../io/atomic.ts";
-import { readSafetensorsFile, writeSafetensorsFile } from "../nn/safetensors.ts";
-import type { HostTensor as FileTensor, Safetensors } from "../nn/safetensors.ts";
+import { readSafetensorsFile, writeSafetensorsFile } from "../io/safetensors.ts";
+import type { HostTensor as FileTensor, Safetensors } from "../io/safetensors.ts";
 import type { Sequential, StateDict } from "../nn/sequential.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
 import { type History, historyCsv } from "./history.ts";

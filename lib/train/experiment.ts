@@ -23,14 +23,14 @@ import type { Optimizer } from "../optim/optimizer.ts";
 import { RMSprop } from "../optim/rmsprop.ts";
 import { SGD } from "../optim/sgd.ts";
 import { writeTextFileAtomic } from "../io/atomic.ts";
-import type { SummaryRow } from "../plot/load.ts";
 import { readCheckpoint } from "./checkpoint.ts";
 import { fit } from "./fit.ts";
 import type { History } from "./history.ts";
 import { ProgressBoard, type ProgressSink } from "./progress.ts";
 import { checkRunFolder, runFilesIn, RunLock, type RunSettings } from "./run_dir.ts";
 import { checkManifest, RunExistsError } from "./run_start.ts";
-import { folderSummary, summaryRow } from "./summary.ts";
+import { folderSummary } from "./history_file.ts";
+import { type SummaryRow, summaryRow } from "./summary.ts";
 
 /** The summary of every run in the output folder, written after training. */
 const SUMMARY_FILE = "summary.json";

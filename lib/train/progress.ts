@@ -5,7 +5,7 @@
  * @module
  */
 
-import { writeStderr } from "../data/progress.ts";
+import { writeStderr } from "../io/stderr.ts";
 
 /** What the training loop reports. */
 export interface ProgressState {

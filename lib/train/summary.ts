@@ -1,13 +1,102 @@
 /**
- * The summary table printed after training.
+ * A run in figures: the row type of `summary.json`, computed from a history, and the summary
+ * table printed after training.
  *
  * @module
  */
 
-import { join } from "node:path";
-import { parseHistory, settingsConflicts, type SummaryRow } from "../plot/load.ts";
 import type { History } from "./history.ts";
-import { RUN_FILES } from "./run_dir.ts";
+
+/**
+ * One row of `out/summary.json`: a variant's run in figures. `NaN` where not measured.
+ *
+ * @example The best validation accuracy of a run
+ * ```ts
+ * import type { SummaryRow } from "@wgnn/wgnn";
+ * import { equal } from "node:assert/strict";
+ *
+ * const best = (rows: SummaryRow[]) =>
+ *   rows.reduce((a, b) => (b.bestValAccuracy > a.bestValAccuracy ? b : a)).variant;
+ * const row = (variant: string, bestValAccuracy: number): SummaryRow => ({
+ *   variant,
+ *   finalTrainLoss: 1,
+ *   bestValLoss: 1,
+ *   bestValEpoch: 1,
+ *   bestValAccuracy,
+ *   secondsPerEpoch: 10,
+ *   adapter: "example",
+ *   epochs: 1,
+ * });
+ * equal(best([row("plain", 0.49), row("bn", 0.53), row("dropout", 0.51)]), "bn");
+ * ```
+ */
+export interface SummaryRow {
+  /** Variant name, as in its history. */
+  variant: string;
+  /** Training loss of the last epoch. */
+  finalTrainLoss: number;
+  /** Lowest validation loss seen. */
+  bestValLoss: number;
+  /** 1-based epoch of the lowest validation loss. */
+  bestValEpoch: number;
+  /** Highest validation accuracy seen, in [0, 1]. */
+  bestValAccuracy: number;
+  /** Mean wall-clock seconds per epoch. */
+  secondsPerEpoch: number;
+  /** The adapter's description. */
+  adapter: string;
+  /** Number of epochs run. */
+  epochs: number;
+  /**
+   * How the run ended: "completed", "early-stopping", "aborted", or "failed" (see `error`).
+   * Absent in summaries written before it existed.
+   */
+  status?: "completed" | "early-stopping" | "aborted" | "failed";
+  /** Why the run failed, when it did. */
+  error?: string;
+  /** The settings the run was trained with (from its manifest), when known. */
+  settings?: Record<string, string | number | boolean>;
+}
+
+/** Settings that naturally differ between the variants of one experiment. */
+const PER_VARIANT = new Set(["model", "architecture"]);
+
+/**
+ * The settings on which `rows` disagree (besides the model itself), each with its values and
+ * the variants that used them, as in `lr: 0.001 (plain, bn), 0.01 (dropout)`. Empty when the
+ * runs agree (or record no settings).
+ *
+ * @example
+ * ```ts
+ * import { settingsConflicts, type SummaryRow } from "./summary.ts";
+ * const row = (variant: string, lr: number) =>
+ *   ({ variant, settings: { model: variant, lr } }) as unknown as SummaryRow;
+ * console.assert(
+ *   settingsConflicts([row("plain", 0.001), row("bn", 0.01)])[0] === "lr: 0.001 (plain), 0.01 (bn)",
+ * );
+ * ```
+ */
+export function settingsConflicts(rows: readonly SummaryRow[]): string[] {
+  const withSettings = rows.filter((r) => r.settings !== undefined);
+  const keys = new Set(withSettings.flatMap((r) => Object.keys(r.settings!)));
+  const out: string[] = [];
+  for (const key of [...keys].filter((k) => !PER_VARIANT.has(k)).sort()) {
+    const byValue = new Map<string, string[]>();
+    for (const r of withSettings) {
+      const v = r.settings![key];
+      const shown = v === undefined ? "not set" : String(v);
+      byValue.set(shown, [...(byValue.get(shown) ?? []), r.variant]);
+    }
+    if (byValue.size > 1) {
+      out.push(
+        `${key}: ${
+          [...byValue].map(([v, variants]) => `${v} (${variants.join(", ")})`).join(", ")
+        }`,
+      );
+    }
+  }
+  return out;
+}
 
 const num = (v: number, d: number) => (Number.isFinite(v) ? v.toFixed(d) : "-");
 
@@ -30,41 +119,6 @@ export function summaryRow(h: History): SummaryRow {
     status: h.stopped ?? "completed",
     settings: h.settings,
   };
-}
-
-const SEED_ORDER = ["plain", "bn", "dropout"];
-
-/**
- * The summary of every run in `outDir`: one row per `<outDir>/<dir>/history.json` (the seed's
- * variants first), from that run's own history and settings, and one per variant in `failures`
- * (status "failed", with the reason; its epochs are those committed before it failed). A history
- * that cannot be read is left out.
- */
-export async function folderSummary(
-  outDir: string,
-  failures: ReadonlyMap<string, Error> = new Map(),
-): Promise<SummaryRow[]> {
-  const rows = new Map<string, SummaryRow>();
-  const dirs: string[] = [];
-  for await (const entry of Deno.readDir(outDir)) if (entry.isDirectory) dirs.push(entry.name);
-  for (const dir of dirs.sort()) {
-    const file = join(outDir, dir, RUN_FILES.history);
-    let history: History;
-    try {
-      history = parseHistory(await Deno.readTextFile(file), file);
-    } catch {
-      continue; // not a run folder, or a broken history: the plot task names it
-    }
-    rows.set(history.variant, summaryRow(history));
-  }
-  for (const [variant, error] of failures) {
-    const row = rows.get(variant) ?? summaryRow({ variant, adapter: "", epochs: [], classes: [] });
-    rows.set(variant, { ...row, status: "failed", error: error.message });
-  }
-  const rank = (v: string) => (SEED_ORDER.includes(v) ? SEED_ORDER.indexOf(v) : SEED_ORDER.length);
-  return [...rows.values()].sort((a, b) =>
-    rank(a.variant) - rank(b.variant) || (a.variant < b.variant ? -1 : 1)
-  );
 }
 
 /** Formats summary rows as an aligned text table. */

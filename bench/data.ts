@@ -1,15 +1,15 @@
 /**
  * Benchmark hooks for the data layer: loading the dataset onto the GPU, and the per-batch cost
- * of the gather, for `bench/` to call and compare with a training step.
+ * of the gather, for bench/bench.ts to compare with a training step.
  *
  * @module
  */
 
-import type { Gpu } from "../gpu/device.ts";
-import { StepEncoder } from "../gpu/encoder.ts";
-import { loadCifar10 } from "./cifar10.ts";
-import { GpuDataset, type LoaderData } from "./dataset.ts";
-import { type Augment, Loader } from "./loader.ts";
+import type { Gpu } from "../lib/gpu/device.ts";
+import { StepEncoder } from "../lib/gpu/encoder.ts";
+import { loadCifar10 } from "../lib/data/cifar10.ts";
+import { GpuDataset, type LoaderData } from "../lib/data/dataset.ts";
+import { type Augment, Loader } from "../lib/data/loader.ts";
 
 /** Timings of {@link benchLoad}, in milliseconds. */
 export interface LoadTimings {

@@ -1,11 +1,12 @@
 /**
  * Proof that the report renders: open it in headless Chromium (Debian's `chromium` package),
- * save a screenshot, decode the PNG and check it is not blank.
+ * save a screenshot, decode the PNG and check it is not blank. The `screenshot` task's helpers
+ * (scripts/screenshot_report.ts is the entry point); not in lib/, which never starts a browser.
  *
  * @module
  */
 
-// deno-lint-ignore no-import-prefix -- library code must work imported by URL, without our import map
+// deno-lint-ignore no-import-prefix -- pinned script-only decoder, runs without our import map
 import { decode } from "npm:fast-png@8.0.0";
 import { basename, dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";

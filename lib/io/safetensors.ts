@@ -15,7 +15,7 @@
  * @module
  */
 
-import { writeFileAtomic } from "../io/atomic.ts";
+import { writeFileAtomic } from "./atomic.ts";
 import { cut, type Json, parseJson, show } from "./strict_json.ts";
 
 /**
