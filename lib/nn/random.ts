@@ -53,24 +53,9 @@ export function currentSeed(): number {
   return seedValue;
 }
 
-/** The generator's position, for checkpoints. */
-export function rngState(): number {
-  return state;
-}
-
-/** Restores a position saved with {@link rngState}. */
-export function setRngState(s: number): void {
-  state = s >>> 0;
-}
-
 /** `n` values uniform in [lo, hi) as float32. */
 export function uniform(n: number, lo: number, hi: number): Float32Array {
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = lo + (hi - lo) * next();
   return out;
-}
-
-/** A uniform integer in [0, n). */
-export function randomInt(n: number): number {
-  return Math.floor(next() * n);
 }

@@ -259,16 +259,6 @@ export async function loadModel(path: string, model: Sequential): Promise<Record
   return file.metadata;
 }
 
-/** Whether `<dir>/resume.safetensors` exists (a run to resume). */
-export async function hasCheckpoint(dir: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(join(dir, RUN_FILES.resume))).isFile;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
-}
-
 async function readResumeFile(dir: string): Promise<Safetensors> {
   const path = join(dir, RUN_FILES.resume);
   try {
