@@ -48,9 +48,11 @@ export { PipelineCache } from "./lib/gpu/kernels.ts";
 export type { Constants, Kernel } from "./lib/gpu/kernels.ts";
 export { Tensor } from "./lib/tensor.ts";
 export type { DType, TensorFromOptions } from "./lib/tensor.ts";
-export { Matmul, matmul, matmulVariant } from "./lib/ops/matmul.ts";
-export { slowAdapterHint } from "./lib/ops/matmul_variant.ts";
-export type { MatmulOptions, MatmulVariant, StagedOperand } from "./lib/ops/matmul.ts";
+export { Matmul, matmul } from "./lib/ops/matmul.ts";
+export type { MatmulOptions, StagedOperand } from "./lib/ops/matmul.ts";
+export { chooseMatmul } from "./lib/ops/matmul_choice.ts";
+export type { MatmulChoice, MatmulVariant } from "./lib/ops/matmul_choice.ts";
+export { matmulVariant, slowAdapterHint } from "./lib/ops/matmul_trial.ts";
 
 // Layers, loss, parameters
 export { manualSeed } from "./lib/nn/random.ts";

@@ -15,8 +15,8 @@ import { benchTraining } from "./train.ts";
 import { profileStep } from "./profile.ts";
 import { benchGather, benchLoad } from "./data.ts";
 import { GpuDataset } from "../lib/data/dataset.ts";
-import { matmulVariant } from "../lib/ops/matmul.ts";
-import { cachedTiling } from "../lib/ops/matmul_variant.ts";
+import { matmulVariant } from "../lib/ops/matmul_trial.ts";
+import { matmulChoice } from "../lib/ops/matmul_choice.ts";
 import { benchExperiment } from "./experiment.ts";
 import { benchTfjs } from "./peers/tfjs.ts";
 import { benchTorch } from "./peers/torch.ts";
@@ -112,7 +112,9 @@ async function main(): Promise<void> {
     }
   }
   const variant = await matmulVariant(gpu); // the start-up choice (table or timed trial)
-  console.log(`matmul variant: ${variant}${variant === "tiled" ? ` (${cachedTiling(gpu)})` : ""}`);
+  console.log(
+    `matmul variant: ${variant}${variant === "tiled" ? ` (${matmulChoice(gpu).tiling})` : ""}`,
+  );
   const results: BenchResult[] = [];
   // Steps per timed round, each round ending in one wait (at least 11 ms in Deno): 10 suffice
   // where a step takes tens of milliseconds; a fast GPU needs many more, or the wait dominates.

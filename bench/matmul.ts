@@ -3,11 +3,13 @@
  * adapter, with a plain 4×4-per-invocation storage-buffer kernel as an in-process yardstick.
  */
 
+import { adapterKind } from "../lib/gpu/defaults.ts";
 import type { Gpu } from "../lib/gpu/device.ts";
 import { StepEncoder } from "../lib/gpu/encoder.ts";
 import { KERNELS } from "../lib/gpu/kernels.ts";
 import { ParamsLayout } from "../lib/gpu/params.ts";
-import { Matmul, type MatmulOptions, TILINGS } from "../lib/ops/matmul.ts";
+import { Matmul, type MatmulOptions } from "../lib/ops/matmul.ts";
+import { TILINGS } from "../lib/ops/matmul_choice.ts";
 import { Tensor } from "../lib/tensor.ts";
 import { type BenchResult, median } from "./util.ts";
 
@@ -79,7 +81,7 @@ async function timeEncoded(
  * ms), 1 TFLOP on a hardware one, where a product of the seed's shapes takes microseconds.
  */
 function repsFor(gpu: Gpu, flops: number): number {
-  const [work, most] = gpu.adapter.fallback ? [2e9, 20] : [1e12, 20_000];
+  const [work, most] = adapterKind(gpu) === "software" ? [2e9, 20] : [1e12, 20_000];
   return Math.max(2, Math.min(most, Math.round(work / flops)));
 }
 
@@ -121,7 +123,7 @@ export async function benchMatmul(
       variant,
     });
   }
-  if (!gpu.adapter.fallback && !quick) {
+  if (adapterKind(gpu) === "hardware" && !quick) {
     // Every candidate of the start-up trial on the first layer's two big products, so a run on a
     // GPU shows what the trial chose between.
     for (
@@ -161,7 +163,7 @@ async function benchYardstick(gpu: Gpu, rounds: number): Promise<BenchResult> {
   const grid: [number, number, number] = [Math.ceil(N / 32), Math.ceil(M / 32), 1];
   const ms = await timeEncoded(
     gpu,
-    gpu.adapter.fallback ? 2 : repsFor(gpu, 2 * M * N * K),
+    adapterKind(gpu) === "software" ? 2 : repsFor(gpu, 2 * M * N * K),
     Math.min(rounds, 3),
     (enc) => enc.dispatch("yardstick", pipeline, bindGroup, grid),
   );

@@ -23,7 +23,7 @@ import {
 } from "../lib/train/experiment.ts";
 import { formatSummary } from "../lib/train/summary.ts";
 import { readRunFolder, writePlots } from "../lib/plot/run.ts";
-import { matmulVariant, slowAdapterHint } from "../lib/ops/matmul_variant.ts";
+import { matmulVariant, slowAdapterHint } from "../lib/ops/matmul_trial.ts";
 
 const HELP = `Usage: deno task demo [--epochs N] [--data DIR] [--from PATH] [--out DIR]
 

@@ -31,7 +31,7 @@ import {
 } from "../lib/train/experiment.ts";
 import { checkpointsIdle } from "../lib/train/checkpoint.ts";
 import { formatSummary } from "../lib/train/summary.ts";
-import { matmulVariant, slowAdapterHint } from "../lib/ops/matmul_variant.ts";
+import { matmulVariant, slowAdapterHint } from "../lib/ops/matmul_trial.ts";
 
 const HELP = `Usage: deno task train [options]
 

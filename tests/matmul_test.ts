@@ -1,6 +1,17 @@
 import assert from "node:assert/strict";
-import { Matmul, matmul, type MatmulVariant, TILINGS } from "../lib/ops/matmul.ts";
-import { timeCandidate } from "../lib/ops/matmul_variant.ts";
+import { Matmul, matmul } from "../lib/ops/matmul.ts";
+import {
+  chooseMatmul,
+  defaultMatmulChoice,
+  formatMatmulChoice,
+  madeMatmulChoice,
+  matmulChoice,
+  type MatmulVariant,
+  parseMatmulChoice,
+  TILINGS,
+} from "../lib/ops/matmul_choice.ts";
+import type { Gpu } from "../lib/gpu/device.ts";
+import { timeCandidate } from "../lib/ops/matmul_trial.ts";
 import { StepEncoder } from "../lib/gpu/encoder.ts";
 import { Tensor } from "../lib/tensor.ts";
 import { matmulRef } from "./reference/matmul.ts";
@@ -199,27 +210,41 @@ gpuTest("the start-up trial times a candidate and frees what it allocated", asyn
   assert.equal(gpu.memory.liveBytes, live);
 });
 
-/** Runs a fresh process with WGNN_MATMUL set; returns its output and exit code. */
-async function withEnv(value: string): Promise<{ code: number; text: string }> {
-  const url = new URL("../lib/ops/matmul.ts", import.meta.url).href;
-  const device = new URL("../lib/gpu/device.ts", import.meta.url).href;
+/**
+ * Runs `body` in a fresh process (so the GPU has no matmul choice yet) with `Matmul`,
+ * `matmulVariant` and `gpu` in scope and WGNN_MATMUL set to `value` (unset for null); returns its
+ * output and exit code. An error's message is printed instead of failing the process.
+ */
+async function fresh(value: string | null, body: string): Promise<{ code: number; text: string }> {
+  const url = (path: string) => new URL(path, import.meta.url).href;
   const program = `
-    import { Matmul, matmulVariant } from "${url}";
-    import { requestGpu } from "${device}";
+    import { Matmul } from "${url("../lib/ops/matmul.ts")}";
+    import { matmulVariant } from "${url("../lib/ops/matmul_trial.ts")}";
+    import { requestGpu } from "${url("../lib/gpu/device.ts")}";
     const gpu = await requestGpu();
     try {
-      const variant = await matmulVariant(gpu);
-      console.log(variant, new Matmul(gpu, 4, 4, 4).tiling);
+      ${body}
     } catch (e) {
       console.log(e.message);
     }`;
+  const env: Record<string, string> = {};
+  if (value !== null) env.WGNN_MATMUL = value;
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["eval", "--no-config", program],
-    env: { WGNN_MATMUL: value },
+    env,
     stdout: "piped",
     stderr: "null",
   }).output();
   return { code: out.code, text: new TextDecoder().decode(out.stdout).trim() };
+}
+
+/** Chooses with WGNN_MATMUL set to `value`, then prints the choice and a new plan's tiling. */
+function withEnv(value: string): Promise<{ code: number; text: string }> {
+  return fresh(
+    value,
+    `const variant = await matmulVariant(gpu);
+      console.log(variant, new Matmul(gpu, 4, 4, 4).tiling);`,
+  );
 }
 
 gpuTest("WGNN_MATMUL chooses the variant and the tiled kernel's tiling", async () => {
@@ -230,4 +255,59 @@ gpuTest("WGNN_MATMUL chooses the variant and the tiled kernel's tiling", async (
     (await withEnv("tiled:9x9")).text,
     /WGNN_MATMUL must be "texture", "tiled", "tiled:<tiling>" \(64x64, 32x32, 32x32-64\) or "blocked": current value is "tiled:9x9"/,
   );
+});
+
+gpuTest(
+  "a plan built before the choice fixes the adapter's default for every later plan",
+  async () => {
+    // Without WGNN_MATMUL: matmulVariant returns the kernel the first plan took, no other.
+    const first = `const plan = new Matmul(gpu, 4, 4, 4);
+      const variant = await matmulVariant(gpu);
+      console.log(variant === plan.variant, new Matmul(gpu, 4, 4, 4).variant === plan.variant);`;
+    assert.equal((await fresh(null, first)).text, "true true");
+    // WGNN_MATMUL asking for another kernel than the plans already use is refused, by name.
+    const late = `new Matmul(gpu, 4, 4, 4);
+      await matmulVariant(gpu);`;
+    assert.match(
+      (await fresh("tiled:32x32", late)).text,
+      /^Cannot choose the matmul kernel tiled:32x32: this GPU's plans already use (texture|tiled:64x64); choose before building any plan$/,
+    );
+  },
+);
+
+Deno.test("a matmul choice reads and writes its text form", () => {
+  for (const text of ["texture", "blocked", ...Object.keys(TILINGS).map((t) => `tiled:${t}`)]) {
+    assert.equal(formatMatmulChoice(parseMatmulChoice(text)!), text);
+  }
+  assert.deepEqual(parseMatmulChoice("tiled"), { variant: "tiled", tiling: "64x64" });
+  for (const bad of ["tiled:9x9", "tiled:", "tiled:constructor", "Texture", ""]) {
+    assert.equal(parseMatmulChoice(bad), null, bad);
+  }
+  assert.deepEqual(defaultMatmulChoice("software"), { variant: "texture" });
+  assert.deepEqual(defaultMatmulChoice("hardware"), { variant: "tiled", tiling: "64x64" });
+});
+
+Deno.test("a GPU's matmul choice is made once: by chooseMatmul or by its first plan", () => {
+  // Stand-ins: the choice looks at nothing of a Gpu but the adapter's kind.
+  const software = { adapter: { fallback: true } } as Gpu;
+  const hardware = { adapter: { fallback: false } } as Gpu;
+  assert.equal(madeMatmulChoice(software), null);
+  assert.deepEqual(matmulChoice(software), { variant: "texture" }); // what a first plan does
+  assert.deepEqual(madeMatmulChoice(software), { variant: "texture" });
+  assert.deepEqual(chooseMatmul(software, { variant: "texture" }), { variant: "texture" });
+  assert.throws(
+    () => chooseMatmul(software, { variant: "blocked" }),
+    /^RangeError: Cannot choose the matmul kernel blocked: this GPU's plans already use texture; choose before building any plan$/,
+  );
+  assert.throws(
+    () => chooseMatmul(hardware, { variant: "tiled", tiling: "7x7" }),
+    /unknown tiling "7x7" \(expected one of 64x64, 32x32, 32x32-64\)/,
+  );
+  assert.deepEqual(chooseMatmul(hardware, { variant: "tiled", tiling: "32x32" }), {
+    variant: "tiled",
+    tiling: "32x32",
+  });
+  assert.deepEqual(matmulChoice(hardware), { variant: "tiled", tiling: "32x32" });
+  // A tiled choice without a tiling is the default tiling, so it is no other choice.
+  assert.throws(() => chooseMatmul(hardware, { variant: "tiled" }), /already use tiled:32x32/);
 });

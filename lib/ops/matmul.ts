@@ -2,7 +2,7 @@
  * The matmul engine: `C = op(A)·op(B)` with transpose flags and a fused epilogue (bias,
  * LeakyReLU, accumulate), planned once per shape and encoded into a step's command buffer.
  *
- * Two kernel variants serve different adapters:
+ * Three kernel variants serve different adapters:
  * - `texture` (kernels/matmul_texture.wgsl): operands are packed into read-only rgba32float
  *   storage textures; each invocation keeps a 16×16 block of C in registers. On Mesa's
  *   software adapters this is 5–10× faster than any storage-buffer kernel (perf-notes.md).
@@ -11,8 +11,9 @@
  * - `blocked` (kernels/matmul_blocked.wgsl): storage buffers, an 8×8 register block and no
  *   shared memory, for software adapters that cannot read storage textures (Mesa's GL).
  *
- * {@link matmulVariant} picks one per adapter: a table for known software adapters, otherwise a
- * short timed trial of both, done once per process.
+ * A plan takes its kernel from its `variant` option, else from its GPU's choice
+ * ({@link matmulChoice} in matmul_choice.ts: the adapter kind's default unless `matmulVariant`
+ * in matmul_trial.ts, or `chooseMatmul`, chose before the first plan).
  *
  * @module
  */
@@ -24,15 +25,19 @@ import { ceilDiv, checkGrid, grid1d, KERNELS } from "../gpu/kernels.ts";
 import { StepEncoder } from "../gpu/encoder.ts";
 import { ParamsLayout } from "../gpu/params.ts";
 import { Tensor } from "../tensor.ts";
+import { adapterKind } from "../gpu/defaults.ts";
 import { adapterVectorWidth } from "../gpu/lavapipe.ts";
 import { type StagedOperand, TextureOperand } from "./staging.ts";
-import { cachedTiling, cachedVariant } from "./matmul_variant.ts";
+import {
+  bufferVariant,
+  DEFAULT_TILING,
+  type MatmulChoice,
+  matmulChoice,
+  type MatmulVariant,
+  TILINGS,
+} from "./matmul_choice.ts";
 
 export type { StagedOperand } from "./staging.ts";
-export { matmulVariant, readEnv } from "./matmul_variant.ts";
-
-/** Which matmul kernel family to use. */
-export type MatmulVariant = "texture" | "tiled" | "blocked";
 
 /** Options of a {@link Matmul} plan. */
 export interface MatmulOptions {
@@ -48,9 +53,15 @@ export interface MatmulOptions {
   slope?: number;
   /** Add the product into C instead of overwriting it (gradient accumulation). Default false. */
   accumulate?: boolean;
-  /** Kernel family; default: {@link matmulVariant} of the adapter. */
+  /**
+   * Kernel family; default: the GPU's choice ({@link matmulChoice}). A plan that names one reads
+   * nothing else, so the start-up probe and trial can build plans before the choice is made.
+   */
   variant?: MatmulVariant;
-  /** The `tiled` variant's tiling (a key of {@link TILINGS}); default: the adapter's choice. */
+  /**
+   * The `tiled` variant's tiling (a key of {@link TILINGS}); default: the one of the choice in
+   * force (`variant`, else the GPU's), else {@link DEFAULT_TILING}.
+   */
   tiling?: string;
   /**
    * Read operand A (or B) from a texture another plan stages earlier in the same step, instead
@@ -75,31 +86,6 @@ const MATMUL_PARAMS = new ParamsLayout("matmul.Params", {
 /** The texture variant's block of C per invocation (fixed in the kernel) and workgroup width. */
 const TEXTURE_BLOCK = 16;
 const TEXTURE_WG = 8;
-/**
- * A tiling of the `tiled` variant: a WG_X × WG_Y workgroup computes a (WG_Y·RM) × (WG_X·RN)
- * tile of C. Tiles at most 128 on a side, RM and RN at most 8 (the kernel's shared arrays).
- */
-export interface Tiling {
-  WG_X: number;
-  WG_Y: number;
-  RM: number;
-  RN: number;
-}
-
-/**
- * The tilings the start-up trial chooses from on hardware adapters ({@link matmulVariant}): big
- * tiles reuse more data per load; small ones give the seed's skinny products (C is 1024×128 or
- * 3072×128) enough workgroups to fill a large GPU (64×64 tiles make 32 workgroups of a
- * 1024×128 product).
- */
-export const TILINGS: Readonly<Record<string, Tiling>> = {
-  "64x64": { WG_X: 16, WG_Y: 16, RM: 4, RN: 4 },
-  "32x32": { WG_X: 16, WG_Y: 16, RM: 2, RN: 2 },
-  "32x32-64": { WG_X: 8, WG_Y: 8, RM: 4, RN: 4 },
-};
-/** The tiling used until (and unless) a trial chooses another. */
-export const DEFAULT_TILING = "64x64";
-
 function maxDims(need: [number, number], reserve?: [number, number]): [number, number] {
   return reserve ? [Math.max(need[0], reserve[0]), Math.max(need[1], reserve[1])] : need;
 }
@@ -198,7 +184,11 @@ export class Matmul {
       ACCUMULATE: Number(o.accumulate),
     };
 
-    let variant = options.variant ?? cachedVariant(gpu);
+    // The plan's choice: its own, else its GPU's (made once, before or by the first plan).
+    const choice: MatmulChoice = options.variant !== undefined
+      ? { variant: options.variant }
+      : matmulChoice(gpu);
+    let variant = choice.variant;
     const mBlocks = ceilDiv(M, TEXTURE_BLOCK);
     const nBlocks = ceilDiv(N, TEXTURE_BLOCK);
     const K4 = ceilDiv(K, 4);
@@ -210,7 +200,7 @@ export class Matmul {
     const max = gpu.limits.maxTextureDimension2D;
     const reusing = options.reuseA !== undefined || options.reuseB !== undefined;
     if (variant === "texture" && !reusing && [...dimsA, ...dimsB].some((d) => d > max)) {
-      variant = gpu.adapter.fallback ? "blocked" : "tiled";
+      variant = bufferVariant(adapterKind(gpu));
     }
     if (reusing && variant !== "texture") {
       throw new RangeError(
@@ -237,8 +227,8 @@ export class Matmul {
       this.#constants = { ...common, WG_X: wg };
       this.#grid = grid1d(ceilDiv(ceilDiv(M, 8) * ceilDiv(N, 8), wg));
     } else {
-      const name = options.tiling ?? cachedTiling(gpu);
-      const tiling = TILINGS[name];
+      const name = options.tiling ?? choice.tiling ?? DEFAULT_TILING;
+      const tiling = Object.hasOwn(TILINGS, name) ? TILINGS[name] : undefined;
       if (!tiling) {
         throw new RangeError(
           `Cannot plan a matmul: unknown tiling "${name}" (expected one of ${

@@ -11,7 +11,7 @@ import { DeviceLostError, type Gpu, GpuMemoryError } from "../gpu/device.ts";
 import { type Cifar10, type ImageSet, loadCifar10 } from "../data/cifar10.ts";
 import { GpuDataset } from "../data/dataset.ts";
 import { Loader } from "../data/loader.ts";
-import { matmulVariant } from "../ops/matmul.ts";
+import { matmulVariant } from "../ops/matmul_trial.ts";
 import { BatchNorm1d } from "../nn/batchnorm.ts";
 import { Dropout } from "../nn/dropout.ts";
 import { Flatten, LeakyReLU, Linear } from "../nn/layers.ts";

@@ -1,110 +1,103 @@
 /**
- * Which matmul kernel family an adapter uses, chosen once per process: `WGNN_MATMUL` when it may
- * be read, the tiled kernel where a probe shows textures do not work, the texture kernel on
- * software adapters, else a short timed trial of both.
+ * The start-up choice of the matmul kernel, made once per GPU before its first plan and
+ * recorded with `chooseMatmul` (matmul_choice.ts): `WGNN_MATMUL` when it may be read; the
+ * storage-buffer family where a probe shows textures do not work; the texture kernel on software
+ * adapters; else a short timed trial of the texture kernel and each tiling of the tiled one,
+ * whose answer is kept across runs in Deno's localStorage.
  *
  * @module
  */
 
+import { adapterKind } from "../gpu/defaults.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { StepEncoder } from "../gpu/encoder.ts";
 import { Tensor } from "../tensor.ts";
-import { DEFAULT_TILING, Matmul, matmul, type MatmulVariant, TILINGS } from "./matmul.ts";
-
-/** A choice of kernel: a family, and for `tiled` one of {@link TILINGS}. */
-export interface Choice {
-  variant: MatmulVariant;
-  tiling?: string;
-}
-
-const chosen = new WeakMap<Gpu, Choice>();
-
-/**
- * Reads a choice written as `texture`, `blocked`, `tiled` (the default tiling) or
- * `tiled:<tiling>`, as `WGNN_MATMUL` and the trial's stored answer spell it; null otherwise.
- */
-function parseChoice(text: string): Choice | null {
-  if (text === "texture" || text === "tiled" || text === "blocked") return { variant: text };
-  const tiling = text.startsWith("tiled:") ? text.slice("tiled:".length) : "";
-  return tiling in TILINGS ? { variant: "tiled", tiling } : null;
-}
-
-/** The `tiled` variant's tiling plans default to: the choice made so far, else the default. */
-export function cachedTiling(gpu: Gpu): string {
-  return chosen.get(gpu)?.tiling ?? DEFAULT_TILING;
-}
-
-/** The variant plans default to: the choice made so far, else the table's. */
-export function cachedVariant(gpu: Gpu): MatmulVariant {
-  return chosen.get(gpu)?.variant ?? defaultVariant(gpu);
-}
-
-/** The table part of the choice: software adapters are known to favour textures. */
-function defaultVariant(gpu: Gpu): MatmulVariant {
-  return gpu.adapter.fallback ? "texture" : "tiled";
-}
+import { Matmul, matmul } from "./matmul.ts";
+import {
+  bufferVariant,
+  chooseMatmul,
+  DEFAULT_TILING,
+  defaultMatmulChoice,
+  formatMatmulChoice,
+  madeMatmulChoice,
+  type MatmulChoice,
+  type MatmulVariant,
+  parseMatmulChoice,
+  TILINGS,
+} from "./matmul_choice.ts";
 
 /**
- * Chooses the matmul variant for `gpu`, once per process: `WGNN_MATMUL=texture|tiled|blocked`
- * (or `tiled:<tiling>`, a key of {@link TILINGS}) when that variable may be read; when a small
- * texture-variant product fails or is wrong on this backend, "blocked" on software adapters and "tiled" on real GPUs; "texture" on software
- * adapters; else a short timed trial of the texture kernel and each of the tiled kernel's
- * {@link TILINGS} on the seed's first-layer products, remembered per adapter across runs. Later
- * plans default to the result (and its tiling).
+ * Chooses the matmul kernel of `gpu`'s plans and returns its family, once per GPU: the choice
+ * already made (by an earlier call, `chooseMatmul`, or the first plan, which takes the adapter's
+ * default) when there is one; else `WGNN_MATMUL=texture|tiled|blocked` (or `tiled:<tiling>`, a
+ * key of {@link TILINGS}) when that variable may be read; when a small texture-variant product
+ * fails or is wrong on this backend, "blocked" on software adapters and "tiled" on real GPUs;
+ * "texture" on software adapters; else a short timed trial of the texture kernel and each of the
+ * tiled kernel's {@link TILINGS} on the seed's first-layer products, remembered per adapter
+ * across runs. Call it before building any plan: `WGNN_MATMUL` naming another kernel than the
+ * one plans already use throws a RangeError.
+ *
+ * @example Choose first, then build the model
+ * ```ts ignore
+ * const gpu = await requestGpu();
+ * await matmulVariant(gpu); // "texture" on lavapipe
+ * const model = seedModel("plain").to(gpu);
+ * ```
  */
 export async function matmulVariant(gpu: Gpu): Promise<MatmulVariant> {
-  const known = chosen.get(gpu);
-  if (known) return known.variant;
-  let pick: Choice | null = null;
   const fromEnv = readEnv("WGNN_MATMUL");
-  if (fromEnv !== undefined) {
-    pick = parseChoice(fromEnv);
-    if (pick === null) {
-      throw new RangeError(
-        `Cannot choose matmul variant: WGNN_MATMUL must be "texture", "tiled", "tiled:<tiling>" (${
-          Object.keys(TILINGS).join(", ")
-        }) or "blocked": current value is "${fromEnv}"`,
-      );
-    }
+  const asked = fromEnv === undefined ? null : parseMatmulChoice(fromEnv);
+  if (fromEnv !== undefined && asked === null) {
+    throw new RangeError(
+      `Cannot choose matmul variant: WGNN_MATMUL must be "texture", "tiled", "tiled:<tiling>" (${
+        Object.keys(TILINGS).join(", ")
+      }) or "blocked": current value is "${fromEnv}"`,
+    );
   }
-  // Without usable storage textures: the register-blocked kernel on software adapters (no
-  // shared memory, which llvmpipe runs slowly), the shared-memory tiles on real GPUs.
-  if (pick === null && !(await textureVariantWorks(gpu))) {
-    pick = { variant: gpu.adapter.fallback ? "blocked" : "tiled" };
+  const made = madeMatmulChoice(gpu);
+  if (made !== null) return (asked ? chooseMatmul(gpu, asked) : made).variant;
+  return chooseMatmul(gpu, asked ?? await probeOrTrial(gpu)).variant;
+}
+
+/**
+ * The choice without `WGNN_MATMUL`: the storage-buffer family where textures do not work, the
+ * default on software adapters, else the timed trial's (stored) answer.
+ */
+async function probeOrTrial(gpu: Gpu): Promise<MatmulChoice> {
+  const kind = adapterKind(gpu);
+  if (!(await textureVariantWorks(gpu))) return { variant: bufferVariant(kind) };
+  if (kind === "software") return defaultMatmulChoice(kind);
+  // The timed trial's answer is kept across runs (Deno's localStorage, no permission needed),
+  // keyed by the adapter, so only the first run on a GPU pays for it.
+  const key =
+    `wgnn.matmul-choice.${gpu.adapter.vendor}.${gpu.adapter.architecture}.${gpu.adapter.description}`;
+  const stored = storage()?.getItem(key);
+  const known = stored ? parseMatmulChoice(stored) : null;
+  if (known !== null) return known;
+  const answer = await trial(gpu);
+  try {
+    storage()?.setItem(key, formatMatmulChoice(answer));
+  } catch {
+    // A full or unavailable store only costs the trial again next time.
   }
-  if (pick === null && gpu.adapter.fallback) pick = { variant: "texture" };
-  if (pick === null) {
-    // The timed trial's answer is kept across runs (Deno's localStorage, no permission needed),
-    // keyed by the adapter, so only the first run on a GPU pays for it.
-    const key =
-      `wgnn.matmul-choice.${gpu.adapter.vendor}.${gpu.adapter.architecture}.${gpu.adapter.description}`;
-    const stored = storage()?.getItem(key);
-    pick = stored ? parseChoice(stored) : null;
-    if (pick === null) {
-      const answer = await trial(gpu);
-      pick = parseChoice(answer)!;
-      try {
-        storage()?.setItem(key, answer);
-      } catch {
-        // A full or unavailable store only costs the trial again next time.
-      }
-    }
-  }
-  chosen.set(gpu, pick);
-  return pick.variant;
+  return answer;
 }
 
 /**
  * Times the texture kernel and each tiling of the tiled kernel on the seed's first-layer
  * products (forward 1024×3072·3072×128 and weight gradient 3072ᵀ×1024·1024×128) and returns
- * the fastest: "texture" or "tiled:<tiling>".
+ * the fastest.
  */
-async function trial(gpu: Gpu): Promise<string> {
-  let best = "tiled:" + DEFAULT_TILING;
+async function trial(gpu: Gpu): Promise<MatmulChoice> {
+  let best: MatmulChoice = { variant: "tiled", tiling: DEFAULT_TILING };
   let bestMs = Infinity;
-  for (const name of ["texture", ...Object.keys(TILINGS).map((t) => `tiled:${t}`)]) {
-    const ms = await timeCandidate(gpu, parseChoice(name)!);
-    if (ms < bestMs) [best, bestMs] = [name, ms];
+  const candidates: MatmulChoice[] = [
+    { variant: "texture" },
+    ...Object.keys(TILINGS).map((tiling) => ({ variant: "tiled" as const, tiling })),
+  ];
+  for (const candidate of candidates) {
+    const ms = await timeCandidate(gpu, candidate);
+    if (ms < bestMs) [best, bestMs] = [candidate, ms];
   }
   return best;
 }
@@ -157,7 +150,7 @@ async function textureVariantWorks(gpu: Gpu): Promise<boolean> {
 }
 
 /** Reads an environment variable only when permission is already granted (never prompts). */
-export function readEnv(name: string): string | undefined {
+function readEnv(name: string): string | undefined {
   try {
     const state = Deno.permissions.querySync({ name: "env", variable: name }).state;
     return state === "granted" ? Deno.env.get(name) : undefined;
@@ -171,7 +164,7 @@ export function readEnv(name: string): string | undefined {
  * `options`. A round ends in one wait of at least 11 ms (Deno polls the GPU every 10 ms), so the
  * products per round grow until a round takes 50 ms or more; then the best of three rounds counts.
  */
-export async function timeCandidate(gpu: Gpu, options: Choice): Promise<number> {
+export async function timeCandidate(gpu: Gpu, options: MatmulChoice): Promise<number> {
   const [M, N, K] = [1024, 128, 3072];
   const x = Tensor.empty(gpu, [M, K], "f32", "autotune X");
   const w = Tensor.empty(gpu, [K, N], "f32", "autotune W");
@@ -214,7 +207,7 @@ export async function timeCandidate(gpu: Gpu, options: Choice): Promise<number> 
  * ```
  */
 export function slowAdapterHint(gpu: Gpu): string | null {
-  if (gpu.adapter.fallback && chosen.get(gpu)?.variant === "blocked") {
+  if (adapterKind(gpu) === "software" && madeMatmulChoice(gpu)?.variant === "blocked") {
     return "note: this software adapter cannot read storage textures (Mesa's OpenGL backend), so " +
       "training runs several times slower; `apt-get install mesa-vulkan-drivers` provides the " +
       "Vulkan one (lavapipe), which is picked automatically";
