@@ -19,6 +19,7 @@ import { Loader } from "../lib/data/loader.ts";
 import { StepEncoder } from "../lib/gpu/encoder.ts";
 import { requestGpu } from "../lib/gpu/device.ts";
 import { FIXTURE_META, writeFixture } from "./fixtures/cifar_fixture.ts";
+import { hasGpu } from "./helpers.ts";
 
 // The real CIFAR-10 beside the checkout (CI puts a copy of shared/ next to the clone).
 const REAL = "../shared/data";
@@ -278,7 +279,7 @@ Deno.test("fuzz: 10,000 random and mutated inputs give valid data or a clean err
 Deno.test({
   name:
     "real data: counts, classes, first labels, and a GPU batch equal to the CPU images to the bit",
-  ignore: !hasReal,
+  ignore: !hasReal || !hasGpu,
   async fn() {
     const data = await loadCifar10(REAL);
     assert.equal(data.train.count, 50_000);

@@ -21,6 +21,8 @@ export function testGpu(): Promise<Gpu | string> {
 export const hasGpu: boolean = typeof navigator !== "undefined" && !!navigator.gpu &&
   (await navigator.gpu.requestAdapter()) !== null;
 
+if (!hasGpu) console.log("no WebGPU adapter: the GPU tests of this file are reported as ignored");
+
 /** GPU tests run only where an adapter exists; elsewhere they are reported as ignored. */
 export function gpuTest(name: string, fn: (gpu: Gpu) => Promise<void>): void {
   Deno.test({

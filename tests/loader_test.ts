@@ -1,13 +1,12 @@
 import assert from "node:assert/strict";
-import { requestGpu } from "../lib/gpu/device.ts";
+import type { Gpu } from "../lib/gpu/device.ts";
 import { StepEncoder } from "../lib/gpu/encoder.ts";
 import { GpuDataset, splitDataset } from "../lib/data/dataset.ts";
 import { Loader, type LoaderOptions } from "../lib/data/loader.ts";
 import { compare, gatherRef } from "./reference/data.ts";
 import { lcgBytes } from "./fixtures/cifar_fixture.ts";
 import type { ImageSet } from "../lib/data/cifar10.ts";
-
-const gpu = await requestGpu();
+import { gpuTest } from "./helpers.ts";
 
 /** 37 synthetic images (does not divide the batch sizes or the workgroup). */
 function synthetic(count = 37): ImageSet {
@@ -18,6 +17,7 @@ function synthetic(count = 37): ImageSet {
 
 /** Gathers every batch of `epoch` in one submission, copying each x/y out after its gather. */
 async function gatherEpoch(
+  gpu: Gpu,
   loader: Loader,
   epoch: number,
 ): Promise<{ x: Float32Array[]; y: Uint32Array[] }> {
@@ -48,6 +48,7 @@ async function gatherEpoch(
 }
 
 async function checkAgainstTwin(
+  gpu: Gpu,
   set: ImageSet,
   options: LoaderOptions,
   exact: boolean,
@@ -57,7 +58,7 @@ async function checkAgainstTwin(
   const loader = new Loader(gpu, dataset, options);
   try {
     for (const epoch of [0, 1, 2]) {
-      const got = await gatherEpoch(loader, epoch);
+      const got = await gatherEpoch(gpu, loader, epoch);
       const order = loader.order(epoch);
       const aug = loader.augmentation(epoch);
       for (let i = 0; i < loader.batchesPerEpoch; i++) {
@@ -80,13 +81,23 @@ async function checkAgainstTwin(
   }
 }
 
-Deno.test("gather equals the twin bit for bit (pixel / 255 in f32), 4 shards, partial last batch", async () => {
-  await checkAgainstTwin(synthetic(), { batchSize: 16, shuffle: true, seed: 3 }, true, 3072 * 10);
-});
+gpuTest(
+  "gather equals the twin bit for bit (pixel / 255 in f32), 4 shards, partial last batch",
+  async (gpu) => {
+    await checkAgainstTwin(
+      gpu,
+      synthetic(),
+      { batchSize: 16, shuffle: true, seed: 3 },
+      true,
+      3072 * 10,
+    );
+  },
+);
 
-Deno.test("gather with normalisation matches the twin", async () => {
+gpuTest("gather with normalisation matches the twin", async (gpu) => {
   const normalize = { mean: [0.4914, 0.4822, 0.4465], std: [0.247, 0.243, 0.261] } as const;
   await checkAgainstTwin(
+    gpu,
     synthetic(),
     { batchSize: 8, shuffle: true, seed: 1, normalize },
     false,
@@ -94,19 +105,25 @@ Deno.test("gather with normalisation matches the twin", async () => {
   );
 });
 
-Deno.test("gather with flip and crop augmentation matches the twin", async () => {
+gpuTest("gather with flip and crop augmentation matches the twin", async (gpu) => {
   await checkAgainstTwin(
+    gpu,
     synthetic(),
     { batchSize: 16, shuffle: true, seed: 5, augment: { flip: true, crop: 4 } },
     true,
     3072 * 20,
   );
   const normalize = { mean: [0.5, 0.5, 0.5], std: [0.25, 0.5, 2] } as const;
-  await checkAgainstTwin(synthetic(29), { batchSize: 29, augment: { crop: 2 }, normalize }, false);
-  await checkAgainstTwin(synthetic(13), { batchSize: 5, augment: { flip: true } }, true);
+  await checkAgainstTwin(
+    gpu,
+    synthetic(29),
+    { batchSize: 29, augment: { crop: 2 }, normalize },
+    false,
+  );
+  await checkAgainstTwin(gpu, synthetic(13), { batchSize: 5, augment: { flip: true } }, true);
 });
 
-Deno.test("augmentation draws: flips about half, crop offsets cover 0..2·crop", () => {
+gpuTest("augmentation draws: flips about half, crop offsets cover 0..2·crop", (gpu) => {
   const dataset = GpuDataset.upload(gpu, synthetic(2000 / 10));
   const loader = new Loader(gpu, dataset, {
     batchSize: 64,
@@ -124,9 +141,10 @@ Deno.test("augmentation draws: flips about half, crop offsets cover 0..2·crop",
     loader.dispose();
     dataset.dispose();
   }
+  return Promise.resolve();
 });
 
-Deno.test("order: every index once per epoch, reproducible, different across epochs", () => {
+gpuTest("order: every index once per epoch, reproducible, different across epochs", (gpu) => {
   const dataset = GpuDataset.upload(gpu, synthetic(101));
   const a = new Loader(gpu, dataset, { batchSize: 10, shuffle: true, seed: 42 });
   const b = new Loader(gpu, dataset, { batchSize: 10, shuffle: true, seed: 42 });
@@ -147,9 +165,10 @@ Deno.test("order: every index once per epoch, reproducible, different across epo
     for (const l of [a, b, c, plain]) l.dispose();
     dataset.dispose();
   }
+  return Promise.resolve();
 });
 
-Deno.test("two epochs encoded in one submission, and GPU memory flat across epochs", async () => {
+gpuTest("two epochs encoded in one submission, and GPU memory flat across epochs", async (gpu) => {
   const set = synthetic();
   const dataset = GpuDataset.upload(gpu, set);
   const loader = new Loader(gpu, dataset, { batchSize: 16, shuffle: true, seed: 11 });
@@ -180,7 +199,7 @@ Deno.test("two epochs encoded in one submission, and GPU memory flat across epoc
     assert.deepEqual(got, want);
 
     const live = gpu.memory.liveBytes;
-    for (const epoch of [2, 3, 4]) await gatherEpoch(loader, epoch);
+    for (const epoch of [2, 3, 4]) await gatherEpoch(gpu, loader, epoch);
     assert.equal(gpu.memory.liveBytes, live);
   } finally {
     loader.dispose();
@@ -188,42 +207,45 @@ Deno.test("two epochs encoded in one submission, and GPU memory flat across epoc
   }
 });
 
-Deno.test("splitDataset: a reproducible partition; a loader over a subset visits only it", async () => {
-  const set = synthetic(200);
-  const dataset = GpuDataset.upload(gpu, set);
-  try {
-    const [first, second] = splitDataset(dataset, 0.7, 1);
-    const again = splitDataset(dataset, 0.7, 1);
-    assert.deepEqual(again[0].indices, first.indices);
-    assert.equal(first.indices.length + second.indices.length, 200);
-    assert.ok(
-      first.indices.length > 110 && first.indices.length < 170,
-      `${first.indices.length} of 200`,
-    );
-    const all = [...first.indices, ...second.indices].sort((a, b) => a - b);
-    assert.deepEqual(all, Array.from({ length: 200 }, (_, i) => i));
-    assert.notDeepEqual(splitDataset(dataset, 0.7, 2)[0].indices, first.indices);
-    assert.equal(splitDataset(dataset, 0, 1)[0].indices.length, 0);
-    assert.throws(
-      () => splitDataset(dataset, 1.5, 0),
-      /share must be in \[0, 1\]: current value is 1.5/,
-    );
-
-    const loader = new Loader(gpu, second, { batchSize: 7, shuffle: true, seed: 2 });
+gpuTest(
+  "splitDataset: a reproducible partition; a loader over a subset visits only it",
+  async (gpu) => {
+    const set = synthetic(200);
+    const dataset = GpuDataset.upload(gpu, set);
     try {
-      const got = await gatherEpoch(loader, 0);
-      const order = loader.order(0);
-      assert.deepEqual([...order].sort((a, b) => a - b), [...second.indices]);
-      assert.deepEqual(got.y.flatMap((y) => [...y]), [...order].map((s) => set.labels[s]));
-    } finally {
-      loader.dispose();
-    }
-  } finally {
-    dataset.dispose();
-  }
-});
+      const [first, second] = splitDataset(dataset, 0.7, 1);
+      const again = splitDataset(dataset, 0.7, 1);
+      assert.deepEqual(again[0].indices, first.indices);
+      assert.equal(first.indices.length + second.indices.length, 200);
+      assert.ok(
+        first.indices.length > 110 && first.indices.length < 170,
+        `${first.indices.length} of 200`,
+      );
+      const all = [...first.indices, ...second.indices].sort((a, b) => a - b);
+      assert.deepEqual(all, Array.from({ length: 200 }, (_, i) => i));
+      assert.notDeepEqual(splitDataset(dataset, 0.7, 2)[0].indices, first.indices);
+      assert.equal(splitDataset(dataset, 0, 1)[0].indices.length, 0);
+      assert.throws(
+        () => splitDataset(dataset, 1.5, 0),
+        /share must be in \[0, 1\]: current value is 1.5/,
+      );
 
-Deno.test("bad options and calls are refused with the value", () => {
+      const loader = new Loader(gpu, second, { batchSize: 7, shuffle: true, seed: 2 });
+      try {
+        const got = await gatherEpoch(gpu, loader, 0);
+        const order = loader.order(0);
+        assert.deepEqual([...order].sort((a, b) => a - b), [...second.indices]);
+        assert.deepEqual(got.y.flatMap((y) => [...y]), [...order].map((s) => set.labels[s]));
+      } finally {
+        loader.dispose();
+      }
+    } finally {
+      dataset.dispose();
+    }
+  },
+);
+
+gpuTest("bad options and calls are refused with the value", (gpu) => {
   const dataset = GpuDataset.upload(gpu, synthetic(5));
   try {
     assert.throws(
@@ -251,9 +273,10 @@ Deno.test("bad options and calls are refused with the value", () => {
   } finally {
     dataset.dispose();
   }
+  return Promise.resolve();
 });
 
-Deno.test("gather into a texture (matmul operand layout) equals the buffer batch", async () => {
+gpuTest("gather into a texture (matmul operand layout) equals the buffer batch", async (gpu) => {
   const set = synthetic();
   const dataset = GpuDataset.upload(gpu, set, { maxShardBytes: 3072 * 20 });
   for (const augment of [undefined, { flip: true, crop: 3 }]) {

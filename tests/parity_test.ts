@@ -21,7 +21,7 @@ import { Adam } from "../lib/optim/adam.ts";
 import { seedModel, type Variant } from "../lib/train/experiment.ts";
 import { loadModel } from "../lib/train/checkpoint.ts";
 import { readSafetensorsFile, writeSafetensorsFile } from "../lib/io/safetensors.ts";
-import { assertClose, assertWithin } from "./helpers.ts";
+import { assertClose, assertWithin, hasGpu } from "./helpers.ts";
 import { encodeTrainingStep, type Trainer } from "../lib/train/step.ts";
 
 // WGNN_PARITY_DATA: another folder holding cifar-10-batches-bin/ (the GPU machine gets only the
@@ -146,7 +146,7 @@ function lossBounds(spread: number[]): number[] {
 for (const variant of ["plain", "bn", "dropout"] as Variant[]) {
   Deno.test({
     name: `parity with PyTorch: ${variant} model, 20 Adam steps on real CIFAR-10`,
-    ignore: !hasData,
+    ignore: !hasData || !hasGpu,
     sanitizeResources: false,
     sanitizeOps: false,
     fn: async () => {
@@ -229,7 +229,7 @@ for (const variant of ["plain", "bn", "dropout"] as Variant[]) {
 Deno.test({
   name:
     "safetensors round trip through PyTorch: saved here, loaded there; saved there, loaded here",
-  ignore: !hasData || !(await hasTorch()),
+  ignore: !hasData || !hasGpu || !(await hasTorch()),
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
