@@ -12,7 +12,7 @@ import type { GpuBuffer } from "../gpu/buffer.ts";
 import { ParamsLayout } from "../gpu/params.ts";
 import { Tensor } from "../tensor.ts";
 import batchnormSource from "../../kernels/batchnorm.wgsl" with { type: "text" };
-import { KernelCall } from "./kernel_call.ts";
+import { entryPoint, KernelCall, type KernelFamily } from "./kernel_call.ts";
 import {
   type AttachContext,
   checkInput,
@@ -24,7 +24,54 @@ import {
 } from "./module.ts";
 import type { Parameter, ParameterSpec } from "./parameter.ts";
 
-const BATCHNORM = { name: "batchnorm", source: batchnormSource };
+/** kernels/batchnorm.wgsl and its bindings (as its `@binding` lines; tests/bindings_test.ts). */
+export const BATCHNORM = {
+  name: "batchnorm",
+  source: batchnormSource,
+  bindings: {
+    x: 0,
+    gamma: 1,
+    beta: 2,
+    y: 3,
+    saved: 4,
+    state: 5,
+    p: 6,
+    dy: 7,
+    saved_in: 8,
+    dx: 9,
+    dgamma: 10,
+    dbeta: 11,
+  },
+} as const satisfies KernelFamily;
+const FORWARD_TRAIN = entryPoint(BATCHNORM, "forward_train", [
+  "x",
+  "gamma",
+  "beta",
+  "y",
+  "saved",
+  "state",
+  "p",
+]);
+// Eval never touches the saved batch statistics.
+const FORWARD_EVAL = entryPoint(BATCHNORM, "forward_eval", [
+  "x",
+  "gamma",
+  "beta",
+  "y",
+  "state",
+  "p",
+]);
+// `saved_in` is `saved` again, bound read-only.
+const BACKWARD = entryPoint(BATCHNORM, "backward", [
+  "x",
+  "gamma",
+  "dy",
+  "saved_in",
+  "dx",
+  "dgamma",
+  "dbeta",
+  "p",
+]);
 const BN_PARAMS = new ParamsLayout("batchnorm.Params", {
   B: "u32",
   F: "u32",
@@ -125,9 +172,9 @@ export class BatchNorm1d extends Module {
   #buffers = new PerBatch((batch) =>
     new BatchNormBuffers(this.requireGpu(), batch, this.numFeatures, this.eps, this.momentum)
   );
-  #train: KernelCall | null = null;
-  #eval: KernelCall | null = null;
-  #backward: KernelCall | null = null;
+  #train: KernelCall<typeof FORWARD_TRAIN> | null = null;
+  #eval: KernelCall<typeof FORWARD_EVAL> | null = null;
+  #backward: KernelCall<typeof BACKWARD> | null = null;
   /** Stand-ins bound where γ/β and their gradients do not exist (affine: false). */
   #dummy: Tensor | null = null;
   #dummyGrads: [Tensor, Tensor] | null = null;
@@ -188,9 +235,9 @@ export class BatchNorm1d extends Module {
       Tensor.empty(gpu, [F], "f32", "batchnorm.unused.dbeta"),
     ];
     const constants = { WG, AFFINE: Number(this.affine), TRACK: Number(this.trackRunningStats) };
-    this.#train = new KernelCall(gpu, BATCHNORM, "forward_train", constants);
-    this.#eval = new KernelCall(gpu, BATCHNORM, "forward_eval", constants);
-    this.#backward = new KernelCall(gpu, BATCHNORM, "backward", constants);
+    this.#train = new KernelCall(gpu, FORWARD_TRAIN, constants);
+    this.#eval = new KernelCall(gpu, FORWARD_EVAL, constants);
+    this.#backward = new KernelCall(gpu, BACKWARD, constants);
   }
 
   /** The input shape, which must be [F]; throws a RangeError otherwise. */
@@ -223,26 +270,11 @@ export class BatchNorm1d extends Module {
     const gamma = this.#gamma?.value ?? this.#dummy!;
     const beta = this.#beta?.value ?? this.#dummy!;
     const grid: [number, number, number] = [Math.ceil(this.numFeatures / WG), 1, 1];
+    const y = bufs.y, state = this.#state!, p = bufs.params;
     if (this.training) {
-      this.#train!.encode(enc, grid, [0, 1, 2, 3, 4, 5, 6], [
-        x,
-        gamma,
-        beta,
-        bufs.y,
-        this.#saved!,
-        this.#state!,
-        bufs.params,
-      ]);
+      this.#train!.encode(enc, grid, { x, gamma, beta, y, saved: this.#saved!, state, p });
     } else {
-      // Eval never touches the saved batch statistics.
-      this.#eval!.encode(enc, grid, [0, 1, 2, 3, 5, 6], [
-        x,
-        gamma,
-        beta,
-        bufs.y,
-        this.#state!,
-        bufs.params,
-      ]);
+      this.#eval!.encode(enc, grid, { x, gamma, beta, y, state, p });
     }
     this.#x = x;
     this.#wasTraining = this.training;
@@ -266,25 +298,16 @@ export class BatchNorm1d extends Module {
     dY.expectShape(`Cannot run ${this.describe()} backward`, [batch, this.numFeatures]);
     const bufs = this.#buffers.get(batch);
     const dx = bufs.dx();
-    this.#backward!.encode(enc, [Math.ceil(this.numFeatures / WG), 1, 1], [
-      0,
-      1,
-      7,
-      8,
-      9,
-      10,
-      11,
-      6,
-    ], [
-      this.#x,
-      this.#gamma?.value ?? this.#dummy!,
-      dY,
-      this.#saved!,
+    this.#backward!.encode(enc, [Math.ceil(this.numFeatures / WG), 1, 1], {
+      x: this.#x,
+      gamma: this.#gamma?.value ?? this.#dummy!,
+      dy: dY,
+      saved_in: this.#saved!,
       dx,
-      this.#gamma?.grad ?? this.#dummyGrads![0],
-      this.#beta?.grad ?? this.#dummyGrads![1],
-      bufs.params,
-    ]);
+      dgamma: this.#gamma?.grad ?? this.#dummyGrads![0],
+      dbeta: this.#beta?.grad ?? this.#dummyGrads![1],
+      p: bufs.params,
+    });
     return dx;
   }
 

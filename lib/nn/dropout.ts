@@ -14,13 +14,24 @@ import { grid1d } from "../gpu/kernels.ts";
 import { ParamsLayout } from "../gpu/params.ts";
 import { Tensor } from "../tensor.ts";
 import dropoutSource from "../../kernels/dropout.wgsl" with { type: "text" };
-import { KernelCall } from "./kernel_call.ts";
+import { entryPoint, KernelCall, type KernelFamily } from "./kernel_call.ts";
 import { type AttachContext, disposeAll, Module, PerBatch } from "./module.ts";
 import type { Parameter } from "./parameter.ts";
 import { currentSeed } from "./random.ts";
 
-/** The dropout kernel family (also used by Sequential for the step counter). */
-export const DROPOUT_KERNEL = { name: "dropout", source: dropoutSource };
+/**
+ * kernels/dropout.wgsl and its bindings (as its `@binding` lines; tests/bindings_test.ts): the
+ * masks, and the step counter they key on.
+ */
+export const DROPOUT_KERNEL = {
+  name: "dropout",
+  source: dropoutSource,
+  bindings: { src: 0, counter: 1, dst: 2, p: 3, counter_rw: 4 },
+} as const satisfies KernelFamily;
+/** `dst = keep ? src·scale : 0`: forward (x → y) and backward (dY → dX) alike. */
+const DROPOUT_MAIN = entryPoint(DROPOUT_KERNEL, "main", ["src", "counter", "dst", "p"]);
+/** Advances the step counter at the start of a training forward (run by Sequential). */
+export const COUNTER_ADVANCE = entryPoint(DROPOUT_KERNEL, "advance", ["counter_rw"]);
 const DROPOUT_PARAMS = new ParamsLayout("dropout.Params", {
   n: "u32",
   seed: "u32",
@@ -81,7 +92,7 @@ export class Dropout extends Module {
   /** The seed keying the masks (the manualSeed value at construction). */
   readonly seed: number;
   #counter: Tensor | null = null;
-  #call: KernelCall | null = null;
+  #call: KernelCall<typeof DROPOUT_MAIN> | null = null;
   #shape: readonly number[] = [];
   #buffers = new PerBatch((batch) =>
     new DropoutBuffers(this.requireGpu(), [batch, ...this.#shape.slice(1)], {
@@ -113,7 +124,7 @@ export class Dropout extends Module {
   override attach(context: AttachContext, params: Parameter[]): void {
     super.attach(context, params);
     this.#counter = context.stepCounter;
-    this.#call = new KernelCall(context.gpu, DROPOUT_KERNEL, "main", { WG });
+    this.#call = new KernelCall(context.gpu, DROPOUT_MAIN, { WG });
   }
 
   /** The input shape, unchanged. */
@@ -131,12 +142,12 @@ export class Dropout extends Module {
     if (!this.training || this.p === 0) return x;
     this.#shape = x.shape;
     const bufs = this.#buffers.get(x.shape[0]);
-    this.#call!.encode(enc, grid1d(Math.ceil(bufs.n / WG)), [0, 1, 2, 3], [
-      x,
-      this.#counter!,
-      bufs.y,
-      bufs.params,
-    ]);
+    this.#call!.encode(enc, grid1d(Math.ceil(bufs.n / WG)), {
+      src: x,
+      counter: this.#counter!,
+      dst: bufs.y,
+      p: bufs.params,
+    });
     return bufs.y;
   }
 
@@ -145,12 +156,12 @@ export class Dropout extends Module {
     if (!this.#lastTraining || this.p === 0) return dY;
     const bufs = this.#buffers.get(dY.shape[0]);
     const dx = bufs.dx();
-    this.#call!.encode(enc, grid1d(Math.ceil(bufs.n / WG)), [0, 1, 2, 3], [
-      dY,
-      this.#counter!,
-      dx,
-      bufs.params,
-    ]);
+    this.#call!.encode(enc, grid1d(Math.ceil(bufs.n / WG)), {
+      src: dY,
+      counter: this.#counter!,
+      dst: dx,
+      p: bufs.params,
+    });
     return dx;
   }
 

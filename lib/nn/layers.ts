@@ -11,7 +11,7 @@ import type { StepEncoder } from "../gpu/encoder.ts";
 import { grid1d } from "../gpu/kernels.ts";
 import type { GpuBuffer } from "../gpu/buffer.ts";
 import { Tensor } from "../tensor.ts";
-import { ACT_PARAMS, ACT_WG as WG, ACTIVATION } from "./activation_kernel.ts";
+import { ACT_BACKWARD, ACT_FORWARD, ACT_PARAMS, ACT_WG as WG } from "./activation_kernel.ts";
 import { KernelCall } from "./kernel_call.ts";
 import { type AttachContext, disposeAll, Module, PerBatch } from "./module.ts";
 import type { Parameter } from "./parameter.ts";
@@ -65,8 +65,8 @@ export class LeakyReLU extends Module {
   /** Set by Sequential when this activation runs inside the preceding Linear's epilogue. */
   fused = false;
   #x: Tensor | null = null;
-  #forward: KernelCall | null = null;
-  #backward: KernelCall | null = null;
+  #forward: KernelCall<typeof ACT_FORWARD> | null = null;
+  #backward: KernelCall<typeof ACT_BACKWARD> | null = null;
   #buffers = new PerBatch((batch) =>
     new ActivationBuffers(this.requireGpu(), batch, this.#features)
   );
@@ -97,8 +97,8 @@ export class LeakyReLU extends Module {
   override attach(context: AttachContext, params: Parameter[]): void {
     super.attach(context, params);
     if (this.fused) return;
-    this.#forward = new KernelCall(context.gpu, ACTIVATION, "forward", { WG });
-    this.#backward = new KernelCall(context.gpu, ACTIVATION, "backward", { WG });
+    this.#forward = new KernelCall(context.gpu, ACT_FORWARD, { WG });
+    this.#backward = new KernelCall(context.gpu, ACT_BACKWARD, { WG });
   }
 
   /** Encodes the forward pass; the returned tensor is owned by this module. */
@@ -108,11 +108,11 @@ export class LeakyReLU extends Module {
     this.#features = x.numel / x.shape[0];
     const bufs = this.#buffers.get(x.shape[0]);
     this.#x = x;
-    this.#forward!.encode(enc, grid1d(Math.ceil(bufs.n / WG)), [0, 2, 3], [
-      x,
-      bufs.y,
-      bufs.params(this.slope),
-    ]);
+    this.#forward!.encode(enc, grid1d(Math.ceil(bufs.n / WG)), {
+      src: x,
+      dst: bufs.y,
+      p: bufs.params(this.slope),
+    });
     return bufs.y.reshape(x.shape);
   }
 
@@ -124,12 +124,12 @@ export class LeakyReLU extends Module {
     }
     const bufs = this.#buffers.get(dY.shape[0]);
     const dX = bufs.dX();
-    this.#backward!.encode(enc, grid1d(Math.ceil(bufs.n / WG)), [0, 1, 2, 3], [
-      this.#x,
-      dY,
-      dX,
-      bufs.params(this.slope),
-    ]);
+    this.#backward!.encode(enc, grid1d(Math.ceil(bufs.n / WG)), {
+      src: this.#x,
+      dy: dY,
+      dst: dX,
+      p: bufs.params(this.slope),
+    });
     return dX.reshape(dY.shape);
   }
 

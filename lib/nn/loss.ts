@@ -15,10 +15,35 @@ import { grid1d } from "../gpu/kernels.ts";
 import { ParamsLayout } from "../gpu/params.ts";
 import { Tensor } from "../tensor.ts";
 import crossEntropySource from "../../kernels/cross_entropy.wgsl" with { type: "text" };
-import { KernelCall } from "./kernel_call.ts";
+import { entryPoint, KernelCall, type KernelFamily } from "./kernel_call.ts";
 import { disposeAll, PerBatch } from "./module.ts";
 
-const CROSS_ENTROPY = { name: "cross_entropy", source: crossEntropySource };
+/** kernels/cross_entropy.wgsl and its bindings (as its `@binding` lines; tests/bindings_test.ts). */
+export const CROSS_ENTROPY = {
+  name: "cross_entropy",
+  source: crossEntropySource,
+  bindings: {
+    logits: 0,
+    labels: 1,
+    weights: 2,
+    dlogits: 3,
+    row_stats: 4,
+    p: 5,
+    row_stats_in: 6,
+    acc: 7,
+  },
+} as const satisfies KernelFamily;
+/** Loss and gradient per row. */
+const ROWS = entryPoint(CROSS_ENTROPY, "rows", [
+  "logits",
+  "labels",
+  "weights",
+  "dlogits",
+  "row_stats",
+  "p",
+]);
+/** The batch's sums into the accumulator (`row_stats_in` is `row_stats`, bound read-only). */
+const REDUCE = entryPoint(CROSS_ENTROPY, "reduce", ["row_stats_in", "labels", "acc", "p"]);
 const CE_PARAMS = new ParamsLayout("cross_entropy.Params", {
   B: "u32",
   C: "u32",
@@ -248,8 +273,8 @@ export class CrossEntropyLoss {
   /** The class weights, or null for all 1. */
   readonly weight: Float32Array | null;
   #gpu: Gpu | null = null;
-  #rows: KernelCall | null = null;
-  #reduce: KernelCall | null = null;
+  #rows: KernelCall<typeof ROWS> | null = null;
+  #reduce: KernelCall<typeof REDUCE> | null = null;
   #weights: Tensor | null = null;
   #classes = 0;
   #buffers: PerBatch<LossBuffers> | null = null;
@@ -304,8 +329,8 @@ export class CrossEntropyLoss {
     this.#gpu = gpu;
     this.#classes = classes;
     const constants = { WG, RWG, WEIGHTED: Number(this.weight !== null) };
-    this.#rows = new KernelCall(gpu, CROSS_ENTROPY, "rows", constants);
-    this.#reduce = new KernelCall(gpu, CROSS_ENTROPY, "reduce", constants);
+    this.#rows = new KernelCall(gpu, ROWS, constants);
+    this.#reduce = new KernelCall(gpu, REDUCE, constants);
     this.#weights = Tensor.from(
       gpu,
       this.weight ?? new Float32Array(classes).fill(1),
@@ -342,20 +367,20 @@ export class CrossEntropyLoss {
     }
     this.#setup(logits.gpu, classes);
     const bufs = this.#buffers!.get(batch);
-    this.#rows!.encode(enc, grid1d(Math.ceil(batch / WG)), [0, 1, 2, 3, 4, 5], [
+    this.#rows!.encode(enc, grid1d(Math.ceil(batch / WG)), {
       logits,
       labels,
-      this.#weights!,
-      bufs.grad,
-      bufs.rowStats,
-      bufs.params,
-    ]);
-    this.#reduce!.encode(enc, [1, 1, 1], [6, 1, 7, 5], [
-      bufs.rowStats,
+      weights: this.#weights!,
+      dlogits: bufs.grad,
+      row_stats: bufs.rowStats,
+      p: bufs.params,
+    });
+    this.#reduce!.encode(enc, [1, 1, 1], {
+      row_stats_in: bufs.rowStats,
       labels,
-      (stats ?? this.#stats!).acc,
-      bufs.params,
-    ]);
+      acc: (stats ?? this.#stats!).acc,
+      p: bufs.params,
+    });
     this.#last = bufs;
   }
 

@@ -11,7 +11,7 @@
 import type { Gpu } from "../gpu/device.ts";
 import type { StepEncoder } from "../gpu/encoder.ts";
 import { describeData, Tensor } from "../tensor.ts";
-import { DROPOUT_KERNEL } from "./dropout.ts";
+import { COUNTER_ADVANCE } from "./dropout.ts";
 import { KernelCall } from "./kernel_call.ts";
 import { Flatten, LeakyReLU } from "./layers.ts";
 import { Linear } from "./linear.ts";
@@ -126,7 +126,7 @@ export class Sequential extends Module {
   #arena: ParameterArena | null = null;
   #owned: Parameter[][] = [];
   #counter: Tensor | null = null;
-  #advance: KernelCall | null = null;
+  #advance: KernelCall<typeof COUNTER_ADVANCE> | null = null;
   #firstParam = 0;
 
   /** Chains `modules` (at least one). Throws a TypeError for an argument that is not a Module. */
@@ -169,7 +169,7 @@ export class Sequential extends Module {
     );
     this.#arena = new ParameterArena(gpu, specs, "params");
     this.#counter = Tensor.from(gpu, new Uint32Array(2), [2], "train step counter");
-    this.#advance = new KernelCall(gpu, DROPOUT_KERNEL, "advance");
+    this.#advance = new KernelCall(gpu, COUNTER_ADVANCE);
     let offset = 0;
     const firstWithParams = this.modules.findIndex((m) => m.parameterSpecs().length > 0);
     this.#firstParam = firstWithParams;
@@ -210,7 +210,7 @@ export class Sequential extends Module {
   /** Encodes the forward pass of every module; in train mode, advances the step counter first. */
   forward(enc: StepEncoder, x: Tensor): Tensor {
     this.requireGpu();
-    if (this.training) this.#advance!.encode(enc, [1, 1, 1], [4], [this.#counter!]);
+    if (this.training) this.#advance!.encode(enc, [1, 1, 1], { counter_rw: this.#counter! });
     return this.modules.reduce((h, m) => m.forward(enc, h), x);
   }
 

@@ -14,15 +14,30 @@
 
 import type { GpuBuffer } from "../gpu/buffer.ts";
 import type { StepEncoder } from "../gpu/encoder.ts";
-import { grid1d, type Kernel } from "../gpu/kernels.ts";
+import { grid1d } from "../gpu/kernels.ts";
 import { ParamsLayout } from "../gpu/params.ts";
 import type { ParameterGroup } from "./group.ts";
 import { checkGroup, checkMin } from "./validate.ts";
+import { bindGroupEntries, bindings, type KernelFamily } from "../nn/kernel_call.ts";
 import { ParameterArena } from "../nn/parameter.ts";
 import { Tensor } from "../tensor.ts";
 import optimSource from "../../kernels/optim.wgsl" with { type: "text" };
 
-const KERNEL: Kernel = { name: "optim", source: optimSource };
+/**
+ * kernels/optim.wgsl and its bindings (as its `@binding` lines, where `*_vec4` and `*_scalar`
+ * view grad, param and state as `grad4` or `grad1`...; tests/bindings_test.ts).
+ */
+export const OPTIM = {
+  name: "optim",
+  source: optimSource,
+  bindings: { grad: 0, param: 1, state: 2, scalars: 3, p: 4 },
+} as const satisfies KernelFamily;
+/** The update entry points of SGD and Adam. */
+const UPDATE = bindings(OPTIM, ["grad", "param", "state", "scalars", "p"]);
+/** RMSprop's: it reads neither t nor the bias corrections, so its auto layout lacks `scalars`. */
+const RMSPROP_UPDATE = bindings(OPTIM, ["grad", "param", "state", "p"]);
+/** `tick`: the step counter and its derived scalars. */
+const TICK = bindings(OPTIM, ["scalars", "p"]);
 
 /** Invocations per workgroup of the update kernels (a multiple of the SIMD width, 8 or 16). */
 const WG = 64;
@@ -210,19 +225,20 @@ export abstract class Optimizer {
         k("params"),
       );
       const entry = `${spec.rule}_${vec4 ? "vec4" : "scalar"}`;
-      const pipeline = gpu.pipelines.get(KERNEL, entry, { ...spec.constants, WG });
-      const entries: GPUBindGroupEntry[] = [
-        { binding: 0, resource: pair.grad.binding() },
-        { binding: 1, resource: pair.value.binding() },
-        { binding: 2, resource: state ? state.binding() : { buffer: this.#dummy.buffer } },
-        { binding: 3, resource: this.#scalars.binding() },
-        { binding: 4, resource: { buffer: uniform.buffer } },
-      ];
-      // RMSprop reads neither t nor the bias corrections, so its auto layout lacks binding 3.
+      const pipeline = gpu.pipelines.get(OPTIM, entry, { ...spec.constants, WG });
+      const resources = {
+        grad: pair.grad,
+        param: pair.value,
+        state: state ?? this.#dummy,
+        scalars: this.#scalars,
+        p: uniform,
+      };
       const bindGroup = gpu.device.createBindGroup({
         label: k(`update ${index}`),
         layout: pipeline.getBindGroupLayout(0),
-        entries: spec.rule === "rmsprop" ? entries.filter((e) => e.binding !== 3) : entries,
+        entries: spec.rule === "rmsprop"
+          ? bindGroupEntries(RMSPROP_UPDATE, resources)
+          : bindGroupEntries(UPDATE, resources),
       });
       const grid = grid1d(Math.ceil(numel / unit / WG));
       const prefix = this.#arena ? "" : `${index}.`;
@@ -238,16 +254,13 @@ export abstract class Optimizer {
         prefix,
       });
     });
-    const tick = gpu.pipelines.get(KERNEL, "tick");
+    const tick = gpu.pipelines.get(OPTIM, "tick");
     this.#tick = {
       pipeline: tick,
       bindGroup: gpu.device.createBindGroup({
         label: k("tick"),
         layout: tick.getBindGroupLayout(0),
-        entries: [
-          { binding: 3, resource: this.#scalars.binding() },
-          { binding: 4, resource: { buffer: this.#targets[0].uniform.buffer } },
-        ],
+        entries: bindGroupEntries(TICK, { scalars: this.#scalars, p: this.#targets[0].uniform }),
       }),
     };
   }

@@ -9,11 +9,17 @@ import type { StepEncoder } from "../gpu/encoder.ts";
 import { grid1d } from "../gpu/kernels.ts";
 import { ParamsLayout } from "../gpu/params.ts";
 import { Tensor } from "../tensor.ts";
-import { KernelCall } from "../nn/kernel_call.ts";
+import { entryPoint, KernelCall, type KernelFamily } from "../nn/kernel_call.ts";
 import { disposeAll, PerBatch } from "../nn/module.ts";
 import confusionSource from "../../kernels/confusion.wgsl" with { type: "text" };
 
-const CONFUSION = { name: "confusion", source: confusionSource };
+/** kernels/confusion.wgsl and its bindings (as its `@binding` lines; tests/bindings_test.ts). */
+export const CONFUSION = {
+  name: "confusion",
+  source: confusionSource,
+  bindings: { logits: 0, labels: 1, counts: 2, p: 3 },
+} as const satisfies KernelFamily;
+const ADD = entryPoint(CONFUSION, "main", ["logits", "labels", "counts", "p"]);
 const PARAMS = new ParamsLayout("confusion.Params", { B: "u32", C: "u32" });
 
 /** Counts of (true label, predicted label) pairs over the batches added since the last reset. */
@@ -21,13 +27,13 @@ export class ConfusionMatrix {
   /** Number of classes. */
   readonly classes: number;
   readonly #counts: Tensor;
-  readonly #call: KernelCall;
+  readonly #call: KernelCall<typeof ADD>;
   readonly #params: PerBatch<{ dispose(): void; buffer: ReturnType<typeof PARAMS.upload> }>;
 
   constructor(gpu: Gpu, classes: number) {
     this.classes = classes;
     this.#counts = Tensor.empty(gpu, [classes * classes], "u32", "confusion");
-    this.#call = new KernelCall(gpu, CONFUSION, "main", { WG: 64 });
+    this.#call = new KernelCall(gpu, ADD, { WG: 64 });
     this.#params = new PerBatch((batch) => {
       const buffer = PARAMS.upload(gpu, { B: batch, C: classes });
       return { buffer, dispose: () => buffer.dispose() };
@@ -43,12 +49,12 @@ export class ConfusionMatrix {
   add(enc: StepEncoder, logits: Tensor, labels: Tensor): void {
     const batch = logits.shape[0];
     const params = this.#params.get(batch).buffer;
-    this.#call.encode(enc, grid1d(Math.ceil(batch / 64)), [0, 1, 2, 3], [
+    this.#call.encode(enc, grid1d(Math.ceil(batch / 64)), {
       logits,
       labels,
-      this.#counts,
-      params,
-    ]);
+      counts: this.#counts,
+      p: params,
+    });
   }
 
   /** Reads the matrix: rows are true labels, columns predictions. */
