@@ -5,7 +5,9 @@
  * Three kernel variants serve different adapters:
  * - `texture` (kernels/matmul_texture.wgsl): operands are packed into read-only rgba32float
  *   storage textures; each invocation keeps a 16×16 block of C in registers. On Mesa's
- *   software adapters this is 5–10× faster than any storage-buffer kernel (perf-notes.md).
+ *   software adapters this is about 9× faster than the 4×4 storage-buffer yardstick
+ *   (BENCHMARKS.md): Mesa turns every storage-buffer load into a per-lane loop, while texture
+ *   reads compile to 128-bit loads.
  * - `tiled` (kernels/matmul_tiled.wgsl): storage buffers with shared-memory tiles, the usual
  *   winner on real GPUs, and the fallback when an operand exceeds the texture size limit.
  * - `blocked` (kernels/matmul_blocked.wgsl): storage buffers, an 8×8 register block and no
