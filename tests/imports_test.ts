@@ -54,10 +54,6 @@ const SIBLINGS: readonly [string, string][] = [["lib/nn/", "lib/data/"]];
  * grown by a file, fails the test.
  */
 const ALLOWED_CYCLES: readonly string[][] = [
-  // TODO(matmul_variant): remove once lib/ops/matmul_variant.ts no longer imports matmul.ts back
-  // (another change is removing this loop: matmul.ts imports the variant choice, and the
-  // variant's timed trial imports Matmul to run both kernels).
-  ["lib/ops/matmul.ts", "lib/ops/matmul_variant.ts"],
   // The GPU runtime's owner/back-reference: Gpu (device.ts) builds its PipelineCache and its
   // readback BufferPool, which keep the Gpu they belong to and name it with `import type`.
   // TODO(gpu-runtime): break it by giving buffer.ts and kernels.ts an interface of the few Gpu
