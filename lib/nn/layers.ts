@@ -27,6 +27,8 @@ export { Linear, type LinearOptions } from "./linear.ts";
  * ```
  */
 export class Flatten extends Module {
+  /** Forward is a reshape: input staging belongs to the module after it. */
+  override readonly reshapesOnly = true;
   #inputShape: readonly number[] = [];
 
   /** A short description, e.g. for error messages. */
@@ -91,6 +93,11 @@ export class LeakyReLU extends Module {
   /** Per-sample output shape for a per-sample input shape; throws on a mismatch. */
   outputShape(input: readonly number[]): number[] {
     return [...input];
+  }
+
+  /** Runs inside `previous`'s forward when the slope is ≥ 0 and `previous` takes it. */
+  override fuseInto(previous: Module): void {
+    if (this.slope >= 0 && previous.absorbActivation(this.slope)) this.fused = true;
   }
 
   /** Receives the GPU and its parameter views (called by Sequential.to). */

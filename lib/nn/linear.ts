@@ -174,11 +174,18 @@ export class Linear extends Module {
       name: "weight",
       shape: [this.inFeatures, this.outFeatures],
       init: this.#weightInit,
+      layout: "transposed", // PyTorch's [out, in]
     }];
     if (this.#biasInit) {
       specs.push({ name: "bias", shape: [this.outFeatures], init: this.#biasInit });
     }
     return specs;
+  }
+
+  /** Takes a following LeakyReLU into the forward matmul's epilogue (Sequential.to asks). */
+  override absorbActivation(slope: number): boolean {
+    this.fusedSlope = slope;
+    return true;
   }
 
   /** Receives the GPU and its parameter views (called by Sequential.to). */
@@ -268,7 +275,7 @@ export class Linear extends Module {
    * gather straight into it (and record that with {@link StagedOperand.fill}, after which the
    * forward reads it from there); null when the matmul does not use textures.
    */
-  inputStaging(batch: number): StagedOperand | null {
+  override inputStaging(batch: number): StagedOperand | null {
     this.requireGpu();
     return this.#buffers.get(batch).forward.staged("A");
   }

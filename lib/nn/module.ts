@@ -12,6 +12,7 @@
 
 import type { Gpu } from "../gpu/device.ts";
 import type { StepEncoder } from "../gpu/encoder.ts";
+import type { StagedOperand } from "../ops/matmul.ts";
 import type { Tensor } from "../tensor.ts";
 import type { Parameter, ParameterSpec } from "./parameter.ts";
 
@@ -131,9 +132,38 @@ export abstract class Module {
     return this.train(false);
   }
 
+  /**
+   * True when forward only reshapes its input (Flatten): a loader that writes the next module's
+   * input staging ({@link Module.inputStaging}) may look past it.
+   */
+  readonly reshapesOnly: boolean = false;
+
   /** Parameters this module owns, with PyTorch names relative to the module ("weight"). */
   parameterSpecs(): ParameterSpec[] {
     return [];
+  }
+
+  /**
+   * Offers this module to run inside `previous`'s forward (called by {@link Sequential.to}
+   * before attaching; LeakyReLU asks {@link Module.absorbActivation}). By default it runs alone.
+   */
+  fuseInto(_previous: Module): void {}
+
+  /**
+   * Asked by a following LeakyReLU with `slope` ≥ 0: whether this module takes
+   * `y = y > 0 ? y : slope·y` into its own forward (Linear, in its matmul's epilogue). The
+   * default declines.
+   */
+  absorbActivation(_slope: number): boolean {
+    return false;
+  }
+
+  /**
+   * Where a loader may write this module's input of `batch` rows directly (a staging texture its
+   * forward would otherwise fill), or null (the default: the input is read where it is).
+   */
+  inputStaging(_batch: number): StagedOperand | null {
+    return null;
   }
 
   /** Receives the GPU, its position and views of its parameters (in spec order). */

@@ -39,7 +39,8 @@ export interface Parameter {
   readonly name: string;
   /**
    * The values, row-major. Shapes are the module's GPU layout: a Linear weight is [in, out]
-   * here; {@link Sequential.stateDict} transposes it to PyTorch's [out, in].
+   * here; {@link Sequential.stateDict} transposes it to PyTorch's [out, in], as its
+   * {@link ParameterSpec.layout} says.
    */
   readonly value: Tensor;
   /** The gradient, same shape; accumulated by backward, cleared by zeroGrad. */
@@ -47,8 +48,9 @@ export interface Parameter {
 }
 
 /**
- * What a module declares for each of its parameters: a name relative to the module, a shape
- * and the initial values (drawn when the module is built).
+ * What a module declares for each of its parameters: a name relative to the module, a shape,
+ * the initial values (drawn when the module is built) and, where PyTorch stores it otherwise,
+ * its state-dict layout.
  *
  * @example BatchNorm's γ and β
  * ```ts
@@ -63,10 +65,40 @@ export interface Parameter {
 export interface ParameterSpec {
   /** State-dict name. */
   name: string;
-  /** Shape on the GPU (PyTorch's, except a Linear weight, kept as [in, out]). */
+  /** Shape on the GPU (PyTorch's unless `layout` says otherwise). */
   shape: readonly number[];
   /** Initial values (length = product of shape). */
   init: Float32Array;
+  /**
+   * How the state dict holds it, against `shape`: "transposed" for a 2-D parameter that PyTorch
+   * stores as [cols, rows] (a Linear weight, [in, out] on the GPU and [out, in] in PyTorch);
+   * absent for the same layout.
+   */
+  layout?: "transposed";
+}
+
+/** The shape `spec`'s parameter has in a state dict. */
+export function stateShape(spec: ParameterSpec): number[] {
+  return spec.layout === "transposed" ? [spec.shape[1], spec.shape[0]] : [...spec.shape];
+}
+
+/** `data` (GPU layout, as `spec.shape`) in the state dict's layout. */
+export function toStateLayout(spec: ParameterSpec, data: Float32Array): Float32Array {
+  return spec.layout === "transposed" ? transpose(data, spec.shape[0], spec.shape[1]) : data;
+}
+
+/** `data` (state-dict layout) in the GPU layout of `spec.shape`. */
+export function fromStateLayout(spec: ParameterSpec, data: Float32Array): Float32Array {
+  return spec.layout === "transposed" ? transpose(data, spec.shape[1], spec.shape[0]) : data;
+}
+
+/** Transposes a row-major [rows][cols] matrix. */
+function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) out[c * rows + r] = a[r * cols + c];
+  }
+  return out;
 }
 
 /**

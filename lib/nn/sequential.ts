@@ -1,9 +1,11 @@
 /**
  * Sequential: modules run in order, parameters in one arena, PyTorch state-dict names.
  *
- * `to(gpu)` fuses each Linear followed by a LeakyReLU/ReLU (slope ≥ 0) into one matmul with an
- * activation epilogue, creates the parameter arena (so an optimizer updates the whole model in
- * one dispatch) and the training-forward counter that keys Dropout masks.
+ * `to(gpu)` offers each module to the one before it ({@link Module.fuseInto}: a LeakyReLU/ReLU
+ * with slope ≥ 0 runs in a preceding Linear's matmul epilogue), creates the parameter arena (so
+ * an optimizer updates the whole model in one dispatch) and the training-forward counter that
+ * keys Dropout masks. The state dict converts each parameter to PyTorch's layout as its spec
+ * declares ({@link ParameterSpec.layout}); the container never asks what kind a module is.
  *
  * @module
  */
@@ -13,11 +15,16 @@ import type { StepEncoder } from "../gpu/encoder.ts";
 import { describeData, Tensor } from "../tensor.ts";
 import { COUNTER_ADVANCE } from "./dropout.ts";
 import { KernelCall } from "./kernel_call.ts";
-import { Flatten, LeakyReLU } from "./layers.ts";
-import { Linear } from "./linear.ts";
 import type { StagedOperand } from "../ops/matmul.ts";
 import { type HostTensor, Module } from "./module.ts";
-import { type Parameter, ParameterArena } from "./parameter.ts";
+import {
+  fromStateLayout,
+  type Parameter,
+  ParameterArena,
+  type ParameterSpec,
+  stateShape,
+  toStateLayout,
+} from "./parameter.ts";
 
 /**
  * A state dict: PyTorch names to host tensors in PyTorch's layout, as
@@ -125,6 +132,8 @@ export class Sequential extends Module {
   readonly modules: readonly Module[];
   #arena: ParameterArena | null = null;
   #owned: Parameter[][] = [];
+  /** Each module's parameter specs (for their state-dict layouts), as attached. */
+  #specs: ParameterSpec[][] = [];
   #counter: Tensor | null = null;
   #advance: KernelCall<typeof COUNTER_ADVANCE> | null = null;
   #firstParam = 0;
@@ -157,24 +166,22 @@ export class Sequential extends Module {
     if (this.gpu !== null) {
       throw new Error(`Cannot move ${this.describe()} to a GPU: it is already on one`);
     }
+    // Fusion first: attach compiles kernels by it (a fused LeakyReLU compiles none).
     this.modules.forEach((m, i) => {
-      const next = this.modules[i + 1];
-      if (m instanceof Linear && next instanceof LeakyReLU && next.slope >= 0) {
-        m.fusedSlope = next.slope;
-        next.fused = true;
-      }
+      if (i > 0) m.fuseInto(this.modules[i - 1]);
     });
-    const specs = this.modules.flatMap((m, i) =>
-      m.parameterSpecs().map((s) => ({ ...s, name: `${i}.${s.name}` }))
+    this.#specs = this.modules.map((m) => m.parameterSpecs());
+    const specs = this.#specs.flatMap((list, i) =>
+      list.map((s) => ({ ...s, name: `${i}.${s.name}` }))
     );
     this.#arena = new ParameterArena(gpu, specs, "params");
     this.#counter = Tensor.from(gpu, new Uint32Array(2), [2], "train step counter");
     this.#advance = new KernelCall(gpu, COUNTER_ADVANCE);
     let offset = 0;
-    const firstWithParams = this.modules.findIndex((m) => m.parameterSpecs().length > 0);
+    const firstWithParams = this.#specs.findIndex((list) => list.length > 0);
     this.#firstParam = firstWithParams;
     this.#owned = this.modules.map((m, i) => {
-      const count = m.parameterSpecs().length;
+      const count = this.#specs[i].length;
       const params = this.#arena!.params.slice(offset, offset + count);
       offset += count;
       m.attach(
@@ -225,13 +232,11 @@ export class Sequential extends Module {
   }
 
   /**
-   * Where a loader may write a batch of `batch` rows directly: the first Linear's staging
-   * texture, when only Flatten comes before it and its matmul reads textures; else null.
+   * Where a loader may write a batch of `batch` rows directly: the input staging of the first
+   * module that does more than reshape (a Linear whose matmul reads textures); else null.
    */
-  inputStaging(batch: number): StagedOperand | null {
-    const first = this.modules.findIndex((m) => !(m instanceof Flatten));
-    const m = this.modules[first];
-    return m instanceof Linear ? m.inputStaging(batch) : null;
+  override inputStaging(batch: number): StagedOperand | null {
+    return this.modules.find((m) => !m.reshapesOnly)?.inputStaging(batch) ?? null;
   }
 
   /** Training forwards so far (the Dropout step), read from the GPU. */
@@ -268,15 +273,10 @@ export class Sequential extends Module {
     for (const params of this.#owned) for (const p of params) read.set(p, p[which].toFloat32());
     const out: StateDict = {};
     for (let i = 0; i < this.modules.length; i++) {
-      const m = this.modules[i];
-      for (const p of this.#owned[i] ?? []) {
-        let data = await read.get(p)!;
-        let shape = [...p.value.shape];
-        if (m instanceof Linear && p.name.endsWith(".weight")) {
-          data = Linear.toTorchLayout(data, m.inFeatures, m.outFeatures);
-          shape = [m.outFeatures, m.inFeatures];
-        }
-        out[p.name] = { dtype: "F32", shape, data };
+      for (const [k, p] of (this.#owned[i] ?? []).entries()) {
+        const spec = this.#specs[i][k];
+        const data = toStateLayout(spec, await read.get(p)!);
+        out[p.name] = { dtype: "F32", shape: stateShape(spec), data };
       }
     }
     return out;
@@ -287,10 +287,7 @@ export class Sequential extends Module {
     const out: Record<string, { dtype: "F32" | "I64"; shape: number[] }> = {};
     this.modules.forEach((m, i) => {
       for (const s of m.parameterSpecs()) {
-        const shape = m instanceof Linear && s.name === "weight"
-          ? [m.outFeatures, m.inFeatures]
-          : [...s.shape];
-        out[`${i}.${s.name}`] = { dtype: "F32", shape };
+        out[`${i}.${s.name}`] = { dtype: "F32", shape: stateShape(s) };
       }
       for (const [name, s] of Object.entries(m.bufferShapes())) out[`${i}.${name}`] = s;
     });
@@ -320,12 +317,8 @@ export class Sequential extends Module {
       );
     }
     this.modules.forEach((m, i) => {
-      for (const p of this.#owned[i] ?? []) {
-        let data = state[p.name].data as Float32Array;
-        if (m instanceof Linear && p.name.endsWith(".weight")) {
-          data = Linear.fromTorchLayout(data, m.inFeatures, m.outFeatures);
-        }
-        p.value.write(data);
+      for (const [k, p] of (this.#owned[i] ?? []).entries()) {
+        p.value.write(fromStateLayout(this.#specs[i][k], state[p.name].data as Float32Array));
       }
       const buffers = Object.fromEntries(
         Object.keys(m.bufferShapes()).map((n) => [n, state[`${i}.${n}`]]),
