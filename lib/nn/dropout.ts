@@ -91,6 +91,8 @@ export class Dropout extends Module {
   readonly p: number;
   /** The seed keying the masks (the manualSeed value at construction). */
   readonly seed: number;
+  /** Masks are keyed by the model's training step. */
+  override readonly readsStepCounter = true;
   #counter: Tensor | null = null;
   #call: KernelCall<typeof DROPOUT_MAIN> | null = null;
   #shape: readonly number[] = [];
@@ -123,6 +125,9 @@ export class Dropout extends Module {
   /** Takes the model's step counter and compiles the kernel. */
   override attach(context: AttachContext, params: Parameter[]): void {
     super.attach(context, params);
+    if (context.stepCounter === null) {
+      throw new Error(`Cannot attach ${this.describe()}: its model gave it no step counter`);
+    }
     this.#counter = context.stepCounter;
     this.#call = new KernelCall(context.gpu, DROPOUT_MAIN, { WG });
   }

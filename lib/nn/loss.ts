@@ -18,7 +18,9 @@ import crossEntropySource from "../../kernels/cross_entropy.wgsl" with { type: "
 import { entryPoint, KernelCall, type KernelFamily } from "./kernel_call.ts";
 import { disposeAll, PerBatch } from "./module.ts";
 
-/** kernels/cross_entropy.wgsl and its bindings (as its `@binding` lines; tests/bindings_test.ts). */
+/**
+ * kernels/cross_entropy.wgsl and its bindings (as its `@binding` lines; tests/bindings_test.ts).
+ */
 export const CROSS_ENTROPY = {
   name: "cross_entropy",
   source: crossEntropySource,

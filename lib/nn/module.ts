@@ -71,8 +71,11 @@ export interface AttachContext {
   gpu: Gpu;
   /** Index in the parent Sequential (the state-dict prefix). */
   index: number;
-  /** The model's training-forward counter (u32 [current, next]), read by Dropout. */
-  stepCounter: Tensor;
+  /**
+   * The model's training-forward counter (u32 [current, next]) for a module that declares
+   * {@link Module.readsStepCounter} (Dropout); null when no module of the model does.
+   */
+  stepCounter: Tensor | null;
   /** False for the first module of the model: its input gradient is never needed. */
   needsInputGrad: boolean;
 }
@@ -131,6 +134,12 @@ export abstract class Module {
   eval(): this {
     return this.train(false);
   }
+
+  /**
+   * True when the module reads {@link AttachContext.stepCounter} (Dropout keys its masks on it):
+   * the model then keeps that counter on the GPU and advances it at each training forward.
+   */
+  readonly readsStepCounter: boolean = false;
 
   /**
    * True when forward only reshapes its input (Flatten): a loader that writes the next module's

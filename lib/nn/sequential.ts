@@ -3,9 +3,11 @@
  *
  * `to(gpu)` offers each module to the one before it ({@link Module.fuseInto}: a LeakyReLU/ReLU
  * with slope ≥ 0 runs in a preceding Linear's matmul epilogue), creates the parameter arena (so
- * an optimizer updates the whole model in one dispatch) and the training-forward counter that
- * keys Dropout masks. The state dict converts each parameter to PyTorch's layout as its spec
- * declares ({@link ParameterSpec.layout}); the container never asks what kind a module is.
+ * an optimizer updates the whole model in one dispatch) and, when a module reads it
+ * ({@link Module.readsStepCounter}: Dropout), the GPU's training-forward counter that keys its
+ * masks; other models count training forwards on the host and run no counter kernel. The state
+ * dict converts each parameter to PyTorch's layout as its spec declares
+ * ({@link ParameterSpec.layout}); the container never asks what kind a module is.
  *
  * @module
  */
@@ -134,8 +136,11 @@ export class Sequential extends Module {
   #owned: Parameter[][] = [];
   /** Each module's parameter specs (for their state-dict layouts), as attached. */
   #specs: ParameterSpec[][] = [];
+  /** The GPU's training-forward counter (u32 [current, next]); null when no module reads it. */
   #counter: Tensor | null = null;
   #advance: KernelCall<typeof COUNTER_ADVANCE> | null = null;
+  /** Training forwards encoded, kept instead of the GPU counter when no module reads it. */
+  #hostSteps = 0;
   #firstParam = 0;
 
   /** Chains `modules` (at least one). Throws a TypeError for an argument that is not a Module. */
@@ -175,8 +180,10 @@ export class Sequential extends Module {
       list.map((s) => ({ ...s, name: `${i}.${s.name}` }))
     );
     this.#arena = new ParameterArena(gpu, specs, "params");
-    this.#counter = Tensor.from(gpu, new Uint32Array(2), [2], "train step counter");
-    this.#advance = new KernelCall(gpu, COUNTER_ADVANCE);
+    if (this.modules.some((m) => m.readsStepCounter)) {
+      this.#counter = Tensor.from(gpu, new Uint32Array(2), [2], "train step counter");
+      this.#advance = new KernelCall(gpu, COUNTER_ADVANCE);
+    }
     let offset = 0;
     const firstWithParams = this.#specs.findIndex((list) => list.length > 0);
     this.#firstParam = firstWithParams;
@@ -185,7 +192,7 @@ export class Sequential extends Module {
       const params = this.#arena!.params.slice(offset, offset + count);
       offset += count;
       m.attach(
-        { gpu, index: i, stepCounter: this.#counter!, needsInputGrad: i > firstWithParams },
+        { gpu, index: i, stepCounter: this.#counter, needsInputGrad: i > firstWithParams },
         params,
       );
       return params;
@@ -214,10 +221,17 @@ export class Sequential extends Module {
     return this.modules.reduce((shape, m) => m.outputShape(shape), [...input]);
   }
 
-  /** Encodes the forward pass of every module; in train mode, advances the step counter first. */
+  /**
+   * Encodes the forward pass of every module; in train mode, counts the step first (on the GPU
+   * when a module reads the counter).
+   */
   forward(enc: StepEncoder, x: Tensor): Tensor {
     this.requireGpu();
-    if (this.training) this.#advance!.encode(enc, [1, 1, 1], { counter_rw: this.#counter! });
+    if (this.training && this.#counter !== null) {
+      this.#advance!.encode(enc, [1, 1, 1], { counter_rw: this.#counter });
+    } else if (this.training) {
+      this.#hostSteps += 1;
+    }
     return this.modules.reduce((h, m) => m.forward(enc, h), x);
   }
 
@@ -239,14 +253,22 @@ export class Sequential extends Module {
     return this.modules.find((m) => !m.reshapesOnly)?.inputStaging(batch) ?? null;
   }
 
-  /** Training forwards so far (the Dropout step), read from the GPU. */
+  /**
+   * Training forwards so far (the Dropout step). Read from the GPU counter when a module reads
+   * it, so only submitted steps count; otherwise the host's count of training forwards encoded,
+   * as of this call (steps encoded and never submitted count too).
+   */
   async trainingSteps(): Promise<number> {
-    return (await this.#counter!.read())[1];
+    this.requireGpu();
+    if (this.#counter === null) return this.#hostSteps; // read before any await: as of the call
+    return (await this.#counter.read())[1];
   }
 
   /** Sets the training-forward count (when resuming a run). */
   setTrainingSteps(steps: number): void {
-    this.#counter!.write(new Uint32Array([Math.max(0, steps - 1), steps]));
+    this.requireGpu();
+    if (this.#counter === null) this.#hostSteps = steps;
+    else this.#counter.write(new Uint32Array([Math.max(0, steps - 1), steps]));
   }
 
   /** Reads the model's state dict with PyTorch's names, shapes and layouts. */
@@ -327,7 +349,7 @@ export class Sequential extends Module {
     });
   }
 
-  /** Frees every module's buffers, the parameter arena and the step counter. */
+  /** Frees every module's buffers, the parameter arena and the step counter (if any). */
   override dispose(): void {
     for (const m of this.modules) m.dispose();
     this.#arena?.dispose();
