@@ -260,16 +260,6 @@ export class Linear extends Module {
     return dZ;
   }
 
-  /** PyTorch-layout weight ([out][in]) from the GPU layout. */
-  static toTorchLayout(weight: Float32Array, inF: number, outF: number): Float32Array {
-    return transpose(weight, inF, outF);
-  }
-
-  /** GPU-layout weight ([in][out]) from PyTorch's layout. */
-  static fromTorchLayout(weight: Float32Array, inF: number, outF: number): Float32Array {
-    return transpose(weight, outF, inF);
-  }
-
   /**
    * The texture this layer's forward stages its input into for `batch` rows, so a loader can
    * gather straight into it (and record that with {@link StagedOperand.fill}, after which the
