@@ -1,9 +1,16 @@
 /**
  * wgnn: train neural networks on WebGPU from Deno, with PyTorch's numerics.
  *
- * Layers with explicit forward/backward pairs, a fused cross-entropy loss, PyTorch's
- * optimizers, a CIFAR-10 pipeline that lives on the GPU, a training loop that never waits on
- * the GPU inside an epoch, and SVG loss plots. Every kernel is a WGSL compute shader.
+ * The core entry: the GPU runtime, tensors, layers with explicit forward/backward pairs, a
+ * fused cross-entropy loss, PyTorch's optimizers, safetensors state dicts, a dataset and loader
+ * that live on the GPU, and `fit`, a training loop that never waits on the GPU inside an epoch.
+ * Every kernel is a WGSL compute shader, imported as text. It pulls in no npm package (only
+ * `node:path`), so importing it for one layer costs only its own modules.
+ *
+ * The other entries: `@wgnn/wgnn/data` (`data.ts`) reads and downloads CIFAR-10 (tar-stream);
+ * `@wgnn/wgnn/plot` (`plot.ts`) draws the figures and the report (Observable Plot, linkedom);
+ * `@wgnn/wgnn/experiment` (`experiment.ts`) is the lecture's experiment, and re-exports this
+ * entry.
  *
  * @example The lecture's BatchNorm model, one training step
  * ```ts ignore
@@ -96,40 +103,18 @@ export type {
   SafetensorsDType,
 } from "./lib/io/safetensors.ts";
 
-// CIFAR-10 on the GPU
-export { CLASS_NAMES, loadCifar10, parseBatch } from "./lib/data/cifar10.ts";
-export type { Cifar10, ImageSet } from "./lib/data/cifar10.ts";
-export { downloadCifar10 } from "./lib/data/download.ts";
-export type {
-  ArchiveDigests,
-  DataSource,
-  DownloadOptions,
-  DownloadResult,
-  SkippedSource,
-} from "./lib/data/download.ts";
-export type { ProgressOptions } from "./lib/data/progress.ts";
+// CIFAR-10 on the GPU (reading and downloading the files: ./data.ts)
+export type { ImageSet } from "./lib/data/cifar10.ts";
 export { GpuDataset, splitDataset } from "./lib/data/dataset.ts";
 export type { DatasetSubset, LoaderData } from "./lib/data/dataset.ts";
 export { Loader } from "./lib/data/loader.ts";
 export type { Augment, Batch, LoaderOptions, Normalize } from "./lib/data/loader.ts";
 
-// Training and the lecture's experiment
+// Training (the lecture's experiment: ./experiment.ts; plots: ./plot.ts)
 export { fit, NonFiniteLossError } from "./lib/train/fit.ts";
 export type { FitOptions } from "./lib/train/fit.ts";
 export type { ProgressSink, ProgressState } from "./lib/train/progress.ts";
 export type { EpochRecord, History } from "./lib/train/history.ts";
-export { planExperiment, runExperiment, seedModel, VARIANTS } from "./lib/train/experiment.ts";
-export type {
-  ExperimentOptions,
-  ExperimentPlan,
-  PlannedRun,
-  Variant,
-} from "./lib/train/experiment.ts";
 export { RunLock } from "./lib/train/run_dir.ts";
-export type { LockHolder, RunManifest, RunSettings } from "./lib/train/run_dir.ts";
+export type { LockHolder, RunSettings } from "./lib/train/run_dir.ts";
 export { RunExistsError } from "./lib/train/run_start.ts";
-
-// Plots
-export { buildReport, renderFigures } from "./lib/plot/report.ts";
-export type { FigureSet, ReportOptions } from "./lib/plot/report.ts";
-export type { SummaryRow } from "./lib/train/summary.ts";

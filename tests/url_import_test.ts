@@ -2,14 +2,14 @@
  * Import by URL, for real: the repository is served over HTTP on 127.0.0.1 (as a static host
  * such as raw.githubusercontent.com serves it: every file as text/plain), and a fresh `deno`
  * process — empty DENO_DIR, no deno.json, a working directory outside the repository — runs a
- * ten-line program that imports `mod.ts` by URL, builds the lecture's BatchNorm model and trains
- * it for three Adam steps on synthetic data.
+ * ten-line program that imports `mod.ts` (the core) and `experiment.ts` (for `seedModel`) by
+ * URL, builds the lecture's BatchNorm model and trains it for three Adam steps on synthetic data.
  *
  * The program gets only the flag the README documents, `--allow-import=<host>` (Deno 2 allows
  * imports from a few well-known hosts without it; 127.0.0.1 is not one). In particular no
- * `--allow-read`: the WGSL kernels are text imports, fetched over HTTP with the modules. The npm
- * packages that `mod.ts` imports (plots, tar) are fetched from the npm registry into the empty
- * DENO_DIR, as they would be for a user.
+ * `--allow-read`: the WGSL kernels are text imports, fetched over HTTP with the modules. Neither
+ * entry imports an npm package, so the program leaves no npm cache in the empty DENO_DIR: a user
+ * who trains a model downloads no plotting or archive library.
  *
  * Then the train script itself runs by URL on a tiny dataset, with the `train` task's permission
  * flags plus `--allow-import`, as the README's "train a variant" one-liner does.
@@ -23,12 +23,13 @@ import { writeFixture } from "./fixtures/cifar_fixture.ts";
 import { readTasks, REPO } from "./fixtures/tiny_cifar.ts";
 import { hasGpu } from "./helpers.ts";
 
-/** The program a user would write; `MOD` is replaced by the URL of mod.ts. */
-const PROGRAM = `import * as nn from "MOD";
+/** The program a user would write; `ROOT` is replaced by the URL of the repository. */
+const PROGRAM = `import * as nn from "ROOT/mod.ts";
+import { seedModel } from "ROOT/experiment.ts";
 
 const gpu = await nn.requestGpu();
 nn.manualSeed(0);
-const model = nn.seedModel("bn").to(gpu);
+const model = seedModel("bn").to(gpu);
 const optimizer = new nn.Adam(model.parameters(), { lr: 1e-3 });
 const loss = new nn.CrossEntropyLoss();
 const pixels = Float32Array.from({ length: 64 * 3072 }, (_, i) => ((i * 7919) % 256) / 255);
@@ -95,7 +96,7 @@ Deno.test({
       await Deno.mkdir(denoDir);
       await Deno.writeTextFile(
         join(cwd, "train_bn.ts"),
-        PROGRAM.replace("MOD", `http://${host}/mod.ts`),
+        PROGRAM.replaceAll("ROOT", `http://${host}`),
       );
       // The README's one-liner: deno run --allow-import=<host> train_bn.ts
       const flags = [`--allow-import=${host}`];
@@ -118,6 +119,10 @@ Deno.test({
       assert.ok(requested.includes("/mod.ts"));
       assert.ok(requested.some((p) => /^\/kernels\/\w+\.wgsl$/.test(p)), requested.join(" "));
       assert.ok(!requested.some((p) => p.includes("deno.json")), "no config was fetched");
+      // No npm package came with the core and the experiment (no plot, DOM or tar library):
+      // Deno makes DENO_DIR/npm, but nothing is fetched into it.
+      const npmFiles = await Array.fromAsync(Deno.readDir(join(denoDir, "npm"))).catch(() => []);
+      assert.deepEqual(npmFiles.map((e) => e.name), [], "npm packages fetched into DENO_DIR");
 
       // The train script by URL, with the train task's permissions, on a tiny dataset in data/.
       const fixture = await writeFixture(16, 16);

@@ -37,7 +37,7 @@ export const DATASET_FILES = [...TRAIN_FILES, TEST_FILE, META_FILE] as const;
  *
  * @example Name a label
  * ```ts
- * import { CLASS_NAMES } from "@wgnn/wgnn";
+ * import { CLASS_NAMES } from "@wgnn/wgnn/data";
  * import { equal } from "node:assert/strict";
  *
  * equal(CLASS_NAMES.length, 10);
@@ -81,7 +81,7 @@ export const OFFICIAL_ARCHIVE = {
  *
  * @example The red, green and blue values of one pixel
  * ```ts
- * import type { ImageSet } from "@wgnn/wgnn";
+ * import type { ImageSet } from "@wgnn/wgnn/data";
  * import { deepEqual } from "node:assert/strict";
  *
  * function pixel(set: ImageSet, image: number, row: number, col: number): number[] {
@@ -110,7 +110,7 @@ export interface ImageSet {
  *
  * @example Class balance of the training set
  * ```ts
- * import type { Cifar10 } from "@wgnn/wgnn";
+ * import type { Cifar10 } from "@wgnn/wgnn/data";
  *
  * function balance(data: Cifar10): Record<string, number> {
  *   const counts: Record<string, number> = {};
@@ -137,7 +137,7 @@ export interface Cifar10 {
  *
  * @example Two records, and a bad label
  * ```ts
- * import { parseBatch } from "@wgnn/wgnn";
+ * import { parseBatch } from "@wgnn/wgnn/data";
  * import { deepEqual, equal, throws } from "node:assert/strict";
  *
  * const bytes = new Uint8Array(2 * 3073); // two records: a label byte, then 3,072 image bytes
@@ -299,7 +299,7 @@ export async function findBatchesDir(dir: string): Promise<string> {
  *
  * @example Load the dataset (needs read permission on the folder)
  * ```ts
- * import { loadCifar10 } from "@wgnn/wgnn";
+ * import { loadCifar10 } from "@wgnn/wgnn/data";
  *
  * async function load(): Promise<void> {
  *   const data = await loadCifar10("data");

@@ -32,7 +32,8 @@ export interface GpuDatasetOptions {
  *
  * @example Upload both splits
  * ```ts
- * import { type Gpu, GpuDataset, loadCifar10 } from "@wgnn/wgnn";
+ * import { type Gpu, GpuDataset } from "@wgnn/wgnn";
+ * import { loadCifar10 } from "@wgnn/wgnn/data";
  *
  * async function upload(gpu: Gpu): Promise<[GpuDataset, GpuDataset]> {
  *   const data = await loadCifar10("data");

@@ -32,7 +32,7 @@ import { Progress, type ProgressOptions } from "./progress.ts";
  *
  * @example Say what happened
  * ```ts
- * import type { DataSource } from "@wgnn/wgnn";
+ * import type { DataSource } from "@wgnn/wgnn/data";
  * import { equal } from "node:assert/strict";
  *
  * const said: Record<DataSource, string> = {
@@ -52,7 +52,7 @@ export type DataSource = "existing" | "from" | "official" | "mirror";
  *
  * @example A mirror of the official archive
  * ```ts
- * import { type ArchiveDigests, downloadCifar10 } from "@wgnn/wgnn";
+ * import { type ArchiveDigests, downloadCifar10 } from "@wgnn/wgnn/data";
  *
  * const archive: ArchiveDigests = {
  *   bytes: 170_052_171,
@@ -75,7 +75,7 @@ export interface ArchiveDigests {
  *
  * @example Offline: a local archive only, quiet
  * ```ts
- * import { downloadCifar10, type DownloadOptions } from "@wgnn/wgnn";
+ * import { downloadCifar10, type DownloadOptions } from "@wgnn/wgnn/data";
  *
  * const options: DownloadOptions = {
  *   from: "cifar-10-binary.tar.gz",
@@ -114,7 +114,7 @@ export interface DownloadOptions {
  *
  * @example Report the sources that failed
  * ```ts
- * import type { SkippedSource } from "@wgnn/wgnn";
+ * import type { SkippedSource } from "@wgnn/wgnn/data";
  * import { equal } from "node:assert/strict";
  *
  * const report = (skipped: SkippedSource[]) =>
@@ -135,7 +135,7 @@ export interface SkippedSource {
  *
  * @example Print where the data is and where it came from
  * ```ts
- * import { downloadCifar10, type DownloadResult } from "@wgnn/wgnn";
+ * import { downloadCifar10, type DownloadResult } from "@wgnn/wgnn/data";
  *
  * async function ensureData(): Promise<string> {
  *   const result: DownloadResult = await downloadCifar10("data");
@@ -323,7 +323,7 @@ function logLine(line: string): void {
  *
  * @example Offline, from a local copy
  * ```ts
- * import { downloadCifar10 } from "@wgnn/wgnn";
+ * import { downloadCifar10 } from "@wgnn/wgnn/data";
  *
  * async function fromLocalCopy(): Promise<void> {
  *   const result = await downloadCifar10("data", { from: "../shared/data", url: null });

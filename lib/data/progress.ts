@@ -8,12 +8,12 @@
 import { writeStderr } from "../io/stderr.ts";
 
 /**
- * Options of a {@link Progress}, the byte progress display of a download (`mod.ts` exports
+ * Options of a {@link Progress}, the byte progress display of a download (`data.ts` exports
  * this type for {@link DownloadOptions.progress}).
  *
  * @example Progress lines into a log instead of stderr
  * ```ts
- * import { downloadCifar10, type ProgressOptions } from "@wgnn/wgnn";
+ * import { downloadCifar10, type ProgressOptions } from "@wgnn/wgnn/data";
  *
  * async function fetchLogged(log: string[]): Promise<void> {
  *   const progress: ProgressOptions = { tty: false, write: (text) => log.push(text) };

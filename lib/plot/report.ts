@@ -25,7 +25,7 @@ export const REPORT_TITLE = "Improving learning: BatchNorm and Dropout on CIFAR-
  *
  * @example Where each figure goes
  * ```ts
- * import type { FigureSet } from "@wgnn/wgnn";
+ * import type { FigureSet } from "@wgnn/wgnn/plot";
  *
  * function files(figures: FigureSet): Record<string, string> {
  *   const out: Record<string, string> = {
@@ -58,7 +58,7 @@ export interface FigureSet {
  *
  * @example Figures of a two-epoch run
  * ```ts
- * import { type History, renderFigures } from "@wgnn/wgnn";
+ * import { type History, renderFigures } from "@wgnn/wgnn/plot";
  * import { equal, ok } from "node:assert/strict";
  *
  * const bn: History = {
@@ -94,7 +94,7 @@ export function renderFigures(histories: History[]): FigureSet {
  *
  * @example A reproducible page, figures drawn once
  * ```ts
- * import { buildReport, type History, renderFigures, type ReportOptions } from "@wgnn/wgnn";
+ * import { buildReport, type History, renderFigures, type ReportOptions } from "@wgnn/wgnn/plot";
  *
  * function page(histories: History[]): string {
  *   const options: ReportOptions = {
@@ -217,7 +217,7 @@ function conflictWarning(summary: SummaryRow[]): string {
  *
  * @example A one-variant report
  * ```ts
- * import { buildReport, type History, type SummaryRow } from "@wgnn/wgnn";
+ * import { buildReport, type History, type SummaryRow } from "@wgnn/wgnn/plot";
  * import { ok } from "node:assert/strict";
  *
  * const plain: History = {

@@ -12,7 +12,7 @@ import type { History } from "./history.ts";
  *
  * @example The best validation accuracy of a run
  * ```ts
- * import type { SummaryRow } from "@wgnn/wgnn";
+ * import type { SummaryRow } from "@wgnn/wgnn/plot";
  * import { equal } from "node:assert/strict";
  *
  * const best = (rows: SummaryRow[]) =>
