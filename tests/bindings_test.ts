@@ -11,6 +11,7 @@ import { ACT_BACKWARD, ACT_FORWARD, ACTIVATION } from "../lib/nn/activation_kern
 import { BATCHNORM } from "../lib/nn/batchnorm.ts";
 import { COUNTER_ADVANCE, DROPOUT_KERNEL } from "../lib/nn/dropout.ts";
 import type { EntryPoint, KernelFamily } from "../lib/nn/kernel_call.ts";
+import { COLUMN_SUM } from "../lib/nn/linear.ts";
 import { CROSS_ENTROPY } from "../lib/nn/loss.ts";
 import { OPTIM } from "../lib/optim/optimizer.ts";
 import { CONFUSION } from "../lib/train/confusion.ts";
@@ -22,6 +23,7 @@ const FAMILIES: readonly KernelFamily[] = [
   DROPOUT_KERNEL,
   CONFUSION,
   OPTIM,
+  COLUMN_SUM,
 ];
 
 /** A `@binding` declaration of the WGSL: group, number and the `var`'s name. */

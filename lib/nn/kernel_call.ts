@@ -81,9 +81,9 @@ function entry(r: Resource): GPUBindingResource {
 }
 
 /**
- * A cached (pipeline, bind group) pair for one entry point. Built from an {@link EntryPoint}, it
- * takes its resources by name; built from a kernel and an entry name (the positional form), it
- * takes binding numbers and resources as two parallel lists at each dispatch.
+ * A cached (pipeline, bind group) pair for one entry point, taking its resources by name: a
+ * missing or misspelled name fails to type-check, and the binding numbers come from the kernel's
+ * one table ({@link KernelFamily}).
  */
 export class KernelCall<E extends EntryPoint<string> = EntryPoint<never>> {
   /** `kernel.entry`, used in dispatch labels and error messages. */
@@ -91,32 +91,17 @@ export class KernelCall<E extends EntryPoint<string> = EntryPoint<never>> {
   readonly #gpu: Gpu;
   readonly #pipeline: GPUComputePipeline;
   readonly #groups = new BindGroupCache();
-  /** The entry point's binding names and numbers; null for the positional form. */
-  readonly #names: readonly string[] | null;
+  /** The entry point's binding names and numbers, in one order. */
+  readonly #names: readonly string[];
   readonly #numbers: readonly number[];
 
   /** Looks up (or compiles) the pipeline of `entry` with `constants`. */
-  constructor(gpu: Gpu, entry: E, constants?: Constants);
-  /**
-   * The positional form, for callers that pass binding numbers at each dispatch: lib/nn/linear.ts
-   * (its column sum and fused-activation gradient) until it moves to an {@link EntryPoint}.
-   */
-  constructor(gpu: Gpu, kernel: Kernel, entry: string, constants?: Constants);
-  constructor(gpu: Gpu, what: E | Kernel, entryOrConstants?: string | Constants, more?: Constants) {
+  constructor(gpu: Gpu, entry: E, constants: Constants = {}) {
     this.#gpu = gpu;
-    let kernel: Kernel, entry: string, constants: Constants;
-    if (typeof entryOrConstants === "string") {
-      [kernel, entry, constants] = [what as Kernel, entryOrConstants, more ?? {}];
-      this.#names = null;
-      this.#numbers = [];
-    } else {
-      const point = what as E;
-      [kernel, entry, constants] = [point.kernel, point.entry, entryOrConstants ?? {}];
-      this.#names = Object.keys(point.bindings);
-      this.#numbers = Object.values(point.bindings);
-    }
-    this.label = `${kernel.name}.${entry}`;
-    this.#pipeline = gpu.pipelines.get(kernel, entry, constants);
+    this.#names = Object.keys(entry.bindings);
+    this.#numbers = Object.values(entry.bindings);
+    this.label = `${entry.kernel.name}.${entry.entry}`;
+    this.#pipeline = gpu.pipelines.get(entry.kernel, entry.entry, constants);
   }
 
   /** Encodes one dispatch with each of the entry point's bindings taken from `resources`. */
@@ -124,48 +109,25 @@ export class KernelCall<E extends EntryPoint<string> = EntryPoint<never>> {
     enc: StepEncoder,
     grid: readonly [number, number, number],
     resources: Resources<Extract<keyof E["bindings"], string>>,
-  ): void;
-  /** Positional form: encodes one dispatch with `resources[i]` at binding `bindings[i]`. */
-  encode(
-    enc: StepEncoder,
-    grid: readonly [number, number, number],
-    bindings: readonly number[],
-    resources: readonly Resource[],
-  ): void;
-  encode(
-    enc: StepEncoder,
-    grid: readonly [number, number, number],
-    named: readonly number[] | Readonly<Record<string, Resource>>,
-    positional?: readonly Resource[],
   ): void {
-    let numbers: readonly number[], resources: readonly Resource[];
-    if (Array.isArray(named)) {
-      [numbers, resources] = [named, positional!];
-    } else {
-      if (this.#names === null) {
-        throw new TypeError(
-          `Cannot encode ${this.label} by name: it was built without an EntryPoint`,
-        );
-      }
-      const byName = named as Readonly<Record<string, Resource>>;
-      const missing = this.#names.filter((n) => byName[n] === undefined);
-      if (missing.length > 0) {
-        throw new TypeError(`Cannot encode ${this.label}: no resource for ${missing.join(", ")}`);
-      }
-      [numbers, resources] = [this.#numbers, this.#names.map((n) => byName[n])];
+    const byName = resources as Readonly<Record<string, Resource>>;
+    const missing = this.#names.filter((n) => byName[n] === undefined);
+    if (missing.length > 0) {
+      throw new TypeError(`Cannot encode ${this.label}: no resource for ${missing.join(", ")}`);
     }
+    const numbers = this.#numbers;
+    const list = this.#names.map((n) => byName[n]);
     this.#gpu.lastKernel = this.label;
     const group = this.#groups.get(
-      resources,
+      list,
       () =>
-        resources.map((r) =>
-          r instanceof Tensor ? bufferKey(r.binding()) : String(objectId(r.buffer))
-        ).join(","),
+        list.map((r) => r instanceof Tensor ? bufferKey(r.binding()) : String(objectId(r.buffer)))
+          .join(","),
       () =>
         this.#gpu.device.createBindGroup({
           label: this.label,
           layout: this.#pipeline.getBindGroupLayout(0),
-          entries: resources.map((r, i) => ({ binding: numbers[i], resource: entry(r) })),
+          entries: list.map((r, i) => ({ binding: numbers[i], resource: entry(r) })),
         }),
     );
     enc.dispatch(this.label, this.#pipeline, group, grid);

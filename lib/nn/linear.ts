@@ -14,8 +14,8 @@ import type { GpuBuffer } from "../gpu/buffer.ts";
 import { Matmul, type StagedOperand } from "../ops/matmul.ts";
 import { Tensor } from "../tensor.ts";
 import columnSumSource from "../../kernels/column_sum.wgsl" with { type: "text" };
-import { ACT_PARAMS, ACT_WG as WG, ACTIVATION } from "./activation_kernel.ts";
-import { KernelCall } from "./kernel_call.ts";
+import { ACT_BACKWARD, ACT_PARAMS, ACT_WG as WG } from "./activation_kernel.ts";
+import { entryPoint, KernelCall, type KernelFamily } from "./kernel_call.ts";
 import {
   type AttachContext,
   checkInput,
@@ -27,7 +27,13 @@ import {
 import type { Parameter, ParameterSpec } from "./parameter.ts";
 import { uniform } from "./random.ts";
 
-const COLUMN_SUM = { name: "column_sum", source: columnSumSource };
+/** `out[j] += Σ_i x[i][j]`: the bias gradient (kernels/column_sum.wgsl) and its bindings. */
+export const COLUMN_SUM = {
+  name: "column_sum",
+  source: columnSumSource,
+  bindings: { x: 0, out: 1, p: 2 },
+} as const satisfies KernelFamily;
+const COLUMN_SUM_MAIN = entryPoint(COLUMN_SUM, "main", ["x", "out", "p"]);
 const SUM_PARAMS = new ParamsLayout("column_sum.Params", { M: "u32", N: "u32" });
 
 /** Linear's per-batch plans and tensors. */
@@ -145,8 +151,8 @@ export class Linear extends Module {
       this.fusedSlope,
     )
   );
-  #colSum: KernelCall | null = null;
-  #actBackward: KernelCall | null = null;
+  #colSum: KernelCall<typeof COLUMN_SUM_MAIN> | null = null;
+  #actBackward: KernelCall<typeof ACT_BACKWARD> | null = null;
 
   /** Creates the module; throws a RangeError naming a bad argument. */
   constructor(inFeatures: number, outFeatures: number, options: LinearOptions = {}) {
@@ -192,8 +198,8 @@ export class Linear extends Module {
   override attach(context: AttachContext, params: Parameter[]): void {
     super.attach(context, params);
     [this.#weight, this.#bias = null] = params;
-    this.#colSum = new KernelCall(context.gpu, COLUMN_SUM, "main", { WG: 32 });
-    this.#actBackward = new KernelCall(context.gpu, ACTIVATION, "backward", { WG });
+    this.#colSum = new KernelCall(context.gpu, COLUMN_SUM_MAIN, { WG: 32 });
+    this.#actBackward = new KernelCall(context.gpu, ACT_BACKWARD, { WG });
   }
 
   /** Per-sample output shape for a per-sample input shape; throws on a mismatch. */
@@ -231,26 +237,21 @@ export class Linear extends Module {
     let dZ = dY;
     if (this.fusedSlope !== null) {
       // The fused activation's gradient: dZ = dY·(y > 0 ? 1 : slope).
-      this.#actBackward!.encode(enc, grid1d(Math.ceil((batch * this.outFeatures) / WG)), [
-        0,
-        1,
-        2,
-        3,
-      ], [
-        this.#y,
-        dY,
-        back.dZ,
-        back.actParams,
-      ]);
+      this.#actBackward!.encode(enc, grid1d(Math.ceil((batch * this.outFeatures) / WG)), {
+        src: this.#y!,
+        dy: dY,
+        dst: back.dZ,
+        p: back.actParams,
+      });
       dZ = back.dZ;
     }
     back.dW.encode(enc, this.#x, dZ, this.#weight!.grad);
     if (this.#bias) {
-      this.#colSum!.encode(enc, [Math.ceil(this.outFeatures / 32), 1, 1], [0, 1, 2], [
-        dZ,
-        this.#bias.grad,
-        back.sumParams,
-      ]);
+      this.#colSum!.encode(enc, [Math.ceil(this.outFeatures / 32), 1, 1], {
+        x: dZ,
+        out: this.#bias.grad,
+        p: back.sumParams,
+      });
     }
     if (back.dX && back.dXt) {
       back.dX.encode(enc, dZ, this.#weight!.value, back.dXt);
