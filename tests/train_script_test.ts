@@ -122,7 +122,8 @@ Deno.test("train.ts rejects bad flags before touching anything", async () => {
     await assertRejected(root, [...base, "--data", "data/partial"], "--data", "data/partial");
     await assertRejected(root, [...base, "--data", "data/missing"], "--data", "data/missing");
     await assertRejected(root, ["--out", "out/file.txt/run"], "--out", "out/file.txt/run");
-    await assertRejected(root, ["--out", "out/file.txt"], "--out", "out/file.txt");
+    const line = await assertRejected(root, ["--out", "out/file.txt"], "--out", "out/file.txt");
+    assert.match(line, /is a file, not a folder/);
     await assertRejected(root, [...base, "--resume"], "--resume", "out/run");
     await assertRejected(root, [...base, "--seed", "4294967296"], "--seed", '"4294967296"');
     await assertRejected(root, [...base, "--seed", "-1"], "--seed", '"-1"');

@@ -212,6 +212,10 @@ export async function runMain(name: string, main: () => Promise<number | void>):
 
 /** Checks that `dir` can be created and written, without leaving anything behind. */
 export async function checkWritableDir(flag: string, dir: string): Promise<void> {
+  const info = await Deno.stat(dir).catch(() => null);
+  if (info && !info.isDirectory) {
+    throw new UsageError(`--${flag} ${dir} is a file, not a folder`);
+  }
   try {
     await Deno.mkdir(dir, { recursive: true });
     const probe = await Deno.makeTempFile({ dir, prefix: ".write-check-" });
