@@ -1,65 +1,86 @@
 /**
  * wgnn: train neural networks on WebGPU from Deno, with PyTorch's numerics.
  *
- * The core entry: the GPU runtime, tensors, layers with explicit forward/backward pairs, a
- * fused cross-entropy loss, PyTorch's optimizers, safetensors state dicts, a dataset and loader
- * that live on the GPU, and `fit`, a training loop that never waits on the GPU inside an epoch.
- * Every kernel is a WGSL compute shader, imported as text. It pulls in no npm package (only
+ * Start here: five things train a model. {@link requestGpu} gives the {@link Gpu}; a
+ * {@link Sequential} of layers ({@link Linear}, {@link LeakyReLU}, {@link BatchNorm1d},
+ * {@link Dropout}, {@link Flatten}) moved onto it with `to(gpu)` is the model;
+ * {@link CrossEntropyLoss} is the loss; {@link Adam} (or {@link SGD}, {@link AdamW},
+ * {@link RMSprop}) over `model.parameters()` is the optimizer; and {@link fit} trains it on a
+ * {@link Loader} over a {@link GpuDataset}. Everything else here is what those take or return.
+ *
+ * This core entry holds the GPU runtime, tensors, layers with explicit forward/backward pairs,
+ * the fused loss, PyTorch's optimizers, safetensors state dicts, the dataset and loader that
+ * live on the GPU, and the training loop, which never waits on the GPU inside an epoch. Every
+ * kernel is a WGSL compute shader, imported as text. It pulls in no npm package (only
  * `node:path`), so importing it for one layer costs only its own modules.
  *
  * The other entries: `@wgnn/wgnn/data` (`data.ts`) reads and downloads CIFAR-10 (tar-stream);
  * `@wgnn/wgnn/plot` (`plot.ts`) draws the figures and the report (Observable Plot, linkedom);
- * `@wgnn/wgnn/experiment` (`experiment.ts`) is the lecture's experiment, and re-exports this
- * entry.
+ * `@wgnn/wgnn/experiment` (`experiment.ts`) is the lecture's experiment; `@wgnn/wgnn/advanced`
+ * (`advanced.ts`) is the plumbing for kernels and layers of your own (pipeline cache, buffer
+ * pool, matmul engine, kernel choice). The last two re-export this entry.
  *
- * @example The lecture's BatchNorm model, one training step
- * ```ts ignore
- * import * as nn from "./mod.ts";
- * const gpu = await nn.requestGpu();
- * nn.manualSeed(0);
- * const model = new nn.Sequential(
- *   new nn.Flatten(),
- *   new nn.Linear(3072, 128), new nn.LeakyReLU(), new nn.BatchNorm1d(128),
- *   new nn.Linear(128, 128), new nn.LeakyReLU(), new nn.BatchNorm1d(128),
- *   new nn.Linear(128, 10),
- * ).to(gpu);
- * const optimizer = new nn.Adam(model.parameters(), { lr: 1e-3 });
- * const loss = new nn.CrossEntropyLoss();
- * const x = nn.Tensor.from(gpu, new Float32Array(64 * 3072), [64, 3072]);
- * const y = nn.Tensor.from(gpu, new Uint32Array(64), [64]);
- * const enc = new nn.StepEncoder(gpu);
- * optimizer.zeroGrad(enc);
- * loss.forward(enc, model.forward(enc, x), y);
- * model.backward(enc, loss.backward());
- * optimizer.step(enc);
- * enc.submit();
- * console.log((await loss.stats.read()).lastLoss);
+ * @example The lecture's BatchNorm model, trained with fit
+ * ```ts
+ * import * as nn from "@wgnn/wgnn";
+ *
+ * async function trainBn(images: nn.ImageSet, val: nn.ImageSet): Promise<nn.History> {
+ *   const gpu = await nn.requestGpu();
+ *   nn.manualSeed(0);
+ *   const model = new nn.Sequential(
+ *     new nn.Flatten(),
+ *     new nn.Linear(3072, 128), new nn.LeakyReLU(), new nn.BatchNorm1d(128),
+ *     new nn.Linear(128, 128), new nn.LeakyReLU(), new nn.BatchNorm1d(128),
+ *     new nn.Linear(128, 10),
+ *   ).to(gpu);
+ *   const loss = new nn.CrossEntropyLoss();
+ *   const optimizer = new nn.Adam(model.parameters(), { lr: 1e-3 });
+ *   const batches = { batchSize: 1024 };
+ *   return await nn.fit(model, {
+ *     train: new nn.Loader(gpu, nn.GpuDataset.upload(gpu, images), { ...batches, shuffle: true }),
+ *     val: new nn.Loader(gpu, nn.GpuDataset.upload(gpu, val), batches),
+ *     epochs: 20,
+ *     loss,
+ *     optimizer,
+ *   });
+ * }
+ * ```
+ *
+ * @example One training step by hand: encode everything, submit once
+ * ```ts
+ * import * as nn from "@wgnn/wgnn";
+ *
+ * async function step(model: nn.Sequential, optimizer: nn.Optimizer, x: nn.Tensor, y: nn.Tensor) {
+ *   const loss = new nn.CrossEntropyLoss();
+ *   const enc = new nn.StepEncoder(x.gpu);
+ *   optimizer.zeroGrad(enc);
+ *   loss.forward(enc, model.forward(enc, x), y); // loss and its gradient, fused
+ *   model.backward(enc, loss.backward());
+ *   optimizer.step(enc); // one dispatch for the whole parameter arena
+ *   enc.submit();
+ *   return (await loss.stats.read()).lastLoss; // a readback: do it rarely
+ * }
  * ```
  *
  * @module
  */
 
-// GPU runtime
-export { DeviceLostError, Gpu, GpuMemoryError, GpuTexture, requestGpu } from "./lib/gpu/device.ts";
+// GPU runtime and tensors
+export { DeviceLostError, Gpu, GpuMemoryError, requestGpu } from "./lib/gpu/device.ts";
 export type {
   AdapterDescription,
   GpuMemoryErrorInfo,
   RequestGpuOptions,
 } from "./lib/gpu/device.ts";
-export { BufferPool, GpuBuffer } from "./lib/gpu/buffer.ts";
+export { GpuBuffer } from "./lib/gpu/buffer.ts";
 export type { MemoryStats } from "./lib/gpu/buffer.ts";
 export { StepEncoder } from "./lib/gpu/encoder.ts";
-export { adapterVectorWidth, useLavapipeVectorWidth } from "./lib/gpu/lavapipe.ts";
-export type { VectorWidth } from "./lib/gpu/lavapipe.ts";
-export { PipelineCache } from "./lib/gpu/kernels.ts";
-export type { Constants, Kernel } from "./lib/gpu/kernels.ts";
 export { Tensor } from "./lib/tensor.ts";
 export type { DType, TensorFromOptions } from "./lib/tensor.ts";
-export { Matmul, matmul } from "./lib/ops/matmul.ts";
-export type { MatmulOptions, StagedOperand } from "./lib/ops/matmul.ts";
-export { chooseMatmul } from "./lib/ops/matmul_choice.ts";
-export type { MatmulChoice, MatmulVariant } from "./lib/ops/matmul_choice.ts";
-export { matmulVariant, slowAdapterHint } from "./lib/ops/matmul_trial.ts";
+// Named by Module.inputStaging and Loader.encodeBatchFor (a loader writing the first layer's
+// matmul texture); the matmul engine itself is in advanced.ts.
+export type { GpuTexture } from "./lib/gpu/buffer.ts";
+export type { StagedOperand } from "./lib/ops/staging.ts";
 
 // Layers, loss, parameters
 export { manualSeed } from "./lib/nn/random.ts";
@@ -103,7 +124,7 @@ export type {
   SafetensorsDType,
 } from "./lib/io/safetensors.ts";
 
-// CIFAR-10 on the GPU (reading and downloading the files: ./data.ts)
+// Datasets on the GPU (reading and downloading CIFAR-10: ./data.ts)
 export type { ImageSet } from "./lib/data/cifar10.ts";
 export { GpuDataset, splitDataset } from "./lib/data/dataset.ts";
 export type { DatasetSubset, LoaderData } from "./lib/data/dataset.ts";

@@ -17,6 +17,7 @@ const ENTRIES: Readonly<Record<string, { file: string; npm: readonly string[] }>
   "./data": { file: "./data.ts", npm: ["tar-stream"] },
   "./plot": { file: "./plot.ts", npm: ["@observablehq/plot", "linkedom"] },
   "./experiment": { file: "./experiment.ts", npm: [] },
+  "./advanced": { file: "./advanced.ts", npm: [] },
 };
 
 /** Packages the core must never pull in (the plotting and archive libraries). */
@@ -88,3 +89,45 @@ for (const [key, { file, npm }] of Object.entries(ENTRIES)) {
     for (const name of npm) assert.ok(text.includes(name), `${file}'s doc names ${name}`);
   });
 }
+
+/** Plumbing for kernels and layers of one's own: in the advanced entry, not in the core. */
+const PLUMBING = [
+  "BufferPool",
+  "PipelineCache",
+  "Kernel",
+  "Constants",
+  "Matmul",
+  "matmul",
+  "MatmulOptions",
+  "chooseMatmul",
+  "MatmulChoice",
+  "MatmulVariant",
+  "matmulVariant",
+  "slowAdapterHint",
+  "useLavapipeVectorWidth",
+  "adapterVectorWidth",
+  "VectorWidth",
+];
+
+/** The names an entry file exports by name (`export { a, type B as C } from "…"`). */
+async function namedExports(file: string): Promise<Set<string>> {
+  const text = await Deno.readTextFile(join(REPO, file));
+  const names = new Set<string>();
+  for (const [, list] of text.matchAll(/^export\s+(?:type\s+)?\{([^}]*)\}/gm)) {
+    for (const item of list.split(",")) {
+      const name = item.trim().replace(/^type\s+/, "").split(/\s+as\s+/).pop();
+      if (name) names.add(name);
+    }
+  }
+  return names;
+}
+
+Deno.test("the core leaves the plumbing to the advanced entry, which re-exports the core", async () => {
+  const core = await namedExports("mod.ts");
+  const advanced = await namedExports("advanced.ts");
+  assert.deepEqual(PLUMBING.filter((n) => core.has(n)), [], "plumbing exported by mod.ts");
+  assert.deepEqual(PLUMBING.filter((n) => !advanced.has(n)), [], "missing from advanced.ts");
+  for (const file of ["advanced.ts", "experiment.ts"]) {
+    assert.match(await Deno.readTextFile(join(REPO, file)), /^export \* from "\.\/mod\.ts";$/m);
+  }
+});

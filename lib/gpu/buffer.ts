@@ -153,7 +153,7 @@ export class GpuBuffer {
  *
  * @example Staging buffers for uploads, reused by size
  * ```ts
- * import { BufferPool, type Gpu } from "@wgnn/wgnn";
+ * import { BufferPool, type Gpu } from "@wgnn/wgnn/advanced";
  *
  * function uploadPool(gpu: Gpu): BufferPool {
  *   return new BufferPool(gpu, GPUBufferUsage.MAP_WRITE | GPUBufferUsage.COPY_SRC);

@@ -112,9 +112,18 @@ export class Gpu {
   readonly limits: GPUSupportedLimits;
   /** Live and peak bytes of buffers and textures allocated through this Gpu. */
   readonly memory: MemoryStats = { liveBytes: 0, peakBytes: 0, liveObjects: 0 };
-  /** Compiled compute pipelines keyed by (kernel, entry point, override constants). */
+  /**
+   * Compiled compute pipelines keyed by (kernel, entry point, override constants). Plumbing for
+   * layers and kernels of your own: its type, `PipelineCache`, is in `@wgnn/wgnn/advanced`.
+   *
+   * @internal
+   */
   readonly pipelines: PipelineCache;
-  /** Staging buffers for readbacks, keyed by size. */
+  /**
+   * Staging buffers for readbacks, keyed by size (used by {@link GpuBuffer.read}).
+   *
+   * @internal
+   */
   readonly readbacks: BufferPool;
   #errors: string[] = [];
   #lost: GPUDeviceLostInfo | null = null;

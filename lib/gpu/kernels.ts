@@ -22,7 +22,7 @@ import packTexture from "../../kernels/pack_texture.wgsl" with { type: "text" };
  *
  * @example A kernel declared inline
  * ```ts
- * import type { Kernel } from "@wgnn/wgnn";
+ * import type { Kernel } from "@wgnn/wgnn/advanced";
  * import { equal } from "node:assert/strict";
  *
  * const scale: Kernel = {
@@ -60,7 +60,7 @@ export const KERNELS = {
  *
  * @example Two workgroup sizes of one kernel
  * ```ts
- * import type { Constants, Gpu, Kernel } from "@wgnn/wgnn";
+ * import type { Constants, Gpu, Kernel } from "@wgnn/wgnn/advanced";
  *
  * function variants(gpu: Gpu, kernel: Kernel): GPUComputePipeline[] {
  *   const sizes: Constants[] = [{ WG: 64 }, { WG: 256 }];
@@ -76,7 +76,7 @@ export type Constants = Record<string, number>;
  *
  * @example A pipeline is compiled once
  * ```ts
- * import type { Gpu, Kernel } from "@wgnn/wgnn";
+ * import type { Gpu, Kernel } from "@wgnn/wgnn/advanced";
  *
  * function build(gpu: Gpu, kernel: Kernel): GPUComputePipeline {
  *   const first = gpu.pipelines.get(kernel, "main", { WG: 64 });

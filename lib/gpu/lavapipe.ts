@@ -21,7 +21,7 @@ export type VectorWidth = 256 | 512;
  *
  * @example Train with AVX-512 on a software adapter
  * ```ts ignore
- * import { requestGpu, useLavapipeVectorWidth } from "@wgnn/wgnn";
+ * import { requestGpu, useLavapipeVectorWidth } from "@wgnn/wgnn/advanced";
  * useLavapipeVectorWidth(512); // before the first requestGpu() of the process
  * const gpu = await requestGpu();
  * console.log(gpu.adapter.description); // "llvmpipe (LLVM 15.0.6, 512 bits)"
@@ -58,7 +58,7 @@ function userCacheDir(): string {
  *
  * @example
  * ```ts
- * import { adapterVectorWidth } from "@wgnn/wgnn";
+ * import { adapterVectorWidth } from "@wgnn/wgnn/advanced";
  * console.assert(adapterVectorWidth("llvmpipe (LLVM 15.0.6, 512 bits)") === 512);
  * ```
  */

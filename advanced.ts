@@ -1,0 +1,54 @@
+/**
+ * Plumbing under the core entry, for layers and kernels of your own and for tuning: the
+ * pipeline cache and the WGSL kernel type (`gpu.pipelines`), pooled buffers and counted
+ * textures, the matmul engine with its staged texture operands, the choice of matmul kernel
+ * per GPU, and Mesa's software-adapter vector width. The everyday API (layers, loss,
+ * optimizers, loader, `fit`) does not need any of it.
+ *
+ * It re-exports the core entry (`@wgnn/wgnn`), whose `Gpu`, `Tensor` and `StepEncoder` these
+ * take, and pulls in nothing beyond it: the GPU runtime and the matmul kernels, no npm package.
+ *
+ * @example A kernel of your own, dispatched into a step
+ * ```ts
+ * import type { Kernel, StepEncoder, Tensor } from "@wgnn/wgnn/advanced";
+ *
+ * const double: Kernel = {
+ *   name: "double",
+ *   source: `
+ *     override WG: u32 = 64;
+ *     @group(0) @binding(0) var<storage, read_write> x: array<f32>;
+ *     @compute @workgroup_size(WG) fn main(@builtin(global_invocation_id) id: vec3u) {
+ *       if (id.x < arrayLength(&x)) { x[id.x] = 2.0 * x[id.x]; }
+ *     }`,
+ * };
+ *
+ * function encodeDouble(enc: StepEncoder, x: Tensor): void {
+ *   const pipeline = x.gpu.pipelines.get(double, "main", { WG: 64 }); // compiled once, cached
+ *   const group = x.gpu.device.createBindGroup({
+ *     layout: pipeline.getBindGroupLayout(0),
+ *     entries: [{ binding: 0, resource: x.binding() }],
+ *   });
+ *   enc.dispatch("double", pipeline, group, [Math.ceil(x.numel / 64), 1, 1]);
+ * }
+ * ```
+ *
+ * @module
+ */
+
+export * from "./mod.ts";
+
+// Kernels, pipelines, buffers and textures
+export { PipelineCache } from "./lib/gpu/kernels.ts";
+export type { Constants, Kernel } from "./lib/gpu/kernels.ts";
+export { BufferPool, GpuTexture } from "./lib/gpu/buffer.ts";
+
+// The matmul engine and the choice of its kernel
+export { Matmul, matmul } from "./lib/ops/matmul.ts";
+export type { MatmulOptions } from "./lib/ops/matmul.ts";
+export { chooseMatmul } from "./lib/ops/matmul_choice.ts";
+export type { MatmulChoice, MatmulVariant } from "./lib/ops/matmul_choice.ts";
+export { matmulVariant, slowAdapterHint } from "./lib/ops/matmul_trial.ts";
+
+// Mesa's software adapters
+export { adapterVectorWidth, useLavapipeVectorWidth } from "./lib/gpu/lavapipe.ts";
+export type { VectorWidth } from "./lib/gpu/lavapipe.ts";
