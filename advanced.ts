@@ -39,8 +39,9 @@ export * from "./mod.ts";
 
 // Kernels, pipelines, buffers and textures
 export { PipelineCache } from "./lib/gpu/kernels.ts";
-export type { Constants, Kernel } from "./lib/gpu/kernels.ts";
+export type { Constants, Kernel, PipelineOwner } from "./lib/gpu/kernels.ts";
 export { BufferPool, GpuTexture } from "./lib/gpu/buffer.ts";
+export type { BufferOwner } from "./lib/gpu/buffer.ts";
 
 // The matmul engine and the choice of its kernel
 export { Matmul, matmul } from "./lib/ops/matmul.ts";

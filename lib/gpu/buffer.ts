@@ -8,7 +8,33 @@
  * @module
  */
 
-import type { Gpu } from "./device.ts";
+/**
+ * What a buffer, a texture and a pool use of the {@link Gpu} that owns them: its device, its
+ * memory counters, its readback pool, its deferred errors and its allocator. A `Gpu` is one, and
+ * passes itself. Declared here, so that this file needs nothing from device.ts, which builds its
+ * readback pool from this one.
+ *
+ * @example An owner's live bytes, whatever the owner is
+ * ```ts
+ * import type { BufferOwner } from "@wgnn/wgnn/advanced";
+ *
+ * const liveMiB = (owner: BufferOwner) => owner.memory.liveBytes / 2 ** 20;
+ * ```
+ */
+export interface BufferOwner {
+  /** The WebGPU device the buffers live on. */
+  readonly device: GPUDevice;
+  /** Counted here as buffers and textures are made and freed. */
+  readonly memory: MemoryStats;
+  /** Staging buffers for {@link GpuBuffer.read}. */
+  readonly readbacks: BufferPool;
+  /** Throws the first error recorded since the last check (as {@link Gpu.check}). */
+  check(): void;
+  /** The error to report for a rejected WebGPU operation (as {@link Gpu.explain}). */
+  explain(error: unknown): Promise<unknown>;
+  /** Allocates a counted buffer (as {@link Gpu.createBuffer}). */
+  createBuffer(size: number, usage: GPUBufferUsageFlags, label: string): GpuBuffer;
+}
 
 /**
  * Live and peak bytes of GPU memory allocated through one {@link Gpu}.
@@ -49,15 +75,19 @@ export interface MemoryStats {
  * ```
  */
 export class GpuBuffer {
-  readonly #gpu: Gpu;
+  readonly #gpu: BufferOwner;
   #buffer: GPUBuffer | null;
   /** Requested size in bytes (the real buffer is rounded up to a multiple of 4). */
   readonly size: number;
   /** Debug label, used in error messages. */
   readonly label: string;
 
-  /** Counts `buffer` (already created on `gpu.device`); use {@link Gpu.createBuffer}. */
-  constructor(gpu: Gpu, buffer: GPUBuffer, size: number, label: string) {
+  /**
+   * Counts `buffer` (already created on `gpu.device`); use {@link Gpu.createBuffer}.
+   *
+   * @internal
+   */
+  constructor(gpu: BufferOwner, buffer: GPUBuffer, size: number, label: string) {
     this.#gpu = gpu;
     this.#buffer = buffer;
     this.size = size;
@@ -162,12 +192,12 @@ export class GpuBuffer {
  * ```
  */
 export class BufferPool {
-  readonly #gpu: Gpu;
+  readonly #gpu: BufferOwner;
   readonly #usage: GPUBufferUsageFlags;
   readonly #free = new Map<number, GpuBuffer[]>();
 
-  /** An empty pool of buffers with `usage` on `gpu`. */
-  constructor(gpu: Gpu, usage: GPUBufferUsageFlags) {
+  /** An empty pool of buffers with `usage` on `gpu` (a {@link Gpu}, or any {@link BufferOwner}). */
+  constructor(gpu: BufferOwner, usage: GPUBufferUsageFlags) {
     this.#gpu = gpu;
     this.#usage = usage;
   }
@@ -209,15 +239,19 @@ export class BufferPool {
  * ```
  */
 export class GpuTexture {
-  readonly #gpu: Gpu;
+  readonly #gpu: BufferOwner;
   #texture: GPUTexture | null;
   /** Bytes counted against {@link Gpu.memory}. */
   readonly bytes: number;
   /** Debug label. */
   readonly label: string;
 
-  /** Counts `texture` (already created on `gpu.device`); use {@link Gpu.createTexture}. */
-  constructor(gpu: Gpu, texture: GPUTexture, bytes: number, label: string) {
+  /**
+   * Counts `texture` (already created on `gpu.device`); use {@link Gpu.createTexture}.
+   *
+   * @internal
+   */
+  constructor(gpu: BufferOwner, texture: GPUTexture, bytes: number, label: string) {
     this.#gpu = gpu;
     this.#texture = texture;
     this.bytes = bytes;

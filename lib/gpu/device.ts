@@ -139,6 +139,8 @@ export class Gpu {
     this.device = device;
     this.adapter = adapter;
     this.limits = device.limits;
+    // The cache and the pool keep this Gpu as their PipelineOwner and BufferOwner: interfaces
+    // declared beside them, so that kernels.ts and buffer.ts need nothing from this file.
     this.pipelines = new PipelineCache(this);
     this.readbacks = new BufferPool(this, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
     device.addEventListener("uncapturederror", (event) => {

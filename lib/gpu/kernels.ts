@@ -8,7 +8,6 @@
  * @module
  */
 
-import type { Gpu } from "./device.ts";
 import matmulBlocked from "../../kernels/matmul_blocked.wgsl" with { type: "text" };
 import matmulTexture from "../../kernels/matmul_texture.wgsl" with { type: "text" };
 import matmulTiled from "../../kernels/matmul_tiled.wgsl" with { type: "text" };
@@ -71,6 +70,31 @@ export const KERNELS = {
 export type Constants = Record<string, number>;
 
 /**
+ * What a {@link PipelineCache} uses of the {@link Gpu} that owns it: the device it compiles on,
+ * the label of the kernel being built (for error messages) and the deferred error list. A `Gpu`
+ * is one, and passes itself. Declared here, so that this file needs nothing from device.ts,
+ * which builds its cache from this one.
+ *
+ * @example A cache on a device of your own, reporting errors to the console
+ * ```ts
+ * import { PipelineCache, type PipelineOwner } from "@wgnn/wgnn/advanced";
+ *
+ * function consoleCache(device: GPUDevice): PipelineCache {
+ *   const owner: PipelineOwner = { device, lastKernel: "", recordError: console.error };
+ *   return new PipelineCache(owner);
+ * }
+ * ```
+ */
+export interface PipelineOwner {
+  /** The device pipelines are compiled on. */
+  readonly device: GPUDevice;
+  /** Set to the kernel being compiled, so that an error names it. */
+  lastKernel: string;
+  /** Records a compilation or validation error, to be thrown at the next check. */
+  recordError(message: string): void;
+}
+
+/**
  * Compiled pipelines, created once per (kernel, entry point, constants) and reused. Each
  * {@link Gpu} has one, as `gpu.pipelines`; build pipelines when a layer is built, not per step.
  *
@@ -87,12 +111,12 @@ export type Constants = Record<string, number>;
  * ```
  */
 export class PipelineCache {
-  readonly #gpu: Gpu;
+  readonly #gpu: PipelineOwner;
   readonly #modules = new Map<string, GPUShaderModule>();
   readonly #pipelines = new Map<string, GPUComputePipeline>();
 
-  /** An empty cache for `gpu` (made by {@link Gpu}; use `gpu.pipelines`). */
-  constructor(gpu: Gpu) {
+  /** An empty cache for `gpu` (each {@link Gpu} makes its own: use `gpu.pipelines`). */
+  constructor(gpu: PipelineOwner) {
     this.#gpu = gpu;
   }
 
