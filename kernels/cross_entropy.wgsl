@@ -16,12 +16,13 @@
 // Reduction (`reduce`, one workgroup): acc[0] += loss, acc[1] += 1 (batches), acc[2] += Σ correct,
 //           acc[3] += B, acc[4] = loss (the last batch), acc[5] = 1 + index of the first batch whose
 //           loss was not finite (0 while none, so clearBuffer resets it), acc[6] += 1 (batches
-//           since the last reset), acc[7] pad. For the first batch (since the reset) holding a label
-//           >= C, at its first such row: acc[8] = 1 + batch index (0 while none), acc[9] = label >> 16,
-//           acc[10] = label & 0xffff (two halves, each exact in f32), acc[11] = C.
+//           since the last reset); acc[7] (batches without accuracy) is left as is. For the first
+//           batch (since the reset) holding a label >= C, at its first such row: acc[8] = 1 + batch
+//           index (0 while none), acc[9] = label >> 16, acc[10] = label & 0xffff (two halves, each
+//           exact in f32), acc[11] = C; acc[12] (the loss that saw it) stays 0, cross-entropy's code.
 // Bindings: rows: 0 logits, 1 labels (u32), 2 weights (storage, read), 3 dlogits, 4 row_stats
 //           (storage, read_write: [loss_r·… (B), correct_r (B)]), 5 p: Params (uniform).
-//           reduce: 6 row_stats_in (storage, read), 1 labels, 7 acc (storage, read_write, 12 f32),
+//           reduce: 6 row_stats_in (storage, read), 1 labels, 7 acc (storage, read_write, 16 f32),
 //           5 p.
 // Dispatch: rows: one invocation per row, grid = grid1d(ceil(B / WG)); reduce: one workgroup of
 //           RWG invocations, grid (1, 1, 1).

@@ -1,9 +1,10 @@
 /**
  * Cross-entropy on logits with PyTorch's 'mean' reduction, optional class weights and label
- * smoothing. Loss and gradient are computed in one pass per row; a one-workgroup reduction adds
- * the batch's loss and correct count to a {@link LossStats} accumulator on the GPU, which is read
- * once per epoch instead of once per step. A label outside [0, classes) is flagged there too, and
- * {@link LossStats.read} throws a {@link LabelRangeError} for it.
+ * smoothing: a {@link Loss} (lib/nn/loss_contract.ts). Loss and gradient are computed in one pass
+ * per row; a one-workgroup reduction adds the batch's loss and correct count to a
+ * {@link LossStats} accumulator on the GPU, which is read once per epoch instead of once per
+ * step. A label outside [0, classes) is flagged there too, and {@link LossStats.read} throws a
+ * {@link LabelRangeError} for it.
  *
  * @module
  */
@@ -16,7 +17,13 @@ import { ParamsLayout } from "../gpu/params.ts";
 import { Tensor } from "../tensor.ts";
 import crossEntropySource from "../../kernels/cross_entropy.wgsl" with { type: "text" };
 import { entryPoint, KernelCall, type KernelFamily } from "./kernel_call.ts";
+import { LossStats } from "./loss_contract.ts";
+import type { Loss } from "./loss_contract.ts";
 import { disposeAll, PerBatch } from "./module.ts";
+
+// The contract and the accumulator moved to loss_contract.ts; importers of this file keep them.
+export { LabelRangeError, LossStats } from "./loss_contract.ts";
+export type { LossSummary } from "./loss_contract.ts";
 
 /**
  * kernels/cross_entropy.wgsl and its bindings (as its `@binding` lines; tests/bindings_test.ts).
@@ -54,158 +61,6 @@ const CE_PARAMS = new ParamsLayout("cross_entropy.Params", {
 });
 const WG = 64;
 const RWG = 64;
-
-/** Floats in a {@link LossStats} accumulator (see kernels/cross_entropy.wgsl for the layout). */
-const ACC_FLOATS = 12;
-
-/**
- * What a {@link LossStats} holds, read back with {@link LossStats.read}. A batch with a label at
- * or above the class count has no summary: `read` throws a {@link LabelRangeError} instead.
- *
- * @example An epoch's line of log
- * ```ts
- * import type { LossSummary } from "@wgnn/wgnn";
- * import { equal } from "node:assert/strict";
- *
- * function logLine(s: LossSummary): string {
- *   if (s.firstNonFiniteBatch !== null) return `loss diverged at batch ${s.firstNonFiniteBatch}`;
- *   return `loss ${s.meanLoss.toFixed(3)} acc ${(100 * s.accuracy).toFixed(1)}%`;
- * }
- * const s: LossSummary = {
- *   meanLoss: 1.5,
- *   batches: 2,
- *   accuracy: 0.25,
- *   samples: 128,
- *   lastLoss: 1.4,
- *   firstNonFiniteBatch: null,
- * };
- * equal(logLine(s), "loss 1.500 acc 25.0%");
- * ```
- */
-export interface LossSummary {
-  /** Mean of the batch losses since the last reset (NaN when no batch). */
-  meanLoss: number;
-  /** Batches since the last reset. */
-  batches: number;
-  /** Fraction of rows whose argmax equals the label. */
-  accuracy: number;
-  /** Rows since the last reset. */
-  samples: number;
-  /** Loss of the most recent batch. */
-  lastLoss: number;
-  /** 0-based index (since the reset) of the first batch with a NaN/Inf loss, or null. */
-  firstNonFiniteBatch: number | null;
-}
-
-/**
- * Thrown by {@link LossStats.read} when a batch held a label at or above the number of classes
- * (PyTorch raises "Target 12 is out of bounds" at once; here the GPU flags it and the read that
- * follows reports the first such batch since the reset). Such a row added no loss and no gradient.
- *
- * @example Tell a bad label from other failures
- * ```ts
- * import { LabelRangeError, type LossStats, type LossSummary } from "@wgnn/wgnn";
- *
- * async function readOrExplain(stats: LossStats): Promise<LossSummary | string> {
- *   try {
- *     return await stats.read();
- *   } catch (e) {
- *     if (e instanceof LabelRangeError) return `label ${e.label} in batch ${e.batch}`;
- *     throw e;
- *   }
- * }
- * ```
- */
-export class LabelRangeError extends RangeError {
-  /** 0-based index (since the reset) of the first batch with an out-of-range label. */
-  readonly batch: number;
-  /** The first out-of-range label of that batch. */
-  readonly label: number;
-  /** The number of classes of that batch's logits. */
-  readonly classes: number;
-
-  /** An error naming the batch, the label and the class count. */
-  constructor(batch: number, label: number, classes: number) {
-    super(
-      `Cannot compute cross-entropy: batch ${batch} has label ${label}, but the logits have ${classes} classes`,
-    );
-    this.name = "LabelRangeError";
-    this.batch = batch;
-    this.label = label;
-    this.classes = classes;
-  }
-}
-
-/**
- * A GPU-side accumulator of batch losses and correct predictions: every
- * {@link CrossEntropyLoss.forward} adds its batch on the GPU, and the total is read once per
- * epoch instead of once per step. The owner disposes it ({@link CrossEntropyLoss.stats} belongs
- * to its loss).
- *
- * @example A separate accumulator for validation
- * ```ts
- * import { type CrossEntropyLoss, LossStats, type LossSummary, type Sequential } from "@wgnn/wgnn";
- * import { StepEncoder, type Tensor } from "@wgnn/wgnn";
- *
- * async function validate(
- *   model: Sequential,
- *   loss: CrossEntropyLoss,
- *   batches: [Tensor, Tensor][],
- * ): Promise<LossSummary> {
- *   const gpu = batches[0][0].gpu;
- *   const stats = new LossStats(gpu, "validation"); // starts at zero
- *   try {
- *     model.eval();
- *     const enc = new StepEncoder(gpu);
- *     for (const [x, y] of batches) loss.forward(enc, model.forward(enc, x), y, stats);
- *     enc.submit();
- *     return await stats.read(); // the only wait
- *   } finally {
- *     model.train();
- *     stats.dispose();
- *   }
- * }
- * ```
- */
-export class LossStats {
-  /**
-   * [Σ loss, batches, Σ correct, samples, last loss, first non-finite + 1, counter, pad,
-   * first bad-label batch + 1, its label >> 16, its label & 0xffff, its class count].
-   */
-  readonly acc: Tensor;
-
-  /** Allocates a zeroed accumulator on `gpu`. */
-  constructor(gpu: Gpu, label = "loss stats") {
-    this.acc = Tensor.empty(gpu, [ACC_FLOATS], "f32", label);
-  }
-
-  /** Encodes a reset (a clearBuffer, ordered with the steps around it). */
-  reset(enc: StepEncoder): void {
-    enc.commands().clearBuffer(this.acc.buffer, this.acc.byteOffset, this.acc.byteLength);
-  }
-
-  /**
-   * Reads the accumulator (waits for the GPU: call once per epoch or per display refresh).
-   * Throws a {@link LabelRangeError} when a batch since the reset held a label >= its classes.
-   */
-  async read(): Promise<LossSummary> {
-    const a = await this.acc.toFloat32();
-    if (a[8] > 0) throw new LabelRangeError(a[8] - 1, a[9] * 65536 + a[10], a[11]);
-    return {
-      meanLoss: a[1] > 0 ? a[0] / a[1] : NaN,
-      batches: a[1],
-      accuracy: a[3] > 0 ? a[2] / a[3] : NaN,
-      samples: a[3],
-      lastLoss: a[4],
-      firstNonFiniteBatch: a[5] > 0 ? a[5] - 1 : null,
-    };
-  }
-
-  /** Frees the accumulator. */
-  dispose(): void {
-    this.acc.dispose();
-  }
-}
 
 /**
  * Options of {@link CrossEntropyLoss}, as PyTorch's.
@@ -269,7 +124,9 @@ class LossBuffers {
  * throws(() => new CrossEntropyLoss({ weight: [1, -1] }), RangeError);
  * ```
  */
-export class CrossEntropyLoss {
+export class CrossEntropyLoss implements Loss {
+  /** True: the stats carry accuracy, and `fit` draws the validation confusion matrix. */
+  readonly classifies = true;
   /** Label smoothing ε. */
   readonly labelSmoothing: number;
   /** The class weights, or null for all 1. */

@@ -12,8 +12,8 @@
 import { join } from "node:path";
 import { adapterDefaults } from "../gpu/defaults.ts";
 import type { Gpu } from "../gpu/device.ts";
-import type { Loader } from "../data/loader.ts";
-import type { CrossEntropyLoss } from "../nn/loss.ts";
+import { Loader } from "../data/loader.ts";
+import type { Loss } from "../nn/loss_contract.ts";
 import type { Sequential } from "../nn/sequential.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
 import { removeStaleTemps } from "../io/atomic.ts";
@@ -23,18 +23,24 @@ import type { EpochRecord, History } from "./history.ts";
 import { RUN_FILES, RunLock, type RunSettings } from "./run_dir.ts";
 import { derivedSettings, startRun } from "./run_start.ts";
 import { type ProgressSink, silentProgress, StderrProgress } from "./progress.ts";
-import { EpochSchedule } from "./schedule.ts";
+import { type BatchSource, EpochSchedule } from "./schedule.ts";
 
 /** Options of {@link fit}. */
 export interface FitOptions {
-  /** Training batches (shuffled per epoch by the loader). */
-  train: Loader;
+  /**
+   * Training batches: a `Loader` (shuffled per epoch by it), or another {@link BatchSource}
+   * whose targets are what `loss` takes.
+   */
+  train: BatchSource;
   /** Validation batches; omit to skip validation. */
-  val?: Loader;
+  val?: BatchSource;
   /** Epochs to train (the total, including epochs done before a resume). */
   epochs: number;
-  /** The loss (its gradient seeds backward). */
-  loss: CrossEntropyLoss;
+  /**
+   * The loss (its gradient seeds backward): {@link CrossEntropyLoss} or any other {@link Loss}.
+   * Validation accuracy and the confusion matrix are recorded for a loss that classifies.
+   */
+  loss: Loss;
   /** The optimizer over `model.parameters()`. */
   optimizer: Optimizer;
   /** Validate every this many epochs (default 1, as the seed). */
@@ -176,7 +182,7 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
       if (notice && options.progress !== false) console.error(notice);
       await removeStaleTemps(dir);
       const settings = {
-        ...derivedSettings(model, optimizer, train, val, freq),
+        ...sourceSettings(model, optimizer, train, val, freq),
         ...options.settings,
       };
       const run = await startRun(dir, model, optimizer, settings, {
@@ -210,6 +216,31 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
   } finally {
     await lock?.release();
   }
+}
+
+/**
+ * The settings fit derives: a Loader's own (see `derivedSettings`), else the model's, the
+ * optimizer's and the batch counts (the caller's `settings` describe such data).
+ */
+function sourceSettings(
+  model: Sequential,
+  optimizer: Optimizer,
+  train: BatchSource,
+  val: BatchSource | undefined,
+  freq: number,
+): RunSettings {
+  if (train instanceof Loader && (val === undefined || val instanceof Loader)) {
+    return derivedSettings(model, optimizer, train, val, freq);
+  }
+  const settings: RunSettings = {
+    architecture: model.describe(),
+    optimizerClass: optimizer.name,
+    optimizerLr: optimizer.lr,
+    trainBatches: train.batchesPerEpoch,
+    validationFreq: freq,
+  };
+  if (val) settings.valBatches = val.batchesPerEpoch;
+  return settings;
 }
 
 /** The validation losses so far: the lowest, and how many validations since it. */
@@ -300,8 +331,11 @@ async function trainEpochs(
       const record: EpochRecord = { epoch, trainLoss: out.train.meanLoss, seconds: 0 };
       if (out.val) {
         record.valLoss = out.val.summary.meanLoss;
-        record.valAccuracy = out.val.summary.accuracy;
-        history.confusion = out.val.confusion;
+        // NaN for a loss without accuracy (a regression): the record has none.
+        if (!Number.isNaN(out.val.summary.accuracy)) {
+          record.valAccuracy = out.val.summary.accuracy;
+        }
+        if (out.val.confusion) history.confusion = out.val.confusion;
       }
       record.seconds = (performance.now() - t0) / 1000;
       schedule.epochTook(record.seconds);

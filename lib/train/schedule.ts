@@ -20,11 +20,11 @@
 
 import type { Gpu } from "../gpu/device.ts";
 import { StepEncoder } from "../gpu/encoder.ts";
-import type { Loader } from "../data/loader.ts";
-import type { CrossEntropyLoss, LossSummary } from "../nn/loss.ts";
-import { LabelRangeError, LossStats } from "../nn/loss.ts";
+import type { Loss, LossSummary } from "../nn/loss_contract.ts";
+import { LabelRangeError, LossStats } from "../nn/loss_contract.ts";
 import type { Sequential } from "../nn/sequential.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
+import type { Tensor } from "../tensor.ts";
 import { ConfusionMatrix } from "./confusion.ts";
 import { encodeTrainingStep } from "./step.ts";
 
@@ -49,13 +49,44 @@ interface EncodedEpoch {
   steps: number;
 }
 
+/**
+ * The batches `fit` trains or validates on: a `Loader` (CIFAR-10 images and u32 labels), or any
+ * source of GPU batches whose `y` is the target its loss takes (u32 labels for a classification
+ * loss, an f32 tensor of the output's shape for a regression loss).
+ *
+ * @example A fixed list of batches, already on the GPU
+ * ```ts
+ * import type { Tensor } from "@wgnn/wgnn";
+ * import type { BatchSource } from "./schedule.ts";
+ *
+ * function fixedBatches(batches: { x: Tensor; y: Tensor }[]): BatchSource {
+ *   return {
+ *     batchesPerEpoch: batches.length,
+ *     startEpoch() {}, // same order every epoch
+ *     encodeBatchFor: (_enc, index) => batches[index],
+ *   };
+ * }
+ * ```
+ */
+export interface BatchSource {
+  /** Batches per epoch. */
+  readonly batchesPerEpoch: number;
+  /** Makes epoch `epoch` (0-based) current: its order and draws, uploaded without waiting. */
+  startEpoch(epoch: number): void;
+  /**
+   * Encodes batch `index` of the current epoch where `model` reads it (a Loader may fill the
+   * first layer's staging texture) and returns its inputs `x` and targets `y`.
+   */
+  encodeBatchFor(enc: StepEncoder, index: number, model: Sequential): { x: Tensor; y: Tensor };
+}
+
 /** What {@link EpochSchedule} trains. */
 export interface ScheduleParts {
   model: Sequential;
-  loss: CrossEntropyLoss;
+  loss: Loss;
   optimizer: Optimizer;
-  train: Loader;
-  val?: Loader;
+  train: BatchSource;
+  val?: BatchSource;
   /** The run's last epoch (always validated). */
   epochs: number;
   /** Validate every this many epochs. */
@@ -69,8 +100,11 @@ export interface ScheduleParts {
 /** An epoch's results, read back in one round trip. */
 export interface EpochReadout {
   train: LossSummary;
-  /** Validation statistics and confusion matrix, when the epoch validated. */
-  val: { summary: LossSummary; confusion: number[][] } | null;
+  /**
+   * Validation statistics and, for a loss that classifies, the confusion matrix, when the epoch
+   * validated.
+   */
+  val: { summary: LossSummary; confusion: number[][] | null } | null;
   /** The model's training-step count after the epoch (keys Dropout masks). */
   trainingSteps: number;
 }
@@ -81,7 +115,8 @@ export class EpochSchedule {
   readonly #gpu: Gpu;
   readonly #trainStats: LossStats;
   readonly #valStats: LossStats;
-  #confusion: ConfusionMatrix | null = null; // sized by the first validation batch's logits
+  // Sized by the first validation batch's logits; none when the loss does not classify.
+  #confusion: ConfusionMatrix | null = null;
   #pending: EncodedEpoch | null = null;
   #queued: Promise<unknown>[] = [];
   #lastEpochSeconds = Infinity;
@@ -128,6 +163,7 @@ export class EpochSchedule {
       const { x, y } = val.encodeBatchFor(enc, i, model);
       const logits = model.forward(enc, x);
       loss.forward(enc, logits, y, this.#valStats);
+      if (!loss.classifies) continue;
       if (i === 0) {
         this.#confusion ??= new ConfusionMatrix(this.#gpu, logits.shape[1]);
         this.#confusion.reset(enc);
@@ -216,7 +252,7 @@ export class EpochSchedule {
     const reads = Promise.all([
       this.#trainStats.read().catch(labelError(epoch, "training")),
       validated ? this.#valStats.read().catch(labelError(epoch, "validation")) : null,
-      validated ? this.#confusion!.read() : null,
+      validated && this.#p.loss.classifies ? this.#confusion!.read() : null,
       o.withSteps ? this.#p.model.trainingSteps() : 0,
     ]);
     // The readbacks' copies are queued; the next epoch's commands, encoded now, wait unsubmitted.
@@ -225,7 +261,7 @@ export class EpochSchedule {
     this.#queued = [];
     return {
       train,
-      val: val && confusion ? { summary: val, confusion } : null,
+      val: val ? { summary: val, confusion } : null,
       trainingSteps,
     };
   }

@@ -5,7 +5,7 @@
  */
 
 import type { StepEncoder } from "../gpu/encoder.ts";
-import type { CrossEntropyLoss, LossStats } from "../nn/loss.ts";
+import type { Loss, LossStats } from "../nn/loss_contract.ts";
 import type { Sequential } from "../nn/sequential.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
 import type { Tensor } from "../tensor.ts";
@@ -13,7 +13,8 @@ import type { Tensor } from "../tensor.ts";
 /** What a training step needs besides its batch. */
 export interface Trainer {
   model: Sequential;
-  loss: CrossEntropyLoss;
+  /** Any {@link Loss}: its gradient seeds backward. */
+  loss: Loss;
   optimizer: Optimizer;
 }
 

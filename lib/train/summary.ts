@@ -39,7 +39,7 @@ export interface SummaryRow {
   bestValLoss: number;
   /** 1-based epoch of the lowest validation loss. */
   bestValEpoch: number;
-  /** Highest validation accuracy seen, in [0, 1]. */
+  /** Highest validation accuracy seen, in [0, 1]; NaN when none was measured. */
   bestValAccuracy: number;
   /** Mean wall-clock seconds per epoch. */
   secondsPerEpoch: number;
@@ -100,6 +100,17 @@ export function settingsConflicts(rows: readonly SummaryRow[]): string[] {
 
 const num = (v: number, d: number) => (Number.isFinite(v) ? v.toFixed(d) : "-");
 
+/**
+ * The highest accuracy of `validated` (the epochs with a finite validation loss), or NaN when
+ * none was measured (a regression's run, or no validation).
+ */
+function bestAccuracy(validated: History["epochs"]): number {
+  const measured = validated.flatMap((e) =>
+    e.valAccuracy !== undefined && Number.isFinite(e.valAccuracy) ? [e.valAccuracy] : []
+  );
+  return measured.length > 0 ? Math.max(...measured) : NaN;
+}
+
 /** One summary row from a history (its settings and how it ended included). */
 export function summaryRow(h: History): SummaryRow {
   const withVal = h.epochs.filter((e) => e.valLoss !== undefined && Number.isFinite(e.valLoss));
@@ -112,7 +123,7 @@ export function summaryRow(h: History): SummaryRow {
     finalTrainLoss: h.epochs.at(-1)?.trainLoss ?? NaN,
     bestValLoss: bestVal?.valLoss ?? NaN,
     bestValEpoch: bestVal?.epoch ?? 0,
-    bestValAccuracy: Math.max(...withVal.map((e) => e.valAccuracy ?? 0), 0),
+    bestValAccuracy: bestAccuracy(withVal),
     secondsPerEpoch: h.epochs.reduce((s, e) => s + e.seconds, 0) / Math.max(1, h.epochs.length),
     adapter: h.adapter,
     epochs: h.epochs.length,
@@ -138,7 +149,7 @@ export function formatSummary(rows: readonly SummaryRow[]): string {
     num(r.finalTrainLoss, 4),
     num(r.bestValLoss, 4),
     String(r.bestValEpoch),
-    `${num(100 * r.bestValAccuracy, 2)}%`,
+    Number.isFinite(r.bestValAccuracy) ? `${num(100 * r.bestValAccuracy, 2)}%` : "-",
     num(r.secondsPerEpoch, 2),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
