@@ -10,10 +10,14 @@ import assert from "node:assert/strict";
 import { ACT_BACKWARD, ACT_FORWARD, ACTIVATION } from "../lib/nn/activation_kernel.ts";
 import { BATCHNORM } from "../lib/nn/batchnorm.ts";
 import { COUNTER_ADVANCE, DROPOUT_KERNEL } from "../lib/nn/dropout.ts";
+import { ELEMENTWISE_LOSS } from "../lib/nn/elementwise_loss.ts";
 import type { EntryPoint, KernelFamily } from "../lib/nn/kernel_call.ts";
 import { COLUMN_SUM } from "../lib/nn/linear.ts";
 import { CROSS_ENTROPY } from "../lib/nn/loss.ts";
+import { NLL_LOSS } from "../lib/nn/nll_loss.ts";
 import { OPTIM } from "../lib/optim/optimizer.ts";
+import { POINTWISE, POINTWISE_BACKWARD, POINTWISE_FORWARD } from "../lib/nn/pointwise_kernel.ts";
+import { SOFTMAX, SOFTMAX_BACKWARD, SOFTMAX_FORWARD } from "../lib/nn/softmax_kernel.ts";
 import { CONFUSION } from "../lib/train/confusion.ts";
 
 const FAMILIES: readonly KernelFamily[] = [
@@ -24,6 +28,8 @@ const FAMILIES: readonly KernelFamily[] = [
   CONFUSION,
   OPTIM,
   COLUMN_SUM,
+  ELEMENTWISE_LOSS,
+  NLL_LOSS,
 ];
 
 /** A `@binding` declaration of the WGSL: group, number and the `var`'s name. */
@@ -111,7 +117,15 @@ for (const family of FAMILIES) {
 }
 
 Deno.test("bindings: declared entry points exist in their WGSL", () => {
-  const points: EntryPoint<string>[] = [ACT_FORWARD, ACT_BACKWARD, COUNTER_ADVANCE];
+  const points: EntryPoint<string>[] = [
+    ACT_FORWARD,
+    ACT_BACKWARD,
+    COUNTER_ADVANCE,
+    POINTWISE_FORWARD,
+    POINTWISE_BACKWARD,
+    SOFTMAX_FORWARD,
+    SOFTMAX_BACKWARD,
+  ];
   for (const point of points) {
     const fn = new RegExp(`@compute[^{]*\\bfn ${point.entry}\\s*\\(`);
     assert(fn.test(code(point.kernel.source)), `${point.kernel.name}.${point.entry}`);
