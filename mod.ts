@@ -96,6 +96,11 @@ export { Sequential } from "./lib/nn/sequential.ts";
 export type { StateDict } from "./lib/nn/sequential.ts";
 export { CrossEntropyLoss, LabelRangeError, LossStats } from "./lib/nn/loss.ts";
 export type { CrossEntropyOptions, LossSummary } from "./lib/nn/loss.ts";
+export type { LabelLoss, Loss, Reduction } from "./lib/nn/loss_contract.ts";
+export { BCEWithLogitsLoss, L1Loss, MSELoss } from "./lib/nn/elementwise_loss.ts";
+export type { BCEWithLogitsOptions, ReductionOptions } from "./lib/nn/elementwise_loss.ts";
+export { NLLLoss } from "./lib/nn/nll_loss.ts";
+export type { NLLOptions } from "./lib/nn/nll_loss.ts";
 export { ParameterArena } from "./lib/nn/parameter.ts";
 export type { Parameter, ParameterSpec } from "./lib/nn/parameter.ts";
 
@@ -134,6 +139,7 @@ export type { Augment, Batch, LoaderOptions, Normalize } from "./lib/data/loader
 // Training (the lecture's experiment: ./experiment.ts; plots: ./plot.ts)
 export { fit, NonFiniteLossError } from "./lib/train/fit.ts";
 export type { FitOptions } from "./lib/train/fit.ts";
+export type { BatchSource } from "./lib/train/schedule.ts";
 export type { ProgressSink, ProgressState } from "./lib/train/progress.ts";
 export type { EpochRecord, History } from "./lib/train/history.ts";
 export { RunLock } from "./lib/train/run_dir.ts";
