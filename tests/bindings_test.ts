@@ -30,6 +30,8 @@ const FAMILIES: readonly KernelFamily[] = [
   COLUMN_SUM,
   ELEMENTWISE_LOSS,
   NLL_LOSS,
+  POINTWISE,
+  SOFTMAX,
 ];
 
 /** A `@binding` declaration of the WGSL: group, number and the `var`'s name. */

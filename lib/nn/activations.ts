@@ -1,0 +1,388 @@
+/**
+ * Tanh, Sigmoid, GELU, SiLU (element-wise, kernels/pointwise.wgsl) and Softmax, LogSoftmax (over
+ * the last dimension, kernels/softmax.wgsl), with the formulas of PyTorch 1.13's CPU kernels in
+ * float32.
+ *
+ * Forward saves what backward reads: Tanh, Sigmoid, Softmax and LogSoftmax their output (PyTorch's
+ * backward formulas use y), GELU and SiLU their input. Outputs, gradients and uniforms are
+ * allocated once per batch size; the first forward fixes the per-sample shape. None of them has
+ * parameters, and train and eval mode compute the same thing.
+ *
+ * @module
+ */
+
+import type { StepEncoder } from "../gpu/encoder.ts";
+import type { Tensor } from "../tensor.ts";
+import { ActivationRunner, pointwiseKernels, softmaxKernels } from "./activation_runner.ts";
+import { type AttachContext, Module } from "./module.ts";
+import type { Parameter } from "./parameter.ts";
+import { POINTWISE_FUNCTIONS } from "./pointwise_kernel.ts";
+
+/**
+ * `y = tanh(x)`, as PyTorch's `Tanh()`; backward `dX = dY·(1 − y²)` from the saved output.
+ *
+ * @example A tanh hidden layer
+ * ```ts
+ * import { Linear, Sequential, Tanh } from "@wgnn/wgnn";
+ * import { deepEqual, equal } from "node:assert/strict";
+ *
+ * const model = new Sequential(new Linear(4, 8), new Tanh(), new Linear(8, 2));
+ * equal(model.modules[1].describe(), "Tanh()");
+ * deepEqual(new Tanh().outputShape([3, 5]), [3, 5]);
+ * ```
+ */
+export class Tanh extends Module {
+  readonly #runner = new ActivationRunner(this, POINTWISE_FUNCTIONS.tanh.backwardReadsOutput);
+
+  /** `Tanh()`. */
+  describe(): string {
+    return "Tanh()";
+  }
+
+  /** Per-sample output shape: the input's. */
+  outputShape(input: readonly number[]): number[] {
+    return [...input];
+  }
+
+  /** Receives the GPU (called by Sequential.to) and compiles the two kernels. */
+  override attach(context: AttachContext, params: Parameter[]): void {
+    super.attach(context, params);
+    this.#runner.attach(context.gpu, pointwiseKernels(context.gpu, "tanh"));
+  }
+
+  /** Encodes the forward pass; the returned tensor is owned by this module. */
+  forward(enc: StepEncoder, x: Tensor): Tensor {
+    return this.#runner.forward(enc, x);
+  }
+
+  /** Encodes the backward pass of the last forward; returns dX (owned by this module). */
+  backward(enc: StepEncoder, dY: Tensor): Tensor {
+    return this.#runner.backward(enc, dY);
+  }
+
+  /** Frees this module's per-batch buffers. */
+  override dispose(): void {
+    this.#runner.dispose();
+  }
+}
+
+/**
+ * `y = 1/(1 + e^−x)`, as PyTorch's `Sigmoid()`; backward `dX = dY·(1 − y)·y` from the saved
+ * output.
+ *
+ * @example A gate between two layers
+ * ```ts
+ * import { Linear, Sequential, Sigmoid } from "@wgnn/wgnn";
+ * import { equal } from "node:assert/strict";
+ *
+ * const model = new Sequential(new Linear(4, 8), new Sigmoid(), new Linear(8, 2));
+ * equal(model.describe(), "Sequential(Linear(4, 8), Sigmoid(), Linear(8, 2))");
+ * ```
+ */
+export class Sigmoid extends Module {
+  readonly #runner = new ActivationRunner(this, POINTWISE_FUNCTIONS.sigmoid.backwardReadsOutput);
+
+  /** `Sigmoid()`. */
+  describe(): string {
+    return "Sigmoid()";
+  }
+
+  /** Per-sample output shape: the input's. */
+  outputShape(input: readonly number[]): number[] {
+    return [...input];
+  }
+
+  /** Receives the GPU (called by Sequential.to) and compiles the two kernels. */
+  override attach(context: AttachContext, params: Parameter[]): void {
+    super.attach(context, params);
+    this.#runner.attach(context.gpu, pointwiseKernels(context.gpu, "sigmoid"));
+  }
+
+  /** Encodes the forward pass; the returned tensor is owned by this module. */
+  forward(enc: StepEncoder, x: Tensor): Tensor {
+    return this.#runner.forward(enc, x);
+  }
+
+  /** Encodes the backward pass of the last forward; returns dX (owned by this module). */
+  backward(enc: StepEncoder, dY: Tensor): Tensor {
+    return this.#runner.backward(enc, dY);
+  }
+
+  /** Frees this module's per-batch buffers. */
+  override dispose(): void {
+    this.#runner.dispose();
+  }
+}
+
+/**
+ * Options of {@link GELU}, as PyTorch's.
+ *
+ * @example The tanh approximation (GPT-2's)
+ * ```ts
+ * import { GELU, type GELUOptions } from "@wgnn/wgnn";
+ * import { equal } from "node:assert/strict";
+ *
+ * const options: GELUOptions = { approximate: "tanh" };
+ * equal(new GELU(options).describe(), "GELU(approximate='tanh')");
+ * ```
+ */
+export interface GELUOptions {
+  /**
+   * "none" (default): `y = x·Φ(x) = x·0.5·(1 + erf(x/√2))`; "tanh":
+   * `y = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+   */
+  approximate?: "none" | "tanh";
+}
+
+/**
+ * The Gaussian error linear unit, as PyTorch's `GELU(approximate=…)`: `x·Φ(x)` with an erf
+ * accurate to 2 ulp (WGSL has none), or its tanh approximation. Backward reads the saved input.
+ *
+ * @example Both forms, and a bad option
+ * ```ts
+ * import { GELU, Linear, Sequential } from "@wgnn/wgnn";
+ * import { equal, throws } from "node:assert/strict";
+ *
+ * const model = new Sequential(new Linear(16, 64), new GELU(), new Linear(64, 10));
+ * equal(model.modules[1].describe(), "GELU(approximate='none')");
+ * equal(new GELU({ approximate: "tanh" }).approximate, "tanh");
+ * throws(() => new GELU({ approximate: "fast" as "tanh" }), RangeError);
+ * ```
+ */
+export class GELU extends Module {
+  /** "none" (erf) or "tanh". */
+  readonly approximate: "none" | "tanh";
+  readonly #runner = new ActivationRunner(this, POINTWISE_FUNCTIONS.gelu.backwardReadsOutput);
+
+  /** Declares the layer; throws a RangeError for an `approximate` other than "none" or "tanh". */
+  constructor(options: GELUOptions = {}) {
+    super();
+    const approximate = options.approximate ?? "none";
+    if (approximate !== "none" && approximate !== "tanh") {
+      throw new RangeError(
+        `Cannot create GELU: approximate must be "none" or "tanh": current value is ${
+          JSON.stringify(approximate)
+        }`,
+      );
+    }
+    this.approximate = approximate;
+  }
+
+  /** `GELU(approximate='none')` or `GELU(approximate='tanh')`, as PyTorch prints it. */
+  describe(): string {
+    return `GELU(approximate='${this.approximate}')`;
+  }
+
+  /** Per-sample output shape: the input's. */
+  outputShape(input: readonly number[]): number[] {
+    return [...input];
+  }
+
+  /** Receives the GPU (called by Sequential.to) and compiles the two kernels. */
+  override attach(context: AttachContext, params: Parameter[]): void {
+    super.attach(context, params);
+    const fn = this.approximate === "tanh" ? "gelu_tanh" : "gelu";
+    this.#runner.attach(context.gpu, pointwiseKernels(context.gpu, fn));
+  }
+
+  /** Encodes the forward pass; the returned tensor is owned by this module. */
+  forward(enc: StepEncoder, x: Tensor): Tensor {
+    return this.#runner.forward(enc, x);
+  }
+
+  /** Encodes the backward pass of the last forward; returns dX (owned by this module). */
+  backward(enc: StepEncoder, dY: Tensor): Tensor {
+    return this.#runner.backward(enc, dY);
+  }
+
+  /** Frees this module's per-batch buffers. */
+  override dispose(): void {
+    this.#runner.dispose();
+  }
+}
+
+/**
+ * `y = x·sigmoid(x) = x/(1 + e^−x)`, as PyTorch's `SiLU()` (also called swish); backward reads the
+ * saved input.
+ *
+ * @example A SiLU MLP
+ * ```ts
+ * import { Linear, Sequential, SiLU } from "@wgnn/wgnn";
+ * import { equal } from "node:assert/strict";
+ *
+ * const model = new Sequential(new Linear(4, 8), new SiLU(), new Linear(8, 2));
+ * equal(model.modules.length, 3);
+ * ```
+ */
+export class SiLU extends Module {
+  readonly #runner = new ActivationRunner(this, POINTWISE_FUNCTIONS.silu.backwardReadsOutput);
+
+  /** `SiLU()`. */
+  describe(): string {
+    return "SiLU()";
+  }
+
+  /** Per-sample output shape: the input's. */
+  outputShape(input: readonly number[]): number[] {
+    return [...input];
+  }
+
+  /** Receives the GPU (called by Sequential.to) and compiles the two kernels. */
+  override attach(context: AttachContext, params: Parameter[]): void {
+    super.attach(context, params);
+    this.#runner.attach(context.gpu, pointwiseKernels(context.gpu, "silu"));
+  }
+
+  /** Encodes the forward pass; the returned tensor is owned by this module. */
+  forward(enc: StepEncoder, x: Tensor): Tensor {
+    return this.#runner.forward(enc, x);
+  }
+
+  /** Encodes the backward pass of the last forward; returns dX (owned by this module). */
+  backward(enc: StepEncoder, dY: Tensor): Tensor {
+    return this.#runner.backward(enc, dY);
+  }
+
+  /** Frees this module's per-batch buffers. */
+  override dispose(): void {
+    this.#runner.dispose();
+  }
+}
+
+/** Throws unless `dim` is -1 or the last index of an input of per-sample shape `input`. */
+function checkLastDim(module: Module, dim: number, input: readonly number[]): void {
+  if (dim !== -1 && dim !== input.length) {
+    throw new RangeError(
+      `Cannot run ${module.describe()}: only the last dimension (dim=-1 or ${input.length}) is supported: current input is [batch, ${
+        input.join(", ")
+      }]`,
+    );
+  }
+}
+
+/** Throws unless `dim` is an integer ≥ -1, naming the layer. */
+function checkDim(what: string, dim: number): void {
+  if (!Number.isInteger(dim) || dim < -1) {
+    throw new RangeError(
+      `Cannot create ${what}: dim must be -1 or a non-negative integer: current value is ${dim}`,
+    );
+  }
+}
+
+/**
+ * `y = exp(x − max)/Σ exp(x − max)` over the last dimension, as PyTorch's `Softmax(dim=-1)`;
+ * backward `dX = y ⊙ (dY − Σ dY⊙y)` from the saved output. `dim` counts the batch, as PyTorch's:
+ * on [batch, classes], `dim` 1 and -1 are the same; only the last dimension is supported.
+ *
+ * @example Probabilities out of a classifier
+ * ```ts
+ * import { Linear, Sequential, Softmax } from "@wgnn/wgnn";
+ * import { equal, throws } from "node:assert/strict";
+ *
+ * const model = new Sequential(new Linear(8, 3), new Softmax(1)).eval();
+ * equal(model.modules[1].describe(), "Softmax(dim=1)");
+ * throws(() => new Softmax(1).outputShape([3, 4]), /only the last dimension/);
+ * ```
+ */
+export class Softmax extends Module {
+  /** The dimension, as given (-1: the last). */
+  readonly dim: number;
+  readonly #runner = new ActivationRunner(this, true);
+
+  /** Declares the layer; throws a RangeError unless `dim` is -1 or a non-negative integer. */
+  constructor(dim = -1) {
+    super();
+    checkDim("Softmax", dim);
+    this.dim = dim;
+  }
+
+  /** `Softmax(dim=…)`. */
+  describe(): string {
+    return `Softmax(dim=${this.dim})`;
+  }
+
+  /** Per-sample output shape: the input's; throws unless `dim` is its last dimension. */
+  outputShape(input: readonly number[]): number[] {
+    checkLastDim(this, this.dim, input);
+    return [...input];
+  }
+
+  /** Receives the GPU (called by Sequential.to) and compiles the two kernels. */
+  override attach(context: AttachContext, params: Parameter[]): void {
+    super.attach(context, params);
+    this.#runner.attach(context.gpu, softmaxKernels(context.gpu, false));
+  }
+
+  /** Encodes the forward pass; the returned tensor is owned by this module. */
+  forward(enc: StepEncoder, x: Tensor): Tensor {
+    return this.#runner.forward(enc, x);
+  }
+
+  /** Encodes the backward pass of the last forward; returns dX (owned by this module). */
+  backward(enc: StepEncoder, dY: Tensor): Tensor {
+    return this.#runner.backward(enc, dY);
+  }
+
+  /** Frees this module's per-batch buffers. */
+  override dispose(): void {
+    this.#runner.dispose();
+  }
+}
+
+/**
+ * `y = x − max − log Σ exp(x − max)` over the last dimension, as PyTorch's `LogSoftmax(dim=-1)`;
+ * backward `dX = dY − exp(y)·Σ dY` from the saved output. `dim` as for {@link Softmax}.
+ *
+ * @example Log-probabilities for a likelihood computed elsewhere
+ * ```ts
+ * import { Linear, LogSoftmax, Sequential } from "@wgnn/wgnn";
+ * import { equal } from "node:assert/strict";
+ *
+ * const model = new Sequential(new Linear(8, 5), new LogSoftmax());
+ * equal(model.modules[1].describe(), "LogSoftmax(dim=-1)");
+ * ```
+ */
+export class LogSoftmax extends Module {
+  /** The dimension, as given (-1: the last). */
+  readonly dim: number;
+  readonly #runner = new ActivationRunner(this, true);
+
+  /** Declares the layer; throws a RangeError unless `dim` is -1 or a non-negative integer. */
+  constructor(dim = -1) {
+    super();
+    checkDim("LogSoftmax", dim);
+    this.dim = dim;
+  }
+
+  /** `LogSoftmax(dim=…)`. */
+  describe(): string {
+    return `LogSoftmax(dim=${this.dim})`;
+  }
+
+  /** Per-sample output shape: the input's; throws unless `dim` is its last dimension. */
+  outputShape(input: readonly number[]): number[] {
+    checkLastDim(this, this.dim, input);
+    return [...input];
+  }
+
+  /** Receives the GPU (called by Sequential.to) and compiles the two kernels. */
+  override attach(context: AttachContext, params: Parameter[]): void {
+    super.attach(context, params);
+    this.#runner.attach(context.gpu, softmaxKernels(context.gpu, true));
+  }
+
+  /** Encodes the forward pass; the returned tensor is owned by this module. */
+  forward(enc: StepEncoder, x: Tensor): Tensor {
+    return this.#runner.forward(enc, x);
+  }
+
+  /** Encodes the backward pass of the last forward; returns dX (owned by this module). */
+  backward(enc: StepEncoder, dY: Tensor): Tensor {
+    return this.#runner.backward(enc, dY);
+  }
+
+  /** Frees this module's per-batch buffers. */
+  override dispose(): void {
+    this.#runner.dispose();
+  }
+}
