@@ -23,7 +23,7 @@
 //                     ±1 (erfc(3.92) < 2⁻²⁵, so erf rounds to 1).
 //           Worst errors on lavapipe against float64 over dense grids, in ulps of the exact result
 //           (tests/activations_test.ts, which allows 2): exp_f32 1.25, tanh_f32 1.00, erf_f32 1.13.
-//           A NaN input gives an unspecified value (WGSL lets implementations assume none).
+//           NaN and ±inf give PyTorch's results (a NaN stays NaN: the divergence check sees it).
 // Bindings: @group(0) 0 src (storage, read: x in forward, ref in backward), 1 dy (storage, read;
 //           backward only), 2 dst (storage, read_write: y or dX), 3 p: Params (uniform).
 // Dispatch: one invocation per element; workgroup WG; grid = grid1d(ceil(n / WG)); the linear
@@ -53,17 +53,18 @@ const SQRT_2_PI: f32 = 0.797884561;
 const KAPPA: f32 = 0.044715;
 
 fn exp_f32(x: f32) -> f32 {
-  // e^x is inf above 88.73 and 0 below −103.98 in f32; the clamp keeps n within ldexp's range.
-  let xc = clamp(x, -104.0, 89.0);
-  let n = round(xc * LOG2E);
-  let r = (xc - n * LN2_HI) - n * LN2_LO;
+  // n from x clamped to where e^x is finite and nonzero in f32 (|n| ≤ 150, so each ldexp below
+  // stays in range); r from x itself, so that a NaN stays NaN and x > 89 overflows to inf.
+  let n = round(clamp(x, -104.0, 89.0) * LOG2E);
+  let r = (x - n * LN2_HI) - n * LN2_LO;
   let q = 0.49999994 + r * (0.166665211 + r * (0.041668389 + r * (0.00836873055 + r * 0.00138145708)));
   let e = 1.0 + (r + r * r * q);
   // 2ⁿ in two halves so that each ldexp's exponent is in range; the second rounds once, to inf,
   // a subnormal or 0 where the result is out of the normal range.
   let k = i32(n);
   let h = k / 2;
-  return ldexp(ldexp(e, h), k - h);
+  // Below −104 (e^x < 2⁻¹⁵⁰) r is outside the polynomial's range: the result is 0.
+  return select(ldexp(ldexp(e, h), k - h), 0.0, x < -104.0);
 }
 
 fn tanh_f32(x: f32) -> f32 {

@@ -399,3 +399,27 @@ gpuTest(
     }
   },
 );
+
+gpuTest("layers: NaN and infinities come out as PyTorch's (a NaN is never masked)", async (gpu) => {
+  const x = Float32Array.from([NaN, Infinity, -Infinity, 1e30, -1e30, 3.4e38]);
+  // torch.tanh, torch.sigmoid, F.gelu (both forms), F.silu, softmax and log_softmax (dim -1) of
+  // x, printed by PyTorch 1.13 (a zero's sign aside).
+  const big = Math.fround(1e30);
+  const max = Math.fround(3.4e38);
+  const gelu = [NaN, Infinity, NaN, big, 0, max];
+  const want: Record<Case, number[]> = {
+    tanh: [NaN, 1, -1, 1, -1, 1],
+    sigmoid: [NaN, 1, 0, 1, 0, 1],
+    gelu,
+    gelu_tanh: gelu,
+    silu: gelu,
+    softmax: Array(6).fill(NaN),
+    log_softmax: Array(6).fill(NaN),
+  };
+  for (const c of CASES) {
+    const dy = new Float32Array(6).fill(1);
+    const got = await runLayer(gpu, c, x, dy, [1, 6]);
+    assert.deepEqual([...got.y].map((v) => v + 0), want[c], `${c} y`);
+    assert.ok(Number.isNaN(got.dx[0]), `${c}: dX at the NaN is NaN`);
+  }
+});
