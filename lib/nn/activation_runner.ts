@@ -1,8 +1,8 @@
 /**
- * The shared body of the layers in activations.ts: input checks, per-batch buffers, the tensor
- * backward reads, and the two dispatches of kernels/pointwise.wgsl or kernels/softmax.wgsl. Each
- * layer owns an {@link ActivationRunner} and forwards to it (the layers extend Module directly,
- * so the public surface has no base class of theirs).
+ * The shared body of the layers in activations.ts and softmax.ts: input checks, per-batch
+ * buffers, the tensor backward reads, and the two dispatches of kernels/pointwise.wgsl or
+ * kernels/softmax.wgsl. Each layer owns an {@link ActivationRunner} and forwards to it (the layers
+ * extend Module directly, so the public surface has no base class of theirs).
  *
  * @module
  */
