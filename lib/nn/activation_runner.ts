@@ -1,8 +1,8 @@
 /**
  * The shared body of the layers in activations.ts and softmax.ts: input checks, per-batch
  * buffers, the tensor backward reads, and the two dispatches of kernels/pointwise.wgsl or
- * kernels/softmax.wgsl. Each layer owns an {@link ActivationRunner} and forwards to it (the layers
- * extend Module directly, so the public surface has no base class of theirs).
+ * kernels/softmax.wgsl, in {@link ActivationLayer}, which each layer extends (an internal base: the
+ * public surface documents the layers themselves).
  *
  * @module
  */
@@ -13,7 +13,8 @@ import type { StepEncoder } from "../gpu/encoder.ts";
 import { grid1d } from "../gpu/kernels.ts";
 import { Tensor } from "../tensor.ts";
 import { KernelCall } from "./kernel_call.ts";
-import { checkInput, disposeAll, type Module, PerBatch } from "./module.ts";
+import { type AttachContext, checkInput, disposeAll, Module, PerBatch } from "./module.ts";
+import type { Parameter } from "./parameter.ts";
 import {
   POINTWISE_BACKWARD,
   POINTWISE_FORWARD,
@@ -58,11 +59,14 @@ export interface Kernels {
 
 /**
  * The shared body of the activation layers: checks, per-batch buffers, the saved tensor, and the
- * two dispatches. Each public layer owns one and forwards to it.
+ * two dispatches. Each layer passes its kernels' factory and whether backward reads the output;
+ * it adds only its name (`describe`) and, if it has one, its shape rule (`outputShape`).
+ *
+ * @internal
  */
-export class ActivationRunner {
-  readonly #owner: Module;
+export abstract class ActivationLayer extends Module {
   readonly #savesOutput: boolean;
+  readonly #makeKernels: (gpu: Gpu) => Kernels;
   #kernels: Kernels | null = null;
   #gpu: Gpu | null = null;
   #sampleShape: readonly number[] | null = null;
@@ -72,28 +76,38 @@ export class ActivationRunner {
     return new Buffers(this.#gpu!, shape, this.#kernels!.params(this.#gpu!, shape));
   });
 
-  constructor(owner: Module, savesOutput: boolean) {
-    this.#owner = owner;
+  /** `savesOutput`: backward reads y (else x); `kernels` builds the two calls on attach. */
+  constructor(savesOutput: boolean, kernels: (gpu: Gpu) => Kernels) {
+    super();
     this.#savesOutput = savesOutput;
+    this.#makeKernels = kernels;
   }
 
-  attach(gpu: Gpu, kernels: Kernels): void {
-    this.#gpu = gpu;
-    this.#kernels = kernels;
+  /** Per-sample output shape: the input's. */
+  outputShape(input: readonly number[]): number[] {
+    return [...input];
   }
 
+  /** Receives the GPU (called by Sequential.to) and compiles the two kernels. */
+  override attach(context: AttachContext, params: Parameter[]): void {
+    super.attach(context, params);
+    this.#gpu = context.gpu;
+    this.#kernels = this.#makeKernels(context.gpu);
+  }
+
+  /** Encodes the forward pass; the returned tensor is owned by this module. */
   forward(enc: StepEncoder, x: Tensor): Tensor {
     if (this.#kernels === null) {
       throw new Error(
-        `Cannot run ${this.#owner.describe()}: it is not on a GPU yet; call model.to(gpu) first`,
+        `Cannot run ${this.describe()}: it is not on a GPU yet; call model.to(gpu) first`,
       );
     }
     if (this.#sampleShape === null) {
-      checkInput(this.#owner, x, x.shape.slice(1)); // f32 and at least [batch, features]
-      this.#owner.outputShape(x.shape.slice(1));
+      checkInput(this, x, x.shape.slice(1)); // f32 and at least [batch, features]
+      this.outputShape(x.shape.slice(1));
       this.#sampleShape = x.shape.slice(1);
     }
-    const batch = checkInput(this.#owner, x, this.#sampleShape);
+    const batch = checkInput(this, x, this.#sampleShape);
     const bufs = this.#buffers.get(batch);
     this.#kernels.forward.encode(enc, this.#kernels.grid(x.shape), {
       src: x,
@@ -104,14 +118,15 @@ export class ActivationRunner {
     return bufs.y;
   }
 
+  /** Encodes the backward pass of the last forward; returns dX (owned by this module). */
   backward(enc: StepEncoder, dY: Tensor): Tensor {
     if (this.#saved === null || this.#kernels === null) {
-      throw new Error(`Cannot run ${this.#owner.describe()} backward: no forward was encoded`);
+      throw new Error(`Cannot run ${this.describe()} backward: no forward was encoded`);
     }
-    checkInput(this.#owner, dY, this.#sampleShape!);
+    checkInput(this, dY, this.#sampleShape!);
     if (dY.shape[0] !== this.#saved.shape[0]) {
       throw new RangeError(
-        `Cannot run ${this.#owner.describe()} backward: dY must have the last forward's batch of ${
+        `Cannot run ${this.describe()} backward: dY must have the last forward's batch of ${
           this.#saved.shape[0]
         }: current dY "${dY.label}" is [${dY.shape.join(", ")}]`,
       );
@@ -127,7 +142,8 @@ export class ActivationRunner {
     return dX;
   }
 
-  dispose(): void {
+  /** Frees this module's per-batch buffers. */
+  override dispose(): void {
     this.#buffers.dispose();
     this.#saved = null;
   }

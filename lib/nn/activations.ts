@@ -10,11 +10,7 @@
  * @module
  */
 
-import type { StepEncoder } from "../gpu/encoder.ts";
-import type { Tensor } from "../tensor.ts";
-import { ActivationRunner, pointwiseKernels } from "./activation_runner.ts";
-import { type AttachContext, Module } from "./module.ts";
-import type { Parameter } from "./parameter.ts";
+import { ActivationLayer, pointwiseKernels } from "./activation_runner.ts";
 import { POINTWISE_FUNCTIONS } from "./pointwise_kernel.ts";
 
 /**
@@ -30,38 +26,15 @@ import { POINTWISE_FUNCTIONS } from "./pointwise_kernel.ts";
  * deepEqual(new Tanh().outputShape([3, 5]), [3, 5]);
  * ```
  */
-export class Tanh extends Module {
-  readonly #runner = new ActivationRunner(this, POINTWISE_FUNCTIONS.tanh.backwardReadsOutput);
+export class Tanh extends ActivationLayer {
+  /** Declares the layer (no parameters). */
+  constructor() {
+    super(POINTWISE_FUNCTIONS.tanh.backwardReadsOutput, (gpu) => pointwiseKernels(gpu, "tanh"));
+  }
 
   /** `Tanh()`. */
   describe(): string {
     return "Tanh()";
-  }
-
-  /** Per-sample output shape: the input's. */
-  outputShape(input: readonly number[]): number[] {
-    return [...input];
-  }
-
-  /** Receives the GPU (called by Sequential.to) and compiles the two kernels. */
-  override attach(context: AttachContext, params: Parameter[]): void {
-    super.attach(context, params);
-    this.#runner.attach(context.gpu, pointwiseKernels(context.gpu, "tanh"));
-  }
-
-  /** Encodes the forward pass; the returned tensor is owned by this module. */
-  forward(enc: StepEncoder, x: Tensor): Tensor {
-    return this.#runner.forward(enc, x);
-  }
-
-  /** Encodes the backward pass of the last forward; returns dX (owned by this module). */
-  backward(enc: StepEncoder, dY: Tensor): Tensor {
-    return this.#runner.backward(enc, dY);
-  }
-
-  /** Frees this module's per-batch buffers. */
-  override dispose(): void {
-    this.#runner.dispose();
   }
 }
 
@@ -78,38 +51,18 @@ export class Tanh extends Module {
  * equal(model.describe(), "Sequential(Linear(4, 8), Sigmoid(), Linear(8, 2))");
  * ```
  */
-export class Sigmoid extends Module {
-  readonly #runner = new ActivationRunner(this, POINTWISE_FUNCTIONS.sigmoid.backwardReadsOutput);
+export class Sigmoid extends ActivationLayer {
+  /** Declares the layer (no parameters). */
+  constructor() {
+    super(
+      POINTWISE_FUNCTIONS.sigmoid.backwardReadsOutput,
+      (gpu) => pointwiseKernels(gpu, "sigmoid"),
+    );
+  }
 
   /** `Sigmoid()`. */
   describe(): string {
     return "Sigmoid()";
-  }
-
-  /** Per-sample output shape: the input's. */
-  outputShape(input: readonly number[]): number[] {
-    return [...input];
-  }
-
-  /** Receives the GPU (called by Sequential.to) and compiles the two kernels. */
-  override attach(context: AttachContext, params: Parameter[]): void {
-    super.attach(context, params);
-    this.#runner.attach(context.gpu, pointwiseKernels(context.gpu, "sigmoid"));
-  }
-
-  /** Encodes the forward pass; the returned tensor is owned by this module. */
-  forward(enc: StepEncoder, x: Tensor): Tensor {
-    return this.#runner.forward(enc, x);
-  }
-
-  /** Encodes the backward pass of the last forward; returns dX (owned by this module). */
-  backward(enc: StepEncoder, dY: Tensor): Tensor {
-    return this.#runner.backward(enc, dY);
-  }
-
-  /** Frees this module's per-batch buffers. */
-  override dispose(): void {
-    this.#runner.dispose();
   }
 }
 
@@ -148,15 +101,17 @@ export interface GELUOptions {
  * throws(() => new GELU({ approximate: "fast" as "tanh" }), RangeError);
  * ```
  */
-export class GELU extends Module {
+export class GELU extends ActivationLayer {
   /** "none" (erf) or "tanh". */
   readonly approximate: "none" | "tanh";
-  readonly #runner = new ActivationRunner(this, POINTWISE_FUNCTIONS.gelu.backwardReadsOutput);
 
   /** Declares the layer; throws a RangeError for an `approximate` other than "none" or "tanh". */
   constructor(options: GELUOptions = {}) {
-    super();
     const approximate = options.approximate ?? "none";
+    super(
+      POINTWISE_FUNCTIONS.gelu.backwardReadsOutput,
+      (gpu) => pointwiseKernels(gpu, approximate === "tanh" ? "gelu_tanh" : "gelu"),
+    );
     if (approximate !== "none" && approximate !== "tanh") {
       throw new RangeError(
         `Cannot create GELU: approximate must be "none" or "tanh": current value is ${
@@ -170,33 +125,6 @@ export class GELU extends Module {
   /** `GELU(approximate='none')` or `GELU(approximate='tanh')`, as PyTorch prints it. */
   describe(): string {
     return `GELU(approximate='${this.approximate}')`;
-  }
-
-  /** Per-sample output shape: the input's. */
-  outputShape(input: readonly number[]): number[] {
-    return [...input];
-  }
-
-  /** Receives the GPU (called by Sequential.to) and compiles the two kernels. */
-  override attach(context: AttachContext, params: Parameter[]): void {
-    super.attach(context, params);
-    const fn = this.approximate === "tanh" ? "gelu_tanh" : "gelu";
-    this.#runner.attach(context.gpu, pointwiseKernels(context.gpu, fn));
-  }
-
-  /** Encodes the forward pass; the returned tensor is owned by this module. */
-  forward(enc: StepEncoder, x: Tensor): Tensor {
-    return this.#runner.forward(enc, x);
-  }
-
-  /** Encodes the backward pass of the last forward; returns dX (owned by this module). */
-  backward(enc: StepEncoder, dY: Tensor): Tensor {
-    return this.#runner.backward(enc, dY);
-  }
-
-  /** Frees this module's per-batch buffers. */
-  override dispose(): void {
-    this.#runner.dispose();
   }
 }
 
@@ -213,37 +141,14 @@ export class GELU extends Module {
  * equal(model.modules.length, 3);
  * ```
  */
-export class SiLU extends Module {
-  readonly #runner = new ActivationRunner(this, POINTWISE_FUNCTIONS.silu.backwardReadsOutput);
+export class SiLU extends ActivationLayer {
+  /** Declares the layer (no parameters). */
+  constructor() {
+    super(POINTWISE_FUNCTIONS.silu.backwardReadsOutput, (gpu) => pointwiseKernels(gpu, "silu"));
+  }
 
   /** `SiLU()`. */
   describe(): string {
     return "SiLU()";
-  }
-
-  /** Per-sample output shape: the input's. */
-  outputShape(input: readonly number[]): number[] {
-    return [...input];
-  }
-
-  /** Receives the GPU (called by Sequential.to) and compiles the two kernels. */
-  override attach(context: AttachContext, params: Parameter[]): void {
-    super.attach(context, params);
-    this.#runner.attach(context.gpu, pointwiseKernels(context.gpu, "silu"));
-  }
-
-  /** Encodes the forward pass; the returned tensor is owned by this module. */
-  forward(enc: StepEncoder, x: Tensor): Tensor {
-    return this.#runner.forward(enc, x);
-  }
-
-  /** Encodes the backward pass of the last forward; returns dX (owned by this module). */
-  backward(enc: StepEncoder, dY: Tensor): Tensor {
-    return this.#runner.backward(enc, dY);
-  }
-
-  /** Frees this module's per-batch buffers. */
-  override dispose(): void {
-    this.#runner.dispose();
   }
 }

@@ -7,11 +7,8 @@
  * @module
  */
 
-import type { StepEncoder } from "../gpu/encoder.ts";
-import type { Tensor } from "../tensor.ts";
-import { ActivationRunner, softmaxKernels } from "./activation_runner.ts";
-import { type AttachContext, Module } from "./module.ts";
-import type { Parameter } from "./parameter.ts";
+import { ActivationLayer, softmaxKernels } from "./activation_runner.ts";
+import type { Module } from "./module.ts";
 
 /** Throws unless `dim` is -1 or the last index of an input of per-sample shape `input`. */
 function checkLastDim(module: Module, dim: number, input: readonly number[]): void {
@@ -48,15 +45,14 @@ function checkDim(what: string, dim: number): void {
  * throws(() => new Softmax(1).outputShape([3, 4]), /only the last dimension/);
  * ```
  */
-export class Softmax extends Module {
+export class Softmax extends ActivationLayer {
   /** The dimension, as given (-1: the last). */
   readonly dim: number;
-  readonly #runner = new ActivationRunner(this, true);
 
   /** Declares the layer; throws a RangeError unless `dim` is -1 or a non-negative integer. */
   constructor(dim = -1) {
-    super();
     checkDim("Softmax", dim);
+    super(true, (gpu) => softmaxKernels(gpu, false));
     this.dim = dim;
   }
 
@@ -66,30 +62,9 @@ export class Softmax extends Module {
   }
 
   /** Per-sample output shape: the input's; throws unless `dim` is its last dimension. */
-  outputShape(input: readonly number[]): number[] {
+  override outputShape(input: readonly number[]): number[] {
     checkLastDim(this, this.dim, input);
     return [...input];
-  }
-
-  /** Receives the GPU (called by Sequential.to) and compiles the two kernels. */
-  override attach(context: AttachContext, params: Parameter[]): void {
-    super.attach(context, params);
-    this.#runner.attach(context.gpu, softmaxKernels(context.gpu, false));
-  }
-
-  /** Encodes the forward pass; the returned tensor is owned by this module. */
-  forward(enc: StepEncoder, x: Tensor): Tensor {
-    return this.#runner.forward(enc, x);
-  }
-
-  /** Encodes the backward pass of the last forward; returns dX (owned by this module). */
-  backward(enc: StepEncoder, dY: Tensor): Tensor {
-    return this.#runner.backward(enc, dY);
-  }
-
-  /** Frees this module's per-batch buffers. */
-  override dispose(): void {
-    this.#runner.dispose();
   }
 }
 
@@ -106,15 +81,14 @@ export class Softmax extends Module {
  * equal(model.modules[1].describe(), "LogSoftmax(dim=-1)");
  * ```
  */
-export class LogSoftmax extends Module {
+export class LogSoftmax extends ActivationLayer {
   /** The dimension, as given (-1: the last). */
   readonly dim: number;
-  readonly #runner = new ActivationRunner(this, true);
 
   /** Declares the layer; throws a RangeError unless `dim` is -1 or a non-negative integer. */
   constructor(dim = -1) {
-    super();
     checkDim("LogSoftmax", dim);
+    super(true, (gpu) => softmaxKernels(gpu, true));
     this.dim = dim;
   }
 
@@ -124,29 +98,8 @@ export class LogSoftmax extends Module {
   }
 
   /** Per-sample output shape: the input's; throws unless `dim` is its last dimension. */
-  outputShape(input: readonly number[]): number[] {
+  override outputShape(input: readonly number[]): number[] {
     checkLastDim(this, this.dim, input);
     return [...input];
-  }
-
-  /** Receives the GPU (called by Sequential.to) and compiles the two kernels. */
-  override attach(context: AttachContext, params: Parameter[]): void {
-    super.attach(context, params);
-    this.#runner.attach(context.gpu, softmaxKernels(context.gpu, true));
-  }
-
-  /** Encodes the forward pass; the returned tensor is owned by this module. */
-  forward(enc: StepEncoder, x: Tensor): Tensor {
-    return this.#runner.forward(enc, x);
-  }
-
-  /** Encodes the backward pass of the last forward; returns dX (owned by this module). */
-  backward(enc: StepEncoder, dY: Tensor): Tensor {
-    return this.#runner.backward(enc, dY);
-  }
-
-  /** Frees this module's per-batch buffers. */
-  override dispose(): void {
-    this.#runner.dispose();
   }
 }
