@@ -106,8 +106,17 @@ class Buffers {
   }
 }
 
-/** What the three losses share: the kernels, the per-batch buffers, the stats. */
-class ElementwiseCore {
+/**
+ * What the three losses share: the contract, the kernels, the per-batch buffers, the stats. Each
+ * loss passes its kind, reduction and positive weights, and adds only its options.
+ *
+ * @internal
+ */
+export abstract class ElementwiseLoss implements Loss {
+  /** False: a regression or multi-label loss (no accuracy, no confusion matrix). */
+  readonly classifies = false;
+  /** The reduction in force. */
+  readonly reduction: Reduction;
   readonly #kind: Kind;
   readonly #reduction: Reduction;
   readonly #posWeight: Float32Array | null;
@@ -120,12 +129,14 @@ class ElementwiseCore {
   #last: Buffers | null = null;
   #stats: LossStats | null = null;
 
-  constructor(kind: Kind, reduction: Reduction, posWeight: Float32Array | null) {
+  /** Declares the loss; buffers are allocated by the first forward. */
+  constructor(kind: Kind, reduction: Reduction | undefined, posWeight: Float32Array | null) {
     this.#kind = kind;
-    this.#reduction = reduction;
+    this.reduction = this.#reduction = checkReduction(kind, reduction);
     this.#posWeight = posWeight;
   }
 
+  /** The default accumulator (created with the first forward). */
   get stats(): LossStats {
     if (this.#stats === null) {
       throw new Error(`Cannot read ${this.#kind} stats: no forward was encoded yet`);
@@ -173,6 +184,7 @@ class ElementwiseCore {
     this.#stats = new LossStats(gpu, `${kind}.stats`);
   }
 
+  /** Encodes loss and gradient of `output` against `target`, adding the batch to `stats`. */
   forward(enc: StepEncoder, output: Tensor, target: Tensor, stats?: LossStats): void {
     if (output.dtype !== "f32") {
       throw new RangeError(
@@ -206,6 +218,7 @@ class ElementwiseCore {
     this.#last = bufs;
   }
 
+  /** The gradient of the last forward's reduced loss with respect to the output. */
   backward(): Tensor {
     if (this.#last === null) {
       throw new Error(`Cannot run ${this.#kind} backward: no forward was encoded`);
@@ -213,6 +226,7 @@ class ElementwiseCore {
     return this.#last.grad;
   }
 
+  /** Frees every buffer. */
   dispose(): void {
     this.#buffers?.dispose();
     disposeAll(this.#posWeights, this.#stats);
@@ -254,37 +268,10 @@ export interface ReductionOptions {
  * }
  * ```
  */
-export class MSELoss implements Loss {
-  /** False: a regression loss (no accuracy, no confusion matrix). */
-  readonly classifies = false;
-  /** The reduction in force. */
-  readonly reduction: Reduction;
-  readonly #core: ElementwiseCore;
-
+export class MSELoss extends ElementwiseLoss {
   /** Declares the loss; buffers are allocated by the first forward. */
   constructor(options: ReductionOptions = {}) {
-    this.reduction = checkReduction("MSELoss", options.reduction);
-    this.#core = new ElementwiseCore("MSELoss", this.reduction, null);
-  }
-
-  /** The default accumulator (created with the first forward). */
-  get stats(): LossStats {
-    return this.#core.stats;
-  }
-
-  /** Encodes loss and gradient of `output` against `target`, adding the batch to `stats`. */
-  forward(enc: StepEncoder, output: Tensor, target: Tensor, stats?: LossStats): void {
-    this.#core.forward(enc, output, target, stats);
-  }
-
-  /** The gradient of the last forward's reduced loss with respect to the output. */
-  backward(): Tensor {
-    return this.#core.backward();
-  }
-
-  /** Frees every buffer. */
-  dispose(): void {
-    this.#core.dispose();
+    super("MSELoss", options.reduction, null);
   }
 }
 
@@ -309,37 +296,10 @@ export class MSELoss implements Loss {
  * }
  * ```
  */
-export class L1Loss implements Loss {
-  /** False: a regression loss. */
-  readonly classifies = false;
-  /** The reduction in force. */
-  readonly reduction: Reduction;
-  readonly #core: ElementwiseCore;
-
+export class L1Loss extends ElementwiseLoss {
   /** Declares the loss; buffers are allocated by the first forward. */
   constructor(options: ReductionOptions = {}) {
-    this.reduction = checkReduction("L1Loss", options.reduction);
-    this.#core = new ElementwiseCore("L1Loss", this.reduction, null);
-  }
-
-  /** The default accumulator (created with the first forward). */
-  get stats(): LossStats {
-    return this.#core.stats;
-  }
-
-  /** Encodes loss and gradient of `output` against `target`, adding the batch to `stats`. */
-  forward(enc: StepEncoder, output: Tensor, target: Tensor, stats?: LossStats): void {
-    this.#core.forward(enc, output, target, stats);
-  }
-
-  /** The gradient of the last forward's reduced loss with respect to the output. */
-  backward(): Tensor {
-    return this.#core.backward();
-  }
-
-  /** Frees every buffer. */
-  dispose(): void {
-    this.#core.dispose();
+    super("L1Loss", options.reduction, null);
   }
 }
 
@@ -390,21 +350,15 @@ export interface BCEWithLogitsOptions extends ReductionOptions {
  * throws(() => new BCEWithLogitsLoss({ reduction: "none" as "sum" }), /does not accumulate/);
  * ```
  */
-export class BCEWithLogitsLoss implements Loss {
-  /** False: the stats carry no accuracy. */
-  readonly classifies = false;
-  /** The reduction in force. */
-  readonly reduction: Reduction;
+export class BCEWithLogitsLoss extends ElementwiseLoss {
   /** The positive weights, or null for all 1. */
   readonly posWeight: Float32Array | null;
-  readonly #core: ElementwiseCore;
 
   /**
    * Declares the loss; buffers are allocated by the first forward. Throws a RangeError for a
    * negative or non-finite positive weight, or a reduction other than "mean" and "sum".
    */
   constructor(options: BCEWithLogitsOptions = {}) {
-    this.reduction = checkReduction("BCEWithLogitsLoss", options.reduction);
     const pw = options.posWeight;
     if (pw) {
       const bad = pw.findIndex((w) => !Number.isFinite(w) || w < 0);
@@ -416,27 +370,8 @@ export class BCEWithLogitsLoss implements Loss {
         );
       }
     }
-    this.posWeight = pw ? Float32Array.from(pw) : null;
-    this.#core = new ElementwiseCore("BCEWithLogitsLoss", this.reduction, this.posWeight);
-  }
-
-  /** The default accumulator (created with the first forward). */
-  get stats(): LossStats {
-    return this.#core.stats;
-  }
-
-  /** Encodes loss and gradient of `logits` against `target`, adding the batch to `stats`. */
-  forward(enc: StepEncoder, logits: Tensor, target: Tensor, stats?: LossStats): void {
-    this.#core.forward(enc, logits, target, stats);
-  }
-
-  /** The gradient of the last forward's reduced loss with respect to the logits. */
-  backward(): Tensor {
-    return this.#core.backward();
-  }
-
-  /** Frees every buffer. */
-  dispose(): void {
-    this.#core.dispose();
+    const posWeight = pw ? Float32Array.from(pw) : null;
+    super("BCEWithLogitsLoss", options.reduction, posWeight);
+    this.posWeight = posWeight;
   }
 }
