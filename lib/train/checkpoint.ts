@@ -18,6 +18,7 @@
 
 import { join } from "node:path";
 import { writeTextFileAtomic } from "../io/atomic.ts";
+import { checkDigests, digests } from "../io/digests.ts";
 import { readSafetensorsFile, writeSafetensorsFile } from "../io/safetensors.ts";
 import type { HostTensor as FileTensor, Safetensors } from "../io/safetensors.ts";
 import type { Sequential, StateDict } from "../nn/sequential.ts";
@@ -75,47 +76,6 @@ async function counted<T>(write: () => Promise<T>): Promise<T> {
       for (const resolve of idle) resolve();
       idle = [];
     }
-  }
-}
-
-function bytesOf(data: FileTensor["data"]): Uint8Array<ArrayBuffer> {
-  return new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
-}
-
-async function sha256(data: FileTensor["data"]): Promise<string> {
-  const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", bytesOf(data)));
-  return Array.from(hash, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** Each tensor's SHA-256, as JSON for the metadata. */
-async function digests(tensors: Record<string, FileTensor>): Promise<string> {
-  const names = Object.keys(tensors).sort();
-  const hashes = await Promise.all(names.map((n) => sha256(tensors[n].data)));
-  return JSON.stringify(Object.fromEntries(names.map((n, i) => [n, hashes[i]])));
-}
-
-/** Checks every tensor of `file` against the digests in its metadata; throws naming `path`. */
-async function checkDigests(path: string, file: Safetensors, required: boolean): Promise<void> {
-  if (file.metadata.digests === undefined) {
-    if (required) throw new RangeError(`Cannot resume from "${path}": it has no tensor digests`);
-    return;
-  }
-  let expected: Record<string, string>;
-  try {
-    expected = JSON.parse(file.metadata.digests);
-  } catch {
-    throw new RangeError(`Cannot load "${path}": its digests are not valid JSON`);
-  }
-  for (const [name, t] of file.tensors) {
-    if (expected[name] === undefined || expected[name] !== await sha256(t.data)) {
-      throw new RangeError(
-        `Cannot load "${path}": tensor "${name}" does not match its SHA-256 digest (the file is corrupt)`,
-      );
-    }
-  }
-  const missing = Object.keys(expected).filter((n) => !file.tensors.has(n));
-  if (missing.length > 0) {
-    throw new RangeError(`Cannot load "${path}": tensor "${missing[0]}" is missing`);
   }
 }
 
