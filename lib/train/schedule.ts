@@ -104,9 +104,74 @@ export interface EpochReadout {
    * Validation statistics and, for a loss that classifies, the confusion matrix, when the epoch
    * validated.
    */
-  val: { summary: LossSummary; confusion: number[][] | null } | null;
+  val: ValidationReadout | null;
   /** The model's training-step count after the epoch (keys Dropout masks). */
   trainingSteps: number;
+}
+
+/**
+ * What a validation pass measured: the loss statistics and, for a loss that classifies, the
+ * confusion matrix (rows true labels, columns predictions).
+ */
+export interface ValidationReadout {
+  /** The loss statistics (mean loss, accuracy, samples, ...). */
+  summary: LossSummary;
+  /** counts[true label][predicted label], or null for a loss that does not classify. */
+  confusion: number[][] | null;
+}
+
+/**
+ * The forward-only pass of a validation, shared by `fit` and `evaluate`: each batch of a
+ * source's current epoch through the model and the loss, into GPU-side stats and, for a loss
+ * that classifies, a confusion matrix sized by the first batch's logits. The caller sets eval
+ * mode and starts the source's epoch; the pass's buffers are made once and reused.
+ */
+export class ValidationPass {
+  /** The loss statistics, reset at the start of each encoded pass. */
+  readonly stats: LossStats;
+  readonly #gpu: Gpu;
+  // Made at the first pass of a loss that classifies; a loss that does not classify has none.
+  #confusion: ConfusionMatrix | null = null;
+
+  /** Allocates the statistics accumulator on `gpu`. */
+  constructor(gpu: Gpu, label = "validation stats") {
+    this.#gpu = gpu;
+    this.stats = new LossStats(gpu, label);
+  }
+
+  /** Encodes the pass over every batch of `source`'s current epoch. Waits for nothing. */
+  encode(enc: StepEncoder, model: Sequential, loss: Loss, source: BatchSource): void {
+    this.stats.reset(enc);
+    for (let i = 0; i < source.batchesPerEpoch; i++) {
+      const { x, y } = source.encodeBatchFor(enc, i, model);
+      const logits = model.forward(enc, x);
+      loss.forward(enc, logits, y, this.stats);
+      if (!loss.classifies) continue;
+      if (i === 0) {
+        this.#confusion ??= new ConfusionMatrix(this.#gpu, logits.shape[1]);
+        this.#confusion.reset(enc);
+      }
+      this.#confusion!.add(enc, logits, y);
+    }
+  }
+
+  /**
+   * Reads the last pass (one round trip: both readbacks in flight together). The confusion
+   * matrix is null when the loss does not classify. A bad label throws a `LabelRangeError`.
+   */
+  async read(): Promise<ValidationReadout> {
+    const [summary, confusion] = await Promise.all([
+      this.stats.read(),
+      this.#confusion?.read() ?? null,
+    ]);
+    return { summary, confusion };
+  }
+
+  /** Frees the statistics and the confusion matrix. */
+  dispose(): void {
+    this.stats.dispose();
+    this.#confusion?.dispose();
+  }
 }
 
 /** The eager or encode-ahead schedule of one `fit`, with its GPU-side statistics. */
@@ -114,9 +179,7 @@ export class EpochSchedule {
   readonly #p: ScheduleParts;
   readonly #gpu: Gpu;
   readonly #trainStats: LossStats;
-  readonly #valStats: LossStats;
-  // Sized by the first validation batch's logits; none when the loss does not classify.
-  #confusion: ConfusionMatrix | null = null;
+  readonly #validation: ValidationPass;
   #pending: EncodedEpoch | null = null;
   #queued: Promise<unknown>[] = [];
   #lastEpochSeconds = Infinity;
@@ -126,7 +189,7 @@ export class EpochSchedule {
     this.#gpu = gpu;
     this.#p = parts;
     this.#trainStats = new LossStats(gpu, "train stats");
-    this.#valStats = new LossStats(gpu, "val stats");
+    this.#validation = new ValidationPass(gpu, "val stats");
   }
 
   /** Optimizer steps encoded ahead and not yet submitted. */
@@ -158,18 +221,7 @@ export class EpochSchedule {
     model.eval();
     val.startEpoch(epoch - 1);
     const enc = new StepEncoder(this.#gpu, `validation ${epoch}`);
-    this.#valStats.reset(enc);
-    for (let i = 0; i < val.batchesPerEpoch; i++) {
-      const { x, y } = val.encodeBatchFor(enc, i, model);
-      const logits = model.forward(enc, x);
-      loss.forward(enc, logits, y, this.#valStats);
-      if (!loss.classifies) continue;
-      if (i === 0) {
-        this.#confusion ??= new ConfusionMatrix(this.#gpu, logits.shape[1]);
-        this.#confusion.reset(enc);
-      }
-      this.#confusion!.add(enc, logits, y);
-    }
+    this.#validation.encode(enc, model, loss, val);
     return enc.finish();
   }
 
@@ -251,19 +303,14 @@ export class EpochSchedule {
     const validated = this.#validates(epoch);
     const reads = Promise.all([
       this.#trainStats.read().catch(labelError(epoch, "training")),
-      validated ? this.#valStats.read().catch(labelError(epoch, "validation")) : null,
-      validated && this.#p.loss.classifies ? this.#confusion!.read() : null,
+      validated ? this.#validation.read().catch(labelError(epoch, "validation")) : null,
       o.withSteps ? this.#p.model.trainingSteps() : 0,
     ]);
     // The readbacks' copies are queued; the next epoch's commands, encoded now, wait unsubmitted.
     if (this.#p.encodeAhead && o.encodeNext) this.#pending = this.#encodeEpoch(epoch + 1);
-    const [train, val, confusion, trainingSteps] = await reads;
+    const [train, val, trainingSteps] = await reads;
     this.#queued = [];
-    return {
-      train,
-      val: val ? { summary: val, confusion } : null,
-      trainingSteps,
-    };
+    return { train, val, trainingSteps };
   }
 
   /** Records how long the epoch took (long epochs are paced). */
@@ -281,8 +328,7 @@ export class EpochSchedule {
   dispose(): void {
     this.drop();
     this.#trainStats.dispose();
-    this.#valStats.dispose();
-    this.#confusion?.dispose();
+    this.#validation.dispose();
   }
 }
 
