@@ -103,6 +103,33 @@ export interface HostTensor {
 }
 
 /**
+ * A tensor of a model's state dict: F32 values, or an I64 counter (BatchNorm's
+ * `num_batches_tracked`), in PyTorch's layout. It is a {@link HostTensor} narrowed to what
+ * `Sequential.loadStateDict` takes, and has the same members as lib/nn/module.ts's
+ * `HostTensor` (exported as `HostTensor` by `mod.ts`), so either is assignable to the other
+ * without a cast; {@link stateDictOf} turns a file's tensors into such a dict.
+ *
+ * @example A weight and a counter
+ * ```ts
+ * import type { StateTensor } from "./safetensors.ts";
+ *
+ * const state: Record<string, StateTensor> = {
+ *   "1.running_mean": { dtype: "F32", shape: [2], data: Float32Array.of(0, 0) },
+ *   "1.num_batches_tracked": { dtype: "I64", shape: [], data: BigInt64Array.of(3n) },
+ * };
+ * console.log(Object.keys(state));
+ * ```
+ */
+export interface StateTensor extends HostTensor {
+  /** F32 for parameters and running statistics, I64 for counters. */
+  dtype: "F32" | "I64";
+  /** PyTorch's shape; `[]` is a scalar. */
+  shape: number[];
+  /** Float32Array for F32, BigInt64Array for I64. */
+  data: Float32Array | BigInt64Array;
+}
+
+/**
  * What {@link decodeSafetensors} and {@link readSafetensorsFile} return.
  *
  * @example Tensors and metadata of a file
@@ -492,4 +519,54 @@ function checkCoverage(
  */
 export async function readSafetensorsFile(path: string): Promise<Safetensors> {
   return decodeSafetensors(await Deno.readFile(path), path);
+}
+
+/** Options of {@link stateDictOf}. */
+export interface StateDictOfOptions {
+  /**
+   * Take only the tensors whose names begin with this, without it (e.g. "model/" of a
+   * checkpoint's `resume.safetensors`). Default: every tensor, names as they are.
+   */
+  prefix?: string;
+}
+
+/**
+ * The tensors of a decoded file as a state dict that `Sequential.loadStateDict` takes with no
+ * cast: each F32 or I64 tensor's data as it is (no copy), its shape as a fresh array. Throws a
+ * TypeError naming the tensor for any other dtype (a state dict holds f32 values and i64
+ * counters; an F16 or F64 file is not converted silently).
+ *
+ * @example Load PyTorch's weights into a model
+ * ```ts
+ * import type { Sequential } from "@wgnn/wgnn";
+ * import { readSafetensorsFile, stateDictOf } from "./safetensors.ts";
+ *
+ * async function loadFromTorch(model: Sequential, path: string): Promise<void> {
+ *   model.loadStateDict(stateDictOf(await readSafetensorsFile(path)));
+ * }
+ * ```
+ */
+export function stateDictOf(
+  file: Safetensors,
+  options: StateDictOfOptions = {},
+): Record<string, StateTensor> {
+  const prefix = options.prefix ?? "";
+  const entries: [string, StateTensor][] = [];
+  for (const [name, t] of file.tensors) {
+    if (!name.startsWith(prefix)) continue;
+    // The decoder pairs each dtype with its array; a hand-made Safetensors may not.
+    const f32 = t.dtype === "F32" && t.data instanceof Float32Array;
+    const i64 = t.dtype === "I64" && t.data instanceof BigInt64Array;
+    if (!f32 && !i64) {
+      throw new TypeError(
+        `Cannot make a state dict: tensor ${
+          show(name)
+        } has dtype ${t.dtype}; expected F32 (or I64 for counters)`,
+      );
+    }
+    const tensor = { dtype: t.dtype, shape: [...t.shape], data: t.data } as StateTensor;
+    entries.push([name.slice(prefix.length), tensor]);
+  }
+  // fromEntries defines each name as an own property: a tensor named "__proto__" stays a tensor.
+  return Object.fromEntries(entries);
 }

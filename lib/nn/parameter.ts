@@ -160,6 +160,26 @@ export class ParameterArena {
     }));
   }
 
+  /**
+   * The parameters in declaration order (as {@link ParameterArena.params}), each with its
+   * state-dict name: `for (const p of model.parameters())` visits them as PyTorch's
+   * `named_parameters()` does, values in the GPU layout (see {@link Parameter.value}).
+   *
+   * @example Count a model's parameters
+   * ```ts
+   * import type { Sequential } from "@wgnn/wgnn";
+   *
+   * function countParameters(model: Sequential): number {
+   *   let total = 0;
+   *   for (const p of model.parameters()) total += p.value.numel; // "0.weight", "0.bias", ...
+   *   return total;
+   * }
+   * ```
+   */
+  [Symbol.iterator](): IterableIterator<Parameter> {
+    return this.params.values();
+  }
+
   /** Encodes `grad = 0` for every parameter (one clearBuffer; no kernel). */
   zeroGrad(enc: StepEncoder): void {
     enc.commands().clearBuffer(this.grads.buffer);
