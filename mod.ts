@@ -96,6 +96,8 @@ export { BatchNorm1d } from "./lib/nn/batchnorm.ts";
 export type { BatchNormOptions } from "./lib/nn/batchnorm.ts";
 export { Dropout } from "./lib/nn/dropout.ts";
 export { Sequential } from "./lib/nn/sequential.ts";
+export { load, optimizerPath, save } from "./lib/nn/save.ts";
+export type { SavedOptimizer, SaveLoadOptions } from "./lib/nn/save.ts";
 export type { StateDict } from "./lib/nn/sequential.ts";
 export { CrossEntropyLoss, LabelRangeError, LossStats } from "./lib/nn/loss.ts";
 export type { CrossEntropyOptions, LossSummary } from "./lib/nn/loss.ts";
@@ -123,6 +125,7 @@ export {
   decodeSafetensors,
   encodeSafetensors,
   readSafetensorsFile,
+  stateDictOf,
   writeSafetensorsFile,
 } from "./lib/io/safetensors.ts";
 export type {
@@ -130,6 +133,8 @@ export type {
   HostTensorData,
   Safetensors,
   SafetensorsDType,
+  StateDictOfOptions,
+  StateTensor,
 } from "./lib/io/safetensors.ts";
 
 // Datasets on the GPU (reading and downloading CIFAR-10: ./data.ts)
@@ -142,6 +147,10 @@ export type { Augment, Batch, LoaderOptions, Normalize } from "./lib/data/loader
 // Training (the lecture's experiment: ./experiment.ts; plots: ./plot.ts)
 export { fit, NonFiniteLossError } from "./lib/train/fit.ts";
 export type { FitOptions } from "./lib/train/fit.ts";
+export { evaluate } from "./lib/train/evaluate.ts";
+export type { EvaluateOptions, Evaluation } from "./lib/train/evaluate.ts";
+export { predict } from "./lib/train/predict.ts";
+export type { Prediction, PredictOptions } from "./lib/train/predict.ts";
 export type { BatchSource } from "./lib/train/schedule.ts";
 export type { ProgressSink, ProgressState } from "./lib/train/progress.ts";
 export type { EpochRecord, History } from "./lib/train/history.ts";

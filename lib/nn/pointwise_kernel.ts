@@ -7,7 +7,7 @@
 
 import { ParamsLayout } from "../gpu/params.ts";
 import pointwiseSource from "../../kernels/pointwise.wgsl" with { type: "text" };
-import { entryPoint, type KernelFamily } from "./kernel_call.ts";
+import { type EntryPoint, entryPoint, type KernelFamily } from "./kernel_call.ts";
 
 /** kernels/pointwise.wgsl and its bindings (as its `@binding` lines; tests/bindings_test.ts). */
 export const POINTWISE = {
@@ -16,9 +16,17 @@ export const POINTWISE = {
   bindings: { src: 0, dy: 1, dst: 2, p: 3 },
 } as const satisfies KernelFamily;
 /** `y = f(x)`. */
-export const POINTWISE_FORWARD = entryPoint(POINTWISE, "forward", ["src", "dst", "p"]);
+export const POINTWISE_FORWARD: EntryPoint<"src" | "dst" | "p"> = entryPoint(POINTWISE, "forward", [
+  "src",
+  "dst",
+  "p",
+]);
 /** `dX = dY·f′`, from `src` = y for Tanh and Sigmoid, x for the others. */
-export const POINTWISE_BACKWARD = entryPoint(POINTWISE, "backward", ["src", "dy", "dst", "p"]);
+export const POINTWISE_BACKWARD: EntryPoint<"src" | "dy" | "dst" | "p"> = entryPoint(
+  POINTWISE,
+  "backward",
+  ["src", "dy", "dst", "p"],
+);
 /** Its Params: the element count. */
 export const POINTWISE_PARAMS = new ParamsLayout("pointwise.Params", { n: "u32" });
 /** Its workgroup size. */

@@ -7,7 +7,7 @@
 
 import { ParamsLayout } from "../gpu/params.ts";
 import softmaxSource from "../../kernels/softmax.wgsl" with { type: "text" };
-import { entryPoint, type KernelFamily } from "./kernel_call.ts";
+import { type EntryPoint, entryPoint, type KernelFamily } from "./kernel_call.ts";
 
 /** kernels/softmax.wgsl and its bindings (as its `@binding` lines; tests/bindings_test.ts). */
 export const SOFTMAX = {
@@ -16,9 +16,17 @@ export const SOFTMAX = {
   bindings: { src: 0, dy: 1, dst: 2, p: 3 },
 } as const satisfies KernelFamily;
 /** `y = softmax(x)` or `log_softmax(x)` per row. */
-export const SOFTMAX_FORWARD = entryPoint(SOFTMAX, "forward", ["src", "dst", "p"]);
+export const SOFTMAX_FORWARD: EntryPoint<"src" | "dst" | "p"> = entryPoint(SOFTMAX, "forward", [
+  "src",
+  "dst",
+  "p",
+]);
 /** dX from the saved output y and dY, per row. */
-export const SOFTMAX_BACKWARD = entryPoint(SOFTMAX, "backward", ["src", "dy", "dst", "p"]);
+export const SOFTMAX_BACKWARD: EntryPoint<"src" | "dy" | "dst" | "p"> = entryPoint(
+  SOFTMAX,
+  "backward",
+  ["src", "dy", "dst", "p"],
+);
 /** Its Params: the number of rows and the row length. */
 export const SOFTMAX_PARAMS = new ParamsLayout("softmax.Params", { rows: "u32", cols: "u32" });
 /** Its workgroup size: one workgroup per row; a power of two (the reduction halves it). */
