@@ -3,7 +3,9 @@
  * drawn on the GPU from a counter-based hash of (seed, step, layer, index): reproducible run to
  * run, recomputed in backward instead of stored, and reproducible bit for bit on the CPU
  * (tests/reference/dropout_mask.ts). `seed` is the {@link manualSeed} value when the layer was
- * built, `layer` its index in the Sequential, `step` the model's training-forward count.
+ * built, `layer` its position in the model ({@link AttachContext.position}: its index in a flat
+ * Sequential, and distinct for each module of a nested one, so two Dropouts never share masks),
+ * `step` the model's training-forward count.
  *
  * @module
  */
@@ -99,13 +101,15 @@ export class Dropout extends Module {
   #buffers = new PerBatch((batch) =>
     new DropoutBuffers(this.requireGpu(), [batch, ...this.#shape.slice(1)], {
       seed: this.seed,
-      layer: this.index,
+      layer: this.#position,
       // u ≥ p for u = k·2⁻²⁴ exactly when k ≥ ceil(p·2²⁴): an exact integer test on the GPU.
       threshold: Math.ceil(this.p * 2 ** 24),
       scale: Math.fround(1 / (1 - this.p)),
     })
   );
   #lastTraining = false;
+  /** {@link AttachContext.position}: the `layer` its masks are keyed by. */
+  #position = -1;
 
   /** Declares the layer. Throws a RangeError unless 0 ≤ p < 1. */
   constructor(p = 0.5) {
@@ -129,6 +133,7 @@ export class Dropout extends Module {
       throw new Error(`Cannot attach ${this.describe()}: its model gave it no step counter`);
     }
     this.#counter = context.stepCounter;
+    this.#position = context.position;
     this.#call = new KernelCall(context.gpu, DROPOUT_MAIN, { WG });
   }
 

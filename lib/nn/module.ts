@@ -1,11 +1,15 @@
 /**
  * The module contract: explicit `forward(enc, x)` / `backward(enc, dY)` pairs.
  *
- * A module declares its parameters ({@link Module.parameterSpecs}); {@link Sequential} puts all
- * of them in one arena on the GPU and hands each module its views ({@link Module.attach}).
- * Forward saves what backward needs in named fields; backward adds into the parameters'
- * gradients and returns dX. Activations are allocated once per batch size and reused, so the
- * step loop never allocates. Tensors a module returns stay owned by the module.
+ * A module declares its parameters ({@link Module.parameterSpecs}) and may hold named children
+ * ({@link Module.children}: a Sequential's are "0", "1", …; a module of your own names its own
+ * with `register`), as PyTorch's `nn.Module` does. The model's {@link Sequential.to} puts every
+ * parameter of the whole tree in one arena on the GPU and hands each module its views
+ * ({@link Module.attach}); state-dict names are the path from the model, joined by "." as
+ * PyTorch's ("2.0.weight", "3.fc.bias"). Forward saves what backward needs in named fields;
+ * backward adds into the parameters' gradients and returns dX. Activations are allocated once
+ * per batch size and reused, so the step loop never allocates. Tensors a module returns stay
+ * owned by the module.
  *
  * @module
  */
@@ -38,21 +42,22 @@ export interface HostTensor {
 }
 
 /**
- * What a module learns about its place in the model when {@link Sequential} attaches it.
+ * What a module learns about its place in the model when the model's {@link Sequential.to}
+ * attaches it.
  *
- * @example A layer that keeps its index
+ * @example A layer that keeps its state-dict prefix
  * ```ts
  * import { type AttachContext, Module, type Parameter } from "@wgnn/wgnn";
  * import type { StepEncoder, Tensor } from "@wgnn/wgnn";
  *
  * class Tap extends Module {
- *   position = -1;
+ *   prefix = "";
  *   describe(): string {
  *     return "Tap()";
  *   }
  *   override attach(context: AttachContext, params: Parameter[]): void {
  *     super.attach(context, params);
- *     this.position = context.index; // also the prefix of its state-dict names
+ *     this.prefix = context.path; // "1" in a Sequential, "2.0" in a nested one
  *   }
  *   outputShape(input: readonly number[]): number[] {
  *     return [...input];
@@ -69,14 +74,31 @@ export interface HostTensor {
 export interface AttachContext {
   /** The GPU. */
   gpu: Gpu;
-  /** Index in the parent Sequential (the state-dict prefix). */
+  /**
+   * Position among its parent's children (in a Sequential, its index); -1 for the model itself.
+   */
   index: number;
+  /**
+   * The state-dict prefix: the names from the model down to this module, joined by "." ("3" for
+   * a child of the model, "2.0" inside a nested Sequential, "3.fc" for a child named "fc"); ""
+   * for the model itself.
+   */
+  path: string;
+  /**
+   * Position in the whole model, counting every module below the model depth-first from 0 (a
+   * parent before its children): its index for a child of a flat Sequential, and distinct for
+   * every module of a nested one (Dropout keys its masks on it); -1 for the model itself.
+   */
+  position: number;
   /**
    * The model's training-forward counter (u32 [current, next]) for a module that declares
    * {@link Module.readsStepCounter} (Dropout); null when no module of the model does.
    */
   stepCounter: Tensor | null;
-  /** False for the first module of the model: its input gradient is never needed. */
+  /**
+   * False where the module's input gradient is never needed (the first module with parameters,
+   * and what runs before it); its parent decides ({@link Module.childNeedsInputGrad}).
+   */
   needsInputGrad: boolean;
 }
 
@@ -110,23 +132,116 @@ export interface AttachContext {
  * deepEqual(layer.outputShape([3, 32, 32]), [3, 32, 32]);
  * deepEqual(layer.parameterSpecs(), []);
  * ```
+ *
+ * @example A module of your own with named children, and its PyTorch names
+ * ```ts
+ * import { BatchNorm1d, LeakyReLU, Linear, Module, Sequential } from "@wgnn/wgnn";
+ * import type { StepEncoder, Tensor } from "@wgnn/wgnn";
+ * import { deepEqual } from "node:assert/strict";
+ *
+ * // PyTorch: self.fc = nn.Linear(n, n); self.act = nn.LeakyReLU(); self.bn = nn.BatchNorm1d(n)
+ * class Block extends Module {
+ *   readonly fc: Linear;
+ *   readonly act: LeakyReLU;
+ *   readonly bn: BatchNorm1d;
+ *   constructor(readonly features: number) {
+ *     super();
+ *     this.fc = this.register("fc", new Linear(features, features));
+ *     this.act = this.register("act", new LeakyReLU());
+ *     this.bn = this.register("bn", new BatchNorm1d(features));
+ *   }
+ *   describe(): string {
+ *     return `Block(${this.features})`;
+ *   }
+ *   outputShape(input: readonly number[]): number[] {
+ *     return this.bn.outputShape(this.fc.outputShape(input));
+ *   }
+ *   forward(enc: StepEncoder, x: Tensor): Tensor {
+ *     return this.bn.forward(enc, this.act.forward(enc, this.fc.forward(enc, x)));
+ *   }
+ *   backward(enc: StepEncoder, dY: Tensor): Tensor {
+ *     return this.fc.backward(enc, this.act.backward(enc, this.bn.backward(enc, dY)));
+ *   }
+ * }
+ *
+ * const model = new Sequential(new Linear(4, 8), new Block(8), new Linear(8, 2));
+ * deepEqual(Object.keys(model.expectedState()).slice(2, 6), [
+ *   "1.fc.weight", // [8, 8] in PyTorch's [out, in], wherever the Linear is
+ *   "1.fc.bias",
+ *   "1.bn.weight",
+ *   "1.bn.bias",
+ * ]);
+ * ```
  */
 export abstract class Module {
   /** Train mode (true) or eval mode (false), as PyTorch's `module.training`. */
   training = true;
   /** Set by {@link Module.attach}; null before. */
   protected gpu: Gpu | null = null;
-  /** Index in the parent Sequential, for names in messages. */
+  /** Position among the parent's children (see {@link AttachContext.index}), for messages. */
   protected index: number = -1;
+  /** The state-dict prefix (see {@link AttachContext.path}); "" until attached. */
+  protected path = "";
   /** Whether backward must produce dX. */
   protected needsInputGrad = true;
+  readonly #children: [string, Module][] = [];
 
-  /** Short name used in messages and `toString`, e.g. "Linear(3072, 128)". */
+  /**
+   * Short name used in messages, `toString` and as the architecture a checkpoint records, e.g.
+   * "Linear(3072, 128)". A module with children should name them (a resume compares it).
+   */
   abstract describe(): string;
 
-  /** Switches to train mode (`mode = true`) or eval mode, recursively. */
+  /**
+   * Adds `child` under `name` (PyTorch's `add_module`): its parameters join the model's arena,
+   * its state-dict names are prefixed with `name.`, and train/eval, the step counter and dispose
+   * reach it. Call it when building (a field initializer is the usual place); returns `child`.
+   * Throws a TypeError for a name that is empty, holds a ".", or is taken, and for a child that
+   * is not a Module, is this module, or is added after the model moved to a GPU.
+   */
+  protected register<T extends Module>(name: string, child: T): T {
+    const what = `Cannot register child ${JSON.stringify(name)}`;
+    if (typeof name !== "string" || name === "" || name.includes(".")) {
+      throw new TypeError(`${what}: a name must be a non-empty string without "."`);
+    }
+    if (this.#children.some(([n]) => n === name)) {
+      throw new TypeError(`${what}: the name is taken`);
+    }
+    if (!(child instanceof Module) || (child as Module) === this) {
+      throw new TypeError(`${what}: the child must be another Module: current value is ${child}`);
+    }
+    if (this.gpu !== null) throw new TypeError(`${what}: the model is already on a GPU`);
+    this.#children.push([name, child]);
+    return child;
+  }
+
+  /**
+   * The named children, in the order they were registered (a Sequential's are "0", "1", …).
+   * Their parameters, buffers and state-dict names come after this module's own.
+   */
+  children(): readonly (readonly [string, Module])[] {
+    return this.#children;
+  }
+
+  /**
+   * Whether child `index` of {@link Module.children} must produce its input gradient, asked once
+   * this module is attached. The default is true for every child: a module of your own may call
+   * its children in any order. Sequential answers false up to its first child with parameters
+   * (unless its own input gradient is needed); Residual answers as for itself.
+   */
+  childNeedsInputGrad(_index: number): boolean {
+    return true;
+  }
+
+  /** True once the model's `to(gpu)` attached this module. */
+  get attached(): boolean {
+    return this.gpu !== null;
+  }
+
+  /** Switches this module and every module below it to train mode (`mode = true`) or eval mode. */
   train(mode = true): this {
     this.training = mode;
+    for (const [, child] of this.children()) child.train(mode);
     return this;
   }
 
@@ -175,10 +290,14 @@ export abstract class Module {
     return null;
   }
 
-  /** Receives the GPU, its position and views of its parameters (in spec order). */
+  /**
+   * Receives the GPU, its place in the model and views of its own parameters (in spec order).
+   * The model attaches a parent before its children, each once.
+   */
   attach(context: AttachContext, _params: Parameter[]): void {
     this.gpu = context.gpu;
     this.index = context.index;
+    this.path = context.path;
     this.needsInputGrad = context.needsInputGrad;
   }
 
@@ -214,7 +333,10 @@ export abstract class Module {
     return {};
   }
 
-  /** Frees per-batch activations and module-owned state. */
+  /**
+   * Frees what this module allocated itself (per-batch activations, its own state); not its
+   * children, which the model disposes one by one, nor its parameters (the model's arena).
+   */
   dispose(): void {}
 }
 

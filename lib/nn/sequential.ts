@@ -1,32 +1,38 @@
 /**
- * Sequential: modules run in order, parameters in one arena, PyTorch state-dict names.
+ * Sequential: modules run in order, as PyTorch's `nn.Sequential`; the one moved with `to(gpu)` is
+ * the model, which owns the parameter arena of its whole tree.
  *
- * `to(gpu)` offers each module to the one before it ({@link Module.fuseInto}: a LeakyReLU/ReLU
- * with slope ≥ 0 runs in a preceding Linear's matmul epilogue), creates the parameter arena (so
- * an optimizer updates the whole model in one dispatch) and, when a module reads it
- * ({@link Module.readsStepCounter}: Dropout), the GPU's training-forward counter that keys its
- * masks; other models count training forwards on the host and run no counter kernel. The state
- * dict converts each parameter to PyTorch's layout as its spec declares
- * ({@link ParameterSpec.layout}); the container never asks what kind a module is.
+ * `to(gpu)` walks the tree (a Sequential's children, a Residual's `fn`, the registered children
+ * of a module of your own; lib/nn/tree.ts), puts every parameter anywhere in it in one arena (so
+ * an optimizer updates the whole model in one dispatch) and attaches each module, a parent
+ * before its children. Each Sequential offers each child to the one before it
+ * ({@link Module.fuseInto}: a LeakyReLU/ReLU with slope ≥ 0 runs in a preceding Linear's matmul
+ * epilogue), so only siblings fuse, never across a container's boundary. When a module anywhere
+ * reads it ({@link Module.readsStepCounter}: Dropout), the model keeps the GPU's
+ * training-forward counter that keys its masks; other models count training forwards on the host
+ * and run no counter kernel. The state dict converts each parameter to PyTorch's layout as its
+ * spec declares ({@link ParameterSpec.layout}); the container never asks what kind a module is.
  *
  * @module
  */
 
 import type { Gpu } from "../gpu/device.ts";
 import type { StepEncoder } from "../gpu/encoder.ts";
-import { describeData, Tensor } from "../tensor.ts";
+import { Tensor } from "../tensor.ts";
 import { COUNTER_ADVANCE } from "./dropout.ts";
 import { KernelCall } from "./kernel_call.ts";
 import type { StagedOperand } from "../ops/matmul.ts";
-import { type HostTensor, Module } from "./module.ts";
+import { type AttachContext, type HostTensor, Module } from "./module.ts";
+import { type Parameter, ParameterArena } from "./parameter.ts";
 import {
-  fromStateLayout,
-  type Parameter,
-  ParameterArena,
-  type ParameterSpec,
-  stateShape,
-  toStateLayout,
-} from "./parameter.ts";
+  expectedEntries,
+  hasParameters,
+  loadState,
+  type ModelNode,
+  readState,
+  statePath,
+  walkTree,
+} from "./tree.ts";
 
 /**
  * A state dict: PyTorch names to host tensors in PyTorch's layout, as
@@ -45,57 +51,23 @@ import {
  */
 export type StateDict = Record<string, HostTensor>;
 
-/** num_batches_tracked is kept as a u32 on the GPU. */
-const MAX_BATCHES_TRACKED = 0xffffffff;
-
-/**
- * What is wrong with state-dict entry `name` against its expected dtype and shape, or null.
- * Checks everything a write could trip on (dtype, shape, the typed array, its length) and the
- * values a model cannot use: NaN/Inf, a negative running_var, a num_batches_tracked outside u32.
- */
-function entryProblem(
-  name: string,
-  t: HostTensor | undefined,
-  e: { dtype: "F32" | "I64"; shape: number[] },
-): string | null {
-  if (!t) return `missing "${name}"`;
-  if (t.dtype !== e.dtype) return `"${name}" has dtype ${t.dtype}, expected ${e.dtype}`;
-  if (
-    !Array.isArray(t.shape) || t.shape.length !== e.shape.length ||
-    t.shape.some((d, k) => d !== e.shape[k])
-  ) {
-    const shape = Array.isArray(t.shape) ? t.shape.join(", ") : String(t.shape);
-    return `"${name}" has shape [${shape}], expected [${e.shape.join(", ")}]`;
-  }
-  const kind = t.dtype === "F32" ? Float32Array : BigInt64Array;
-  if (!(t.data instanceof kind)) {
-    return `"${name}" data must be a ${kind.name} for dtype ${t.dtype}: current value is ${
-      describeData(t.data)
-    }`;
-  }
-  const numel = e.shape.reduce((a, b) => a * b, 1); // shape [] is a scalar: one element
-  if (t.data.length !== numel) return `"${name}" has ${t.data.length} values, expected ${numel}`;
-  if (t.data instanceof Float32Array) {
-    const data = t.data;
-    if (!data.every(Number.isFinite)) return `"${name}" holds NaN or Inf`;
-    const leaf = name.slice(name.lastIndexOf(".") + 1);
-    const negative = leaf === "running_var" ? data.findIndex((v) => v < 0) : -1;
-    if (negative >= 0) {
-      return `"${name}" must be >= 0: current value at index ${negative} is ${data[negative]}`;
-    }
-  } else if (name.endsWith(".num_batches_tracked")) {
-    const count = t.data[0];
-    if (count < 0n || count > BigInt(MAX_BATCHES_TRACKED)) {
-      return `"${name}" must be in [0, ${MAX_BATCHES_TRACKED}]: current value is ${count}`;
-    }
-  }
-  return null;
+/** What the Sequential moved with `to(gpu)` holds for its whole tree. */
+interface ModelPart {
+  /** Every module of the tree, depth-first, with its own parameters. */
+  nodes: ModelNode[];
+  arena: ParameterArena;
+  /** The GPU's training-forward counter (u32 [current, next]); null when no module reads it. */
+  counter: Tensor | null;
+  advance: KernelCall<typeof COUNTER_ADVANCE> | null;
 }
 
 /**
- * A chain of modules, as PyTorch's `nn.Sequential`. Building it allocates nothing;
- * {@link Sequential.to} puts it on a GPU. The model owns its modules, their activations and the
- * parameter arena: {@link Sequential.dispose} frees them all.
+ * A chain of modules, as PyTorch's `nn.Sequential`; a child may itself be a Sequential, a
+ * Residual or any module with children of its own. Building it allocates nothing;
+ * {@link Sequential.to} puts it on a GPU and makes it the model, which owns every module of its
+ * tree, their activations and the parameter arena: {@link Sequential.dispose} frees them all. A
+ * Sequential inside a model runs its children in order; the model's methods (parameters, state
+ * dict, step count) are the model's to answer.
  *
  * @example The seed's BatchNorm model, checked on the CPU
  * ```ts
@@ -117,6 +89,17 @@ function entryProblem(
  * deepEqual(model.expectedState()["3.num_batches_tracked"], { dtype: "I64", shape: [] });
  * ```
  *
+ * @example A Sequential inside a Sequential: PyTorch's nested names
+ * ```ts
+ * import { BatchNorm1d, Flatten, LeakyReLU, Linear, Sequential } from "@wgnn/wgnn";
+ * import { deepEqual } from "node:assert/strict";
+ *
+ * const block = new Sequential(new Linear(3072, 64), new LeakyReLU());
+ * const model = new Sequential(new Flatten(), block, new BatchNorm1d(64), new Linear(64, 10));
+ * deepEqual(Object.keys(model.expectedState()).slice(0, 3), ["1.0.weight", "1.0.bias", "2.weight"]);
+ * deepEqual(model.outputShape([3, 32, 32]), [10]);
+ * ```
+ *
  * @example On the GPU, then back to PyTorch's names
  * ```ts
  * import { type Gpu, Linear, ReLU, Sequential } from "@wgnn/wgnn";
@@ -130,18 +113,16 @@ function entryProblem(
  * ```
  */
 export class Sequential extends Module {
-  /** The child modules, in order (their index is their state-dict prefix). */
+  /** The child modules, in order (their index is their state-dict name: "0", "1", …). */
   readonly modules: readonly Module[];
-  #arena: ParameterArena | null = null;
-  #owned: Parameter[][] = [];
-  /** Each module's parameter specs (for their state-dict layouts), as attached. */
-  #specs: ParameterSpec[][] = [];
-  /** The GPU's training-forward counter (u32 [current, next]); null when no module reads it. */
-  #counter: Tensor | null = null;
-  #advance: KernelCall<typeof COUNTER_ADVANCE> | null = null;
+  /** True when every child only reshapes (a loader's staging may look past this Sequential). */
+  override readonly reshapesOnly: boolean;
+  /** The model's part, set by {@link Sequential.to}; null for a Sequential inside a model. */
+  #model: ModelPart | null = null;
   /** Training forwards encoded, kept instead of the GPU counter when no module reads it. */
   #hostSteps = 0;
-  #firstParam = 0;
+  /** Index of the first child with parameters anywhere below it; -1 when none has any. */
+  #firstParam = -1;
 
   /** Chains `modules` (at least one). Throws a TypeError for an argument that is not a Module. */
   constructor(...modules: Module[]) {
@@ -159,6 +140,8 @@ export class Sequential extends Module {
       }
     });
     this.modules = modules;
+    modules.forEach((m, i) => this.register(String(i), m));
+    this.reshapesOnly = modules.every((m) => m.reshapesOnly);
   }
 
   /** `Sequential(…)` with every child's description. */
@@ -166,54 +149,76 @@ export class Sequential extends Module {
     return `Sequential(${this.modules.map((m) => m.describe()).join(", ")})`;
   }
 
-  /** Moves the model to `gpu`: fuses, allocates the parameter arena and uploads the weights. */
+  /**
+   * Moves the model to `gpu`: allocates one parameter arena for every module of its tree,
+   * uploads the weights and attaches each module (which fuses siblings). Throws when a module of
+   * the tree is on a GPU already (in another model) or is in the tree twice.
+   */
   to(gpu: Gpu): this {
     if (this.gpu !== null) {
       throw new Error(`Cannot move ${this.describe()} to a GPU: it is already on one`);
     }
-    // Fusion first: attach compiles kernels by it (a fused LeakyReLU compiles none).
+    const tree = walkTree(this);
+    const taken = tree.find((n) => n.module.attached);
+    if (taken !== undefined) {
+      throw new Error(
+        `Cannot move ${this.describe()} to a GPU: its module "${taken.path}" (${taken.module.describe()}) is already on one, in another model`,
+      );
+    }
+    expectedEntries(tree); // two entries of one name are refused before anything is allocated
+    const specs = tree.map((n) => n.module.parameterSpecs());
+    const arena = new ParameterArena(
+      gpu,
+      tree.flatMap((n, k) => specs[k].map((s) => ({ ...s, name: statePath(n.path, s.name) }))),
+      "params",
+    );
+    const reads = tree.some((n) => n.module.readsStepCounter);
+    const counter = reads ? Tensor.from(gpu, new Uint32Array(2), [2], "train step counter") : null;
+    const advance = reads ? new KernelCall(gpu, COUNTER_ADVANCE) : null;
+    // Depth-first, so a parent is attached (and has fused its children) before its children.
+    let offset = 0;
+    const nodes = tree.map((n, k): ModelNode => {
+      const params = arena.params.slice(offset, offset + specs[k].length);
+      offset += specs[k].length;
+      const needsInputGrad = n.parent?.module.childNeedsInputGrad(n.index) ?? false;
+      const context: AttachContext = {
+        gpu,
+        index: n.index,
+        path: n.path,
+        position: n.position,
+        stepCounter: counter,
+        needsInputGrad,
+      };
+      n.module.attach(context, params);
+      return { ...n, specs: specs[k], params };
+    });
+    this.#model = { nodes, arena, counter, advance };
+    return this;
+  }
+
+  /**
+   * Receives its place in the model, then offers each child to the one before it (before the
+   * children are attached: they compile their kernels by it; a fused LeakyReLU compiles none).
+   */
+  override attach(context: AttachContext, params: Parameter[]): void {
+    super.attach(context, params);
     this.modules.forEach((m, i) => {
       if (i > 0) m.fuseInto(this.modules[i - 1]);
     });
-    this.#specs = this.modules.map((m) => m.parameterSpecs());
-    const specs = this.#specs.flatMap((list, i) =>
-      list.map((s) => ({ ...s, name: `${i}.${s.name}` }))
-    );
-    this.#arena = new ParameterArena(gpu, specs, "params");
-    if (this.modules.some((m) => m.readsStepCounter)) {
-      this.#counter = Tensor.from(gpu, new Uint32Array(2), [2], "train step counter");
-      this.#advance = new KernelCall(gpu, COUNTER_ADVANCE);
-    }
-    let offset = 0;
-    const firstWithParams = this.#specs.findIndex((list) => list.length > 0);
-    this.#firstParam = firstWithParams;
-    this.#owned = this.modules.map((m, i) => {
-      const count = this.#specs[i].length;
-      const params = this.#arena!.params.slice(offset, offset + count);
-      offset += count;
-      m.attach(
-        { gpu, index: i, stepCounter: this.#counter, needsInputGrad: i > firstWithParams },
-        params,
-      );
-      return params;
-    });
-    this.gpu = gpu;
-    return this;
+    this.#firstParam = this.modules.findIndex(hasParameters);
   }
 
-  /** The parameter arena (pass it to an optimizer). */
+  /**
+   * Children up to the first one with parameters need no input gradient (nothing before them
+   * learns), unless this Sequential's own input gradient is needed.
+   */
+  override childNeedsInputGrad(index: number): boolean {
+    return this.needsInputGrad || index > this.#firstParam;
+  }
+
+  /** The parameter arena of the whole model (pass it to an optimizer). */
   parameters(): ParameterArena {
-    if (this.#arena === null) {
-      throw new Error(`Cannot list parameters of ${this.describe()}: call to(gpu) first`);
-    }
-    return this.#arena;
-  }
-
-  /** Switches the model and every child to train mode (`mode = true`) or eval mode. */
-  override train(mode = true): this {
-    this.training = mode;
-    for (const m of this.modules) m.train(mode);
-    return this;
+    return this.#requireModel("list parameters of").arena;
   }
 
   /** The per-sample output shape for a per-sample input shape; throws on a mismatch. */
@@ -222,32 +227,35 @@ export class Sequential extends Module {
   }
 
   /**
-   * Encodes the forward pass of every module; in train mode, counts the step first (on the GPU
-   * when a module reads the counter).
+   * Encodes the forward pass of every module; in train mode, the model counts the step first
+   * (on the GPU when a module reads the counter).
    */
   forward(enc: StepEncoder, x: Tensor): Tensor {
     this.requireGpu();
-    if (this.training && this.#counter !== null) {
-      this.#advance!.encode(enc, [1, 1, 1], { counter_rw: this.#counter });
-    } else if (this.training) {
-      this.#hostSteps += 1;
+    const model = this.#model;
+    if (model !== null && this.training) {
+      if (model.counter !== null) {
+        model.advance!.encode(enc, [1, 1, 1], { counter_rw: model.counter });
+      } else {
+        this.#hostSteps += 1;
+      }
     }
     return this.modules.reduce((h, m) => m.forward(enc, h), x);
   }
 
   /** Encodes the backward pass in reverse order; returns the last dX. */
   backward(enc: StepEncoder, dY: Tensor): Tensor {
-    // Modules before the first one with parameters need no backward (nothing to learn there).
+    // Without a need for dX, modules before the first one with parameters need no backward.
+    const first = this.needsInputGrad ? 0 : Math.max(0, this.#firstParam);
     let g = dY;
-    for (let i = this.modules.length - 1; i >= Math.max(0, this.#firstParam); i--) {
-      g = this.modules[i].backward(enc, g);
-    }
+    for (let i = this.modules.length - 1; i >= first; i--) g = this.modules[i].backward(enc, g);
     return g;
   }
 
   /**
    * Where a loader may write a batch of `batch` rows directly: the input staging of the first
-   * module that does more than reshape (a Linear whose matmul reads textures); else null.
+   * module that does more than reshape (a Linear whose matmul reads textures, also inside a
+   * nested Sequential); else null.
    */
   override inputStaging(batch: number): StagedOperand | null {
     return this.modules.find((m) => !m.reshapesOnly)?.inputStaging(batch) ?? null;
@@ -259,61 +267,34 @@ export class Sequential extends Module {
    * as of this call (steps encoded and never submitted count too).
    */
   async trainingSteps(): Promise<number> {
-    this.requireGpu();
-    if (this.#counter === null) return this.#hostSteps; // read before any await: as of the call
-    return (await this.#counter.read())[1];
+    const model = this.#requireModel("count the training steps of");
+    if (model.counter === null) return this.#hostSteps; // read before any await: as of the call
+    return (await model.counter.read())[1];
   }
 
   /** Sets the training-forward count (when resuming a run). */
   setTrainingSteps(steps: number): void {
-    this.requireGpu();
-    if (this.#counter === null) this.#hostSteps = steps;
-    else this.#counter.write(new Uint32Array([Math.max(0, steps - 1), steps]));
+    const model = this.#requireModel("set the training steps of");
+    if (model.counter === null) this.#hostSteps = steps;
+    else model.counter.write(new Uint32Array([Math.max(0, steps - 1), steps]));
   }
 
-  /** Reads the model's state dict with PyTorch's names, shapes and layouts. */
-  async stateDict(): Promise<StateDict> {
-    const [out, buffers] = await Promise.all([
-      this.#readParameters("value"),
-      Promise.all(this.modules.map((m) => m.readBuffers())),
-    ]);
-    buffers.forEach((b, i) => {
-      for (const [name, t] of Object.entries(b)) out[`${i}.${name}`] = t;
-    });
-    return out;
+  /** Reads the model's state dict with PyTorch's names, shapes, layouts and order. */
+  stateDict(): Promise<StateDict> {
+    return readState(this.#requireModel("read the state dict of").nodes, "value", true);
   }
 
   /** Reads every parameter's gradient, with PyTorch's names, shapes and layouts. */
   gradients(): Promise<StateDict> {
-    return this.#readParameters("grad");
+    return readState(this.#requireModel("read the gradients of").nodes, "grad", false);
   }
 
-  async #readParameters(which: "value" | "grad"): Promise<StateDict> {
-    this.requireGpu();
-    // Every parameter's readback in flight at once: one wait for the GPU, not one per tensor.
-    const read = new Map<Parameter, Promise<Float32Array>>();
-    for (const params of this.#owned) for (const p of params) read.set(p, p[which].toFloat32());
-    const out: StateDict = {};
-    for (let i = 0; i < this.modules.length; i++) {
-      for (const [k, p] of (this.#owned[i] ?? []).entries()) {
-        const spec = this.#specs[i][k];
-        const data = toStateLayout(spec, await read.get(p)!);
-        out[p.name] = { dtype: "F32", shape: stateShape(spec), data };
-      }
-    }
-    return out;
-  }
-
-  /** The names, dtypes and PyTorch shapes a state dict for this model must have. */
+  /**
+   * The names, dtypes and PyTorch shapes a state dict for this model must have, in PyTorch's
+   * order (names relative to this Sequential; it need not be on a GPU).
+   */
   expectedState(): Record<string, { dtype: "F32" | "I64"; shape: number[] }> {
-    const out: Record<string, { dtype: "F32" | "I64"; shape: number[] }> = {};
-    this.modules.forEach((m, i) => {
-      for (const s of m.parameterSpecs()) {
-        out[`${i}.${s.name}`] = { dtype: "F32", shape: stateShape(s) };
-      }
-      for (const [name, s] of Object.entries(m.bufferShapes())) out[`${i}.${name}`] = s;
-    });
-    return out;
+    return expectedEntries(walkTree(this));
   }
 
   /**
@@ -323,36 +304,28 @@ export class Sequential extends Module {
    * before any is written, so a failed load leaves the model as it was.
    */
   loadStateDict(state: StateDict): void {
-    this.requireGpu();
-    const expected = this.expectedState();
-    const problems: string[] = [];
-    for (const [name, e] of Object.entries(expected)) {
-      const problem = entryProblem(name, state[name], e);
-      if (problem !== null) problems.push(problem);
-    }
-    for (const name of Object.keys(state)) {
-      if (!(name in expected)) problems.push(`unexpected "${name}"`);
-    }
-    if (problems.length > 0) {
-      throw new RangeError(
-        `Cannot load state dict into ${this.describe()}: ${problems.join("; ")}`,
-      );
-    }
-    this.modules.forEach((m, i) => {
-      for (const [k, p] of (this.#owned[i] ?? []).entries()) {
-        p.value.write(fromStateLayout(this.#specs[i][k], state[p.name].data as Float32Array));
-      }
-      const buffers = Object.fromEntries(
-        Object.keys(m.bufferShapes()).map((n) => [n, state[`${i}.${n}`]]),
-      );
-      m.writeBuffers(buffers);
-    });
+    loadState(this.#requireModel("load a state dict into").nodes, state);
   }
 
-  /** Frees every module's buffers, the parameter arena and the step counter (if any). */
+  /** The model's part, or an error saying why this Sequential has none. */
+  #requireModel(what: string): ModelPart {
+    if (this.#model !== null) return this.#model;
+    const why = this.gpu === null
+      ? "call to(gpu) first"
+      : "it is part of a model: ask the model (the Sequential moved with to(gpu))";
+    throw new Error(`Cannot ${what} ${this.describe()}: ${why}`);
+  }
+
+  /**
+   * The model frees every module of its tree (each its own buffers), the parameter arena and
+   * the step counter (if any). A Sequential inside a model owns nothing of its own: its model
+   * frees it.
+   */
   override dispose(): void {
-    for (const m of this.modules) m.dispose();
-    this.#arena?.dispose();
-    this.#counter?.dispose();
+    const model = this.#model;
+    if (model === null) return;
+    for (const n of model.nodes.slice(1)) n.module.dispose();
+    model.arena.dispose();
+    model.counter?.dispose();
   }
 }
