@@ -16,12 +16,14 @@ import { COLUMN_SUM } from "../lib/nn/linear.ts";
 import { CROSS_ENTROPY } from "../lib/nn/loss.ts";
 import { NLL_LOSS } from "../lib/nn/nll_loss.ts";
 import { OPTIM } from "../lib/optim/optimizer.ts";
+import { ADD } from "../lib/nn/residual.ts";
 import { POINTWISE, POINTWISE_BACKWARD, POINTWISE_FORWARD } from "../lib/nn/pointwise_kernel.ts";
 import { SOFTMAX, SOFTMAX_BACKWARD, SOFTMAX_FORWARD } from "../lib/nn/softmax_kernel.ts";
 import { CONFUSION } from "../lib/train/confusion.ts";
 
 const FAMILIES: readonly KernelFamily[] = [
   ACTIVATION,
+  ADD,
   BATCHNORM,
   CROSS_ENTROPY,
   DROPOUT_KERNEL,
