@@ -96,6 +96,7 @@ export { BatchNorm1d } from "./lib/nn/batchnorm.ts";
 export type { BatchNormOptions } from "./lib/nn/batchnorm.ts";
 export { Dropout } from "./lib/nn/dropout.ts";
 export { Sequential } from "./lib/nn/sequential.ts";
+export { Residual } from "./lib/nn/residual.ts";
 export { load, optimizerPath, save } from "./lib/nn/save.ts";
 export type { SavedOptimizer, SaveLoadOptions } from "./lib/nn/save.ts";
 export type { StateDict } from "./lib/nn/sequential.ts";

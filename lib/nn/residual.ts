@@ -77,7 +77,7 @@ class ResidualBuffers {
  * @example A residual block between two Linears, and its PyTorch names
  * ```ts
  * import { LeakyReLU, Linear, Sequential } from "@wgnn/wgnn";
- * import { Residual } from "./residual.ts";
+ * import { Residual } from "@wgnn/wgnn";
  * import { deepEqual, equal } from "node:assert/strict";
  *
  * const model = new Sequential(
