@@ -76,8 +76,7 @@ class ResidualBuffers {
  *
  * @example A residual block between two Linears, and its PyTorch names
  * ```ts
- * import { LeakyReLU, Linear, Sequential } from "@wgnn/wgnn";
- * import { Residual } from "@wgnn/wgnn";
+ * import { LeakyReLU, Linear, Residual, Sequential } from "@wgnn/wgnn";
  * import { deepEqual, equal } from "node:assert/strict";
  *
  * const model = new Sequential(
