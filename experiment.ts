@@ -1,5 +1,5 @@
 /**
- * The lecture's experiment: the three MLPs of "Mejorando el Aprendizaje" ({@link seedModel}:
+ * The lecture's experiment: the three MLPs of "Mejorando el Aprendizaje" ({@link lectureModel}:
  * plain, with BatchNorm1d, with Dropout) trained on CIFAR-10 with the lecture's settings, each
  * into its own run folder, with a summary row per variant. {@link planExperiment} checks
  * everything that can be checked before the first epoch (data, folders, resumes);
@@ -36,7 +36,13 @@
  */
 
 export * from "./mod.ts";
-export { planExperiment, runExperiment, seedModel, VARIANTS } from "./lib/train/experiment.ts";
+export {
+  lectureModel,
+  planExperiment,
+  runExperiment,
+  seedModel,
+  VARIANTS,
+} from "./lib/train/experiment.ts";
 export type {
   ExperimentOptions,
   ExperimentPlan,

@@ -12,7 +12,7 @@ import { Loader } from "../lib/data/loader.ts";
 import { CrossEntropyLoss } from "../lib/nn/loss.ts";
 import { manualSeed } from "../lib/nn/random.ts";
 import { Adam } from "../lib/optim/adam.ts";
-import { seedModel, type Variant } from "../lib/train/experiment.ts";
+import { lectureModel, type Variant } from "../lib/train/experiment.ts";
 import { type BenchResult, median, syntheticSet } from "./util.ts";
 
 const PHASES = ["gather", "forward", "loss", "backward", "optimizer"] as const;
@@ -26,7 +26,7 @@ export async function profileStep(
   const B = batchSize;
   const data = GpuDataset.upload(gpu, syntheticSet(B * 2));
   manualSeed(0);
-  const model = seedModel(variant).to(gpu);
+  const model = lectureModel(variant).to(gpu);
   const optimizer = new Adam(model.parameters());
   const loss = new CrossEntropyLoss();
   const loader = new Loader(gpu, data, { batchSize: B, shuffle: false, dropLast: true });

@@ -11,7 +11,7 @@ import { Loader } from "../lib/data/loader.ts";
 import { CrossEntropyLoss } from "../lib/nn/loss.ts";
 import { manualSeed } from "../lib/nn/random.ts";
 import { Adam } from "../lib/optim/adam.ts";
-import { seedModel, type Variant, VARIANTS } from "../lib/train/experiment.ts";
+import { lectureModel, type Variant, VARIANTS } from "../lib/train/experiment.ts";
 import { type BenchResult, median, syntheticSet } from "./util.ts";
 import { encodeTrainingStep } from "../lib/train/step.ts";
 
@@ -63,7 +63,7 @@ async function benchVariant(
   rounds: number,
 ) {
   manualSeed(0);
-  const model = seedModel(variant).to(gpu);
+  const model = lectureModel(variant).to(gpu);
   const optimizer = new Adam(model.parameters());
   const loss = new CrossEntropyLoss();
   const loader = new Loader(gpu, data, { batchSize: B, shuffle: true, seed: 0, dropLast: true });
@@ -144,7 +144,7 @@ async function benchVariant(
 async function benchEpoch(gpu: Gpu, B: number): Promise<BenchResult> {
   const data = GpuDataset.upload(gpu, syntheticSet(50_000, 2));
   manualSeed(0);
-  const model = seedModel("plain").to(gpu);
+  const model = lectureModel("plain").to(gpu);
   const optimizer = new Adam(model.parameters());
   const loss = new CrossEntropyLoss();
   const loader = new Loader(gpu, data, { batchSize: B, shuffle: true, seed: 0 });

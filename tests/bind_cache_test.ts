@@ -15,7 +15,7 @@ import { manualSeed } from "../lib/nn/random.ts";
 import { Sequential } from "../lib/nn/sequential.ts";
 import { Adam } from "../lib/optim/adam.ts";
 import { Tensor } from "../lib/tensor.ts";
-import { seedModel, VARIANTS } from "../lib/train/experiment.ts";
+import { lectureModel, VARIANTS } from "../lib/train/experiment.ts";
 import { gpuTest } from "./helpers.ts";
 import { randomImages } from "./fixtures/random.ts";
 import { encodeTrainingStep } from "../lib/train/step.ts";
@@ -59,7 +59,7 @@ gpuTest("training steps in steady state create no bind groups", async (gpu) => {
   try {
     for (const variant of VARIANTS) {
       manualSeed(0);
-      const model = seedModel(variant).to(gpu);
+      const model = lectureModel(variant).to(gpu);
       const optimizer = new Adam(model.parameters());
       const loss = new CrossEntropyLoss();
       const loader = new Loader(gpu, data, { batchSize: 64, shuffle: true, seed: 1 });

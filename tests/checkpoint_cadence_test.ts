@@ -7,7 +7,7 @@ import { manualSeed } from "../lib/nn/random.ts";
 import { readSafetensorsFile } from "../lib/io/safetensors.ts";
 import { Adam } from "../lib/optim/adam.ts";
 import { fit, type FitOptions } from "../lib/train/fit.ts";
-import { seedModel } from "../lib/train/experiment.ts";
+import { lectureModel } from "../lib/train/experiment.ts";
 import { gpuTest } from "./helpers.ts";
 
 async function savedEpoch(dir: string): Promise<number> {
@@ -23,7 +23,7 @@ async function run(
   const labels = Uint8Array.from({ length: count }, (_, i) => i % 10);
   const data = GpuDataset.upload(gpu, { images, labels, count });
   manualSeed(0);
-  const model = seedModel("dropout").to(gpu);
+  const model = lectureModel("dropout").to(gpu);
   const optimizer = new Adam(model.parameters());
   const loss = new CrossEntropyLoss();
   const train = new Loader(gpu, data, { batchSize: 32, shuffle: true, seed: 3 });

@@ -14,7 +14,7 @@ import { CrossEntropyLoss } from "../lib/nn/loss.ts";
 import { manualSeed } from "../lib/nn/random.ts";
 import { Adam } from "../lib/optim/adam.ts";
 import { fit, type FitOptions, NonFiniteLossError } from "../lib/train/fit.ts";
-import { seedModel, type Variant } from "../lib/train/experiment.ts";
+import { lectureModel, type Variant } from "../lib/train/experiment.ts";
 import type { History } from "../lib/train/history.ts";
 import { gpuTest } from "./helpers.ts";
 import { comparable, withoutTimes } from "./fixtures/history.ts";
@@ -40,7 +40,7 @@ async function run(
   const trainSet = GpuDataset.upload(gpu, images(128, 1));
   const valSet = GpuDataset.upload(gpu, images(64, 2));
   manualSeed(5);
-  const model = seedModel(variant).to(gpu);
+  const model = lectureModel(variant).to(gpu);
   const optimizer = new Adam(model.parameters(), { lr: options.lr ?? 1e-3 });
   const loss = new CrossEntropyLoss();
   const train = new Loader(gpu, trainSet, { batchSize: 32, shuffle: true, seed: 3 });

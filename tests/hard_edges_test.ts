@@ -25,7 +25,7 @@ import { readSafetensorsFile } from "../lib/io/safetensors.ts";
 import type { StateDict } from "../lib/nn/sequential.ts";
 import { Adam } from "../lib/optim/adam.ts";
 import { Tensor } from "../lib/tensor.ts";
-import { seedModel, type Variant } from "../lib/train/experiment.ts";
+import { lectureModel, type Variant } from "../lib/train/experiment.ts";
 import { fit, type FitOptions, NonFiniteLossError } from "../lib/train/fit.ts";
 import type { History } from "../lib/train/history.ts";
 import { lcgBytes } from "./fixtures/cifar_fixture.ts";
@@ -48,7 +48,7 @@ function syntheticSet(count: number, seed: number): ImageSet {
  */
 function setup(gpu: Gpu, variant: Variant, lr: number, images = 96) {
   manualSeed(0);
-  const model = seedModel(variant).to(gpu);
+  const model = lectureModel(variant).to(gpu);
   const optimizer = new Adam(model.parameters(), { lr });
   const loss = new CrossEntropyLoss();
   const data = GpuDataset.upload(gpu, syntheticSet(images, 7));
@@ -222,7 +222,7 @@ Deno.test({
   fn: async () => {
     const gpu = await requestGpu();
     manualSeed(0);
-    const model = seedModel("plain").to(gpu);
+    const model = lectureModel("plain").to(gpu);
     const optimizer = new Adam(model.parameters(), { lr: 1e-3 });
     const loss = new CrossEntropyLoss();
     const stats = new LossStats(gpu, "nan stats");

@@ -9,7 +9,7 @@ import { manualSeed } from "../lib/nn/random.ts";
 import { Sequential } from "../lib/nn/sequential.ts";
 import { Adam } from "../lib/optim/adam.ts";
 import { fit } from "../lib/train/fit.ts";
-import { seedModel } from "../lib/train/experiment.ts";
+import { lectureModel } from "../lib/train/experiment.ts";
 import { gpuTest, randomArray } from "./helpers.ts";
 import { encodeTrainingStep } from "../lib/train/step.ts";
 
@@ -41,7 +41,7 @@ gpuTest("live GPU memory is the same after epoch 1 and epoch 5 of fit", async (g
   const labels = Uint8Array.from({ length: count }, (_, i) => i % 10);
   const data = GpuDataset.upload(gpu, { images, labels, count });
   manualSeed(0);
-  const model = seedModel("bn").to(gpu);
+  const model = lectureModel("bn").to(gpu);
   const optimizer = new Adam(model.parameters());
   const loss = new CrossEntropyLoss();
   const train = new Loader(gpu, data, { batchSize: 64, shuffle: true, seed: 1 }); // last batch 8

@@ -18,7 +18,7 @@ import { CrossEntropyLoss } from "../lib/nn/loss.ts";
 import { manualSeed } from "../lib/nn/random.ts";
 import type { Sequential } from "../lib/nn/sequential.ts";
 import { Adam } from "../lib/optim/adam.ts";
-import { seedModel, type Variant } from "../lib/train/experiment.ts";
+import { lectureModel, type Variant } from "../lib/train/experiment.ts";
 import { loadModel } from "../lib/train/checkpoint.ts";
 import { readSafetensorsFile, writeSafetensorsFile } from "../lib/io/safetensors.ts";
 import { assertClose, assertWithin, hasGpu } from "./helpers.ts";
@@ -156,7 +156,7 @@ for (const variant of ["plain", "bn", "dropout"] as Variant[]) {
       if (typeof gpu === "string") throw new Error(gpu);
       const golden: Golden = JSON.parse(await Deno.readTextFile(join(dir, `${variant}.json`)));
       manualSeed(0); // Dropout masks are keyed by seed 0, as the golden script assumes
-      const model = seedModel(variant).to(gpu);
+      const model = lectureModel(variant).to(gpu);
       await loadModel(join(dir, `${variant}_init.safetensors`), model);
       const optimizer = new Adam(model.parameters(), { lr: golden.lr });
       const loss = new CrossEntropyLoss();
@@ -249,7 +249,7 @@ Deno.test({
     };
     // Here → PyTorch: a BatchNorm model after a few steps (running stats not at defaults).
     manualSeed(3);
-    const model = seedModel("bn").to(gpu);
+    const model = lectureModel("bn").to(gpu);
     const optimizer = new Adam(model.parameters());
     const loss = new CrossEntropyLoss();
     const { x, y } = await records("data_batch_2.bin", 0, 128);
@@ -273,7 +273,7 @@ Deno.test({
     await run(["save", "--variant", "dropout", "--out", torchFile, "--steps", "2"]);
     const expected = await run(["eval", "--variant", "dropout", "--weights", torchFile]);
     manualSeed(0);
-    const other = seedModel("dropout").to(gpu);
+    const other = lectureModel("dropout").to(gpu);
     await loadModel(torchFile, other);
     assertClose(await evalLogits(gpu, other), expected.logits, {
       atol: 1e-4,

@@ -17,7 +17,7 @@ import { Loader } from "../lib/data/loader.ts";
 import { CrossEntropyLoss } from "../lib/nn/loss.ts";
 import { manualSeed } from "../lib/nn/random.ts";
 import type { StateDict } from "../lib/nn/sequential.ts";
-import { makeOptimizer, seedModel, type Variant } from "../lib/train/experiment.ts";
+import { lectureModel, makeOptimizer, type Variant } from "../lib/train/experiment.ts";
 import { fit } from "../lib/train/fit.ts";
 import type { History } from "../lib/train/history.ts";
 import { lcgBytes, writeFixture } from "./fixtures/cifar_fixture.ts";
@@ -54,7 +54,7 @@ async function runFit(
   o: RunOptions,
 ): Promise<RunResult> {
   manualSeed(0);
-  const model = seedModel(variant).to(gpu);
+  const model = lectureModel(variant).to(gpu);
   const optimizer = makeOptimizer("adam", model, 1e-3);
   const loss = new CrossEntropyLoss();
   // 300 images in batches of 64: the last batch (44) is smaller; augmentation draws per epoch.

@@ -18,10 +18,10 @@ import { buildReport } from "../lib/plot/report.ts";
 import { loadModel } from "../lib/train/checkpoint.ts";
 import {
   type ExperimentOptions,
+  lectureModel,
   makeOptimizer,
   planExperiment,
   runExperiment,
-  seedModel,
 } from "../lib/train/experiment.ts";
 import { fit } from "../lib/train/fit.ts";
 import type { History } from "../lib/train/history.ts";
@@ -295,7 +295,7 @@ gpuTest(
       bytes[bytes.length - 8] ^= 1;
       await Deno.writeFile(best, bytes);
       manualSeed(0);
-      const model = seedModel("plain").to(gpu);
+      const model = lectureModel("plain").to(gpu);
       try {
         await assert.rejects(loadModel(best, model), /does not match its SHA-256 digest/);
       } finally {
@@ -357,7 +357,7 @@ gpuTest(
       images.labels[70] = 12; // batch 1 of 64-image batches (file order)
       const set = GpuDataset.upload(gpu, images, { classes: 16 }); // the data allow 16 classes
       manualSeed(0);
-      const model = seedModel("plain").to(gpu); // ... the model has 10
+      const model = lectureModel("plain").to(gpu); // ... the model has 10
       const optimizer = makeOptimizer("adam", model, 1e-3);
       const loss = new CrossEntropyLoss();
       const train = new Loader(gpu, set, { batchSize: 64 });

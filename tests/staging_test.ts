@@ -7,7 +7,7 @@ import { Loader } from "../lib/data/loader.ts";
 import { CrossEntropyLoss } from "../lib/nn/loss.ts";
 import { manualSeed } from "../lib/nn/random.ts";
 import { Adam } from "../lib/optim/adam.ts";
-import { seedModel } from "../lib/train/experiment.ts";
+import { lectureModel } from "../lib/train/experiment.ts";
 import { gpuTest } from "./helpers.ts";
 import { encodeTrainingStep } from "../lib/train/step.ts";
 
@@ -26,7 +26,7 @@ function syntheticData(gpu: Gpu): GpuDataset {
  */
 async function train(gpu: Gpu, data: GpuDataset, stagedAt: (step: number) => boolean) {
   manualSeed(0);
-  const model = seedModel("bn").to(gpu);
+  const model = lectureModel("bn").to(gpu);
   const optimizer = new Adam(model.parameters());
   const loss = new CrossEntropyLoss();
   const loader = new Loader(gpu, data, { batchSize: 128, shuffle: true, seed: 5 });

@@ -2,7 +2,7 @@
  * Import by URL, for real: the repository is served over HTTP on 127.0.0.1 (as a static host
  * such as raw.githubusercontent.com serves it: every file as text/plain), and a fresh `deno`
  * process — empty DENO_DIR, no deno.json, a working directory outside the repository — runs a
- * ten-line program that imports `mod.ts` (the core) and `experiment.ts` (for `seedModel`) by
+ * ten-line program that imports `mod.ts` (the core) and `experiment.ts` (for `lectureModel`) by
  * URL, builds the lecture's BatchNorm model and trains it for three Adam steps on synthetic data.
  *
  * The program gets only the flag the README documents, `--allow-import=<host>` (Deno 2 allows
@@ -25,11 +25,11 @@ import { hasGpu } from "./helpers.ts";
 
 /** The program a user would write; `ROOT` is replaced by the URL of the repository. */
 const PROGRAM = `import * as nn from "ROOT/mod.ts";
-import { seedModel } from "ROOT/experiment.ts";
+import { lectureModel } from "ROOT/experiment.ts";
 
 const gpu = await nn.requestGpu();
 nn.manualSeed(0);
-const model = seedModel("bn").to(gpu);
+const model = lectureModel("bn").to(gpu);
 const optimizer = new nn.Adam(model.parameters(), { lr: 1e-3 });
 const loss = new nn.CrossEntropyLoss();
 const pixels = Float32Array.from({ length: 64 * 3072 }, (_, i) => ((i * 7919) % 256) / 255);

@@ -194,11 +194,11 @@ export function resolveView(view: LoaderData): DatasetSubset {
 }
 
 /**
- * Splits a dataset at random into two subsets, as the seed's `split_dataset`: each image goes
+ * Splits a dataset at random into two subsets, as the lecture's `split_dataset`: each image goes
  * to the first with probability `share` (a uniform draw ≤ share), otherwise to the second;
  * indices keep their order. Reproducible from `seed`.
  *
- * @example The seed's 90/10 train/validation split
+ * @example The lecture's 90/10 train/validation split
  * ```ts
  * import { type DatasetSubset, type GpuDataset, splitDataset } from "@wgnn/wgnn";
  *

@@ -3,7 +3,7 @@
  *
  * The adapter's own limits are requested where they exceed WebGPU's defaults (storage binding
  * size, buffer size, workgroup storage, storage textures per stage, texture size), because the
- * seed's first layer binds a 12 MiB activation and the matmul engine reads operands through
+ * lecture's first layer binds a 12 MiB activation and the matmul engine reads operands through
  * storage textures. Validation errors and device loss are recorded with the name of the kernel
  * that was being built or encoded and thrown at the next synchronisation point
  * ({@link Gpu.sync}, a readback), so a bad dispatch never turns into silent zeros.

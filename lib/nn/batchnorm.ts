@@ -137,7 +137,7 @@ class BatchNormBuffers {
  * [batch, features]: batch statistics in train mode (batch > 1), running estimates in eval mode.
  * State-dict entries: `weight`, `bias`, `running_mean`, `running_var`, `num_batches_tracked`.
  *
- * @example The seed's BatchNorm layer
+ * @example The lecture's BatchNorm layer
  * ```ts
  * import { BatchNorm1d } from "@wgnn/wgnn";
  * import { deepEqual, equal, throws } from "node:assert/strict";

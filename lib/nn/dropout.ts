@@ -76,7 +76,7 @@ class DropoutBuffers {
  * (PyTorch's `Dropout(p)`); the identity in eval mode. Masks are keyed by the
  * {@link manualSeed} value at construction, the layer's index and the training step.
  *
- * @example The seed's Dropout layer
+ * @example The lecture's Dropout layer
  * ```ts
  * import { Dropout, manualSeed } from "@wgnn/wgnn";
  * import { equal, throws } from "node:assert/strict";

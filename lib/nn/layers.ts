@@ -56,7 +56,7 @@ export class Flatten extends Module {
 /**
  * `y = x > 0 ? x : slope·x`, as PyTorch's `LeakyReLU(negative_slope = 0.01)`.
  *
- * @example The seed's hidden activation
+ * @example The lecture's hidden activation
  * ```ts ignore
  * new LeakyReLU(); // slope 0.01
  * ```

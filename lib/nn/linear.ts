@@ -121,7 +121,7 @@ export interface LinearOptions {
 /**
  * `y = x·Wᵀ + b` with PyTorch's default initialisation, U(−1/√in, 1/√in) for weight and bias.
  *
- * @example The seed's first layer
+ * @example The lecture's first layer
  * ```ts ignore
  * const fc = new Linear(3072, 128);
  * ```

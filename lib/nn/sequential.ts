@@ -69,7 +69,7 @@ interface ModelPart {
  * Sequential inside a model runs its children in order; the model's methods (parameters, state
  * dict, step count) are the model's to answer.
  *
- * @example The seed's BatchNorm model, checked on the CPU
+ * @example The lecture's BatchNorm model, checked on the CPU
  * ```ts
  * import { BatchNorm1d, Flatten, LeakyReLU, Linear, Sequential } from "@wgnn/wgnn";
  * import { deepEqual } from "node:assert/strict";

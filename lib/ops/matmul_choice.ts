@@ -35,7 +35,7 @@ export interface Tiling {
 
 /**
  * The tilings the start-up trial chooses from on hardware adapters: big tiles reuse more data
- * per load; small ones give the seed's skinny products (C is 1024×128 or 3072×128) enough
+ * per load; small ones give the lecture's skinny products (C is 1024×128 or 3072×128) enough
  * workgroups to fill a large GPU (64×64 tiles make 32 workgroups of a 1024×128 product).
  */
 export const TILINGS: Readonly<Record<string, Tiling>> = {

@@ -33,7 +33,7 @@ import {
  * key of {@link TILINGS}) when that variable may be read; when a small texture-variant product
  * fails or is wrong on this backend, "blocked" on software adapters and "tiled" on real GPUs;
  * "texture" on software adapters; else a short timed trial of the texture kernel and each of the
- * tiled kernel's {@link TILINGS} on the seed's first-layer products, remembered per adapter
+ * tiled kernel's {@link TILINGS} on the lecture's first-layer products, remembered per adapter
  * across runs. Call it before building any plan: `WGNN_MATMUL` naming another kernel than the
  * one plans already use throws a RangeError.
  *
@@ -41,7 +41,7 @@ import {
  * ```ts ignore
  * const gpu = await requestGpu();
  * await matmulVariant(gpu); // "texture" on lavapipe
- * const model = seedModel("plain").to(gpu);
+ * const model = lectureModel("plain").to(gpu);
  * ```
  */
 export async function matmulVariant(gpu: Gpu): Promise<MatmulVariant> {
@@ -84,7 +84,7 @@ async function probeOrTrial(gpu: Gpu): Promise<MatmulChoice> {
 }
 
 /**
- * Times the texture kernel and each tiling of the tiled kernel on the seed's first-layer
+ * Times the texture kernel and each tiling of the tiled kernel on the lecture's first-layer
  * products (forward 1024×3072·3072×128 and weight gradient 3072ᵀ×1024·1024×128) and returns
  * the fastest.
  */
@@ -160,7 +160,7 @@ function readEnv(name: string): string | undefined {
 }
 
 /**
- * Milliseconds for one forward and one weight-gradient product of the seed's first layer with
+ * Milliseconds for one forward and one weight-gradient product of the lecture's first layer with
  * `options`. A round ends in one wait of at least 11 ms (Deno polls the GPU every 10 ms), so the
  * products per round grow until a round takes 50 ms or more; then the best of three rounds counts.
  */

@@ -5,7 +5,7 @@
  * per figure (a file that opens on its own, inlined as is in the report), so the title and the
  * legend are drawn into the SVG's top margin by {@link frame} instead.
  *
- * Loss charts use y ∈ [0.2, 2] as the seed lecture does. Values outside are clipped at the frame;
+ * Loss charts use y ∈ [0.2, 2] as the lecture does. Values outside are clipped at the frame;
  * they are first clamped to a band ten domain-widths wide, so a diverged 1e30 cannot put absurd
  * coordinates into the path. Missing or non-finite values (a `null` in JSON) are skipped, never
  * drawn as 0.
@@ -19,7 +19,7 @@ import type { History } from "../train/history.ts";
 import { type DomElement, plotDocument } from "./dom.ts";
 import { frame, MARGIN_LEFT, MARGIN_TOP } from "./frame.ts";
 
-/** The seed's y range for loss charts. */
+/** The lecture's y range for loss charts. */
 export const LOSS_DOMAIN: readonly [number, number] = [0.2, 2];
 
 const SEED_COLORS: Record<string, string> = { plain: "#4e79a7", bn: "#f28e2b", dropout: "#59a14f" };
@@ -31,7 +31,7 @@ const WIDTH = 640;
 const HEIGHT = 400;
 
 /**
- * The colour of a variant in every figure: the seed's three keep fixed colours, others take the
+ * The colour of a variant in every figure: the lecture's three keep fixed colours, others take the
  * next free colour by their position among `variants`.
  */
 export function variantColor(variant: string, variants: readonly string[]): string {
@@ -147,7 +147,7 @@ function lineChart(
 }
 
 /**
- * Figure 1, per variant: training and validation loss per epoch, y ∈ [0.2, 2] as in the seed.
+ * Figure 1, per variant: training and validation loss per epoch, y ∈ [0.2, 2] as in the lecture.
  *
  * @example Write one variant's loss chart
  * ```ts ignore
@@ -192,7 +192,7 @@ export function compareValLossFigure(histories: History[]): string {
 
 /**
  * Figure 3: the variants' training loss overlaid. A log y axis from below the lowest loss (at
- * most 0.2, at least 0.001) to 2, since BatchNorm's training loss falls far below the seed's 0.2.
+ * most 0.2, at least 0.001) to 2, since BatchNorm's training loss falls far below the lecture's 0.2.
  */
 export function compareTrainLossFigure(histories: History[]): string {
   let min = LOSS_DOMAIN[0];

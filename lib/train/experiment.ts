@@ -1,5 +1,5 @@
 /**
- * The seed lecture's experiment: three MLPs (plain, BatchNorm, Dropout) trained on CIFAR-10
+ * The lecture's experiment: three MLPs (plain, BatchNorm, Dropout) trained on CIFAR-10
  * with Adam, each from `manualSeed(seed)`, with per-variant outputs and a summary.
  *
  * @module
@@ -35,7 +35,7 @@ import { type SummaryRow, summaryRow } from "./summary.ts";
 /** The summary of every run in the output folder, written after training. */
 const SUMMARY_FILE = "summary.json";
 
-/** The seed's model variants. */
+/** The lecture's model variants. */
 export const VARIANTS = ["plain", "bn", "dropout"] as const;
 /** One of {@link VARIANTS}. */
 export type Variant = typeof VARIANTS[number];
@@ -45,10 +45,10 @@ export const OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"] as const;
 export type OptimizerChoice = typeof OPTIMIZERS[number];
 
 /**
- * Builds one of the seed's MLPs (3072 → 128 → 128 → 10 with LeakyReLU), optionally with
+ * Builds one of the lecture's MLPs (3072 → 128 → 128 → 10 with LeakyReLU), optionally with
  * BatchNorm1d or Dropout(0.5) after each hidden activation. Call `manualSeed` first.
  */
-export function seedModel(variant: Variant): Sequential {
+export function lectureModel(variant: Variant): Sequential {
   const extra =
     () => (variant === "bn"
       ? [new BatchNorm1d(128)]
@@ -66,6 +66,9 @@ export function seedModel(variant: Variant): Sequential {
     new Linear(128, 10),
   );
 }
+
+/** @deprecated Use {@link lectureModel}. */
+export const seedModel = lectureModel;
 
 /** Builds the optimizer named `name` over `model`'s parameters. */
 export function makeOptimizer(
@@ -104,7 +107,7 @@ export interface ExperimentOptions {
   batchSize: number;
   /** Learning rate. */
   lr: number;
-  /** The optimizer (Adam in the seed). */
+  /** The optimizer (Adam in the lecture). */
   optimizer: "adam" | "adamw" | "sgd" | "rmsprop";
   /** `manualSeed` before each model; also seeds the loaders' shuffles. */
   seed: number;
@@ -249,7 +252,7 @@ export async function planExperiment(o: ExperimentOptions): Promise<ExperimentPl
     if (o.resume && files.length > 0) {
       // A folder with run files but no checkpoint (an earlier version's run) is named too.
       manualSeed(o.seed);
-      const model = seedModel(variant); // on the CPU: only its description and shapes are needed
+      const model = lectureModel(variant); // on the CPU: only its description and shapes are needed
       const checkpoint = await readCheckpoint(dir, model, OPTIMIZER_NAMES[o.optimizer]);
       await checkManifest(dir, settings, checkpoint.runId, { all: false });
       resume = true;
@@ -317,7 +320,7 @@ function prepare(
   };
   try {
     manualSeed(o.seed);
-    const model = own(seedModel(variant).to(gpu));
+    const model = own(lectureModel(variant).to(gpu));
     const optimizer = own(makeOptimizer(o.optimizer, model, o.lr));
     const loss = own(new CrossEntropyLoss());
     const train = own(

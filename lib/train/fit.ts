@@ -1,5 +1,5 @@
 /**
- * The training loop: the seed's `learning_loop_for_classification` without its per-step
+ * The training loop: the lecture's `learning_loop_for_classification` without its per-step
  * synchronisation. Each epoch's steps go to the GPU a chunk at a time without waiting
  * (`schedule.ts`); losses and correct counts accumulate on the GPU and are read once per epoch;
  * the run folder is opened or resumed first (`run_start.ts`) and committed to after epochs
@@ -43,7 +43,7 @@ export interface FitOptions {
   loss: Loss;
   /** The optimizer over `model.parameters()`. */
   optimizer: Optimizer;
-  /** Validate every this many epochs (default 1, as the seed). */
+  /** Validate every this many epochs (default 1, as in the lecture). */
   validationFreq?: number;
   /** Called after each epoch with its record and the history so far. */
   onEpoch?: (record: EpochRecord, history: History) => void | Promise<void>;
@@ -156,7 +156,7 @@ function checkOptions(o: FitOptions): void {
 /**
  * Trains `model` for `options.epochs` epochs and returns the history.
  *
- * @example The seed's loop
+ * @example The lecture's loop
  * ```ts ignore
  * const history = await fit(model, { train, val, epochs: 200, loss: new CrossEntropyLoss(), optimizer: new Adam(model.parameters()) });
  * ```

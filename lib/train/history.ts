@@ -22,7 +22,7 @@ export interface EpochRecord {
 
 /** A whole run of one model variant. */
 export interface History {
-  /** Variant name: "plain", "bn" or "dropout" for the seed's models. */
+  /** Variant name: "plain", "bn" or "dropout" for the lecture's models. */
   variant: string;
   /** The adapter's description, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)". */
   adapter: string;

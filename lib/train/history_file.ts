@@ -208,7 +208,7 @@ function parseSettings(
 const SEED_ORDER = ["plain", "bn", "dropout"];
 
 /**
- * The summary of every run in `outDir`: one row per `<outDir>/<dir>/history.json` (the seed's
+ * The summary of every run in `outDir`: one row per `<outDir>/<dir>/history.json` (the lecture's
  * variants first), from that run's own history and settings, and one per variant in `failures`
  * (status "failed", with the reason; its epochs are those committed before it failed). A history
  * that cannot be read is left out.
