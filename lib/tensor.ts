@@ -75,13 +75,13 @@ export function checkShape(what: string, shape: readonly number[]): number {
  * ```
  */
 export interface TensorFromOptions {
-  /** Debug label. Default "tensor". */
+  /** Debug label. Default: "tensor". */
   label?: string;
   /** The dtype the data must have. Default: the typed array's (f32 for a plain array). */
   dtype?: DType;
   /**
    * The data are labels of this many classes: every value must be below it. Implies (and
-   * requires) dtype u32.
+   * requires) dtype u32. Default: none (the data are not checked as labels).
    */
   classes?: number;
 }

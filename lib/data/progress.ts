@@ -22,7 +22,10 @@ import { writeStderr } from "../io/stderr.ts";
  * ```
  */
 export interface ProgressOptions {
-  /** Expected total bytes, when known (enables the bar, percentage and ETA). */
+  /**
+   * Expected total bytes, when known (enables the bar, percentage and ETA). Default: none
+   * (bytes and rate only).
+   */
   total?: number;
   /** Where text goes. Default: stderr. */
   write?: (text: string) => void;

@@ -62,7 +62,7 @@ export interface AdapterDescription {
  * ```
  */
 export interface RequestGpuOptions {
-  /** Passed to `navigator.gpu.requestAdapter`. */
+  /** Passed to `navigator.gpu.requestAdapter`. Default: none (the implementation's choice). */
   powerPreference?: GPUPowerPreference;
 }
 

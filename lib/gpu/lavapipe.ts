@@ -19,6 +19,9 @@ export type VectorWidth = 256 | 512;
  * it the disk cache is turned off, and every run compiles its kernels again: about 25 s at 512
  * bits). Has no effect on hardware adapters. Returns the cache folder ("" when turned off).
  *
+ * @param cacheDir The shader cache folder. Default: `wgnn/mesa-shader-cache-<width>` in the
+ * user's cache folder.
+ *
  * @example Train with AVX-512 on a software adapter
  * ```ts ignore
  * import { requestGpu, useLavapipeVectorWidth } from "@wgnn/wgnn/advanced";

@@ -196,6 +196,8 @@ function shapeText(shape: readonly number[]): string {
  * as the reference implementation does. Throws a TypeError or RangeError naming the tensor when
  * a dtype, array type or shape is wrong.
  *
+ * @param metadata The `__metadata__` strings. Default: none (the header has no `__metadata__`).
+ *
  * @example Save a weight and a counter
  * ```ts
  * import { encodeSafetensors } from "@wgnn/wgnn";
@@ -303,6 +305,8 @@ function boolProblem(index: number, value: unknown): string {
  * Writes tensors to `path` as safetensors, atomically (temp file, fsync, rename): an
  * interrupted write leaves the previous file or none, never a truncated one.
  *
+ * @param metadata The `__metadata__` strings. Default: none (the header has no `__metadata__`).
+ *
  * @example Save a model's state dict for PyTorch
  * ```ts
  * import { type Sequential, writeSafetensorsFile } from "@wgnn/wgnn";
@@ -340,6 +344,8 @@ interface Entry {
  * typed array. Throws an `Error` naming the problem and the values for a truncated or malformed
  * file (bad header length or JSON, unknown dtype, bad shape, offsets that disagree with the
  * shape, overlap, leave gaps or run past the end, duplicate names).
+ *
+ * @param source A name for the bytes (a file path) that errors quote. Default: none.
  *
  * @example Round trip, and a truncated file
  * ```ts

@@ -72,7 +72,7 @@ export interface ParameterSpec {
   /**
    * How the state dict holds it, against `shape`: "transposed" for a 2-D parameter that PyTorch
    * stores as [cols, rows] (a Linear weight, [in, out] on the GPU and [out, in] in PyTorch);
-   * absent for the same layout.
+   * absent for the same layout. Default: none (the same layout).
    */
   layout?: "transposed";
 }

@@ -63,7 +63,7 @@ export interface SavedOptimizer {
 export interface SaveLoadOptions {
   /**
    * Also save (or load) this optimizer's state and the model's training-step count (which keys
-   * Dropout masks), in {@link optimizerPath}(path).
+   * Dropout masks), in {@link optimizerPath}(path). Default: none (the model only).
    */
   optimizer?: SavedOptimizer;
 }

@@ -56,26 +56,30 @@ export interface MatmulOptions {
   /** Add the product into C instead of overwriting it (gradient accumulation). Default false. */
   accumulate?: boolean;
   /**
-   * Kernel family; default: the GPU's choice ({@link matmulChoice}). A plan that names one reads
-   * nothing else, so the start-up probe and trial can build plans before the choice is made.
+   * Kernel family. A plan that names one reads nothing else, so the start-up probe and trial can
+   * build plans before the choice is made. Default: the GPU's choice ({@link matmulChoice}).
    */
   variant?: MatmulVariant;
   /**
-   * The `tiled` variant's tiling (a key of {@link TILINGS}); default: the one of the choice in
+   * The `tiled` variant's tiling (a key of {@link TILINGS}). Default: the one of the choice in
    * force (`variant`, else the GPU's), else {@link DEFAULT_TILING}.
    */
   tiling?: string;
   /**
    * Read operand A (or B) from a texture another plan stages earlier in the same step, instead
    * of staging it again: e.g. a Linear's weight gradient Xᵀ·dZ reads the X its forward staged.
-   * The other plan must stage the same stored matrix (same rows and columns).
+   * The other plan must stage the same stored matrix (same rows and columns). Default: none (this
+   * plan stages A itself, where its variant stages operands).
    */
   reuseA?: StagedOperand;
-  /** Like `reuseA`, for operand B. */
+  /** Like `reuseA`, for operand B. Default: none. */
   reuseB?: StagedOperand;
-  /** Texture extents to allocate at least, so a later plan can reuse this one's staging. */
+  /**
+   * Texture extents to allocate at least, so a later plan can reuse this one's staging. Default:
+   * none (just what A needs).
+   */
   reserveA?: [number, number];
-  /** Like `reserveA`, for operand B. */
+  /** Like `reserveA`, for operand B. Default: none (just what B needs). */
   reserveB?: [number, number];
 }
 
@@ -289,7 +293,10 @@ export class Matmul {
     }
   }
 
-  /** Encodes the product: C = op(A)·op(B) with the plan's epilogue. */
+  /**
+   * Encodes the product: C = op(A)·op(B) with the plan's epilogue. `bias` (length N) is required
+   * exactly when the plan was built with `bias: true`. Default: none.
+   */
   encode(enc: StepEncoder, a: Tensor, b: Tensor, c: Tensor, bias?: Tensor): void {
     this.#check(a, b, c, bias);
     const gpu = this.#gpu;
@@ -339,6 +346,8 @@ export class Matmul {
 /**
  * Computes `op(A)·op(B)` into a new tensor and submits it: the convenient form for tests and
  * one-off use. Training code builds a {@link Matmul} once and encodes it every step.
+ * `options.biasTensor`, when given, is a bias vector of length N added to every row (it sets
+ * `bias`). Default: none (no bias).
  */
 export function matmul(
   a: Tensor,

@@ -51,7 +51,7 @@ export const DEFAULT_TILING = "64x64";
 export interface MatmulChoice {
   /** The kernel family. */
   readonly variant: MatmulVariant;
-  /** The `tiled` family's tiling (a key of {@link TILINGS}); {@link DEFAULT_TILING} if absent. */
+  /** The `tiled` family's tiling (a key of {@link TILINGS}). Default: {@link DEFAULT_TILING}. */
   readonly tiling?: string;
 }
 

@@ -106,9 +106,12 @@ export function renderFigures(histories: History[]): FigureSet {
  * ```
  */
 export interface ReportOptions {
-  /** The date printed on the page; now by default. */
+  /** The date printed on the page. Default: now (`new Date()`). */
   date?: Date;
-  /** Figures already rendered from the same histories (saves drawing them twice). */
+  /**
+   * Figures already rendered from the same histories (saves drawing them twice). Default: none
+   * (they are rendered here).
+   */
   figures?: FigureSet;
 }
 

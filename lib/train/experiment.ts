@@ -115,21 +115,27 @@ export interface ExperimentOptions {
   validationFreq: number;
   /** Folder holding `cifar-10-batches-bin/` (or that folder itself); ignored when `data` is given. */
   dataDir: string;
-  /** The dataset already in memory (the benchmark's synthetic CIFAR-shaped set); else `dataDir` is read. */
+  /**
+   * The dataset already in memory (the benchmark's synthetic CIFAR-shaped set). Default: none
+   * (`dataDir` is read).
+   */
   data?: Cifar10;
   /** Output folder; each variant writes into `<out>/<variant>/`. */
   outDir: string;
-  /** Random flips and 4-pixel crops of the training images. */
+  /** Random flips and 4-pixel crops of the training images. Default: false. */
   augment?: boolean;
   /**
    * Continue each variant from `<outDir>/<variant>/resume.safetensors`; variants without one
-   * start afresh. The run's settings must be the same (more epochs are fine).
+   * start afresh. The run's settings must be the same (more epochs are fine). Default: false.
    */
   resume?: boolean;
-  /** Start afresh over variants whose folders hold a run (without it, such a folder is refused). */
+  /**
+   * Start afresh over variants whose folders hold a run (without it, such a folder is refused).
+   * Default: false.
+   */
   overwrite?: boolean;
   /**
-   * Stop every variant at the first one that fails (default false: a failed variant is recorded
+   * Stop every variant at the first one that fails. Default: false (a failed variant is recorded
    * in the summary with its reason, and the others train on).
    */
   failFast?: boolean;
@@ -139,25 +145,31 @@ export interface ExperimentOptions {
    * milliseconds and writing every epoch would cost more than training.
    */
   checkpointSeconds?: number;
-  /** Stops the run between steps; checkpoints and histories stay intact. */
+  /** Stops the run between steps; checkpoints and histories stay intact. Default: none. */
   signal?: AbortSignal;
-  /** Progress display: true for stderr (default), false for none, or a custom sink. */
+  /** Progress display: true for stderr, false for none, or a custom sink. Default: true. */
   progress?: boolean | ProgressSink;
-  /** Use only the first N training / validation images (tests, quick runs). */
+  /** Use only the first N training images (tests, quick runs). Default: none (every image). */
   trainLimit?: number;
-  /** Use only the first N test images for validation. */
+  /** Use only the first N test images for validation. Default: none (every image). */
   valLimit?: number;
-  /** Called with each finished variant's history (in finishing order when concurrent). */
+  /**
+   * Called with each finished variant's history (in finishing order when concurrent). Default:
+   * none.
+   */
   onVariant?: (history: History, row: SummaryRow) => void;
-  /** Called when a variant fails, with its error (it is also in the summary). */
+  /** Called when a variant fails, with its error (it is also in the summary). Default: none. */
   onFailure?: (variant: Variant, error: Error) => void;
   /**
-   * Train the variants side by side on the one device (default: on hardware adapters, where it
-   * hides each epoch's readback round trip; off on software adapters, where it gains nothing).
-   * A single variant simply trains. See {@link sideBySide}.
+   * Train the variants side by side on the one device: on hardware adapters it hides each
+   * epoch's readback round trip; on software adapters it gains nothing. A single variant simply
+   * trains. Default: true on hardware adapters, false on software ones.
    */
   concurrent?: boolean;
-  /** Passed to {@link fit}: encode each epoch while the GPU runs the one before (default: on hardware adapters). */
+  /**
+   * Passed to {@link fit}: encode each epoch while the GPU runs the one before. Default: on for
+   * hardware adapters, off for software ones.
+   */
   encodeAhead?: boolean;
 }
 
@@ -391,6 +403,8 @@ interface Outcomes {
  * device: while one waits for its epoch's readback, the others encode and submit, so a fast GPU
  * is never idle for a round trip. Each variant's numbers are bit-identical either way: the
  * variants share only the read-only dataset.
+ *
+ * @param plan What {@link planExperiment} returned for `o`. Default: none (it is planned here).
  */
 export async function runExperiment(
   gpu: Gpu,

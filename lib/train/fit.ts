@@ -32,7 +32,7 @@ export interface FitOptions {
    * whose targets are what `loss` takes.
    */
   train: BatchSource;
-  /** Validation batches; omit to skip validation. */
+  /** Validation batches. Default: none (no validation). */
   val?: BatchSource;
   /** Epochs to train (the total, including epochs done before a resume). */
   epochs: number;
@@ -43,55 +43,61 @@ export interface FitOptions {
   loss: Loss;
   /** The optimizer over `model.parameters()`. */
   optimizer: Optimizer;
-  /** Validate every this many epochs (default 1, as in the lecture). */
+  /** Validate every this many epochs, as in the lecture. Default: 1. */
   validationFreq?: number;
-  /** Called after each epoch with its record and the history so far. */
+  /** Called after each epoch with its record and the history so far. Default: none. */
   onEpoch?: (record: EpochRecord, history: History) => void | Promise<void>;
   /**
    * Stops the run between chunks of steps; the epoch in progress is abandoned and the last
    * commit stays. (When a commit was deferred by `checkpointSeconds`, the epoch in progress is
-   * finished and committed instead, so no trained epoch is lost.)
+   * finished and committed instead, so no trained epoch is lost.) Default: none (never
+   * stopped).
    */
   signal?: AbortSignal;
   /**
    * The run folder: `resume.safetensors` (the checkpoint, committed whole), `run.json` (the
    * manifest), `last.safetensors` and `best.safetensors` (PyTorch-loadable), `history.json`/`.csv`,
    * and `run.lock` while training (see `lib/train/run_dir.ts`). A folder that holds a run is
-   * refused unless `resume` or `overwrite` says what to do with it.
+   * refused unless `resume` or `overwrite` says what to do with it. Default: none (nothing is
+   * written to disk).
    */
   checkpointDir?: string;
   /**
-   * Commit the checkpoint and the history at most this often (seconds); 0 (default) commits
-   * after every epoch. A deferred epoch is still committed when the run ends, stops early or is
+   * Commit the checkpoint and the history at most this often (seconds); 0 commits after every
+   * epoch. A deferred epoch is still committed when the run ends, stops early or is
    * aborted; `best.safetensors` is always written when the validation loss improves. Use it
-   * where epochs take milliseconds (a fast GPU) and the writes would dominate.
+   * where epochs take milliseconds (a fast GPU) and the writes would dominate. Default: 0.
    */
   checkpointSeconds?: number;
   /**
    * Continue from `checkpointDir`'s checkpoint. Every tensor's digest, the values, the
    * architecture, the optimizer and the manifest's settings are checked first; a changed setting
-   * is refused by name (more `epochs` is fine).
+   * is refused by name (more `epochs` is fine). Default: false.
    */
   resume?: boolean;
-  /** Start afresh in a `checkpointDir` that holds a run, removing its files first. */
+  /** Start afresh in a `checkpointDir` that holds a run, removing its files first. Default: false. */
   overwrite?: boolean;
   /**
    * Settings to record in the manifest besides those fit derives (architecture, optimizer and
    * learning rate, batch sizes, sample counts, shuffling, augmentation); a resume refuses any
-   * change to either.
+   * change to either. Default: none (only the derived settings).
    */
   settings?: RunSettings;
-  /** `checkpointDir`'s lock, when the caller holds it already; otherwise fit takes it. */
+  /** `checkpointDir`'s lock, when the caller holds it already. Default: none (fit takes it). */
   lock?: RunLock;
-  /** Stop after `patience` validations without a lower validation loss. */
+  /**
+   * Stop after `patience` validations without a lower validation loss; with `restoreBest` (needs
+   * `checkpointDir`; default false) the model is then reloaded from `best.safetensors`.
+   * Default: none (no early stopping).
+   */
   earlyStopping?: { patience: number; restoreBest?: boolean };
-  /** Name shown in progress and stored in the history (e.g. "bn"). */
+  /** Name shown in progress and stored in the history (e.g. "bn"). Default: "model". */
   variant?: string;
-  /** Class names for the history (index = label). */
+  /** Class names for the history (index = label). Default: `[]`. */
   classes?: string[];
-  /** Progress display: true for stderr (default), false for none, or a custom sink. */
+  /** Progress display: true for stderr, false for none, or a custom sink. Default: true. */
   progress?: boolean | ProgressSink;
-  /** Steps per submission (default 8): smaller gives finer progress, larger fewer submits. */
+  /** Steps per submission: smaller gives finer progress, larger fewer submits. Default: 8. */
   stepsPerSubmit?: number;
   /**
    * Encode each epoch while the GPU still runs the one before, and submit it once that epoch's
