@@ -18,10 +18,13 @@ import type { Gpu } from "../gpu/device.ts";
 import type { StepEncoder } from "../gpu/encoder.ts";
 import type { StagedOperand } from "../ops/matmul.ts";
 import type { Tensor } from "../tensor.ts";
+import type { StateTensor } from "../io/safetensors.ts";
 import type { Parameter, ParameterSpec } from "./parameter.ts";
 
 /**
- * A tensor of a state dict on the host, in PyTorch's layout (a Linear weight is [out, in]).
+ * A tensor of a state dict on the host, in PyTorch's layout (a Linear weight is [out, in]): the
+ * safetensors `StateTensor` (F32 or I64), so what `stateDictOf(readSafetensorsFile(p))` gives is
+ * what `loadStateDict` takes.
  *
  * @example BatchNorm's step count, as PyTorch stores it
  * ```ts
@@ -32,14 +35,7 @@ import type { Parameter, ParameterSpec } from "./parameter.ts";
  * equal(count.data.length, 1); // shape [] is a scalar: one element
  * ```
  */
-export interface HostTensor {
-  /** safetensors dtype name. */
-  dtype: "F32" | "I64";
-  /** PyTorch shape. */
-  shape: number[];
-  /** Values: Float32Array for F32, BigInt64Array for I64. */
-  data: Float32Array | BigInt64Array;
-}
+export type HostTensor = StateTensor;
 
 /**
  * What a module learns about its place in the model when the model's {@link Sequential.to}
