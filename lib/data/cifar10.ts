@@ -294,8 +294,8 @@ export async function findBatchesDir(dir: string): Promise<string> {
 
 /**
  * Loads the whole dataset from `dir` (a data folder holding `cifar-10-batches-bin/`, or that
- * folder itself). Files are parsed, not checksummed: {@link verifyDataset} does that. A file
- * that cannot be read for want of permission fails naming it (see {@link isPermissionError}).
+ * folder itself). Files are parsed, not checksummed ({@link downloadCifar10} checks each one's SHA-256). A file
+ * that cannot be read for want of permission fails naming it.
  *
  * @example Load the dataset (needs read permission on the folder)
  * ```ts

@@ -75,7 +75,7 @@ export class GpuDataset {
 
   /**
    * Uploads `set` (e.g. `loadCifar10(dir).train`). Throws a RangeError when the set is empty,
-   * would need more than {@link MAX_SHARDS} shards, or holds a label at or above
+   * would need more than 4 shards (`MAX_SHARDS`), or holds a label at or above
    * `options.classes` (default 10), naming the first such image and its label.
    *
    * @example A tiny synthetic set

@@ -8,8 +8,8 @@
 import { writeStderr } from "../io/stderr.ts";
 
 /**
- * Options of a {@link Progress}, the byte progress display of a download (`data.ts` exports
- * this type for {@link DownloadOptions.progress}).
+ * Options of the byte progress display of a download (`Progress`; `data.ts` exports this type
+ * for {@link DownloadOptions.progress}).
  *
  * @example Progress lines into a log instead of stderr
  * ```ts

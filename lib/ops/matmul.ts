@@ -57,12 +57,12 @@ export interface MatmulOptions {
   accumulate?: boolean;
   /**
    * Kernel family. A plan that names one reads nothing else, so the start-up probe and trial can
-   * build plans before the choice is made. Default: the GPU's choice ({@link matmulChoice}).
+   * build plans before the choice is made. Default: the GPU's choice (see {@link matmulVariant}).
    */
   variant?: MatmulVariant;
   /**
-   * The `tiled` variant's tiling (a key of {@link TILINGS}). Default: the one of the choice in
-   * force (`variant`, else the GPU's), else {@link DEFAULT_TILING}.
+   * The `tiled` variant's tiling, a key of `TILINGS` ("64x64", "32x32", "32x32-64"). Default: the one of
+   * the choice in force (`variant`, else the GPU's), else "64x64" (`DEFAULT_TILING`).
    */
   tiling?: string;
   /**
@@ -136,7 +136,7 @@ export class Matmul {
   readonly K: number;
   /** The kernel family this plan uses. */
   readonly variant: MatmulVariant;
-  /** The `tiled` variant's tiling (a key of {@link TILINGS}); null for the other variants. */
+  /** The `tiled` variant's tiling (a key of `TILINGS`); null for the other variants. */
   readonly tiling: string | null = null;
   /** The options in force, defaults filled in. */
   readonly options: Readonly<

@@ -47,11 +47,14 @@ export const TILINGS: Readonly<Record<string, Tiling>> = {
 /** The tiling of a `tiled` choice that names none. */
 export const DEFAULT_TILING = "64x64";
 
-/** A choice of kernel: a family, and for `tiled` one of {@link TILINGS}. */
+/** A choice of kernel: a family, and for `tiled` one of the tilings in `TILINGS`. */
 export interface MatmulChoice {
   /** The kernel family. */
   readonly variant: MatmulVariant;
-  /** The `tiled` family's tiling (a key of {@link TILINGS}). Default: {@link DEFAULT_TILING}. */
+  /**
+   * The `tiled` family's tiling, a key of `TILINGS` ("64x64", "32x32", "32x32-64"). Default: "64x64"
+   * (`DEFAULT_TILING`).
+   */
   readonly tiling?: string;
 }
 

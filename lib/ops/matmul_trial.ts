@@ -30,10 +30,10 @@ import {
  * Chooses the matmul kernel of `gpu`'s plans and returns its family, once per GPU: the choice
  * already made (by an earlier call, `chooseMatmul`, or the first plan, which takes the adapter's
  * default) when there is one; else `WGNN_MATMUL=texture|tiled|blocked` (or `tiled:<tiling>`, a
- * key of {@link TILINGS}) when that variable may be read; when a small texture-variant product
+ * key of `TILINGS`: "64x64", "32x32" or "32x32-64") when that variable may be read; when a small texture-variant product
  * fails or is wrong on this backend, "blocked" on software adapters and "tiled" on real GPUs;
  * "texture" on software adapters; else a short timed trial of the texture kernel and each of the
- * tiled kernel's {@link TILINGS} on the lecture's first-layer products, remembered per adapter
+ * tiled kernel's tilings (`TILINGS`) on the lecture's first-layer products, remembered per adapter
  * across runs. Call it before building any plan: `WGNN_MATMUL` naming another kernel than the
  * one plans already use throws a RangeError.
  *

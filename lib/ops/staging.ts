@@ -21,7 +21,10 @@ import type { StepEncoder } from "../gpu/encoder.ts";
 import { ParamsLayout } from "../gpu/params.ts";
 import type { Tensor } from "../tensor.ts";
 
-/** A matrix staged into a texture by a texture-variant plan; see {@link Matmul.staged}. */
+/**
+ * A matrix staged into a texture by a texture-variant plan; see `Matmul.staged` (the matmul
+ * engine is in `@wgnn/wgnn/advanced`).
+ */
 export interface StagedOperand {
   /** Rows of the stored matrix. */
   readonly rows: number;

@@ -220,7 +220,7 @@ export interface PlannedRun {
   variant: Variant;
   /** Its folder, `<outDir>/<variant>`. */
   dir: string;
-  /** The settings its manifest records (see {@link experimentSettings}). */
+  /** The settings its manifest records (see `experimentSettings` in lib/train/experiment.ts). */
   settings: RunSettings;
   /** Whether it continues from its checkpoint. */
   resume: boolean;
