@@ -288,6 +288,9 @@ async function trainEpochs(
     ? new StderrProgress()
     : options.progress;
   let { best, sinceBest } = bestSoFar(history.epochs);
+  // A Loader's batch size, for samples/s (another BatchSource may not say).
+  const batchSize = (train as { options?: { batchSize?: number } }).options?.batchSize;
+  const readRunningLoss = () => schedule.readRunningLoss();
   const began = performance.now();
   let done = 0;
   try {
@@ -311,10 +314,14 @@ async function trainEpochs(
         valAccuracy: (record ?? last)?.valAccuracy,
         elapsed: (performance.now() - began) / 1000,
         done,
+        epochElapsed: (performance.now() - t0) / 1000,
+        batchSize,
+        readRunningLoss,
       });
       // An abort stops the epoch between chunks, unless a deferred commit needs this epoch's
       // end (the deferred epoch's weights are gone once this one trains): then it finishes.
       const stop = () => signal?.aborted === true && !cadence?.deferred;
+      progress.update(state(0));
       const whole = await schedule.submitEpoch(epoch, stop, (b) => progress.update(state(b)));
       if (!whole) {
         // The epoch is abandoned: the last commit stays what a resume continues from.

@@ -183,6 +183,9 @@ export class EpochSchedule {
   #pending: EncodedEpoch | null = null;
   #queued: Promise<unknown>[] = [];
   #lastEpochSeconds = Infinity;
+  // An error a running-loss read met (the GPU's check hands each error out once): thrown next.
+  #runningError: unknown = null;
+  #disposed = false;
 
   /** Allocates the statistics accumulators on `gpu`. */
   constructor(gpu: Gpu, parts: ScheduleParts) {
@@ -240,8 +243,31 @@ export class EpochSchedule {
     };
   }
 
+  #throwRunningError(): void {
+    const error = this.#runningError;
+    this.#runningError = null;
+    if (error !== null) throw error;
+  }
+
+  /**
+   * Reads the training statistics of the epoch under way so far, for a progress display (one
+   * readback; the step loop never waits on it). A GPU error it meets is thrown again by the
+   * next submit or {@link EpochSchedule.read}; a bad label is left to the epoch's own read.
+   */
+  async readRunningLoss(): Promise<{ meanLoss: number; batches: number }> {
+    if (this.#disposed) throw new Error("Cannot read the running loss: the schedule is disposed");
+    try {
+      const s = await this.#trainStats.read();
+      return { meanLoss: s.meanLoss, batches: s.batches };
+    } catch (error) {
+      if (!(error instanceof LabelRangeError)) this.#runningError ??= error;
+      throw error;
+    }
+  }
+
   async #submit(buffer: GPUCommandBuffer, onDone?: () => void): Promise<void> {
     const gpu = this.#gpu;
+    this.#throwRunningError();
     gpu.check();
     gpu.device.queue.submit([buffer]);
     const done = gpu.device.queue.onSubmittedWorkDone();
@@ -300,6 +326,7 @@ export class EpochSchedule {
    * naming the epoch and the pass.
    */
   async read(epoch: number, o: { withSteps: boolean; encodeNext: boolean }): Promise<EpochReadout> {
+    this.#throwRunningError();
     const validated = this.#validates(epoch);
     const reads = Promise.all([
       this.#trainStats.read().catch(labelError(epoch, "training")),
@@ -327,6 +354,7 @@ export class EpochSchedule {
   /** Drops what is pending and frees the statistics. */
   dispose(): void {
     this.drop();
+    this.#disposed = true;
     this.#trainStats.dispose();
     this.#validation.dispose();
   }
