@@ -18,11 +18,14 @@ export const MAX_SHARDS = 4;
 
 /** Options of {@link GpuDataset.upload}. */
 export interface GpuDatasetOptions {
-  /** Debug label. Default "dataset". */
+  /** Debug label. Default: "dataset". */
   label?: string;
-  /** Cap on one shard's bytes below the adapter's limits (tests use it to force sharding). */
+  /**
+   * Cap on one shard's bytes below the adapter's limits (tests use it to force sharding).
+   * Default: none (the adapter's limits alone).
+   */
   maxShardBytes?: number;
-  /** Number of classes: every label must be below it. Default 10 (CIFAR-10). */
+  /** Number of classes: every label must be below it. Default: 10 (CIFAR-10). */
   classes?: number;
 }
 

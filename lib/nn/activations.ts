@@ -80,8 +80,8 @@ export class Sigmoid extends ActivationLayer {
  */
 export interface GELUOptions {
   /**
-   * "none" (default): `y = x·Φ(x) = x·0.5·(1 + erf(x/√2))`; "tanh":
-   * `y = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+   * "none": `y = x·Φ(x) = x·0.5·(1 + erf(x/√2))`; "tanh":
+   * `y = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`. Default: "none".
    */
   approximate?: "none" | "tanh";
 }

@@ -94,13 +94,13 @@ const WG = 32;
  * ```
  */
 export interface BatchNormOptions {
-  /** Added to the variance (default 1e-5). */
+  /** Added to the variance. Default: 1e-5. */
   eps?: number;
-  /** Weight of the new batch in the running estimates (default 0.1). */
+  /** Weight of the new batch in the running estimates. Default: 0.1. */
   momentum?: number;
-  /** Learn γ (weight) and β (bias) (default true). */
+  /** Learn γ (weight) and β (bias). Default: true. */
   affine?: boolean;
-  /** Keep running estimates and use them in eval mode (default true). */
+  /** Keep running estimates and use them in eval mode. Default: true. */
   trackRunningStats?: boolean;
 }
 

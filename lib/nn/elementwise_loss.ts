@@ -246,7 +246,7 @@ export abstract class ElementwiseLoss implements Loss {
  * ```
  */
 export interface ReductionOptions {
-  /** "mean" (default) or "sum"; see {@link Reduction} for why not "none". */
+  /** "mean" or "sum"; see {@link Reduction} for why not "none". Default: "mean". */
   reduction?: Reduction;
 }
 

@@ -114,7 +114,7 @@ class LinearBuffers {
 
 /** Options of {@link Linear}. */
 export interface LinearOptions {
-  /** Learn an additive bias (default true). */
+  /** Learn an additive bias. Default: true. */
   bias?: boolean;
 }
 

@@ -77,9 +77,9 @@ const RWG = 64;
  * ```
  */
 export interface CrossEntropyOptions {
-  /** A weight per class (default: all 1). */
+  /** A weight per class. Default: none (all 1). */
   weight?: number[];
-  /** Label smoothing ε in [0, 1] (default 0). */
+  /** Label smoothing ε in [0, 1]. Default: 0. */
   labelSmoothing?: number;
 }
 

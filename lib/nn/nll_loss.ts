@@ -81,14 +81,14 @@ const RWG = 64;
  * ```
  */
 export interface NLLOptions {
-  /** A weight per class, finite and >= 0 (default: all 1). */
+  /** A weight per class, finite and >= 0. Default: none (all 1). */
   weight?: number[];
   /**
    * A label whose rows add no loss, no gradient and no weight, as PyTorch's `ignore_index`; any
    * u32, a class included. Default: none (PyTorch's default of -100 matches no u32 label).
    */
   ignoreIndex?: number;
-  /** "mean" (default; divided by the counted rows' weights) or "sum". */
+  /** "mean" (divided by the counted rows' weights) or "sum". Default: "mean". */
   reduction?: Reduction;
 }
 

@@ -43,17 +43,17 @@ export type { StagedOperand } from "./staging.ts";
 
 /** Options of a {@link Matmul} plan. */
 export interface MatmulOptions {
-  /** A is stored [K][M] and used transposed. Default false. */
+  /** A is stored [K][M] and used transposed. Default: false. */
   transA?: boolean;
-  /** B is stored [N][K] and used transposed. Default false. */
+  /** B is stored [N][K] and used transposed. Default: false. */
   transB?: boolean;
-  /** Add a bias vector of length N to every row. Default false. */
+  /** Add a bias vector of length N to every row. Default: false. */
   bias?: boolean;
-  /** Activation applied after the bias. Default "none". */
+  /** Activation applied after the bias. Default: "none". */
   activation?: "none" | "leaky_relu";
-  /** LeakyReLU negative slope. Default 0.01, as PyTorch. */
+  /** LeakyReLU negative slope. Default: 0.01, as PyTorch. */
   slope?: number;
-  /** Add the product into C instead of overwriting it (gradient accumulation). Default false. */
+  /** Add the product into C instead of overwriting it (gradient accumulation). Default: false. */
   accumulate?: boolean;
   /**
    * Kernel family. A plan that names one reads nothing else, so the start-up probe and trial can

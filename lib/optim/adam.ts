@@ -20,23 +20,23 @@ import { checkMin, checkUnit } from "./validate.ts";
  * ```
  */
 export interface AdamOptions {
-  /** Learning rate (≥ 0). Default 1e-3. */
+  /** Learning rate (≥ 0). Default: 1e-3. */
   lr?: number;
   /**
    * Decay rates (β1, β2) of the first and second moment averages, each in [0, 1).
-   * Default [0.9, 0.999].
+   * Default: [0.9, 0.999].
    */
   betas?: readonly [number, number];
-  /** Added to the bias-corrected square root of the second moment (≥ 0). Default 1e-8. */
+  /** Added to the bias-corrected square root of the second moment (≥ 0). Default: 1e-8. */
   eps?: number;
   /**
    * Adam: L2 penalty added to the gradient; AdamW: decoupled decay x *= 1 − lr·wd (≥ 0).
-   * Default 0 (AdamW 1e-2).
+   * Default: 0 (AdamW 1e-2).
    */
   weightDecay?: number;
-  /** Normalise by the running maximum of the second moment (AMSGrad). Default false. */
+  /** Normalise by the running maximum of the second moment (AMSGrad). Default: false. */
   amsgrad?: boolean;
-  /** Maximise the objective instead of minimising it. Default false. */
+  /** Maximise the objective instead of minimising it. Default: false. */
   maximize?: boolean;
 }
 

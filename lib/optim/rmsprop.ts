@@ -20,22 +20,22 @@ import { checkMin } from "./validate.ts";
  * ```
  */
 export interface RMSpropOptions {
-  /** Learning rate (≥ 0). Default 1e-2. */
+  /** Learning rate (≥ 0). Default: 1e-2. */
   lr?: number;
-  /** Smoothing constant α of the squared-gradient average (≥ 0). Default 0.99. */
+  /** Smoothing constant α of the squared-gradient average (≥ 0). Default: 0.99. */
   alpha?: number;
-  /** Added to the square root of the average (≥ 0). Default 1e-8. */
+  /** Added to the square root of the average (≥ 0). Default: 1e-8. */
   eps?: number;
-  /** L2 penalty added to the gradient (≥ 0). Default 0. */
+  /** L2 penalty added to the gradient (≥ 0). Default: 0. */
   weightDecay?: number;
-  /** Momentum factor (≥ 0). Default 0. */
+  /** Momentum factor (≥ 0). Default: 0. */
   momentum?: number;
   /**
    * Normalise by an estimate of the gradient's variance instead of its second moment.
-   * Default false.
+   * Default: false.
    */
   centered?: boolean;
-  /** Maximise the objective instead of minimising it. Default false. */
+  /** Maximise the objective instead of minimising it. Default: false. */
   maximize?: boolean;
 }
 

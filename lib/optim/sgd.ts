@@ -22,15 +22,15 @@ import { checkMin } from "./validate.ts";
 export interface SGDOptions {
   /** Learning rate (required, ≥ 0). */
   lr: number;
-  /** Momentum factor μ (≥ 0). Default 0: no momentum buffer is kept. */
+  /** Momentum factor μ (≥ 0). Default: 0 (no momentum buffer is kept). */
   momentum?: number;
-  /** Dampening of the momentum's gradient term. Default 0. */
+  /** Dampening of the momentum's gradient term. Default: 0. */
   dampening?: number;
-  /** Nesterov momentum; needs momentum > 0 and dampening 0. Default false. */
+  /** Nesterov momentum; needs momentum > 0 and dampening 0. Default: false. */
   nesterov?: boolean;
-  /** L2 penalty added to the gradient (≥ 0). Default 0. */
+  /** L2 penalty added to the gradient (≥ 0). Default: 0. */
   weightDecay?: number;
-  /** Maximise the objective instead of minimising it. Default false. */
+  /** Maximise the objective instead of minimising it. Default: false. */
   maximize?: boolean;
 }
 

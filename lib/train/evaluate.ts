@@ -14,11 +14,11 @@ import { type BatchSource, ValidationPass } from "./schedule.ts";
 
 /** Options of {@link evaluate}. */
 export interface EvaluateOptions {
-  /** The loss to measure (default: a fresh {@link CrossEntropyLoss}, freed afterwards). */
+  /** The loss to measure. Default: a fresh {@link CrossEntropyLoss}, freed afterwards. */
   loss?: Loss;
   /**
-   * The source's epoch whose batches are measured (default 0; a Loader without shuffle or
-   * augmentation gives the same batches in every epoch).
+   * The source's epoch whose batches are measured (a Loader without shuffle or augmentation
+   * gives the same batches in every epoch). Default: 0.
    */
   epoch?: number;
 }

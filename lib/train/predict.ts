@@ -19,14 +19,15 @@ import { describeData, Tensor } from "../tensor.ts";
 export interface PredictOptions {
   /**
    * A loader whose normalisation uint8 images get, and whose batch size is the default: the
-   * images then reach the model exactly as that loader's batches do (never augmented).
+   * images then reach the model exactly as that loader's batches do (never augmented). Default:
+   * none.
    */
   like?: Loader;
-  /** The normalisation of uint8 images, when no `like` gives it (default: /255 only). */
+  /** The normalisation of uint8 images, when no `like` gives it. Default: none (/255 only). */
   normalize?: Normalize;
-  /** Rows per forward (default: `like`'s batch size, else 1024). */
+  /** Rows per forward. Default: `like`'s batch size, else 1024. */
   batchSize?: number;
-  /** Values per row of a Float32Array `x` (default 3072, a CIFAR-10 image). */
+  /** Values per row of a Float32Array `x`. Default: 3072 (a CIFAR-10 image). */
   features?: number;
 }
 
