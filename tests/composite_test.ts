@@ -33,11 +33,11 @@ import type { History } from "../lib/train/history.ts";
 import { encodeTrainingStep } from "../lib/train/step.ts";
 import { Tensor } from "../lib/tensor.ts";
 import { MISSING } from "./torch/activations.ts";
+import { PYTHON } from "./fixtures/torch.ts";
 import { dropoutMask } from "./reference/dropout_mask.ts";
 import { randomImages } from "./fixtures/random.ts";
 import { assertWithin, gpuTest, randomArray } from "./helpers.ts";
 
-const PYTHON = "/usr/bin/python3";
 const SCRIPT = fileURLToPath(new URL("./torch/composite.py", import.meta.url));
 if (MISSING !== null) console.log(`composite: the PyTorch checks are ignored (${MISSING})`);
 

@@ -13,6 +13,7 @@
  */
 
 import assert from "node:assert/strict";
+import { PYTHON, torchMissing } from "./fixtures/torch.ts";
 import { join } from "node:path";
 import { StepEncoder } from "../lib/gpu/encoder.ts";
 import type { Gpu } from "../lib/gpu/device.ts";
@@ -382,24 +383,7 @@ gpuTest(
 
 // ---- (4) PyTorch 1.13 in float32 on the same inputs. ----
 
-const PYTHON = "/usr/bin/python3";
 const TORCH_SCRIPT = new URL("./torch/losses.py", import.meta.url).pathname;
-
-/** Null when /usr/bin/python3 imports torch; else why not (the tests are then skipped). */
-async function torchMissing(): Promise<string | null> {
-  try {
-    const probe = await new Deno.Command(PYTHON, {
-      args: ["-c", "import torch"],
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    if (probe.success) return null;
-    const why = new TextDecoder().decode(probe.stderr).trim().split("\n").at(-1);
-    return `${PYTHON} cannot import torch: ${why}`;
-  } catch (e) {
-    return `cannot run ${PYTHON}: ${(e as Error).message}`;
-  }
-}
 
 const noTorch = await torchMissing();
 if (noTorch) console.log(`skipping the PyTorch checks of this file: ${noTorch}`);

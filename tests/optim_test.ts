@@ -6,6 +6,7 @@
  */
 
 import assert from "node:assert/strict";
+import { PYTHON, torchMissing } from "./fixtures/torch.ts";
 import { Adam, AdamW } from "../lib/optim/adam.ts";
 import { RMSprop } from "../lib/optim/rmsprop.ts";
 import { SGD } from "../lib/optim/sgd.ts";
@@ -279,7 +280,6 @@ for (const form of ["arena", "tensors"] as const) {
 }
 
 // (2) Against real PyTorch: the same parameters and gradients through torch.optim.
-const PYTHON = "/usr/bin/python3";
 const TORCH_SCRIPT = `
 import json, sys
 import torch
@@ -307,23 +307,6 @@ for case in spec["cases"]:
     out.append({"values": [p.detach().flatten().tolist() for p in params], "state": state, "step": float(step)})
 json.dump(out, sys.stdout)
 `;
-
-async function torchMissing(): Promise<string | null> {
-  try {
-    const probe = await new Deno.Command(PYTHON, {
-      args: ["-c", "import torch"],
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    return probe.success
-      ? null
-      : `${PYTHON} cannot import torch: ${
-        new TextDecoder().decode(probe.stderr).trim().split("\n").at(-1)
-      }`;
-  } catch (e) {
-    return `cannot run ${PYTHON}: ${(e as Error).message}`;
-  }
-}
 
 async function runTorch(cases: Case[], p: Problem): Promise<Outcome[]> {
   const input = JSON.stringify({

@@ -10,6 +10,7 @@
  */
 
 import assert from "node:assert/strict";
+import { PYTHON, torchMissing } from "./fixtures/torch.ts";
 import { join } from "node:path";
 import { StepEncoder } from "../lib/gpu/encoder.ts";
 import type { Gpu } from "../lib/gpu/device.ts";
@@ -27,25 +28,11 @@ import { encodeTrainingStep, type Trainer } from "../lib/train/step.ts";
 // WGNN_PARITY_DATA: another folder holding cifar-10-batches-bin/ (the GPU machine gets only the
 // records these tests read, packed by bench/gpu/pack.sh).
 const DATA = join(Deno.env.get("WGNN_PARITY_DATA") ?? "../shared/data", "cifar-10-batches-bin");
-const PYTHON = "/usr/bin/python3";
 const hasData = await Deno.stat(join(DATA, "data_batch_1.bin")).then(() => true, () => false);
-
-async function hasTorch(): Promise<boolean> {
-  try {
-    const { code } = await new Deno.Command(PYTHON, {
-      args: ["-c", "import torch"],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return code === 0;
-  } catch {
-    return false;
-  }
-}
 
 /** Live goldens from PyTorch when possible, else the committed ones. */
 const goldens: Promise<{ dir: string; live: boolean }> = (async () => {
-  if (!hasData || !(await hasTorch())) {
+  if (!hasData || (await torchMissing()) !== null) {
     console.log("parity: using committed goldens (PyTorch or the data is not available here)");
     return { dir: "tests/goldens", live: false };
   }
@@ -229,7 +216,7 @@ for (const variant of ["plain", "bn", "dropout"] as Variant[]) {
 Deno.test({
   name:
     "safetensors round trip through PyTorch: saved here, loaded there; saved there, loaded here",
-  ignore: !hasData || !hasGpu || !(await hasTorch()),
+  ignore: !hasData || !hasGpu || (await torchMissing()) !== null,
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {

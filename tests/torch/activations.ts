@@ -9,25 +9,9 @@
 import { fileURLToPath } from "node:url";
 import type { Gpu } from "../../lib/gpu/device.ts";
 import { gpuTest } from "../helpers.ts";
+import { PYTHON, torchMissing } from "../fixtures/torch.ts";
 
-const PYTHON = "/usr/bin/python3";
 const SCRIPT = fileURLToPath(new URL("./activations.py", import.meta.url));
-
-/** Null when PyTorch can run here, else why not. */
-async function torchMissing(): Promise<string | null> {
-  try {
-    const probe = await new Deno.Command(PYTHON, {
-      args: ["-c", "import torch"],
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    if (probe.success) return null;
-    const why = new TextDecoder().decode(probe.stderr).trim().split("\n").at(-1);
-    return `${PYTHON} cannot import torch: ${why}`;
-  } catch (e) {
-    return `cannot run ${PYTHON}: ${(e as Error).message}`;
-  }
-}
 
 /** Why PyTorch cannot run here, or null. */
 export const MISSING: string | null = await torchMissing();
