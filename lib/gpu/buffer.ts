@@ -128,9 +128,9 @@ export class GpuBuffer {
   }
 
   /**
-   * Reads `size` bytes from `byteOffset`, waiting for all submitted work. Throws the errors of
-   * {@link Gpu.check}: a validation error, a GpuMemoryError, or a DeviceLostError when
-   * the device was lost before or during the read.
+   * Reads `size` bytes (default: the rest of the buffer) from `byteOffset` (default: 0), waiting
+   * for all submitted work. Throws the errors of {@link Gpu.check}: a validation error, a
+   * GpuMemoryError, or a DeviceLostError when the device was lost before or during the read.
    */
   async read(byteOffset = 0, size = this.size - byteOffset): Promise<ArrayBuffer> {
     const gpu = this.#gpu;

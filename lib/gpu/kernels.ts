@@ -126,8 +126,9 @@ export class PipelineCache {
   }
 
   /**
-   * Returns the pipeline for `kernel`'s `entry` specialised with `constants`. Compilation and
-   * validation errors are recorded with the kernel's name and thrown at the next sync.
+   * Returns the pipeline for `kernel`'s `entry` specialised with `constants` (default: none, the
+   * kernel's own `override` values). Compilation and validation errors are recorded with the
+   * kernel's name and thrown at the next sync.
    */
   get(kernel: Kernel, entry: string, constants: Constants = {}): GPUComputePipeline {
     const keys = Object.keys(constants).sort();

@@ -49,7 +49,10 @@ export class Softmax extends ActivationLayer {
   /** The dimension, as given (-1: the last). */
   readonly dim: number;
 
-  /** Declares the layer; throws a RangeError unless `dim` is -1 or a non-negative integer. */
+  /**
+   * Declares the layer; throws a RangeError unless `dim` is -1 or a non-negative integer.
+   * `dim` default: -1 (the last dimension).
+   */
   constructor(dim = -1) {
     checkDim("Softmax", dim);
     super(true, (gpu) => softmaxKernels(gpu, false));
@@ -85,7 +88,10 @@ export class LogSoftmax extends ActivationLayer {
   /** The dimension, as given (-1: the last). */
   readonly dim: number;
 
-  /** Declares the layer; throws a RangeError unless `dim` is -1 or a non-negative integer. */
+  /**
+   * Declares the layer; throws a RangeError unless `dim` is -1 or a non-negative integer.
+   * `dim` default: -1 (the last dimension).
+   */
   constructor(dim = -1) {
     checkDim("LogSoftmax", dim);
     super(true, (gpu) => softmaxKernels(gpu, true));
