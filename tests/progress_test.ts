@@ -145,6 +145,11 @@ Deno.test("within the first epoch the ETA is provisional, from the chunks after 
   assert.equal(pace.eta(s(10, 120)), "eta ?");
   pace.update(s(20, 121)); // then 0.1 s a batch: 80 + 100 batches left
   assert.deepEqual(pace.remaining(s(20, 121)), { seconds: 18, provisional: true });
+  pace.update(s(100, 129));
+  // The first epoch took 130 s; the line after it goes by its chunks' pace (10 s an epoch).
+  pace.epochDone({ ...s(100, 130), done: 1 });
+  assert.deepEqual(pace.remaining({ ...s(100, 130), done: 1 }), { seconds: 10, provisional: true });
+  assert.equal(pace.eta({ ...s(100, 130), done: 1 }), "eta ~10s (provisional)");
 });
 
 Deno.test("samples/s: completed batches × batch size over the epoch's wall time", () => {

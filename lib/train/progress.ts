@@ -94,17 +94,23 @@ interface Estimate {
  * kernel (minutes on a software adapter, seconds once warm), so it is left out as soon as a
  * second epoch has finished: the steady pace is the time between the first and the last
  * finished epoch over the epochs between them. Before that the estimate is provisional: within
- * the first epoch, from the chunks after the first (which carried the compilation); within the
- * second, from the faster of the first epoch and the second's pace so far.
+ * the first epoch, from the chunks after the first (which carried the compilation); once it has
+ * finished, from the second epoch's pace so far, else from those chunks (no faster than the first
+ * epoch took either way).
  */
 export class RunPace {
   #doneAt: number[] = [];
   #firstChunk: { elapsed: number; batch: number } | null = null;
+  // Seconds a batch, over the first epoch's chunks after its first.
+  #firstEpochPerBatch: number | null = null;
 
   /** Notes an update. */
   update(state: ProgressState): void {
-    if (this.#doneAt.length === 0 && this.#firstChunk === null && state.batch > 0) {
-      this.#firstChunk = { elapsed: state.elapsed, batch: state.batch };
+    if (this.#doneAt.length > 0 || state.batch === 0) return;
+    const first = this.#firstChunk;
+    if (first === null) this.#firstChunk = { elapsed: state.elapsed, batch: state.batch };
+    else if (state.batch > first.batch) {
+      this.#firstEpochPerBatch = (state.elapsed - first.elapsed) / (state.batch - first.batch);
     }
   }
 
@@ -127,18 +133,16 @@ export class RunPace {
     });
     const n = this.#doneAt.length;
     if (n >= 2) return left((this.#doneAt[n - 1] - this.#doneAt[0]) / (n - 1), false);
+    const perBatch = this.#firstEpochPerBatch;
     if (n === 1) {
-      let perEpoch = this.#doneAt[0];
       const e = state.epochElapsed;
+      let perEpoch = this.#doneAt[0];
       if (state.batch > 0 && state.batch < batches && e !== undefined) {
         perEpoch = Math.min(perEpoch, (e * batches) / state.batch);
-      }
+      } else if (perBatch !== null) perEpoch = Math.min(perEpoch, perBatch * batches);
       return left(perEpoch, true);
     }
-    const first = this.#firstChunk;
-    if (first === null || state.batch <= first.batch) return null;
-    const perBatch = (state.elapsed - first.elapsed) / (state.batch - first.batch);
-    return left(perBatch * batches, true);
+    return perBatch === null ? null : left(perBatch * batches, true);
   }
 
   /** The ETA field: the compiling note, "?", "~4m10s (provisional)" or "4m10s". */
