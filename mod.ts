@@ -141,7 +141,7 @@ export type {
 // Datasets on the GPU (reading and downloading CIFAR-10: ./data.ts)
 export type { ImageSet } from "./lib/data/cifar10.ts";
 export { GpuDataset, splitDataset } from "./lib/data/dataset.ts";
-export type { DatasetSubset, LoaderData } from "./lib/data/dataset.ts";
+export type { DatasetSubset, GpuDatasetOptions, LoaderData } from "./lib/data/dataset.ts";
 export { Loader } from "./lib/data/loader.ts";
 export type { Augment, Batch, LoaderOptions, Normalize } from "./lib/data/loader.ts";
 
