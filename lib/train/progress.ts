@@ -56,13 +56,13 @@ export interface ProgressSink {
 
 /** How a display is wired: all optional, for tests and embedders. */
 export interface ProgressOptions {
-  /** Redraw one line in place (default: whether stderr is a terminal). */
+  /** Redraw one line in place. Default: whether stderr is a terminal. */
   tty?: boolean;
-  /** Milliseconds on a monotonic clock (default `performance.now`). */
+  /** Milliseconds on a monotonic clock. Default: `performance.now`. */
   now?: () => number;
-  /** Where the text goes (default stderr). */
+  /** Where the text goes. Default: stderr. */
   write?: (text: string) => void;
-  /** Read and show the running loss (default: on a terminal only). */
+  /** Read and show the running loss. Default: on a terminal only. */
   runningLoss?: boolean;
 }
 
@@ -244,6 +244,7 @@ export class StderrProgress implements ProgressSink {
   #dirty = false;
   #closed = false;
 
+  /** A display on stderr; `options` swap the terminal check, clock and writer (tests). */
   constructor(options: ProgressOptions = {}) {
     this.#tty = options.tty ?? Deno.stderr.isTerminal();
     this.#now = options.now ?? (() => performance.now());
@@ -305,6 +306,7 @@ export class ProgressBoard {
   #lastDraw = 0;
   #dirty = false;
 
+  /** One display for every sink it hands out; `options` as for {@link StderrProgress}. */
   constructor(options: ProgressOptions = {}) {
     this.#tty = options.tty ?? Deno.stderr.isTerminal();
     this.#now = options.now ?? (() => performance.now());
