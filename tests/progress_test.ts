@@ -254,3 +254,25 @@ Deno.test("a terminal shows the running loss, read at most once a second", async
     assert.equal(n, runningLoss ? 1 : 0);
   }
 });
+
+Deno.test("a board on a terminal shows each run's running loss (marked ~) and samples/s", async () => {
+  let text = "";
+  let ms = 0;
+  const board = new ProgressBoard({ tty: true, now: () => ms, write: (t) => (text += t) });
+  const [a, b] = [board.sink(), board.sink()];
+  let reads = 0;
+  const readRunningLoss = () => (reads++, Promise.resolve({ meanLoss: 1.875, batches: 50 }));
+  const s = { ...base, epoch: 2, batch: 50, elapsed: 10, done: 1, epochElapsed: 4 };
+  ms = 1000;
+  a.update({ ...s, readRunningLoss });
+  b.update({ ...s, label: "bn", trainLoss: 2.5 });
+  await Promise.resolve();
+  await Promise.resolve();
+  assert.equal(reads, 1);
+  assert.match(
+    lastLine(text),
+    /^plain 2\/10 50% loss 1\.875~ 800\/s \| bn 2\/10 50% loss 2\.500 800\/s /,
+  );
+  a.close();
+  b.close();
+});
