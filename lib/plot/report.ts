@@ -295,7 +295,7 @@ ${perVariant.join("\n")}
 </section>
 <footer>The lecture's MLPs (plain; with BatchNorm1d; with Dropout 0.5) ${
       trainedBy(summary)
-    } on CIFAR-10, as in the lecture. Loss charts show y from 0.2 to 2 as the seed does; values outside are ` +
+    } on CIFAR-10, as in the lecture. Loss charts show y from 0.2 to 2 as the lecture does; values outside are ` +
     `clipped at the frame. The training-loss comparison uses a log scale.</footer>
 </body>
 </html>
