@@ -41,7 +41,7 @@ export interface ProgressState {
   readRunningLoss?: () => Promise<{ meanLoss: number; batches: number }>;
 }
 
-/** Receives progress updates; {@link StderrProgress} is the default. */
+/** Receives progress updates; `StderrProgress` is the default. */
 export interface ProgressSink {
   /**
    * Called once with batch 0 as an epoch is submitted, then as the GPU finishes chunks of its
@@ -293,7 +293,7 @@ export const silentProgress: ProgressSink = { update() {}, epochDone() {}, close
 /**
  * One stderr display for runs trained side by side (the experiment's concurrent variants): on a
  * terminal a single redrawn line with every run's position, on a pipe a plain line now and then;
- * each finished epoch is printed as its own line, as {@link StderrProgress} prints it. Hand each
+ * each finished epoch is printed as its own line, as `StderrProgress` prints it. Hand each
  * run its own {@link ProgressBoard.sink}; the display closes when the last sink does.
  */
 export class ProgressBoard {
@@ -306,7 +306,7 @@ export class ProgressBoard {
   #lastDraw = 0;
   #dirty = false;
 
-  /** One display for every sink it hands out; `options` as for {@link StderrProgress}. */
+  /** One display for every sink it hands out; `options` as for `StderrProgress`. */
   constructor(options: ProgressOptions = {}) {
     this.#tty = options.tty ?? Deno.stderr.isTerminal();
     this.#now = options.now ?? (() => performance.now());
