@@ -43,6 +43,22 @@ export type { Constants, Kernel, PipelineOwner } from "./lib/gpu/kernels.ts";
 export { BufferPool, GpuTexture } from "./lib/gpu/buffer.ts";
 export type { BufferOwner } from "./lib/gpu/buffer.ts";
 
+// A layer of your own: its kernels by binding name, its uniforms, per-batch buffers, input checks
+// (Module, AttachContext and ParameterSpec come from the core entry, re-exported above)
+export { entryPoint, KernelCall } from "./lib/nn/kernel_call.ts";
+export type {
+  BindingTable,
+  EntryBindings,
+  EntryPoint,
+  KernelFamily,
+  Resource,
+  Resources,
+} from "./lib/nn/kernel_call.ts";
+export { ParamsLayout } from "./lib/gpu/params.ts";
+export type { ScalarType } from "./lib/gpu/params.ts";
+export { checkInput, PerBatch } from "./lib/nn/module.ts";
+export { grid1d } from "./lib/gpu/kernels.ts";
+
 // The matmul engine and the choice of its kernel
 export { Matmul, matmul } from "./lib/ops/matmul.ts";
 export type { MatmulOptions } from "./lib/ops/matmul.ts";
