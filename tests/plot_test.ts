@@ -15,7 +15,7 @@ import {
 } from "../lib/plot/figures.ts";
 import { summarize } from "../lib/plot/load.ts";
 import { parseHistory, parseSummary } from "../lib/train/history_file.ts";
-import { buildReport, REPORT_TITLE } from "../lib/plot/report.ts";
+import { buildReport, REPORT_TITLE, reportTitle } from "../lib/plot/report.ts";
 import type { History } from "../lib/train/history.ts";
 import {
   all,
@@ -287,5 +287,136 @@ Deno.test("parseHistory reads JSON nulls as not measured and names the file and 
     parseSummary(JSON.stringify([{ ...summarize([h])[0], bestValLoss: null }]), "s.json")[0]
       .bestValLoss,
     NaN,
+  );
+});
+
+// ---- other experiments: an MSE regression ----
+
+/** A regression's history: MSE falling from 0.08 to about 0.01, far below the lecture's 0.2. */
+function mseHistory(variant: string, scale = 1): History {
+  const epochs = [];
+  for (let e = 1; e <= 6; e++) {
+    const trainLoss = scale * (0.01 + 0.07 * Math.exp(-e / 2));
+    epochs.push({ epoch: e, trainLoss, valLoss: 1.2 * trainLoss, seconds: 1 });
+  }
+  return { variant, adapter: "test adapter", epochs, classes: [], loss: "MSELoss" };
+}
+
+/** The y values at the frame's bottom and top edges, read back through the tick labels. */
+function yDomain(root: SvgNode, log = false): [number, number] {
+  const rect = byLabel(root, "frame")[0];
+  const toY = axis(root, "y", log);
+  const top = Number(rect.attrs.y), bottom = top + Number(rect.attrs.height);
+  return [toY(bottom), toY(top)];
+}
+
+function assertCovers(domain: [number, number], values: number[], what: string) {
+  const [lo, hi] = domain;
+  assert(
+    values.every((v) => v >= lo && v <= hi),
+    `${what}: [${lo}, ${hi}] clips ${values.filter((v) => v < lo || v > hi)}`,
+  );
+  // Fitted, not merely wide: the values fill most of the axis.
+  assert((Math.max(...values) - Math.min(...values)) / (hi - lo) > 0.5, `${what}: [${lo}, ${hi}]`);
+}
+
+Deno.test("an MSE history's loss figure fits its y axis to the values and names the loss", () => {
+  const h = mseHistory("wide");
+  const root = checkFrame(lossFigure(h), "Loss per epoch: wide", "epoch", "mean squared error");
+  const values = h.epochs.flatMap((e) => [e.trainLoss, e.valLoss!]);
+  assertCovers(yDomain(root), values, "loss figure");
+  const drawn = lines(root);
+  assertPoints(drawn.get("train"), h.epochs.map((e) => [e.epoch, e.trainLoss]), "train");
+  assertPoints(drawn.get("validation"), h.epochs.map((e) => [e.epoch, e.valLoss!]), "validation");
+  // A lecture variant's name does not make a regression the lecture's: the loss decides.
+  const bn = { ...h, variant: "bn" };
+  assertCovers(yDomain(svgRoot(lossFigure(bn), "bn")), values, "bn trained with MSE");
+});
+
+Deno.test("the comparison figures of an MSE run fit their axes and name the loss", () => {
+  const hs = [mseHistory("wide"), mseHistory("deep", 0.5)];
+  const val = checkFrame(
+    compareValLossFigure(hs),
+    "Validation loss: all variants",
+    "epoch",
+    "validation mean squared error",
+  );
+  const valValues = hs.flatMap((h) => h.epochs.map((e) => e.valLoss!));
+  assertCovers(yDomain(val), valValues, "validation comparison");
+  assertPoints(
+    lines(val).get("deep"),
+    hs[1].epochs.map((e) => [e.epoch, e.valLoss!]),
+    "validation deep",
+  );
+  const train = checkFrame(
+    compareTrainLossFigure(hs),
+    "Training loss: all variants",
+    "epoch",
+    "training mean squared error (log scale)",
+  );
+  const [lo, hi] = yDomain(train, true);
+  const trainValues = hs.flatMap((h) => h.epochs.map((e) => e.trainLoss));
+  assert(lo <= Math.min(...trainValues) && hi >= Math.max(...trainValues), `[${lo}, ${hi}]`);
+  assert(hi < 0.2, `fitted to the values, not the lecture's 2: [${lo}, ${hi}]`);
+  assertPoints(
+    lines(train, true).get("wide"),
+    hs[0].epochs.map((e) => [e.epoch, e.trainLoss]),
+    "train wide",
+  );
+});
+
+Deno.test("a loss we do not name, or none on a variant of our own, is labelled 'loss'", () => {
+  const odd = { ...mseHistory("wide"), loss: "HuberLoss" };
+  checkFrame(lossFigure(odd), "Loss per epoch: wide", "epoch", "loss");
+  const { loss: _, ...unnamed } = mseHistory("wide");
+  checkFrame(lossFigure(unnamed), "Loss per epoch: wide", "epoch", "loss");
+  // Mixed losses: the comparison names none.
+  const mixed = [mseHistory("wide"), { ...mseHistory("deep"), loss: "L1Loss" }];
+  checkFrame(
+    compareValLossFigure(mixed),
+    "Validation loss: all variants",
+    "epoch",
+    "validation loss",
+  );
+});
+
+Deno.test("cross-entropy values within [0.2, 2] keep the lecture's frame on any variant", () => {
+  const h = { ...history("wide", 1), loss: "CrossEntropyLoss" };
+  const root = checkFrame(lossFigure(h), "Loss per epoch: wide", "epoch", "cross-entropy loss");
+  const ticks = byLabel(root, "y-axis tick label")[0].children.map((t) => Number(t.text));
+  assert.deepEqual([Math.min(...ticks), Math.max(...ticks)], [0.2, 2]);
+  // The lecture's own histories, with the loss recorded, are drawn exactly as without it.
+  // (Plot numbers its clip paths per call, so those are left out of the comparison.)
+  const same = (svg: string) => svg.replace(/clip-\d+/g, "clip");
+  const recorded = HISTORIES.map((h) => ({ ...h, loss: "CrossEntropyLoss" }));
+  assert.equal(same(compareTrainLossFigure(recorded)), same(compareTrainLossFigure(HISTORIES)));
+  assert.equal(same(lossFigure(recorded[1])), same(lossFigure(HISTORIES[1])));
+});
+
+Deno.test("the report of another experiment has a neutral title and no lecture footer", () => {
+  const hs = [mseHistory("wide"), mseHistory("deep", 0.5)];
+  const html = buildReport(hs, summarize(hs), { date: new Date("2024-05-06T07:08:00Z") });
+  assert.equal(reportTitle(hs), "Training report: wide, deep");
+  assert(html.includes("<h1>Training report: wide, deep</h1>"));
+  assert(html.includes("<title>Training report: wide, deep</title>"));
+  assert(!html.includes(REPORT_TITLE) && !/lecture's MLPs|CIFAR-10/.test(html), "no lecture");
+  const footer = /<footer>([\s\S]*?)<\/footer>/.exec(html)![1];
+  assert.match(footer, /^The variants \(wide, deep\) were trained\./);
+  assert.match(footer, /fitted to its values/);
+  // The lecture's runs keep the lecture's title and footer.
+  const lecture = buildReport(HISTORIES, summarize(HISTORIES));
+  assert(lecture.includes(`<h1>${REPORT_TITLE}</h1>`) && lecture.includes("The lecture's MLPs"));
+  // A lecture variant trained with another loss is not the lecture's experiment.
+  assert.equal(reportTitle([mseHistory("plain")]), "Training report: plain");
+});
+
+Deno.test("parseHistory keeps the recorded loss and checks that it is a string", () => {
+  const h = mseHistory("wide");
+  assert.equal(parseHistory(JSON.stringify(h), "h.json").loss, "MSELoss");
+  assert.equal(parseHistory(JSON.stringify(history("plain", 1)), "h.json").loss, undefined);
+  throwsWith(
+    () => parseHistory(JSON.stringify({ ...h, loss: 3 }), "h.json"),
+    TypeError,
+    /"h.json": loss must be a string: current value is 3/,
   );
 });

@@ -5,8 +5,10 @@
  * per figure (a file that opens on its own, inlined as is in the report), so the title and the
  * legend are drawn into the SVG's top margin by {@link frame} instead.
  *
- * Loss charts use y ∈ [0.2, 2] as the lecture does. Values outside are clipped at the frame;
- * they are first clamped to a band ten domain-widths wide, so a diverged 1e30 cannot put absurd
+ * Loss charts of the lecture's experiment use y ∈ [0.2, 2] as the lecture does; other runs' are
+ * fitted to their values, unless those lie within [0.2, 2] (the rule is in `loss_axis.ts`). Each
+ * names the history's loss on its axis. Values outside the frame are clipped at it; they are
+ * first clamped to a band ten domain-widths wide, so a diverged 1e30 cannot put absurd
  * coordinates into the path. Missing or non-finite values (a `null` in JSON) are skipped, never
  * drawn as 0.
  *
@@ -18,9 +20,15 @@ import * as Plot from "npm:@observablehq/plot@0.6.17";
 import type { History } from "../train/history.ts";
 import { type DomElement, plotDocument } from "./dom.ts";
 import { frame, MARGIN_LEFT, MARGIN_TOP } from "./frame.ts";
+import {
+  isLectureRun,
+  linearLossAxis,
+  logLossAxis,
+  type LossAxis,
+  lossLabel,
+} from "./loss_axis.ts";
 
-/** The lecture's y range for loss charts. */
-export const LOSS_DOMAIN: readonly [number, number] = [0.2, 2];
+export { LOSS_DOMAIN } from "./loss_axis.ts";
 
 const SEED_COLORS: Record<string, string> = { plain: "#4e79a7", bn: "#f28e2b", dropout: "#59a14f" };
 const OTHER_COLORS = ["#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
@@ -146,8 +154,14 @@ function lineChart(
   return frame(svg as unknown as DomElement, options.title, options.series);
 }
 
+/** The y scale of a linear loss axis: the lecture's frame exactly, a fitted one with nice ends. */
+function linearY(axis: LossAxis): Plot.ScaleOptions {
+  return axis.fixed ? { domain: axis.domain } : { domain: axis.domain, nice: true };
+}
+
 /**
- * Figure 1, per variant: training and validation loss per epoch, y ∈ [0.2, 2] as in the lecture.
+ * Figure 1, per variant: training and validation loss per epoch, the axis named after the
+ * history's loss; y ∈ [0.2, 2] as in the lecture, or fitted to the values (see the module doc).
  *
  * @example Write one variant's loss chart
  * ```ts ignore
@@ -159,16 +173,23 @@ export function lossFigure(history: History): string {
     { name: "train", color: TRAIN_COLOR, points: [] },
     { name: "validation", color: VAL_COLOR, points: [] },
   ];
+  const values = history.epochs.flatMap((e) => [e.trainLoss, e.valLoss]);
+  const axis = linearLossAxis([history], values);
   return lineChart({
     title: `Loss per epoch: ${history.variant}`,
     series,
-    yLabel: "cross-entropy loss",
-    y: { domain: [...LOSS_DOMAIN] },
-    clampDomain: LOSS_DOMAIN,
+    yLabel: lossLabel([history]),
+    y: linearY(axis),
+    clampDomain: axis.domain,
   }, [
     { series: "train", pairs: history.epochs.map((e) => [e.epoch, e.trainLoss]) },
     { series: "validation", pairs: history.epochs.map((e) => [e.epoch, e.valLoss]) },
   ]);
+}
+
+/** "validation loss" for the lecture's experiment, "validation mean squared error" for MSE. */
+function comparisonLabel(histories: History[], what: string): string {
+  return isLectureRun(histories) ? `${what} loss` : `${what} ${lossLabel(histories)}`;
 }
 
 function variantSeries(histories: History[]): Series[] {
@@ -176,35 +197,36 @@ function variantSeries(histories: History[]): Series[] {
   return names.map((name) => ({ name, color: variantColor(name, names), points: [] }));
 }
 
-/** Figure 2: the variants' validation loss overlaid, y ∈ [0.2, 2]. */
+/** Figure 2: the variants' validation loss overlaid, y ∈ [0.2, 2] or fitted as in figure 1. */
 export function compareValLossFigure(histories: History[]): string {
+  const axis = linearLossAxis(histories, histories.flatMap((h) => h.epochs.map((e) => e.valLoss)));
   return lineChart(
     {
       title: "Validation loss: all variants",
       series: variantSeries(histories),
-      yLabel: "validation loss",
-      y: { domain: [...LOSS_DOMAIN] },
-      clampDomain: LOSS_DOMAIN,
+      yLabel: comparisonLabel(histories, "validation"),
+      y: linearY(axis),
+      clampDomain: axis.domain,
     },
     histories.map((h) => ({ series: h.variant, pairs: h.epochs.map((e) => [e.epoch, e.valLoss]) })),
   );
 }
 
 /**
- * Figure 3: the variants' training loss overlaid. A log y axis from below the lowest loss (at
- * most 0.2, at least 0.001) to 2, since BatchNorm's training loss falls far below the lecture's 0.2.
+ * Figure 3: the variants' training loss overlaid, on a log y axis. The lecture's runs go from
+ * below the lowest loss (at most 0.2, at least 0.001) to 2, since BatchNorm's training loss falls
+ * far below the lecture's 0.2; other runs' axis spans their positive values (see `loss_axis.ts`).
  */
 export function compareTrainLossFigure(histories: History[]): string {
-  let min = LOSS_DOMAIN[0];
-  for (const h of histories) {
-    for (const e of h.epochs) if (e.trainLoss > 0 && e.trainLoss < min) min = e.trainLoss;
-  }
-  const domain: [number, number] = [Math.max(1e-3, niceFloor(min)), LOSS_DOMAIN[1]];
+  const { domain } = logLossAxis(
+    histories,
+    histories.flatMap((h) => h.epochs.map((e) => e.trainLoss)),
+  );
   return lineChart(
     {
       title: "Training loss: all variants",
       series: variantSeries(histories),
-      yLabel: "training loss (log scale)",
+      yLabel: `${comparisonLabel(histories, "training")} (log scale)`,
       y: { type: "log", domain, tickFormat: (v: number) => String(+v.toPrecision(2)) },
       clampDomain: domain,
     },
@@ -213,12 +235,6 @@ export function compareTrainLossFigure(histories: History[]): string {
       pairs: h.epochs.map((e) => [e.epoch, e.trainLoss]),
     })),
   );
-}
-
-/** The largest 1, 2 or 5 × 10^k that is ≤ v (v > 0). */
-function niceFloor(v: number): number {
-  const p = 10 ** Math.floor(Math.log10(v));
-  return [5, 2, 1].map((m) => m * p).find((c) => c <= v * (1 + 1e-12)) ?? p;
 }
 
 /** Figure 4: the variants' validation accuracy, y in percent. */

@@ -15,10 +15,29 @@ import {
   lossFigure,
   valAccuracyFigure,
 } from "./figures.ts";
+import { isLectureRun } from "./loss_axis.ts";
 import { settingsConflicts, type SummaryRow } from "../train/summary.ts";
 
-/** The report's heading. */
+/** The report's heading for the lecture's experiment (see {@link reportTitle}). */
 export const REPORT_TITLE = "Improving learning: BatchNorm and Dropout on CIFAR-10";
+
+/**
+ * The report's heading: the lecture's {@link REPORT_TITLE} for its experiment (plain, bn and
+ * dropout trained with cross-entropy), otherwise "Training report: " and the variants.
+ *
+ * @example Another experiment's heading
+ * ```ts
+ * import { reportTitle } from "./report.ts";
+ * import { equal } from "node:assert/strict";
+ *
+ * const fit = { adapter: "example", classes: [], epochs: [], loss: "MSELoss" };
+ * equal(reportTitle([{ ...fit, variant: "wide" }, { ...fit, variant: "deep" }]), "Training report: wide, deep");
+ * ```
+ */
+export function reportTitle(histories: History[]): string {
+  if (isLectureRun(histories)) return REPORT_TITLE;
+  return `Training report: ${histories.map((h) => h.variant).join(", ")}`;
+}
 
 /**
  * Every figure of a run as SVG text, keyed by its path relative to the output folder.
@@ -202,6 +221,25 @@ function trainedBy(summary: SummaryRow[]): string {
   return optimizers.length === 0 ? "trained" : `trained with ${optimizers.join(" and ")}`;
 }
 
+/**
+ * The footer's HTML: how the runs were trained and how the loss charts are scaled, in the
+ * lecture's words for its runs.
+ */
+function footer(histories: History[], summary: SummaryRow[]): string {
+  if (isLectureRun(histories)) {
+    return `The lecture's MLPs (plain; with BatchNorm1d; with Dropout 0.5) ${
+      escapeHtml(trainedBy(summary))
+    } on CIFAR-10, as in the lecture. Loss charts show y from 0.2 to 2 as the lecture does; ` +
+      `values outside are clipped at the frame. The training-loss comparison uses a log scale.`;
+  }
+  const variants = escapeHtml(histories.map((h) => h.variant).join(", "));
+  return `The variants (${variants}) were ${
+    escapeHtml(trainedBy(summary))
+  }. A loss chart shows y from 0.2 ` +
+    `to 2 when its values lie within that range, and is fitted to its values otherwise. The ` +
+    `training-loss comparison uses a log scale.`;
+}
+
 function figure(svg: string): string {
   return `<figure>${svg}</figure>`;
 }
@@ -253,6 +291,7 @@ export function buildReport(
   options: ReportOptions = {},
 ): string {
   const figures = options.figures ?? renderFigures(histories);
+  const title = reportTitle(histories);
   const date = (options.date ?? new Date()).toISOString().replace("T", " ").slice(0, 16) + " UTC";
   const adapters = [...new Set([...summary, ...histories].map((r) => r.adapter).filter(Boolean))];
   const epochs = [...new Set(histories.map((h) => h.epochs.length))];
@@ -266,12 +305,12 @@ export function buildReport(
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escapeHtml(REPORT_TITLE)}</title>
+<title>${escapeHtml(title)}</title>
 <style>${STYLE}</style>
 </head>
 <body>
 <header>
-<h1>${escapeHtml(REPORT_TITLE)}</h1>
+<h1>${escapeHtml(title)}</h1>
 <p class="meta">Generated ${date} · adapter: ${escapeHtml(adapters.join("; ") || "unknown")} · ` +
     `epochs: ${epochs.join(", ") || "0"} · variants: ${
       escapeHtml(histories.map((h) => h.variant).join(", "))
@@ -293,10 +332,7 @@ ${figure(figures.valAccuracy)}
 <h2>Each variant</h2>
 ${perVariant.join("\n")}
 </section>
-<footer>The lecture's MLPs (plain; with BatchNorm1d; with Dropout 0.5) ${
-      trainedBy(summary)
-    } on CIFAR-10, as in the lecture. Loss charts show y from 0.2 to 2 as the lecture does; values outside are ` +
-    `clipped at the frame. The training-loss comparison uses a log scale.</footer>
+<footer>${footer(histories, summary)}</footer>
 </body>
 </html>
 `;

@@ -178,6 +178,7 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
     adapter: gpu.adapter.description,
     epochs: [],
     classes: options.classes ?? [],
+    loss: options.loss.constructor.name,
   };
   const dir = options.checkpointDir;
   const lock = dir && !options.lock ? await RunLock.acquire(dir) : null;

@@ -30,6 +30,11 @@ export interface History {
   epochs: EpochRecord[];
   /** Class names, index = label. */
   classes: string[];
+  /**
+   * The loss the run was trained with, by its class name: "CrossEntropyLoss", "MSELoss", ...
+   * Absent in histories written before it was recorded.
+   */
+  loss?: string;
   /** Final validation confusion matrix: confusion[true][predicted] = count. */
   confusion?: number[][];
   /** Why the run ended before its last epoch, if it did. */

@@ -96,6 +96,7 @@ export function parseHistory(text: string, file: string): History {
     history.confusion = parseConfusion(raw.confusion, classes.length, file);
   }
   if (raw.stopped === "early-stopping" || raw.stopped === "aborted") history.stopped = raw.stopped;
+  if (raw.loss !== undefined) history.loss = requiredString(raw.loss, file, "loss");
   if (typeof raw.runId === "string") history.runId = raw.runId;
   if (raw.settings !== undefined) history.settings = parseSettings(raw.settings, file, "settings");
   return history;
