@@ -32,6 +32,41 @@
  * }
  * ```
  *
+ * @example A layer's kernel, called by binding name
+ * ```ts
+ * import { entryPoint, grid1d, KernelCall, type KernelFamily } from "@wgnn/wgnn/advanced";
+ * import { ParamsLayout } from "@wgnn/wgnn/advanced";
+ * import type { Gpu, GpuBuffer, StepEncoder, Tensor } from "@wgnn/wgnn/advanced";
+ * import { deepEqual, equal } from "node:assert/strict";
+ *
+ * const SCALE = {
+ *   name: "scale",
+ *   source: `
+ *     struct Params { n: u32, k: f32 }
+ *     override WG: u32 = 64;
+ *     @group(0) @binding(0) var<storage, read> src: array<f32>;
+ *     @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+ *     @group(0) @binding(2) var<uniform> p: Params;
+ *     @compute @workgroup_size(WG) fn forward(@builtin(global_invocation_id) id: vec3u) {
+ *       if (id.x < p.n) { dst[id.x] = p.k * src[id.x]; }
+ *     }`,
+ *   bindings: { src: 0, dst: 1, p: 2 }, // as the `@binding` lines declare them
+ * } as const satisfies KernelFamily;
+ * const FORWARD = entryPoint(SCALE, "forward", ["src", "dst", "p"]);
+ * const PARAMS = new ParamsLayout("scale.Params", { n: "u32", k: "f32" });
+ * equal(PARAMS.byteSize, 16); // uniforms are padded to 16 bytes
+ * deepEqual(grid1d(100_000), [50_000, 2, 1]); // at most 65,535 workgroups per dimension
+ *
+ * // In a layer's attach: compile once; in forward: dispatch (tests/custom_layer_test.ts: a layer).
+ * type ScaleCall = KernelCall<typeof FORWARD>;
+ * function scaleCall(gpu: Gpu): ScaleCall {
+ *   return new KernelCall(gpu, FORWARD, { WG: 64 });
+ * }
+ * function encodeScale(enc: StepEncoder, call: ScaleCall, x: Tensor, y: Tensor, p: GpuBuffer) {
+ *   call.encode(enc, grid1d(Math.ceil(x.numel / 64)), { src: x, dst: y, p }); // by name
+ * }
+ * ```
+ *
  * @module
  */
 
