@@ -186,6 +186,17 @@ export const ceilDiv = (a: number, b: number): number => Math.ceil(a / b);
 /**
  * Splits a 1-D count of workgroups into an (x, y) grid with x ≤ 65,535. Kernels using it
  * compute their linear workgroup index as `wid.x + wid.y * num_workgroups.x` and bounds-check.
+ *
+ * @example One invocation per element of a million-element tensor
+ * ```ts
+ * import { grid1d } from "@wgnn/wgnn/advanced";
+ * import { deepEqual } from "node:assert/strict";
+ *
+ * const WG = 64;
+ * deepEqual(grid1d(Math.ceil(1000 / WG)), [16, 1, 1]);
+ * deepEqual(grid1d(Math.ceil(1_000_000 / WG)), [15625, 1, 1]);
+ * deepEqual(grid1d(100_000), [50000, 2, 1]); // past 65,535 groups: a second row of the grid
+ * ```
  */
 export function grid1d(workgroups: number): [number, number, number] {
   if (!Number.isInteger(workgroups) || workgroups < 0) {

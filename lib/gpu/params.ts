@@ -15,7 +15,22 @@ import type { GpuBuffer } from "./buffer.ts";
 /** The scalar types a `Params` field may have. */
 export type ScalarType = "u32" | "i32" | "f32";
 
-/** A `Params` layout: field names in WGSL declaration order, with their types. */
+/**
+ * A `Params` layout: field names in WGSL declaration order, with their types.
+ *
+ * @example A kernel's uniforms, packed as WGSL lays them out
+ * ```ts
+ * import { ParamsLayout } from "@wgnn/wgnn/advanced";
+ * import { equal, throws } from "node:assert/strict";
+ *
+ * // struct Params { n: u32, beta: f32 }
+ * const PARAMS = new ParamsLayout("swish.Params", { n: "u32", beta: "f32" });
+ * equal(PARAMS.byteSize, 16); // uniforms are sized in multiples of 16 bytes
+ * equal(new DataView(PARAMS.pack({ n: 1000, beta: 1.5 })).getFloat32(4, true), 1.5);
+ * throws(() => PARAMS.pack({ n: -1, beta: 1 }), /must be a u32/);
+ * // In a layer: PARAMS.upload(gpu, { n, beta }) gives the GpuBuffer to bind.
+ * ```
+ */
 export class ParamsLayout<F extends string> {
   readonly #fields: [F, ScalarType][];
   /** Size of the packed struct in bytes, a multiple of 16. */

@@ -24,7 +24,31 @@ export type Resource = Tensor | GpuBuffer;
 /** Names to `@group(0) @binding(N)` numbers, each name the `var`'s name in the WGSL. */
 export type BindingTable = { readonly [name: string]: number };
 
-/** A WGSL source and its binding table, declared once beside the module that imports it. */
+/**
+ * A WGSL source and its binding table, declared once beside the module that imports it.
+ *
+ * @example A kernel family and one of its entry points
+ * ```ts
+ * import { entryPoint, type KernelFamily } from "@wgnn/wgnn/advanced";
+ * import { deepEqual } from "node:assert/strict";
+ *
+ * const SCALE = {
+ *   name: "scale",
+ *   source: `
+ *     struct Params { n: u32, k: f32 }
+ *     @group(0) @binding(0) var<storage, read> src: array<f32>;
+ *     @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+ *     @group(0) @binding(2) var<uniform> p: Params;
+ *     @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) i: vec3u) {
+ *       if (i.x < p.n) { dst[i.x] = p.k * src[i.x]; }
+ *     }`,
+ *   bindings: { src: 0, dst: 1, p: 2 },
+ * } as const satisfies KernelFamily;
+ * const MAIN = entryPoint(SCALE, "main", ["src", "dst", "p"]);
+ * deepEqual(MAIN.bindings, { src: 0, dst: 1, p: 2 });
+ * // new KernelCall(gpu, MAIN).encode(enc, grid1d(groups), { src, dst, p }) dispatches it.
+ * ```
+ */
 export interface KernelFamily<T extends BindingTable = BindingTable> extends Kernel {
   /** Every binding of the file, by the name of its `var`. */
   readonly bindings: T;

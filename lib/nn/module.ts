@@ -336,7 +336,22 @@ export abstract class Module {
   dispose(): void {}
 }
 
-/** Per-batch-size resources, created on first use and disposed together. */
+/**
+ * Per-batch-size resources, created on first use and disposed together.
+ *
+ * @example A layer's output, allocated once per batch size
+ * ```ts
+ * import { PerBatch } from "@wgnn/wgnn/advanced";
+ * import { equal } from "node:assert/strict";
+ *
+ * let made = 0;
+ * const outputs = new PerBatch((batch) => ({ rows: batch, id: ++made, dispose() {} }));
+ * equal(outputs.get(64).id, 1);
+ * equal(outputs.get(64).id, 1); // the same buffers every step of that batch size
+ * equal(outputs.get(17).id, 2); // the last, smaller batch gets its own
+ * outputs.dispose();
+ * ```
+ */
 export class PerBatch<T extends { dispose(): void }> {
   readonly #map = new Map<number, T>();
   readonly #make: (batch: number) => T;
@@ -368,7 +383,18 @@ export function disposeAll(...things: ({ dispose(): void } | null | undefined)[]
   for (const t of things) t?.dispose();
 }
 
-/** Checks that `x` is [batch, ...shape] f32, naming the module. */
+/**
+ * Checks that `x` is [batch, ...shape] f32, naming the module; returns the batch size.
+ *
+ * @example The first line of a layer's forward
+ * ```ts
+ * import { checkInput, type Module, type Tensor } from "@wgnn/wgnn/advanced";
+ *
+ * function rows(layer: Module, x: Tensor, features: number): number {
+ *   return checkInput(layer, x, [features]); // RangeError naming the layer and x's shape
+ * }
+ * ```
+ */
 export function checkInput(module: Module, x: Tensor, shape: readonly number[]): number {
   const ok = x.dtype === "f32" && x.shape.length === shape.length + 1 &&
     shape.every((d, i) => d === x.shape[i + 1]);
