@@ -15,7 +15,21 @@ import {
   SequentialLR,
   StepLR,
 } from "../lib/optim/scheduler.ts";
+import { join } from "node:path";
+import type { Gpu } from "../lib/gpu/device.ts";
+import type { ImageSet } from "../lib/data/cifar10.ts";
+import { GpuDataset } from "../lib/data/dataset.ts";
+import { Loader } from "../lib/data/loader.ts";
+import { CrossEntropyLoss } from "../lib/nn/loss.ts";
+import { manualSeed } from "../lib/nn/random.ts";
+import type { Sequential } from "../lib/nn/sequential.ts";
+import { lectureModel, makeOptimizer } from "../lib/train/experiment.ts";
+import { fit } from "../lib/train/fit.ts";
+import type { History } from "../lib/train/history.ts";
+import { lcgBytes } from "./fixtures/cifar_fixture.ts";
+import { comparable, withoutTimes } from "./fixtures/history.ts";
 import { PYTHON, torchMissing } from "./fixtures/torch.ts";
+import { gpuTest } from "./helpers.ts";
 
 interface TorchCase {
   kind: string;
@@ -221,4 +235,208 @@ Deno.test("schedulers: bad options are refused naming the option and its value",
     ],
   ];
   for (const [f, re] of cases) assert.throws(f, re);
+});
+
+// ---- fit with a scheduler. ----
+
+/** `count` random images with random labels (an LCG, independent of the code under test). */
+function syntheticSet(count: number, seed: number): ImageSet {
+  const labels = lcgBytes(seed + 1000, count).map((b) => b % 10);
+  return { images: lcgBytes(seed, count * 3072), labels, count };
+}
+
+interface ScheduledRun {
+  epochs: number;
+  scheduler: () => LrScheduler;
+  interval?: "epoch" | "step";
+  encodeAhead?: boolean;
+  dir?: string;
+  resume?: boolean;
+  /** Abort (through the signal, from onEpoch) once this epoch is done. */
+  abortAfter?: number;
+}
+
+interface ScheduledResult {
+  history: History;
+  /** optimizer.lr as onEpoch sees it, per epoch. */
+  lrs: number[];
+  /** The state dict's bytes after epoch 1 and at the end. */
+  afterFirst: Record<string, Uint8Array>;
+  end: Record<string, Uint8Array>;
+}
+
+const bytesOf = (a: ArrayBufferView) =>
+  new Uint8Array(a.buffer, a.byteOffset, a.byteLength).slice();
+
+async function stateBytes(model: Sequential): Promise<Record<string, Uint8Array>> {
+  const s = await model.stateDict();
+  return Object.fromEntries(Object.entries(s).map(([k, t]) => [k, bytesOf(t.data)]));
+}
+
+/** The plain lecture model with Adam, 128 images in batches of 32 (4 steps an epoch). */
+async function scheduledFit(
+  gpu: Gpu,
+  sets: { train: GpuDataset; val: GpuDataset },
+  o: ScheduledRun,
+): Promise<ScheduledResult> {
+  manualSeed(0);
+  const model = lectureModel("plain").to(gpu);
+  const optimizer = makeOptimizer("adam", model, 1e-3);
+  const loss = new CrossEntropyLoss();
+  const train = new Loader(gpu, sets.train, { batchSize: 32, shuffle: true, seed: 0 });
+  const val = new Loader(gpu, sets.val, { batchSize: 32, shuffle: false });
+  const controller = new AbortController();
+  const lrs: number[] = [];
+  let afterFirst: Record<string, Uint8Array> = {};
+  try {
+    const history = await fit(model, {
+      train,
+      val,
+      epochs: o.epochs,
+      loss,
+      optimizer,
+      checkpointDir: o.dir,
+      resume: o.resume,
+      signal: controller.signal,
+      progress: false,
+      stepsPerSubmit: 2,
+      encodeAhead: o.encodeAhead,
+      scheduler: { scheduler: o.scheduler(), interval: o.interval },
+      onEpoch: async (record) => {
+        lrs.push(optimizer.lr);
+        if (record.epoch === 1) afterFirst = await stateBytes(model);
+        if (record.epoch === o.abortAfter) controller.abort();
+      },
+    });
+    return { history, lrs, afterFirst, end: await stateBytes(model) };
+  } finally {
+    for (const x of [train, val, loss, optimizer, model]) x.dispose();
+  }
+}
+
+function withSets(
+  name: string,
+  fn: (gpu: Gpu, sets: { train: GpuDataset; val: GpuDataset }) => Promise<void>,
+): void {
+  gpuTest(name, async (gpu) => {
+    const sets = {
+      train: GpuDataset.upload(gpu, syntheticSet(128, 1)),
+      val: GpuDataset.upload(gpu, syntheticSet(64, 2)),
+    };
+    try {
+      await fn(gpu, sets);
+    } finally {
+      sets.train.dispose();
+      sets.val.dispose();
+    }
+  });
+}
+
+withSets(
+  "fit: a per-epoch StepLR sets each epoch's rate, eager and encoded ahead",
+  async (gpu, sets) => {
+    const make = () => new StepLR(1e-3, { stepSize: 2, gamma: 0.5 });
+    const want = [0, 1, 2, 3].map((e) => make().lrAt(e));
+    const runs = [];
+    for (const encodeAhead of [false, true]) {
+      const r = await scheduledFit(gpu, sets, { epochs: 4, scheduler: make, encodeAhead });
+      assert.deepEqual(r.lrs, want, `encodeAhead ${encodeAhead}: optimizer.lr per epoch`);
+      runs.push(r);
+    }
+    assert.deepEqual(withoutTimes(runs[1].history), withoutTimes(runs[0].history), "same history");
+    assert.deepEqual(runs[1].end, runs[0].end, "same weights");
+  },
+);
+
+withSets(
+  "fit: the epoch rate reaches the GPU (lr 0 from epoch 2 freezes Adam's weights)",
+  async (gpu, sets) => {
+    for (const encodeAhead of [false, true]) {
+      const r = await scheduledFit(gpu, sets, {
+        epochs: 3,
+        scheduler: () => new StepLR(1e-3, { stepSize: 1, gamma: 0 }),
+        encodeAhead,
+      });
+      assert.deepEqual(r.lrs, [1e-3, 0, 0]);
+      assert.deepEqual(r.end, r.afterFirst, `encodeAhead ${encodeAhead}: weights after epoch 1`);
+    }
+  },
+);
+
+for (const interval of ["epoch", "step"] as const) {
+  withSets(
+    `fit: a per-${interval} schedule stopped after epoch 2 and resumed equals one run`,
+    async (gpu, sets) => {
+      const root = await Deno.makeTempDir({ prefix: `wgnn-sched-${interval}-` });
+      const scheduler = () =>
+        new SequentialLR([
+          new LinearLR(1e-3, { startFactor: 0.2, totalIters: 3 }),
+          new CosineAnnealingLR(1e-3, { tMax: 10 }),
+        ], { milestones: [interval === "step" ? 6 : 1] });
+      try {
+        const base = { epochs: 4, scheduler, interval };
+        const whole = await scheduledFit(gpu, sets, { ...base, dir: join(root, "whole") });
+        const dir = join(root, "parts");
+        const first = await scheduledFit(gpu, sets, { ...base, dir, abortAfter: 2 });
+        assert.equal(first.history.stopped, "aborted");
+        const resumed = await scheduledFit(gpu, sets, { ...base, dir, resume: true });
+        assert.deepEqual(withoutTimes(resumed.history).epochs, withoutTimes(whole.history).epochs);
+        assert.deepEqual(resumed.end, whole.end, "state dict");
+        assert.deepEqual(resumed.lrs, whole.lrs.slice(2), "rates of epochs 3 and 4");
+        for (
+          const n of ["resume.safetensors", "last.safetensors", "best.safetensors", "history.json"]
+        ) {
+          const read = async (d: string) => {
+            const bytes = await Deno.readFile(join(d, n));
+            return n.endsWith(".json")
+              ? withoutTimes(JSON.parse(new TextDecoder().decode(bytes)))
+              : comparable(n, bytes);
+          };
+          assert.deepEqual(await read(dir), await read(join(root, "whole")), n);
+        }
+      } finally {
+        await Deno.remove(root, { recursive: true });
+      }
+    },
+  );
+}
+
+withSets(
+  "fit: a per-step OneCycleLR trains with finite losses and ends at PyTorch's rate",
+  async (gpu, sets) => {
+    const epochs = 3, steps = 4 * epochs;
+    const r = await scheduledFit(gpu, sets, {
+      epochs,
+      scheduler: () => new OneCycleLR(3e-3, { totalSteps: steps }),
+      interval: "step",
+    });
+    for (const e of r.history.epochs) assert.ok(Number.isFinite(e.trainLoss), `epoch ${e.epoch}`);
+    // After the last epoch, the rate is the last step's: lrAt(steps - 1).
+    let want = new OneCycleLR(3e-3, { totalSteps: steps }).lrAt(steps - 1);
+    if (missing === null) {
+      const { results } = await torchLrs([{
+        lr: 3e-3,
+        steps,
+        torch: {
+          kind: "OneCycleLR",
+          args: { max_lr: 3e-3, total_steps: steps, cycle_momentum: false },
+        },
+      }]);
+      want = results[0][steps - 1];
+    }
+    const got = r.lrs.at(-1)!;
+    assert.ok(Math.abs(got - want) <= 1e-12 * want, `last rate ${got}, want ${want}`);
+    assert.equal(r.lrs.length, epochs);
+  },
+);
+
+Deno.test("fit: a scheduler interval other than epoch or step is refused", async () => {
+  const options = {
+    scheduler: { scheduler: new StepLR(0.1, { stepSize: 1 }), interval: "hour" },
+    epochs: 1,
+  } as unknown as Parameters<typeof fit>[1];
+  await assert.rejects(
+    fit(null as unknown as Sequential, options),
+    /Cannot fit: scheduler.interval must be "epoch" or "step": current value is hour/,
+  );
 });

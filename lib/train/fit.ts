@@ -106,6 +106,23 @@ export interface FitOptions {
    * Results are identical either way. Default: on for hardware adapters, off for software ones.
    */
   encodeAhead?: boolean;
+  /**
+   * A learning-rate schedule, applied through `optimizer.setLr`. With `interval: "epoch"` (the
+   * default), epoch e trains at `scheduler.lrAt(e - 1)`; with `"step"`, the k-th optimizer step
+   * of the run (0-based, counted over epochs) at `scheduler.lrAt(k)`, which takes one step per
+   * submission (`stepsPerSubmit` is taken as 1 and `encodeAhead` as false: the rate is written
+   * through the queue between submissions). The rate is recomputed from the epoch or step
+   * count, so a resume needs nothing saved; the scheduler's name and interval are recorded in
+   * the run's settings, and a resume refuses a change to them. Default: none (the optimizer's
+   * rate throughout).
+   *
+   * `scheduler` is any `LrScheduler` of `lib/optim/scheduler.ts` (`StepLR`, `OneCycleLR`, ...),
+   * spelled out here as its shape.
+   */
+  scheduler?: {
+    scheduler: { readonly name: string; lrAt(step: number): number };
+    interval?: "epoch" | "step";
+  };
 }
 
 /** Re-exported: {@link fit} writes the history with it. */
@@ -140,6 +157,12 @@ function checkOptions(o: FitOptions): void {
   if (!(Number.isFinite(seconds) && seconds >= 0)) {
     throw new RangeError(
       `Cannot fit: checkpointSeconds must be a finite number >= 0: current value is ${seconds}`,
+    );
+  }
+  const interval = o.scheduler?.interval ?? "epoch";
+  if (interval !== "epoch" && interval !== "step") {
+    throw new RangeError(
+      `Cannot fit: scheduler.interval must be "epoch" or "step": current value is ${interval}`,
     );
   }
   if (o.resume && !o.checkpointDir) throw new RangeError("Cannot fit: resume needs checkpointDir");
@@ -190,6 +213,7 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
       await removeStaleTemps(dir);
       const settings = {
         ...sourceSettings(model, optimizer, train, val, freq),
+        ...schedulerSettings(options),
         ...options.settings,
       };
       const run = await startRun(dir, model, optimizer, settings, {
@@ -250,6 +274,15 @@ function sourceSettings(
   return settings;
 }
 
+/** The scheduler's name and interval, for the manifest (none without a scheduler). */
+function schedulerSettings(o: FitOptions): RunSettings {
+  if (!o.scheduler) return {};
+  return {
+    scheduler: o.scheduler.scheduler.name,
+    schedulerInterval: o.scheduler.interval ?? "epoch",
+  };
+}
+
 /** The validation losses so far: the lowest, and how many validations since it. */
 function bestSoFar(epochs: EpochRecord[]): { best: number; sinceBest: number } {
   let best = Infinity, sinceBest = 0;
@@ -272,6 +305,8 @@ async function trainEpochs(
   gpu: Gpu,
 ): Promise<void> {
   const { signal, optimizer, train } = options;
+  const lrs = options.scheduler?.scheduler;
+  const perStep = lrs !== undefined && options.scheduler?.interval === "step";
   const schedule = new EpochSchedule(gpu, {
     model,
     loss: options.loss,
@@ -280,8 +315,12 @@ async function trainEpochs(
     val: options.val,
     epochs: options.epochs,
     validationFreq: options.validationFreq ?? 1,
-    stepsPerChunk: Math.max(1, options.stepsPerSubmit ?? 8),
-    encodeAhead: options.encodeAhead ?? adapterDefaults(gpu).encodeAhead,
+    // A per-step rate is written between submissions: one step each, none encoded ahead.
+    stepsPerChunk: perStep ? 1 : Math.max(1, options.stepsPerSubmit ?? 8),
+    encodeAhead: perStep ? false : options.encodeAhead ?? adapterDefaults(gpu).encodeAhead,
+    beforeChunk: perStep
+      ? (epoch, b) => optimizer.setLr(lrs.lrAt((epoch - 1) * train.batchesPerEpoch + b))
+      : undefined,
   });
   const progress: ProgressSink = options.progress === false
     ? silentProgress
@@ -322,6 +361,9 @@ async function trainEpochs(
       // An abort stops the epoch between chunks, unless a deferred commit needs this epoch's
       // end (the deferred epoch's weights are gone once this one trains): then it finishes.
       const stop = () => signal?.aborted === true && !cadence?.deferred;
+      // Epoch e's rate, written through the queue: after epoch e - 1's submissions (all made
+      // by now), before epoch e's (an epoch encoded ahead reads the uniform when it runs).
+      if (lrs && !perStep) optimizer.setLr(lrs.lrAt(epoch - 1));
       progress.update(state(0));
       const whole = await schedule.submitEpoch(epoch, stop, (b) => progress.update(state(b)));
       if (!whole) {

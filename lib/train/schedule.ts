@@ -95,6 +95,12 @@ export interface ScheduleParts {
   stepsPerChunk: number;
   /** Encode each epoch ahead (see the module doc). */
   encodeAhead: boolean;
+  /**
+   * Called before each chunk of the eager schedule is encoded and submitted, with the epoch
+   * (1-based) and the chunk's first batch: a per-step learning-rate scheduler sets the rate here
+   * (with one step per chunk). Not called with encode-ahead. Default: none.
+   */
+  beforeChunk?: (epoch: number, batch: number) => void;
 }
 
 /** An epoch's results, read back in one round trip. */
@@ -310,6 +316,7 @@ export class EpochSchedule {
           cut = true;
           break;
         }
+        this.#p.beforeChunk?.(epoch, b);
         const c = this.#encodeChunk(epoch, b);
         await this.#submit(c.buffer, () => progress(c.end));
       }
