@@ -120,6 +120,23 @@ export { Adam, AdamW } from "./lib/optim/adam.ts";
 export type { AdamOptions } from "./lib/optim/adam.ts";
 export { RMSprop } from "./lib/optim/rmsprop.ts";
 export type { RMSpropOptions } from "./lib/optim/rmsprop.ts";
+export {
+  CosineAnnealingLR,
+  ExponentialLR,
+  LinearLR,
+  MultiStepLR,
+  OneCycleLR,
+  SequentialLR,
+  StepLR,
+} from "./lib/optim/scheduler.ts";
+export type {
+  CosineAnnealingLROptions,
+  LinearLROptions,
+  LrScheduler,
+  MultiStepLROptions,
+  OneCycleLROptions,
+  StepLROptions,
+} from "./lib/optim/scheduler.ts";
 
 // Safetensors
 export {
