@@ -30,6 +30,7 @@ import { Adam } from "../lib/optim/adam.ts";
 import { loadModel } from "../lib/train/checkpoint.ts";
 import { fit } from "../lib/train/fit.ts";
 import type { History } from "../lib/train/history.ts";
+import { curves, stateBits } from "./fixtures/history.ts";
 import { encodeTrainingStep } from "../lib/train/step.ts";
 import { Tensor } from "../lib/tensor.ts";
 import { MISSING } from "./torch/activations.ts";
@@ -236,7 +237,11 @@ gpuTest(
         () => model.loadStateDict(state),
         /"3\.fc\.weight" has shape \[8, 7\], expected \[8, 8\]; missing "3\.bn\.running_var"; unexpected "3\.fc\.bias"/,
       );
-      assert.deepEqual(dataOf(await model.stateDict()), dataOf(before), "nothing was written");
+      assert.deepEqual(
+        stateBits(await model.stateDict()),
+        stateBits(before),
+        "nothing was written",
+      );
     } finally {
       model.dispose();
     }
@@ -554,12 +559,6 @@ async function fitOnce(
   }
 }
 
-const bits = (a: ArrayBufferView) => [...new Uint8Array(a.buffer, a.byteOffset, a.byteLength)];
-const dataOf = (s: StateDict) =>
-  Object.fromEntries(Object.entries(s).map(([k, t]) => [k, bits(t.data)]));
-const curves = (h: History) =>
-  h.epochs.map((e) => [e.epoch, e.trainLoss, e.valLoss, e.valAccuracy]);
-
 gpuTest("composite: a nested model trains through fit and resumes bit for bit", async (gpu) => {
   const root = await Deno.makeTempDir({ prefix: "wgnn-composite-fit-" });
   const sets = {
@@ -575,10 +574,10 @@ gpuTest("composite: a nested model trains through fit and resumes bit for bit", 
     assert.equal(first.history.stopped, "aborted");
     const resumed = await fitOnce(gpu, sets, { dir, resume: true });
     assert.deepEqual(curves(resumed.history), curves(whole.history), "history");
-    assert.deepEqual(dataOf(resumed.state), dataOf(whole.state), "state dict, bit for bit");
+    assert.deepEqual(stateBits(resumed.state), stateBits(whole.state), "state dict, bit for bit");
     assert.deepEqual(
-      Object.fromEntries(Object.entries(resumed.optim).map(([k, v]) => [k, bits(v)])),
-      Object.fromEntries(Object.entries(whole.optim).map(([k, v]) => [k, bits(v)])),
+      stateBits(resumed.optim),
+      stateBits(whole.optim),
       "optimizer state, bit for bit",
     );
     assert.equal(resumed.steps, whole.steps);

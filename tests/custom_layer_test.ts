@@ -29,7 +29,6 @@ import {
   type Parameter,
   type ParameterSpec,
   Sequential,
-  type StateDict,
   StepEncoder,
   Tensor,
 } from "../mod.ts";
@@ -44,6 +43,7 @@ import {
 } from "../advanced.ts";
 import swishSource from "./fixtures/swish.wgsl" with { type: "text" };
 import { randomImages } from "./fixtures/random.ts";
+import { curves, stateBits } from "./fixtures/history.ts";
 import { assertClose, gpuTest, randomArray } from "./helpers.ts";
 
 // ---- The layer ----------------------------------------------------------------------------
@@ -282,12 +282,6 @@ async function fitOnce(
   }
 }
 
-const bits = (a: ArrayBufferView) => [...new Uint8Array(a.buffer, a.byteOffset, a.byteLength)];
-const dataOf = (s: StateDict) =>
-  Object.fromEntries(Object.entries(s).map(([k, t]) => [k, bits(t.data)]));
-const curves = (h: History) =>
-  h.epochs.map((e) => [e.epoch, e.trainLoss, e.valLoss, e.valAccuracy]);
-
 gpuTest("Swish trains through fit in a Sequential and resumes bit for bit", async (gpu) => {
   const root = await Deno.makeTempDir({ prefix: "wgnn-custom-layer-" });
   const sets = {
@@ -313,10 +307,10 @@ gpuTest("Swish trains through fit in a Sequential and resumes bit for bit", asyn
     assert.equal(first.history.stopped, "aborted");
     const resumed = await fitOnce(gpu, sets, { dir, resume: true });
     assert.deepEqual(curves(resumed.history), curves(whole.history), "history");
-    assert.deepEqual(dataOf(resumed.state), dataOf(whole.state), "state dict, bit for bit");
+    assert.deepEqual(stateBits(resumed.state), stateBits(whole.state), "state dict, bit for bit");
     assert.deepEqual(
-      Object.fromEntries(Object.entries(resumed.optim).map(([k, v]) => [k, bits(v)])),
-      Object.fromEntries(Object.entries(whole.optim).map(([k, v]) => [k, bits(v)])),
+      stateBits(resumed.optim),
+      stateBits(whole.optim),
       "optimizer state, bit for bit",
     );
   } finally {

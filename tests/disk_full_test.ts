@@ -27,7 +27,7 @@ import { readCheckpoint } from "../lib/train/checkpoint.ts";
 import { fit } from "../lib/train/fit.ts";
 import type { History } from "../lib/train/history.ts";
 import { lcgBytes, listDir, writeFixture } from "./fixtures/cifar_fixture.ts";
-import { comparable, withoutTimes } from "./fixtures/history.ts";
+import { assertSameRun, withoutTimes } from "./fixtures/history.ts";
 import { trainCommand } from "./fixtures/train_script.ts";
 import { hasGpu, testGpu } from "./helpers.ts";
 
@@ -163,22 +163,6 @@ async function runFit(
 function cpuModel(): Sequential {
   manualSeed(0);
   return new Sequential(new Flatten(), new Linear(3072, 32), new LeakyReLU(), new Linear(32, 10));
-}
-
-const CHECKPOINTS = ["resume.safetensors", "last.safetensors", "best.safetensors"];
-
-/** The run files of two folders hold the same tensors, metadata and history (less ids, times). */
-async function assertSameRun(a: string, b: string): Promise<void> {
-  for (const n of CHECKPOINTS) {
-    assert.deepEqual(
-      comparable(n, await Deno.readFile(join(a, n))),
-      comparable(n, await Deno.readFile(join(b, n))),
-      n,
-    );
-  }
-  const history = async (d: string) =>
-    withoutTimes(JSON.parse(await Deno.readTextFile(join(d, "history.json"))));
-  assert.deepEqual(await history(a), await history(b), "history.json");
 }
 
 Deno.test({

@@ -25,7 +25,7 @@ import type { History } from "../lib/train/history.ts";
 import type { ProgressSink, ProgressState } from "../lib/train/progress.ts";
 import { runFilesIn } from "../lib/train/run_dir.ts";
 import { lcgBytes, writeFixture } from "./fixtures/cifar_fixture.ts";
-import { comparable, withoutTimes } from "./fixtures/history.ts";
+import { assertSameRun, withoutTimes } from "./fixtures/history.ts";
 import { trainCommand } from "./fixtures/train_script.ts";
 import { gpuTest, hasGpu, testGpu } from "./helpers.ts";
 
@@ -102,22 +102,6 @@ async function runFit(
   } finally {
     for (const x of [train, val, loss, optimizer, model]) x.dispose();
   }
-}
-
-const CHECKPOINTS = ["resume.safetensors", "last.safetensors", "best.safetensors"];
-
-/** The run files of two folders hold the same tensors, metadata and history (less ids, times). */
-async function assertSameRun(a: string, b: string): Promise<void> {
-  for (const n of CHECKPOINTS) {
-    assert.deepEqual(
-      comparable(n, await Deno.readFile(join(a, n))),
-      comparable(n, await Deno.readFile(join(b, n))),
-      n,
-    );
-  }
-  const history = async (d: string) =>
-    withoutTimes(JSON.parse(await Deno.readTextFile(join(d, "history.json"))));
-  assert.deepEqual(await history(a), await history(b), "history.json");
 }
 
 gpuTest(

@@ -22,7 +22,7 @@ import { fit } from "../lib/train/fit.ts";
 import type { History } from "../lib/train/history.ts";
 import { lcgBytes, writeFixture } from "./fixtures/cifar_fixture.ts";
 import { trainCommand } from "./fixtures/train_script.ts";
-import { comparable } from "./fixtures/history.ts";
+import { assertSameCheckpoints, curves } from "./fixtures/history.ts";
 import { gpuTest, hasGpu } from "./helpers.ts";
 
 /** `count` random images with random labels (an LCG, independent of the code under test). */
@@ -114,23 +114,6 @@ function assertSameBits(
 const stateData = (s: StateDict) =>
   Object.fromEntries(Object.entries(s).map(([k, t]) => [k, t.data]));
 
-/** The measured values of a history (seconds differ run to run). */
-const curves = (h: History) =>
-  h.epochs.map((e) => [e.epoch, e.trainLoss, e.valLoss ?? null, e.valAccuracy ?? null]);
-
-/** The run files of two folders hold the same tensors and metadata (less run ids and times). */
-async function assertSameFiles(a: string, b: string, what: string): Promise<void> {
-  for (const n of CHECKPOINTS) {
-    assert.deepEqual(
-      comparable(n, await Deno.readFile(join(a, n))),
-      comparable(n, await Deno.readFile(join(b, n))),
-      `${what}: ${n}`,
-    );
-  }
-}
-
-const CHECKPOINTS = ["resume.safetensors", "last.safetensors", "best.safetensors"];
-
 for (const variant of ["dropout", "bn"] as const) {
   gpuTest(
     `${variant}: fit aborted after epoch 2 and resumed to 4 equals 4 epochs in one go`,
@@ -161,7 +144,7 @@ for (const variant of ["dropout", "bn"] as const) {
         assertSameBits(resumed.optim, whole.optim, "optimizer state");
         assert.equal(resumed.trainingSteps, whole.trainingSteps, "training-forward counter");
         assert.equal(whole.trainingSteps, 4 * 5, "4 epochs of 5 batches");
-        await assertSameFiles(dir, join(root, "whole"), "checkpoint files");
+        await assertSameCheckpoints(dir, join(root, "whole"), "checkpoint files");
         if (variant === "bn") {
           const tracked = resumed.state["3.num_batches_tracked"].data as BigInt64Array;
           assert.equal(tracked[0], 20n, "num_batches_tracked counts every training batch");
@@ -217,7 +200,7 @@ gpuTest(
       await Deno.writeFile(join(dir, "last.safetensors"), new Uint8Array(10)); // torn export
       const resumed = await runFit(gpu, "plain", sets, { epochs: 3, dir, resume: true });
       assert.deepEqual(curves(resumed.history), curves(whole.history));
-      await assertSameFiles(dir, join(root, "whole"), "after the resume");
+      await assertSameCheckpoints(dir, join(root, "whole"), "after the resume");
     } finally {
       sets.train.dispose();
       sets.val.dispose();
@@ -276,7 +259,7 @@ Deno.test({
       assert.equal(resumed.code, 0, td.decode(resumed.stderr));
       for (const variant of ["plain", "bn", "dropout"]) {
         const a = join(root, "out/parts", variant), b = join(root, "out/whole", variant);
-        await assertSameFiles(a, b, variant);
+        await assertSameCheckpoints(a, b, variant);
         const ha = JSON.parse(await Deno.readTextFile(join(a, "history.json"))) as History;
         const hb = JSON.parse(await Deno.readTextFile(join(b, "history.json"))) as History;
         assert.deepEqual(curves(ha), curves(hb), `${variant} history`);
