@@ -11,10 +11,9 @@ import { StepEncoder } from "../lib/gpu/encoder.ts";
 import type { Gpu } from "../lib/gpu/device.ts";
 import { grid1d } from "../lib/gpu/kernels.ts";
 import { Tensor } from "../lib/tensor.ts";
-import { GELU, Sigmoid, SiLU, Tanh } from "../lib/nn/activations.ts";
+import { GELU, Tanh } from "../lib/nn/activations.ts";
 import { LogSoftmax, Softmax } from "../lib/nn/softmax.ts";
 import { entryPoint, KernelCall, type KernelFamily } from "../lib/nn/kernel_call.ts";
-import type { Module } from "../lib/nn/module.ts";
 import { POINTWISE } from "../lib/nn/pointwise_kernel.ts";
 import { Sequential } from "../lib/nn/sequential.ts";
 import { SOFTMAX } from "../lib/nn/softmax_kernel.ts";
@@ -25,7 +24,6 @@ import {
   POINTWISE_NAMES,
   pointwiseBackward,
   pointwiseForward,
-  type PointwiseName,
   softmaxBackward,
   softmaxForward,
 } from "./reference/activations.ts";
@@ -41,28 +39,10 @@ import {
 import { finiteDiff } from "./reference/nn.ts";
 import { assertClose, assertWithin, gpuTest, randomArray } from "./helpers.ts";
 import { runTorch, torchTest } from "./torch/activations.ts";
+import { type Activation, activationLayer } from "./fixtures/activations.ts";
 
-type Case = PointwiseName | "softmax" | "log_softmax";
+type Case = Activation;
 const CASES: readonly Case[] = [...POINTWISE_NAMES, "softmax", "log_softmax"];
-
-function makeLayer(c: Case): Module {
-  switch (c) {
-    case "tanh":
-      return new Tanh();
-    case "sigmoid":
-      return new Sigmoid();
-    case "gelu":
-      return new GELU();
-    case "gelu_tanh":
-      return new GELU({ approximate: "tanh" });
-    case "silu":
-      return new SiLU();
-    case "softmax":
-      return new Softmax();
-    case "log_softmax":
-      return new LogSoftmax();
-  }
-}
 
 /** The twin's y and dX for a case, x of `shape` (softmax over the last dimension). */
 function twin(c: Case, x: ArrayLike<number>, dy: ArrayLike<number>, shape: readonly number[]) {
@@ -227,7 +207,7 @@ function inputs(c: Case, shape: number[], seed: number) {
 
 /** layer(x) and its dX for dY, on the GPU through the layer's explicit forward and backward. */
 async function runLayer(gpu: Gpu, c: Case, x: Float32Array, dy: Float32Array, shape: number[]) {
-  const layer = makeLayer(c);
+  const layer = activationLayer(c);
   const model = new Sequential(layer).to(gpu);
   const X = Tensor.from(gpu, x, shape, "x");
   const DY = Tensor.from(gpu, dy, shape, "dy");
@@ -316,7 +296,7 @@ torchTest("PyTorch: every layer's forward and backward, float32 and float64", as
 gpuTest(
   "layers: PyTorch's names, bad options and bad inputs name the layer and the value",
   async (gpu) => {
-    assert.deepEqual(CASES.map((c) => makeLayer(c).describe()), [
+    assert.deepEqual(CASES.map((c) => activationLayer(c).describe()), [
       "Tanh()",
       "Sigmoid()",
       "GELU(approximate='none')",
@@ -380,7 +360,7 @@ gpuTest(
   "layers: eval computes what train does; a second batch size gets its own buffers",
   async (gpu) => {
     for (const c of CASES) {
-      const layer = makeLayer(c);
+      const layer = activationLayer(c);
       const model = new Sequential(layer).to(gpu);
       const run = async (rows: number) => {
         const X = Tensor.from(gpu, randomArray(rows * 9, rows, -3, 3), [rows, 9]);

@@ -14,8 +14,6 @@ import assert from "node:assert/strict";
 import { StepEncoder } from "../lib/gpu/encoder.ts";
 import type { Gpu } from "../lib/gpu/device.ts";
 import { Tensor } from "../lib/tensor.ts";
-import { GELU, Sigmoid, SiLU, Tanh } from "../lib/nn/activations.ts";
-import { LogSoftmax, Softmax } from "../lib/nn/softmax.ts";
 import { Linear } from "../lib/nn/layers.ts";
 import { CrossEntropyLoss } from "../lib/nn/loss.ts";
 import type { Module } from "../lib/nn/module.ts";
@@ -26,7 +24,6 @@ import {
   logSoftmaxForward,
   pointwiseBackward,
   pointwiseForward,
-  type PointwiseName,
   softmaxBackward,
   softmaxForward,
 } from "./reference/activations.ts";
@@ -34,8 +31,9 @@ import { U } from "./reference/activation_bounds.ts";
 import { crossEntropy, linearBackward, linearForward } from "./reference/nn.ts";
 import { gpuTest, randomArray } from "./helpers.ts";
 import { MISSING, runTorch } from "./torch/activations.ts";
+import { type Activation, activationLayer } from "./fixtures/activations.ts";
 
-type Act = PointwiseName | "softmax" | "log_softmax";
+type Act = Activation;
 type LayerSpec = { kind: "linear"; in: number; out: number } | Act;
 
 const lin = (i: number, o: number): LayerSpec => ({ kind: "linear", in: i, out: o });
@@ -66,23 +64,7 @@ const MODELS: { name: string; layers: LayerSpec[] }[] = [
 ];
 
 function module(spec: LayerSpec): Module {
-  if (typeof spec === "object") return new Linear(spec.in, spec.out);
-  switch (spec) {
-    case "tanh":
-      return new Tanh();
-    case "sigmoid":
-      return new Sigmoid();
-    case "gelu":
-      return new GELU();
-    case "gelu_tanh":
-      return new GELU({ approximate: "tanh" });
-    case "silu":
-      return new SiLU();
-    case "softmax":
-      return new Softmax();
-    case "log_softmax":
-      return new LogSoftmax();
-  }
+  return typeof spec === "object" ? new Linear(spec.in, spec.out) : activationLayer(spec);
 }
 
 /** Weights drawn as PyTorch's default init, U(−1/√in, 1/√in), by state-dict name. */
