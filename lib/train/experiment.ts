@@ -384,11 +384,10 @@ export function sideBySide(
   return o.variants.length > 1 && (o.concurrent ?? adapterDefaults(gpu).concurrent);
 }
 
-/** How the variants' runs went: the histories of those that ended, the errors of the others. */
+/** Where the variants' runs report: the history of one that ended, the error of one that failed. */
 interface Outcomes {
   finish: (history: History) => History;
   fail: (variant: Variant, error: unknown) => void;
-  failures: Map<string, Error>;
 }
 
 /**
@@ -427,7 +426,6 @@ export async function runExperiment(
       failures.set(variant, e);
       o.onFailure?.(variant, e);
     },
-    failures,
   };
   try {
     await matmulVariant(gpu); // the adapter's matmul kernel family, chosen once before any plan
