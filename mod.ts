@@ -164,7 +164,8 @@ export type { Augment, Batch, LoaderOptions, Normalize } from "./lib/data/loader
 
 // Training (the lecture's experiment: ./experiment.ts; plots: ./plot.ts)
 export { fit, NonFiniteLossError } from "./lib/train/fit.ts";
-export type { FitOptions } from "./lib/train/fit.ts";
+export type { FitOptions, Monitor } from "./lib/train/fit.ts";
+export type { StepHooks, StepInfo } from "./lib/train/step.ts";
 export { evaluate } from "./lib/train/evaluate.ts";
 export type { EvaluateOptions, Evaluation } from "./lib/train/evaluate.ts";
 export { predict } from "./lib/train/predict.ts";

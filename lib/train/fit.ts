@@ -24,6 +24,13 @@ import { RUN_FILES, RunLock, type RunSettings } from "./run_dir.ts";
 import { derivedSettings, startRun } from "./run_start.ts";
 import { type ProgressSink, silentProgress, StderrProgress } from "./progress.ts";
 import { type BatchSource, EpochSchedule } from "./schedule.ts";
+import type { StepHooks } from "./step.ts";
+
+/**
+ * The validation metric that decides `best.safetensors` and early stopping: the loss (lower is
+ * better) or the accuracy (higher is better; needs a loss that classifies).
+ */
+export type Monitor = "valLoss" | "valAccuracy";
 
 /** Options of {@link fit}. */
 export interface FitOptions {
@@ -65,7 +72,7 @@ export interface FitOptions {
   /**
    * Commit the checkpoint and the history at most this often (seconds); 0 commits after every
    * epoch. A deferred epoch is still committed when the run ends, stops early or is
-   * aborted; `best.safetensors` is always written when the validation loss improves. Use it
+   * aborted; `best.safetensors` is always written when the `monitor`ed metric improves. Use it
    * where epochs take milliseconds (a fast GPU) and the writes would dominate. Default: 0.
    */
   checkpointSeconds?: number;
@@ -86,11 +93,25 @@ export interface FitOptions {
   /** `checkpointDir`'s lock, when the caller holds it already. Default: none (fit takes it). */
   lock?: RunLock;
   /**
-   * Stop after `patience` validations without a lower validation loss; with `restoreBest` (needs
+   * Stop after `patience` validations without a better `monitor` value (the validation loss by
+   * default); with `restoreBest` (needs
    * `checkpointDir`; default false) the model is then reloaded from `best.safetensors`.
    * Default: none (no early stopping).
    */
   earlyStopping?: { patience: number; restoreBest?: boolean };
+  /**
+   * The metric `best.safetensors` and `earlyStopping` follow: "valLoss" (lowest is best) or
+   * "valAccuracy" (highest is best; refused for a loss without accuracy at the first
+   * validation). Recorded in the run's settings when not the default, so a resume refuses a
+   * change. Default: "valLoss".
+   */
+  monitor?: Monitor;
+  /**
+   * GPU work of your own in every training step, encoded with the step (no readback):
+   * `beforeUpdate(enc, { epoch, batch })` between backward and the optimizer update,
+   * `afterUpdate` after it (see `StepHooks`). Default: none.
+   */
+  hooks?: StepHooks;
   /** Name shown in progress and stored in the history (e.g. "bn"). Default: "model". */
   variant?: string;
   /** Class names for the history (index = label). Default: `[]`. */
@@ -165,6 +186,12 @@ function checkOptions(o: FitOptions): void {
       `Cannot fit: scheduler.interval must be "epoch" or "step": current value is ${interval}`,
     );
   }
+  const monitor = o.monitor ?? "valLoss";
+  if (monitor !== "valLoss" && monitor !== "valAccuracy") {
+    throw new RangeError(
+      `Cannot fit: monitor must be "valLoss" or "valAccuracy": current value is ${monitor}`,
+    );
+  }
   if (o.resume && !o.checkpointDir) throw new RangeError("Cannot fit: resume needs checkpointDir");
   if (o.resume && o.overwrite) {
     throw new RangeError("Cannot fit: resume and overwrite exclude each other");
@@ -214,6 +241,7 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
       const settings = {
         ...sourceSettings(model, optimizer, train, val, freq),
         ...schedulerSettings(options),
+        ...(options.monitor && options.monitor !== "valLoss" ? { monitor: options.monitor } : {}),
         ...options.settings,
       };
       const run = await startRun(dir, model, optimizer, settings, {
@@ -283,17 +311,32 @@ function schedulerSettings(o: FitOptions): RunSettings {
   };
 }
 
-/** The validation losses so far: the lowest, and how many validations since it. */
-function bestSoFar(epochs: EpochRecord[]): { best: number; sinceBest: number } {
-  let best = Infinity, sinceBest = 0;
-  for (const e of epochs) {
-    // JSON writes a NaN loss as null: it counts as a validation without improvement.
-    if (typeof e.valLoss === "number" && e.valLoss < best) {
-      best = e.valLoss;
-      sinceBest = 0;
-    } else if (e.valLoss !== undefined) sinceBest++;
+/** Follows the monitored metric: the best value so far and validations since it. */
+class BestTracker {
+  best: number;
+  sinceBest = 0;
+  constructor(readonly monitor: Monitor) {
+    this.best = monitor === "valLoss" ? Infinity : -Infinity;
   }
-  return { best, sinceBest };
+
+  /** Takes an epoch's record; says whether it improved (false for an epoch that did not validate). */
+  see(e: EpochRecord): boolean {
+    if (e.valLoss === undefined) return false;
+    const value = this.monitor === "valLoss" ? e.valLoss : e.valAccuracy;
+    if (this.monitor === "valAccuracy" && value === undefined) {
+      throw new RangeError(
+        `Cannot fit with monitor "valAccuracy": the loss records no accuracy (epoch ${e.epoch}); use "valLoss"`,
+      );
+    }
+    // JSON writes a NaN as null: it counts as a validation without improvement.
+    const improved = typeof value === "number" &&
+      (this.monitor === "valLoss" ? value < this.best : value > this.best);
+    if (improved) {
+      this.best = value;
+      this.sinceBest = 0;
+    } else this.sinceBest++;
+    return improved;
+  }
 }
 
 /** The epoch loop: from the epoch after `history`'s last to `options.epochs`, or a stop. */
@@ -321,13 +364,15 @@ async function trainEpochs(
     beforeChunk: perStep
       ? (epoch, b) => optimizer.setLr(lrs.lrAt((epoch - 1) * train.batchesPerEpoch + b))
       : undefined,
+    hooks: options.hooks,
   });
   const progress: ProgressSink = options.progress === false
     ? silentProgress
     : options.progress === true || options.progress === undefined
     ? new StderrProgress()
     : options.progress;
-  let { best, sinceBest } = bestSoFar(history.epochs);
+  const tracker = new BestTracker(options.monitor ?? "valLoss");
+  for (const e of history.epochs) tracker.see(e);
   // A Loader's batch size, for samples/s (another BatchSource may not say).
   const batchSize = (train as { options?: { batchSize?: number } }).options?.batchSize;
   const readRunningLoss = () => schedule.readRunningLoss();
@@ -399,20 +444,13 @@ async function trainEpochs(
       done++;
       progress.epochDone(state(train.batchesPerEpoch, record));
 
-      let improved = false;
-      if (record.valLoss !== undefined) {
-        improved = record.valLoss < best;
-        if (improved) {
-          best = record.valLoss;
-          sinceBest = 0;
-        } else sinceBest++;
-      }
+      const improved = tracker.see(record);
       await cadence?.epochEnded(
         { epoch, trainingSteps: out.trainingSteps, architecture: model.describe() },
         { improved, last: epoch === options.epochs },
       );
       await options.onEpoch?.(record, history);
-      if (options.earlyStopping && sinceBest >= options.earlyStopping.patience) {
+      if (options.earlyStopping && tracker.sinceBest >= options.earlyStopping.patience) {
         history.stopped = "early-stopping";
         await cadence?.flush();
         if (options.earlyStopping.restoreBest && options.checkpointDir) {

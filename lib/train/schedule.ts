@@ -26,7 +26,7 @@ import type { Sequential } from "../nn/sequential.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
 import type { Tensor } from "../tensor.ts";
 import { ConfusionMatrix } from "./confusion.ts";
-import { encodeTrainingStep } from "./step.ts";
+import { encodeTrainingStep, type StepHooks } from "./step.ts";
 
 /** Chunks of steps queued on the GPU at most, where epochs are long enough to pace. */
 export const MAX_QUEUED = 2;
@@ -101,6 +101,8 @@ export interface ScheduleParts {
    * (with one step per chunk). Not called with encode-ahead. Default: none.
    */
   beforeChunk?: (epoch: number, batch: number) => void;
+  /** The caller's GPU work in each step (`fit`'s `hooks`). Default: none. */
+  hooks?: StepHooks;
 }
 
 /** An epoch's results, read back in one round trip. */
@@ -218,7 +220,10 @@ export class EpochSchedule {
     const end = Math.min(train.batchesPerEpoch, b + this.#p.stepsPerChunk);
     for (let i = b; i < end; i++) {
       const { x, y } = train.encodeBatchFor(enc, i, model);
-      encodeTrainingStep(enc, { model, loss, optimizer }, x, y, this.#trainStats);
+      encodeTrainingStep(enc, { model, loss, optimizer }, x, y, this.#trainStats, this.#p.hooks, {
+        epoch,
+        batch: i,
+      });
     }
     return { buffer: enc.finish(), end, steps: end - b };
   }

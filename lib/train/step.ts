@@ -18,10 +18,31 @@ export interface Trainer {
   optimizer: Optimizer;
 }
 
+/** Where a step is, for {@link StepHooks}: `epoch` 1-based, `batch` 0-based within it. */
+export interface StepInfo {
+  epoch: number;
+  batch: number;
+}
+
+/**
+ * GPU work of the caller's own, encoded into each training step: `beforeUpdate` between backward
+ * and the optimizer update (the gradients are complete; e.g. a custom clipping or a gradient
+ * probe), `afterUpdate` after it. Each is called while the step is encoded, with the step's
+ * encoder: what it encodes runs on the GPU timeline in order with the step. It must not wait on
+ * the GPU (no readback) and should not allocate. With encode-ahead, a step is encoded while the
+ * epoch before it still runs.
+ */
+export interface StepHooks {
+  /** Encodes work after backward, before the optimizer update. Default: none. */
+  beforeUpdate?: (enc: StepEncoder, info: StepInfo) => void;
+  /** Encodes work after the optimizer update. Default: none. */
+  afterUpdate?: (enc: StepEncoder, info: StepInfo) => void;
+}
+
 /**
  * Encodes one step on the batch (x, y): zero the gradients, forward, the fused loss and its
- * gradient (accumulated into `stats`, or the loss's own), backward, the optimizer update. Waits
- * for nothing.
+ * gradient (accumulated into `stats`, or the loss's own), backward, `hooks.beforeUpdate`, the
+ * optimizer update, `hooks.afterUpdate`. Waits for nothing.
  */
 export function encodeTrainingStep(
   enc: StepEncoder,
@@ -29,9 +50,13 @@ export function encodeTrainingStep(
   x: Tensor,
   y: Tensor,
   stats?: LossStats,
+  hooks?: StepHooks,
+  info: StepInfo = { epoch: 0, batch: 0 },
 ): void {
   optimizer.zeroGrad(enc);
   loss.forward(enc, model.forward(enc, x), y, stats);
   model.backward(enc, loss.backward());
+  hooks?.beforeUpdate?.(enc, info);
   optimizer.step(enc);
+  hooks?.afterUpdate?.(enc, info);
 }
