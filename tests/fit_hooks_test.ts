@@ -177,9 +177,14 @@ gpuTest("fit: monitor valAccuracy is refused for a loss without accuracy", async
       /monitor "valAccuracy": the loss records no accuracy \(epoch 1\)/,
     );
     await assert.rejects(
-      // deno-lint-ignore no-explicit-any
       () =>
-        fit(model, { train: fixed([{ x, y }]), epochs: 1, loss, optimizer, monitor: "acc" as any }),
+        fit(model, {
+          train: fixed([{ x, y }]),
+          epochs: 1,
+          loss,
+          optimizer,
+          monitor: "acc" as unknown as "valLoss",
+        }),
       /monitor must be "valLoss" or "valAccuracy": current value is acc/,
     );
   } finally {

@@ -20,7 +20,9 @@ export interface Trainer {
 
 /** Where a step is, for {@link StepHooks}: `epoch` 1-based, `batch` 0-based within it. */
 export interface StepInfo {
+  /** The epoch, from 1. */
   epoch: number;
+  /** The batch within the epoch, from 0. */
   batch: number;
 }
 
