@@ -2,7 +2,8 @@
 // a flat range of parameters, and `tick`, which advances the step counter on the GPU so that many
 // steps can be encoded into one submission.
 //
-// Math (g = grad, x = param, t = step count after tick; f32; ± is − when MAXIMIZE):
+// Math (g = grad, x = param, t = step count after tick; f32; ± is − when MAXIMIZE; with CLIP_VALUE,
+//       g = clamp(g, −clip_value, clip_value) first, as PyTorch's clip_grad_value_):
 //   tick     t += 1; step_size = lr / (1 − β1^t); bc2_sqrt = sqrt(1 − β2^t)
 //            (1 − β^t = −expm1(t·ln β), with ln β from the host, so it stays accurate for β → 1)
 //   sgd      d = ±g + wd·x
@@ -44,6 +45,7 @@ struct Params {
   alpha: f32,
   one_minus_alpha: f32,
   decay: f32, // AdamW: 1 − lr·wd
+  clip_value: f32, // CLIP_VALUE: g is clamped to [−clip_value, clip_value] first
 }
 
 override WG: u32 = 64u;
@@ -53,6 +55,7 @@ override NESTEROV: bool = false;
 override AMSGRAD: bool = false;
 override DECOUPLED: bool = false;
 override CENTERED: bool = false;
+override CLIP_VALUE: bool = false;
 
 @group(0) @binding(0) var<storage, read> grad4: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> param4: array<vec4<f32>>;
@@ -99,8 +102,13 @@ fn tick() {
   scalars[3] = 0.0;
 }
 
+// PyTorch's clip_grad_value_ (clamp to ±clip_value) before the rule, then ±g for MAXIMIZE.
 fn signed(g: vec4<f32>) -> vec4<f32> {
-  return select(g, -g, MAXIMIZE);
+  var c = g;
+  if (CLIP_VALUE) {
+    c = clamp(g, vec4<f32>(-p.clip_value), vec4<f32>(p.clip_value));
+  }
+  return select(c, -c, MAXIMIZE);
 }
 
 struct Sgd {

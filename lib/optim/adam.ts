@@ -38,6 +38,11 @@ export interface AdamOptions {
   amsgrad?: boolean;
   /** Maximise the objective instead of minimising it. Default: false. */
   maximize?: boolean;
+  /**
+   * Clamp every gradient element to [−v, v] first, fused into the update (PyTorch's
+   * `clip_grad_value_` before `step`; > 0). Default: Infinity (no clipping).
+   */
+  clipGradValue?: number;
 }
 
 /** Validates Adam-family options and builds the rule description for {@link Optimizer}. */
@@ -50,6 +55,7 @@ function adamSpec(name: "Adam" | "AdamW", options: AdamOptions, defaultWeightDec
     weightDecay: options?.weightDecay ?? defaultWeightDecay,
     amsgrad: options?.amsgrad ?? false,
     maximize: options?.maximize ?? false,
+    clipGradValue: options?.clipGradValue ?? Infinity,
   };
   checkMin(what, "lr", o.lr, 0);
   if (!Array.isArray(o.betas) || o.betas.length !== 2) {
@@ -86,6 +92,7 @@ function adamSpec(name: "Adam" | "AdamW", options: AdamOptions, defaultWeightDec
       decay: decoupled ? 1 - lr * o.weightDecay : 1,
     }),
     lr: o.lr,
+    clipGradValue: o.clipGradValue,
   };
   return { spec, options: Object.freeze(o) };
 }

@@ -60,6 +60,7 @@ const FIELDS = {
   alpha: "f32",
   one_minus_alpha: "f32",
   decay: "f32",
+  clip_value: "f32",
 } as const;
 const OPTIM_PARAMS = new ParamsLayout("optim.Params", FIELDS);
 type Field = keyof typeof FIELDS;
@@ -96,7 +97,8 @@ export type Hyperparameters = Partial<
     | "eps"
     | "alpha"
     | "one_minus_alpha"
-    | "decay",
+    | "decay"
+    | "clip_value",
     number
   >
 >;
@@ -137,6 +139,11 @@ export interface RuleSpec {
   hyperparameters: (lr: number) => Hyperparameters;
   /** Initial learning rate (already validated). */
   lr: number;
+  /**
+   * Clamp every gradient element to [−v, v] before the rule, fused into the update (PyTorch's
+   * `clip_grad_value_` before `step`). Validated here (> 0). Default: Infinity (no clipping).
+   */
+  clipGradValue?: number;
 }
 
 /** One dispatch's worth of work: a tensor (or the whole arena) and its state. */
@@ -197,8 +204,22 @@ export abstract class Optimizer {
   #disposed = false;
 
   /** Validates `params`, allocates the state and compiles the rule's pipelines. */
-  protected constructor(params: ParameterGroup, spec: RuleSpec) {
-    const pairs = checkGroup(spec.name, params);
+  protected constructor(params: ParameterGroup, rule: RuleSpec) {
+    const pairs = checkGroup(rule.name, params);
+    const clip = rule.clipGradValue ?? Infinity;
+    if (!(clip > 0)) {
+      throw new RangeError(
+        `Cannot create ${rule.name}: clipGradValue must be > 0: current value is ${clip}`,
+      );
+    }
+    const clipping = Number.isFinite(clip);
+    const spec: RuleSpec = clipping
+      ? {
+        ...rule,
+        constants: { ...rule.constants, CLIP_VALUE: 1 },
+        hyperparameters: (lr) => ({ ...rule.hyperparameters(lr), clip_value: clip }),
+      }
+      : rule;
     const gpu = pairs[0].value.gpu;
     this.name = spec.name;
     this.#spec = spec;
@@ -440,6 +461,7 @@ function fill(hyper: Hyperparameters, n: number, stride: number): Record<Field, 
     alpha: 0,
     one_minus_alpha: 0,
     decay: 0,
+    clip_value: 0,
     ...hyper,
   };
 }

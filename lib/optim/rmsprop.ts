@@ -37,6 +37,11 @@ export interface RMSpropOptions {
   centered?: boolean;
   /** Maximise the objective instead of minimising it. Default: false. */
   maximize?: boolean;
+  /**
+   * Clamp every gradient element to [−v, v] first, fused into the update (PyTorch's
+   * `clip_grad_value_` before `step`; > 0). Default: Infinity (no clipping).
+   */
+  clipGradValue?: number;
 }
 
 /**
@@ -71,6 +76,7 @@ export class RMSprop extends Optimizer {
       momentum: options?.momentum ?? 0,
       centered: options?.centered ?? false,
       maximize: options?.maximize ?? false,
+      clipGradValue: options?.clipGradValue ?? Infinity,
     };
     checkMin(what, "lr", o.lr, 0);
     checkMin(what, "alpha", o.alpha, 0);
@@ -99,6 +105,7 @@ export class RMSprop extends Optimizer {
         one_minus_alpha: 1 - o.alpha,
       }),
       lr: o.lr,
+      clipGradValue: o.clipGradValue,
     });
     this.options = Object.freeze(o);
   }

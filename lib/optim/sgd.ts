@@ -32,6 +32,11 @@ export interface SGDOptions {
   weightDecay?: number;
   /** Maximise the objective instead of minimising it. Default: false. */
   maximize?: boolean;
+  /**
+   * Clamp every gradient element to [−v, v] first, fused into the update (PyTorch's
+   * `clip_grad_value_` before `step`; > 0). Default: Infinity (no clipping).
+   */
+  clipGradValue?: number;
 }
 
 /**
@@ -67,6 +72,7 @@ export class SGD extends Optimizer {
       nesterov: options?.nesterov ?? false,
       weightDecay: options?.weightDecay ?? 0,
       maximize: options?.maximize ?? false,
+      clipGradValue: options?.clipGradValue ?? Infinity,
     };
     checkMin(what, "lr", o.lr, 0);
     checkMin(what, "momentum", o.momentum, 0);
@@ -97,6 +103,7 @@ export class SGD extends Optimizer {
         one_minus_dampening: 1 - o.dampening,
       }),
       lr: o.lr,
+      clipGradValue: o.clipGradValue,
     });
     this.options = Object.freeze(o);
   }
