@@ -77,7 +77,7 @@ gpuTest(
   },
 );
 
-gpuTest("clipGradValue: a value that is not > 0 is refused by name", async (gpu) => {
+gpuTest("clipGradValue: a value that is not > 0 is refused by name", (gpu) => {
   const pair = {
     value: Tensor.from(gpu, new Float32Array(4), [4], "w"),
     grad: Tensor.empty(gpu, [4], "f32", "g"),
@@ -93,4 +93,5 @@ gpuTest("clipGradValue: a value that is not > 0 is refused by name", async (gpu)
     pair.value.dispose();
     pair.grad.dispose();
   }
+  return Promise.resolve();
 });

@@ -4,7 +4,7 @@
  * without the hook moves them), `afterUpdate` after it (a copy of the weights taken there equals
  * the final weights), each once per step with its epoch and batch; and `monitor: "valAccuracy"`
  * writes `best.safetensors` at the epoch of highest validation accuracy, stops early on it, is
- * recorded in the manifest and refused for a loss without accuracy.
+ * recorded in the manifest and refused, before anything trains, for a loss without accuracy.
  */
 
 import assert from "node:assert/strict";
@@ -163,6 +163,7 @@ gpuTest("fit: monitor valAccuracy is refused for a loss without accuracy", async
   const loss = new MSELoss();
   const optimizer = new SGD(model.parameters(), { lr: 0.01 });
   try {
+    const before = await model.parameters().values.toFloat32();
     await assert.rejects(
       () =>
         fit(model, {
@@ -174,8 +175,10 @@ gpuTest("fit: monitor valAccuracy is refused for a loss without accuracy", async
           progress: false,
           monitor: "valAccuracy",
         }),
-      /monitor "valAccuracy": the loss records no accuracy \(epoch 1\)/,
+      /Cannot fit: monitor "valAccuracy" needs a loss that classifies: MSELoss records no accuracy/,
     );
+    // Refused before anything trained.
+    assert.deepEqual(await model.parameters().values.toFloat32(), before);
     await assert.rejects(
       () =>
         fit(model, {

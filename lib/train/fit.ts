@@ -101,8 +101,7 @@ export interface FitOptions {
   earlyStopping?: { patience: number; restoreBest?: boolean };
   /**
    * The metric `best.safetensors` and `earlyStopping` follow: "valLoss" (lowest is best) or
-   * "valAccuracy" (highest is best; refused for a loss without accuracy at the first
-   * validation). Recorded in the run's settings when not the default, so a resume refuses a
+   * "valAccuracy" (highest is best; refused before training for a loss without accuracy). Recorded in the run's settings when not the default, so a resume refuses a
    * change. Default: "valLoss".
    */
   monitor?: Monitor;
@@ -190,6 +189,12 @@ function checkOptions(o: FitOptions): void {
   if (monitor !== "valLoss" && monitor !== "valAccuracy") {
     throw new RangeError(
       `Cannot fit: monitor must be "valLoss" or "valAccuracy": current value is ${monitor}`,
+    );
+  }
+  if (monitor === "valAccuracy" && !o.loss.classifies) {
+    // Refused before anything trains: the loss's validations would never record an accuracy.
+    throw new RangeError(
+      `Cannot fit: monitor "valAccuracy" needs a loss that classifies: ${o.loss.constructor.name} records no accuracy; use "valLoss"`,
     );
   }
   if (o.resume && !o.checkpointDir) throw new RangeError("Cannot fit: resume needs checkpointDir");
@@ -322,13 +327,9 @@ class BestTracker {
   /** Takes an epoch's record; says whether it improved (false for an epoch that did not validate). */
   see(e: EpochRecord): boolean {
     if (e.valLoss === undefined) return false;
-    const value = this.monitor === "valLoss" ? e.valLoss : e.valAccuracy;
-    if (this.monitor === "valAccuracy" && value === undefined) {
-      throw new RangeError(
-        `Cannot fit with monitor "valAccuracy": the loss records no accuracy (epoch ${e.epoch}); use "valLoss"`,
-      );
-    }
+    // fit refuses "valAccuracy" for a loss without accuracy, so a validation records the value;
     // JSON writes a NaN as null: it counts as a validation without improvement.
+    const value = this.monitor === "valLoss" ? e.valLoss : e.valAccuracy;
     const improved = typeof value === "number" &&
       (this.monitor === "valLoss" ? value < this.best : value > this.best);
     if (improved) {
