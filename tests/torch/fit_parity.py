@@ -1,0 +1,162 @@
+#!/usr/bin/python3
+"""PyTorch's side of tests/fit_parity_test.ts: the same training run as the toolkit's `fit`, in
+float32 and float64, from the toolkit's initial weights and on the same batches.
+
+Reads one JSON object on stdin and prints one JSON object on stdout (errors go to stderr with
+exit status 1). Floats travel as JSON numbers: a float32 value is exact as a double.
+
+  {"arch", "weights", "loss", "optimizer", "scheduler", "epochs", "batch", "features",
+   "x", "y", "order", "valX", "valY"}
+
+  arch       the model as a tree of layer specs (see `build`), the one the test builds.
+  weights    a safetensors file the toolkit wrote: its initial state dict, PyTorch's names.
+  loss       "CrossEntropyLoss" (y: class indices) or "MSELoss" (y: float targets, row-major).
+  optimizer  {"kind": "Adam" | "AdamW" | "SGD", ...the toolkit's option names}; clipGradValue
+             becomes torch.nn.utils.clip_grad_value_ between backward and step.
+  scheduler  null, or {"kind": "OneCycleLR", "maxLr", "options": {...}, "interval": "step" |
+             "epoch"}: the toolkit's option names; momentum is not cycled (as the toolkit).
+  x, y       the training samples (x row-major, `features` values a row; `batch` rows a
+             step); order[e] is epoch e's permutation of the samples, cut into consecutive
+             batches.
+  valX, valY the validation samples, in order, in batches of `batch`, evaluated after each
+             epoch in eval mode.
+
+Prints {"float32": run, "float64": run}, each run
+  {"train": [mean batch loss per epoch], "val": [mean batch loss per epoch],
+   "state": {name: values after the last epoch}, "clipped": gradient elements clamped,
+   "gradients": gradient elements seen by the clamp}.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_goldens as mg  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+class Residual(nn.Module):
+    """y = x + fn(x), the child named "fn" (as lib/nn/residual.ts names it)."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return x + self.fn(x)
+
+
+def build(spec):
+    """A module from the test's layer spec: {"kind": ..., ...}."""
+    kind = spec["kind"]
+    if kind == "Sequential":
+        return nn.Sequential(*[build(c) for c in spec["children"]])
+    if kind == "Residual":
+        return Residual(build(spec["fn"]))
+    if kind == "Linear":
+        return nn.Linear(spec["in"], spec["out"], bias=spec.get("bias", True))
+    if kind == "BatchNorm1d":
+        return nn.BatchNorm1d(spec["features"])
+    if kind == "LeakyReLU":
+        return nn.LeakyReLU(spec.get("slope", 0.01))
+    if kind == "Tanh":
+        return nn.Tanh()
+    raise ValueError(f"fit_parity.py: unknown layer kind {kind!r}")
+
+
+# The toolkit's option names -> PyTorch's keyword arguments.
+OPTIMIZER_ARGS = {"lr": "lr", "momentum": "momentum", "dampening": "dampening",
+                  "nesterov": "nesterov", "weightDecay": "weight_decay", "betas": "betas",
+                  "eps": "eps", "amsgrad": "amsgrad"}
+SCHEDULER_ARGS = {"totalSteps": "total_steps", "pctStart": "pct_start",
+                  "divFactor": "div_factor", "finalDivFactor": "final_div_factor",
+                  "threePhase": "three_phase", "annealStrategy": "anneal_strategy"}
+
+
+def optimizer_for(spec, params):
+    args = {OPTIMIZER_ARGS[k]: (tuple(v) if k == "betas" else v)
+            for k, v in spec.items() if k not in ("kind", "clipGradValue")}
+    return getattr(torch.optim, spec["kind"])(params, **args)
+
+
+def scheduler_for(spec, optimizer):
+    if spec is None:
+        return None
+    if spec["kind"] != "OneCycleLR":
+        raise ValueError(f"fit_parity.py: unknown scheduler {spec['kind']!r}")
+    args = {SCHEDULER_ARGS[k]: v for k, v in spec["options"].items()}
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, spec["maxLr"], cycle_momentum=False,
+                                               **args)
+
+
+def tensors(arrays, dtype):
+    """numpy arrays -> torch tensors, floating ones as `dtype`, counters as int64."""
+    return {k: torch.from_numpy(v.copy()).to(dtype) if v.dtype != np.int64 else torch.from_numpy(v.copy())
+            for k, v in arrays.items()}
+
+
+def samples(spec, xs, ys, dtype):
+    """(x, y) as tensors: x of [n, features]; y class indices or float targets of [n, outputs]."""
+    x = torch.tensor(xs, dtype=dtype).reshape(-1, spec["features"])
+    if spec["loss"] == "CrossEntropyLoss":
+        return x, torch.tensor(ys, dtype=torch.int64)
+    return x, torch.tensor(ys, dtype=dtype).reshape(len(x), -1)
+
+
+def run(spec, arrays, dtype):
+    model = build(spec["arch"]).to(dtype)
+    model.load_state_dict(tensors(arrays, dtype), strict=True)
+    x, y = samples(spec, spec["x"], spec["y"], dtype)
+    val_x, val_y = samples(spec, spec["valX"], spec["valY"], dtype)
+    loss_fn = getattr(nn, spec["loss"])()
+    optimizer = optimizer_for(spec["optimizer"], model.parameters())
+    scheduler = scheduler_for(spec["scheduler"], optimizer)
+    per_step = scheduler is not None and spec["scheduler"]["interval"] == "step"
+    clip = spec["optimizer"].get("clipGradValue")
+    b = spec["batch"]
+    out = {"train": [], "val": [], "clipped": 0, "gradients": 0}
+    for epoch in range(spec["epochs"]):
+        model.train()
+        order = spec["order"][epoch]
+        losses = []
+        for start in range(0, len(order), b):
+            rows = torch.tensor(order[start:start + b], dtype=torch.int64)
+            optimizer.zero_grad()
+            loss = loss_fn(model(x[rows]), y[rows])
+            loss.backward()
+            if clip is not None:
+                for p in model.parameters():
+                    out["clipped"] += int((p.grad.abs() > clip).sum())
+                    out["gradients"] += p.grad.numel()
+                torch.nn.utils.clip_grad_value_(model.parameters(), clip)
+            optimizer.step()
+            if per_step:
+                scheduler.step()
+            losses.append(float(loss.item()))
+        if scheduler is not None and not per_step:
+            scheduler.step()
+        out["train"].append(sum(losses) / len(losses))
+        model.eval()
+        with torch.no_grad():
+            val = [float(loss_fn(model(val_x[i:i + b]), val_y[i:i + b]).item())
+                   for i in range(0, len(val_x), b)]
+        out["val"].append(sum(val) / len(val))
+    out["state"] = {k: v.detach().reshape(-1).tolist() for k, v in model.state_dict().items()}
+    return out
+
+
+def main():
+    spec = json.load(sys.stdin)
+    arrays, _ = mg.read_safetensors(spec["weights"])
+    json.dump({"float32": run(spec, arrays, torch.float32),
+               "float64": run(spec, arrays, torch.float64)}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
