@@ -112,8 +112,9 @@ export type { Parameter, ParameterSpec } from "./lib/nn/parameter.ts";
 
 // Optimizers
 export { Optimizer } from "./lib/optim/optimizer.ts";
-export type { Hyperparameters, RuleSpec } from "./lib/optim/optimizer.ts";
+export type { Hyperparameters, RuleGroup, RuleSpec } from "./lib/optim/optimizer.ts";
 export type { ParameterGroup, TensorPair } from "./lib/optim/group.ts";
+export type { OptimizerParams, ParamGroup } from "./lib/optim/param_groups.ts";
 export { SGD } from "./lib/optim/sgd.ts";
 export type { SGDOptions } from "./lib/optim/sgd.ts";
 export { Adam, AdamW } from "./lib/optim/adam.ts";

@@ -1,11 +1,21 @@
 // optim.wgsl — PyTorch 1.13's optimizer update rules (SGD, Adam/AdamW, RMSprop), element-wise over
-// a flat range of parameters, and `tick`, which advances the step counter on the GPU so that many
-// steps can be encoded into one submission.
+// a flat range of parameters; `tick`, which advances the step counter on the GPU so that many
+// steps can be encoded into one submission; and `norm_*`, PyTorch's clip_grad_norm_ as a
+// deterministic two-stage reduction whose coefficient the updates multiply in.
 //
-// Math (g = grad, x = param, t = step count after tick; f32; ± is − when MAXIMIZE; with CLIP_VALUE,
-//       g = clamp(g, −clip_value, clip_value) first, as PyTorch's clip_grad_value_):
+// Math (g = grad, x = param, t = step count after tick; f32; ± is − when MAXIMIZE). The gradient
+//       the rule sees is prepared in this order, each stage behind its override:
+//         GRAD_SCALE  g = g·grad_scale                         (gradient accumulation: 1/k)
+//         CLIP_VALUE  g = clamp(g, −clip_value, clip_value)    (PyTorch's clip_grad_value_)
+//         CLIP_NORM   g = g·coef                               (PyTorch's clip_grad_norm_)
 //   tick     t += 1; step_size = lr / (1 − β1^t); bc2_sqrt = sqrt(1 − β2^t)
 //            (1 − β^t = −expm1(t·ln β), with ln β from the host, so it stays accurate for β → 1)
+//   norm_partial_*  norm[2 + norm_base + w] = Σ g² of the prepared g (scaled, clamped) over the
+//            units i ≡ w·WG + lane (mod NORM_WG·nwg) of this target, summed per lane in index
+//            order, then over the workgroup's lanes by a fixed tree (deterministic)
+//   norm_finish  total = sqrt(Σ_{j < norm_count} norm[2 + j]) (lanes sum j ≡ lane mod NORM_WG in
+//            order, then a fixed tree); norm[1] = total;
+//            norm[0] = coef = min(1, max_norm / (total + 1e-6))  (PyTorch 1.13's formula)
 //   sgd      d = ±g + wd·x
 //            buf = t == 1 ? d : μ·buf + (1 − dampening)·d      (PyTorch clones d on the first step)
 //            d = NESTEROV ? d + μ·buf : buf                     (only when HAS_MOMENTUM)
@@ -22,11 +32,16 @@
 //           rmsprop [square_avg, momentum_buffer if HAS_MOMENTUM, grad_avg if CENTERED].
 // Bindings: @group(0) 0 grad (storage, read), 1 param (storage, read_write), 2 state (storage,
 //           read_write; a 16-byte dummy when the rule keeps none), 3 scalars (storage, read_write:
-//           [t, step_size, bc2_sqrt, 0], written by tick), 4 p: Params (uniform).
+//           [t, step_size, bc2_sqrt, 0], written by tick), 4 p: Params (uniform), 5 norm
+//           (storage, read_write: [coef, total, partials...] of clip_grad_norm_; a 16-byte dummy
+//           without CLIP_NORM).
 //           `*_vec4` and `*_scalar` entry points view the same bindings as vec4 or f32 arrays.
-// Dispatch: tick: one workgroup of one invocation, encoded before the update. Updates: one
-//           invocation per unit (`*_vec4` when the length is a multiple of 4, else `*_scalar`);
-//           workgroup WG; grid = grid1d(ceil(n / WG)); linear index (wid.x + wid.y·nwg.x)·WG + lid.x.
+// Dispatch: tick: one workgroup of one invocation, encoded before the update. With CLIP_NORM,
+//           then norm_partial_* per target (NORM_WG lanes; grid [G, 1, 1] with G ≤ 64 workgroups,
+//           the target's partials at norm_base), then norm_finish (one workgroup of NORM_WG), all
+//           before the updates. Updates: one invocation per unit (`*_vec4` when the length is a
+//           multiple of 4, else `*_scalar`); workgroup WG; grid = grid1d(ceil(n / WG)); linear
+//           index (wid.x + wid.y·nwg.x)·WG + lid.x.
 
 struct Params {
   n: u32, // units to update (vec4s or floats)
@@ -46,6 +61,10 @@ struct Params {
   one_minus_alpha: f32,
   decay: f32, // AdamW: 1 − lr·wd
   clip_value: f32, // CLIP_VALUE: g is clamped to [−clip_value, clip_value] first
+  grad_scale: f32, // GRAD_SCALE: g is multiplied by it before anything else
+  max_norm: f32, // CLIP_NORM: clip_grad_norm_'s max_norm
+  norm_base: u32, // norm_partial_*: this target's first partial
+  norm_count: u32, // norm_finish: partials of all targets
 }
 
 override WG: u32 = 64u;
@@ -56,6 +75,8 @@ override AMSGRAD: bool = false;
 override DECOUPLED: bool = false;
 override CENTERED: bool = false;
 override CLIP_VALUE: bool = false;
+override GRAD_SCALE: bool = false;
+override CLIP_NORM: bool = false;
 
 @group(0) @binding(0) var<storage, read> grad4: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> param4: array<vec4<f32>>;
@@ -65,6 +86,11 @@ override CLIP_VALUE: bool = false;
 @group(0) @binding(2) var<storage, read_write> state1: array<f32>;
 @group(0) @binding(3) var<storage, read_write> scalars: array<f32, 4>;
 @group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(5) var<storage, read_write> norm: array<f32>;
+
+// Lanes of the norm reductions (fixed, so that the reduction order is the same everywhere).
+const NORM_WG: u32 = 64u;
+var<workgroup> lanes: array<f32, NORM_WG>;
 
 fn index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
   return (wid.x + wid.y * nwg.x) * WG + lid.x;
@@ -102,13 +128,79 @@ fn tick() {
   scalars[3] = 0.0;
 }
 
-// PyTorch's clip_grad_value_ (clamp to ±clip_value) before the rule, then ±g for MAXIMIZE.
-fn signed(g: vec4<f32>) -> vec4<f32> {
+// The gradient scaled (GRAD_SCALE) and clamped to ±clip_value (CLIP_VALUE): what the norm sums.
+fn prepared(g: vec4<f32>) -> vec4<f32> {
   var c = g;
+  if (GRAD_SCALE) {
+    c = c * p.grad_scale;
+  }
   if (CLIP_VALUE) {
-    c = clamp(g, vec4<f32>(-p.clip_value), vec4<f32>(p.clip_value));
+    c = clamp(c, vec4<f32>(-p.clip_value), vec4<f32>(p.clip_value));
+  }
+  return c;
+}
+
+// The prepared gradient times clip_grad_norm_'s coefficient (CLIP_NORM), then ±g for MAXIMIZE.
+fn signed(g: vec4<f32>) -> vec4<f32> {
+  var c = prepared(g);
+  if (CLIP_NORM) {
+    c = c * norm[0];
   }
   return select(c, -c, MAXIMIZE);
+}
+
+// Sums `lanes` into lanes[0] by a fixed tree; every lane must call it.
+fn reduce_lanes(lane: u32) {
+  workgroupBarrier();
+  for (var k = NORM_WG / 2u; k > 0u; k = k / 2u) {
+    if (lane < k) {
+      lanes[lane] += lanes[lane + k];
+    }
+    workgroupBarrier();
+  }
+}
+
+@compute @workgroup_size(NORM_WG)
+fn norm_partial_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  var s = 0.0;
+  for (var i = wid.x * NORM_WG + lid.x; i < p.n; i += nwg.x * NORM_WG) {
+    let g = prepared(grad4[i]);
+    s += dot(g, g);
+  }
+  lanes[lid.x] = s;
+  reduce_lanes(lid.x);
+  if (lid.x == 0u) {
+    norm[2u + p.norm_base + wid.x] = lanes[0];
+  }
+}
+
+@compute @workgroup_size(NORM_WG)
+fn norm_partial_scalar(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  var s = 0.0;
+  for (var i = wid.x * NORM_WG + lid.x; i < p.n; i += nwg.x * NORM_WG) {
+    let g = prepared(vec4<f32>(grad1[i])).x;
+    s += g * g;
+  }
+  lanes[lid.x] = s;
+  reduce_lanes(lid.x);
+  if (lid.x == 0u) {
+    norm[2u + p.norm_base + wid.x] = lanes[0];
+  }
+}
+
+@compute @workgroup_size(NORM_WG)
+fn norm_finish(@builtin(local_invocation_id) lid: vec3<u32>) {
+  var s = 0.0;
+  for (var j = lid.x; j < p.norm_count; j += NORM_WG) {
+    s += norm[2u + j];
+  }
+  lanes[lid.x] = s;
+  reduce_lanes(lid.x);
+  if (lid.x == 0u) {
+    let total = sqrt(lanes[0]);
+    norm[1] = total;
+    norm[0] = min(1.0, p.max_norm / (total + 1e-6));
+  }
 }
 
 struct Sgd {

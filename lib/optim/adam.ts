@@ -4,8 +4,8 @@
  * @module
  */
 
-import type { ParameterGroup } from "./group.ts";
 import { Optimizer } from "./optimizer.ts";
+import { type BuiltRule, type OptimizerParams, ruleGroups } from "./param_groups.ts";
 import { checkMin, checkUnit } from "./validate.ts";
 
 /**
@@ -43,11 +43,21 @@ export interface AdamOptions {
    * `clip_grad_value_` before `step`; > 0). Default: Infinity (no clipping).
    */
   clipGradValue?: number;
+  /**
+   * Scale all gradients by min(1, v / (‖g‖ + 1e-6)) first, ‖g‖ their 2-norm over every
+   * parameter, computed on the GPU (PyTorch's `clip_grad_norm_` before `step`; > 0).
+   * Default: Infinity (no clipping).
+   */
+  clipGradNorm?: number;
 }
 
 /** Validates Adam-family options and builds the rule description for {@link Optimizer}. */
-function adamSpec(name: "Adam" | "AdamW", options: AdamOptions, defaultWeightDecay: number) {
-  const what = `Cannot create ${name}`;
+function adamRule(
+  name: "Adam" | "AdamW",
+  options: AdamOptions,
+  what: string,
+): BuiltRule<AdamOptions> {
+  const defaultWeightDecay = name === "AdamW" ? 1e-2 : 0;
   const o: Required<AdamOptions> = {
     lr: options?.lr ?? 1e-3,
     betas: options?.betas ?? [0.9, 0.999],
@@ -56,6 +66,7 @@ function adamSpec(name: "Adam" | "AdamW", options: AdamOptions, defaultWeightDec
     amsgrad: options?.amsgrad ?? false,
     maximize: options?.maximize ?? false,
     clipGradValue: options?.clipGradValue ?? Infinity,
+    clipGradNorm: options?.clipGradNorm ?? Infinity,
   };
   checkMin(what, "lr", o.lr, 0);
   if (!Array.isArray(o.betas) || o.betas.length !== 2) {
@@ -93,8 +104,9 @@ function adamSpec(name: "Adam" | "AdamW", options: AdamOptions, defaultWeightDec
     }),
     lr: o.lr,
     clipGradValue: o.clipGradValue,
+    clipGradNorm: o.clipGradNorm,
   };
-  return { spec, options: Object.freeze(o) };
+  return { spec, options: o };
 }
 
 /**
@@ -123,11 +135,19 @@ export class Adam extends Optimizer {
   /** The options in effect (lr as at construction; see {@link Optimizer.lr}). */
   readonly options: Readonly<Required<AdamOptions>>;
 
-  /** Allocates the moment buffers and compiles the update. */
-  constructor(params: ParameterGroup, options: AdamOptions = {}) {
-    const { spec, options: o } = adamSpec("Adam", options, 0);
-    super(params, spec);
-    this.options = o;
+  /**
+   * Allocates the moment buffers and compiles the update. `params` is one group, or a list of
+   * groups each with its own options (see {@link ParamGroup}).
+   */
+  constructor(params: OptimizerParams<AdamOptions>, options: AdamOptions = {}) {
+    const { base, groups } = ruleGroups(
+      "Adam",
+      params,
+      options,
+      (o, what) => adamRule("Adam", o, what),
+    );
+    super(groups, base.spec);
+    this.options = Object.freeze(base.options);
   }
 }
 
@@ -147,11 +167,19 @@ export class AdamW extends Optimizer {
   /** The options in effect (lr as at construction; see {@link Optimizer.lr}). */
   readonly options: Readonly<Required<AdamOptions>>;
 
-  /** Allocates the moment buffers and compiles the update. */
-  constructor(params: ParameterGroup, options: AdamOptions = {}) {
-    const { spec, options: o } = adamSpec("AdamW", options, 1e-2);
-    super(params, spec);
-    this.options = o;
+  /**
+   * Allocates the moment buffers and compiles the update. `params` is one group, or a list of
+   * groups each with its own options (see {@link ParamGroup}).
+   */
+  constructor(params: OptimizerParams<AdamOptions>, options: AdamOptions = {}) {
+    const { base, groups } = ruleGroups(
+      "AdamW",
+      params,
+      options,
+      (o, what) => adamRule("AdamW", o, what),
+    );
+    super(groups, base.spec);
+    this.options = Object.freeze(base.options);
   }
 }
 

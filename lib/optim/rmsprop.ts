@@ -4,8 +4,8 @@
  * @module
  */
 
-import type { ParameterGroup } from "./group.ts";
 import { Optimizer } from "./optimizer.ts";
+import { type BuiltRule, type OptimizerParams, ruleGroups } from "./param_groups.ts";
 import { checkMin } from "./validate.ts";
 
 /**
@@ -42,6 +42,12 @@ export interface RMSpropOptions {
    * `clip_grad_value_` before `step`; > 0). Default: Infinity (no clipping).
    */
   clipGradValue?: number;
+  /**
+   * Scale all gradients by min(1, v / (‖g‖ + 1e-6)) first, ‖g‖ their 2-norm over every
+   * parameter, computed on the GPU (PyTorch's `clip_grad_norm_` before `step`; > 0).
+   * Default: Infinity (no clipping).
+   */
+  clipGradNorm?: number;
 }
 
 /**
@@ -65,48 +71,59 @@ export class RMSprop extends Optimizer {
   /** The options in effect (lr as at construction; see {@link Optimizer.lr}). */
   readonly options: Readonly<Required<RMSpropOptions>>;
 
-  /** Allocates the averages (and momentum buffer) and compiles the update. */
-  constructor(params: ParameterGroup, options: RMSpropOptions = {}) {
-    const what = "Cannot create RMSprop";
-    const o: Required<RMSpropOptions> = {
-      lr: options?.lr ?? 1e-2,
-      alpha: options?.alpha ?? 0.99,
-      eps: options?.eps ?? 1e-8,
-      weightDecay: options?.weightDecay ?? 0,
-      momentum: options?.momentum ?? 0,
-      centered: options?.centered ?? false,
-      maximize: options?.maximize ?? false,
-      clipGradValue: options?.clipGradValue ?? Infinity,
-    };
-    checkMin(what, "lr", o.lr, 0);
-    checkMin(what, "alpha", o.alpha, 0);
-    checkMin(what, "eps", o.eps, 0);
-    checkMin(what, "weightDecay", o.weightDecay, 0);
-    checkMin(what, "momentum", o.momentum, 0);
-    const hasMomentum = o.momentum > 0;
-    const slots = ["square_avg"];
-    if (hasMomentum) slots.push("momentum_buffer");
-    if (o.centered) slots.push("grad_avg");
-    super(params, {
-      name: "RMSprop",
-      rule: "rmsprop",
-      slots,
-      constants: {
-        MAXIMIZE: Number(o.maximize),
-        HAS_MOMENTUM: Number(hasMomentum),
-        CENTERED: Number(o.centered),
-      },
-      hyperparameters: (lr) => ({
-        lr,
-        weight_decay: o.weightDecay,
-        momentum: o.momentum,
-        eps: o.eps,
-        alpha: o.alpha,
-        one_minus_alpha: 1 - o.alpha,
-      }),
-      lr: o.lr,
-      clipGradValue: o.clipGradValue,
-    });
-    this.options = Object.freeze(o);
+  /**
+   * Allocates the averages (and momentum buffer) and compiles the update. `params` is one group,
+   * or a list of groups each with its own options (see {@link ParamGroup}).
+   */
+  constructor(params: OptimizerParams<RMSpropOptions>, options: RMSpropOptions = {}) {
+    const { base, groups } = ruleGroups("RMSprop", params, options, rmspropRule);
+    super(groups, base.spec);
+    this.options = Object.freeze(base.options);
   }
+}
+
+/** Validates RMSprop's options and describes its rule. */
+function rmspropRule(options: RMSpropOptions, what: string): BuiltRule<RMSpropOptions> {
+  const o: Required<RMSpropOptions> = {
+    lr: options?.lr ?? 1e-2,
+    alpha: options?.alpha ?? 0.99,
+    eps: options?.eps ?? 1e-8,
+    weightDecay: options?.weightDecay ?? 0,
+    momentum: options?.momentum ?? 0,
+    centered: options?.centered ?? false,
+    maximize: options?.maximize ?? false,
+    clipGradValue: options?.clipGradValue ?? Infinity,
+    clipGradNorm: options?.clipGradNorm ?? Infinity,
+  };
+  checkMin(what, "lr", o.lr, 0);
+  checkMin(what, "alpha", o.alpha, 0);
+  checkMin(what, "eps", o.eps, 0);
+  checkMin(what, "weightDecay", o.weightDecay, 0);
+  checkMin(what, "momentum", o.momentum, 0);
+  const hasMomentum = o.momentum > 0;
+  const slots = ["square_avg"];
+  if (hasMomentum) slots.push("momentum_buffer");
+  if (o.centered) slots.push("grad_avg");
+  const spec = {
+    name: "RMSprop",
+    rule: "rmsprop" as const,
+    slots,
+    constants: {
+      MAXIMIZE: Number(o.maximize),
+      HAS_MOMENTUM: Number(hasMomentum),
+      CENTERED: Number(o.centered),
+    },
+    hyperparameters: (lr: number) => ({
+      lr,
+      weight_decay: o.weightDecay,
+      momentum: o.momentum,
+      eps: o.eps,
+      alpha: o.alpha,
+      one_minus_alpha: 1 - o.alpha,
+    }),
+    lr: o.lr,
+    clipGradValue: o.clipGradValue,
+    clipGradNorm: o.clipGradNorm,
+  };
+  return { spec, options: o };
 }

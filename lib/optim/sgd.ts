@@ -4,8 +4,8 @@
  * @module
  */
 
-import type { ParameterGroup } from "./group.ts";
 import { Optimizer } from "./optimizer.ts";
+import { type BuiltRule, type OptimizerParams, ruleGroups } from "./param_groups.ts";
 import { checkMin } from "./validate.ts";
 
 /**
@@ -37,6 +37,12 @@ export interface SGDOptions {
    * `clip_grad_value_` before `step`; > 0). Default: Infinity (no clipping).
    */
   clipGradValue?: number;
+  /**
+   * Scale all gradients by min(1, v / (‖g‖ + 1e-6)) first, ‖g‖ their 2-norm over every
+   * parameter, computed on the GPU (PyTorch's `clip_grad_norm_` before `step`; > 0).
+   * Default: Infinity (no clipping).
+   */
+  clipGradNorm?: number;
 }
 
 /**
@@ -62,49 +68,60 @@ export class SGD extends Optimizer {
   /** The options in effect (lr as at construction; see {@link Optimizer.lr}). */
   readonly options: Readonly<Required<SGDOptions>>;
 
-  /** Allocates the momentum buffer (when momentum > 0) and compiles the update. */
-  constructor(params: ParameterGroup, options: SGDOptions) {
-    const what = "Cannot create SGD";
-    const o: Required<SGDOptions> = {
-      lr: options?.lr,
-      momentum: options?.momentum ?? 0,
-      dampening: options?.dampening ?? 0,
-      nesterov: options?.nesterov ?? false,
-      weightDecay: options?.weightDecay ?? 0,
-      maximize: options?.maximize ?? false,
-      clipGradValue: options?.clipGradValue ?? Infinity,
-    };
-    checkMin(what, "lr", o.lr, 0);
-    checkMin(what, "momentum", o.momentum, 0);
-    checkMin(what, "weightDecay", o.weightDecay, 0);
-    if (typeof o.dampening !== "number" || !Number.isFinite(o.dampening)) {
-      throw new RangeError(`${what}: dampening must be finite: current value is ${o.dampening}`);
-    }
-    if (o.nesterov && o.momentum <= 0) {
-      throw new RangeError(`${what}: nesterov needs momentum > 0: current value is ${o.momentum}`);
-    }
-    if (o.nesterov && o.dampening !== 0) {
-      throw new RangeError(`${what}: nesterov needs dampening 0: current value is ${o.dampening}`);
-    }
-    const hasMomentum = o.momentum !== 0;
-    super(params, {
-      name: "SGD",
-      rule: "sgd",
-      slots: hasMomentum ? ["momentum_buffer"] : [],
-      constants: {
-        MAXIMIZE: Number(o.maximize),
-        HAS_MOMENTUM: Number(hasMomentum),
-        NESTEROV: Number(o.nesterov),
-      },
-      hyperparameters: (lr) => ({
-        lr,
-        weight_decay: o.weightDecay,
-        momentum: o.momentum,
-        one_minus_dampening: 1 - o.dampening,
-      }),
-      lr: o.lr,
-      clipGradValue: o.clipGradValue,
-    });
-    this.options = Object.freeze(o);
+  /**
+   * Allocates the momentum buffer (when momentum > 0) and compiles the update. `params` is one
+   * group, or a list of groups each with its own options (see {@link ParamGroup}).
+   */
+  constructor(params: OptimizerParams<SGDOptions>, options: SGDOptions) {
+    const { base, groups } = ruleGroups("SGD", params, options, sgdRule);
+    super(groups, base.spec);
+    this.options = Object.freeze(base.options);
   }
+}
+
+/** Validates SGD's options and describes its rule. */
+function sgdRule(options: SGDOptions, what: string): BuiltRule<SGDOptions> {
+  const o: Required<SGDOptions> = {
+    lr: options?.lr,
+    momentum: options?.momentum ?? 0,
+    dampening: options?.dampening ?? 0,
+    nesterov: options?.nesterov ?? false,
+    weightDecay: options?.weightDecay ?? 0,
+    maximize: options?.maximize ?? false,
+    clipGradValue: options?.clipGradValue ?? Infinity,
+    clipGradNorm: options?.clipGradNorm ?? Infinity,
+  };
+  checkMin(what, "lr", o.lr, 0);
+  checkMin(what, "momentum", o.momentum, 0);
+  checkMin(what, "weightDecay", o.weightDecay, 0);
+  if (typeof o.dampening !== "number" || !Number.isFinite(o.dampening)) {
+    throw new RangeError(`${what}: dampening must be finite: current value is ${o.dampening}`);
+  }
+  if (o.nesterov && o.momentum <= 0) {
+    throw new RangeError(`${what}: nesterov needs momentum > 0: current value is ${o.momentum}`);
+  }
+  if (o.nesterov && o.dampening !== 0) {
+    throw new RangeError(`${what}: nesterov needs dampening 0: current value is ${o.dampening}`);
+  }
+  const hasMomentum = o.momentum !== 0;
+  const spec = {
+    name: "SGD",
+    rule: "sgd" as const,
+    slots: hasMomentum ? ["momentum_buffer"] : [],
+    constants: {
+      MAXIMIZE: Number(o.maximize),
+      HAS_MOMENTUM: Number(hasMomentum),
+      NESTEROV: Number(o.nesterov),
+    },
+    hyperparameters: (lr: number) => ({
+      lr,
+      weight_decay: o.weightDecay,
+      momentum: o.momentum,
+      one_minus_dampening: 1 - o.dampening,
+    }),
+    lr: o.lr,
+    clipGradValue: o.clipGradValue,
+    clipGradNorm: o.clipGradNorm,
+  };
+  return { spec, options: o };
 }
