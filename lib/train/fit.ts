@@ -111,6 +111,17 @@ export interface FitOptions {
    * `afterUpdate` after it (see `StepHooks`). Default: none.
    */
   hooks?: StepHooks;
+  /**
+   * Gradient accumulation: sum the gradients of this many batches and step the optimizer once,
+   * with their sum divided by `accumulate` (PyTorch's `(loss / k).backward()` with
+   * `optimizer.step()` every k batches and after the epoch's last). A shorter last window is
+   * also divided by `accumulate`, as in that loop. The division is the optimizer's gradient
+   * scale (`Optimizer.setGradScale`), set for the run and restored after it: the optimizer's
+   * clipping sees the divided gradients, as PyTorch's does after `(loss / k).backward()`, while
+   * the gradient buffers (and `hooks`, called once per window) hold the sum. A per-step
+   * scheduler counts optimizer steps. Recorded in the run's settings when not 1. Default: 1.
+   */
+  accumulate?: number;
   /** Name shown in progress and stored in the history (e.g. "bn"). Default: "model". */
   variant?: string;
   /** Class names for the history (index = label). Default: `[]`. */
@@ -177,6 +188,12 @@ function checkOptions(o: FitOptions): void {
   if (!(Number.isFinite(seconds) && seconds >= 0)) {
     throw new RangeError(
       `Cannot fit: checkpointSeconds must be a finite number >= 0: current value is ${seconds}`,
+    );
+  }
+  const k = o.accumulate ?? 1;
+  if (!Number.isInteger(k) || k <= 0) {
+    throw new RangeError(
+      `Cannot fit: accumulate must be a positive integer: current value is ${k}`,
     );
   }
   const interval = o.scheduler?.interval ?? "epoch";
@@ -247,6 +264,7 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
         ...sourceSettings(model, optimizer, train, val, freq),
         ...schedulerSettings(options),
         ...(options.monitor && options.monitor !== "valLoss" ? { monitor: options.monitor } : {}),
+        ...((options.accumulate ?? 1) !== 1 ? { accumulate: options.accumulate! } : {}),
         ...options.settings,
       };
       const run = await startRun(dir, model, optimizer, settings, {
@@ -273,7 +291,14 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
         seconds: options.checkpointSeconds ?? 0,
       });
     }
-    await trainEpochs(model, options, history, cadence, gpu);
+    const scale = optimizer.gradScale;
+    const k = options.accumulate ?? 1;
+    if (k !== 1) optimizer.setGradScale(scale / k);
+    try {
+      await trainEpochs(model, options, history, cadence, gpu);
+    } finally {
+      if (k !== 1) optimizer.setGradScale(scale);
+    }
     // How the run ended, in the exported history; a run that committed nothing leaves no files.
     if (dir && cadence?.committed) await writeHistory(dir, history);
     return history;
@@ -351,6 +376,8 @@ async function trainEpochs(
   const { signal, optimizer, train } = options;
   const lrs = options.scheduler?.scheduler;
   const perStep = lrs !== undefined && options.scheduler?.interval === "step";
+  const k = options.accumulate ?? 1;
+  const stepsPerEpoch = Math.ceil(train.batchesPerEpoch / k);
   const schedule = new EpochSchedule(gpu, {
     model,
     loss: options.loss,
@@ -359,11 +386,13 @@ async function trainEpochs(
     val: options.val,
     epochs: options.epochs,
     validationFreq: options.validationFreq ?? 1,
-    // A per-step rate is written between submissions: one step each, none encoded ahead.
-    stepsPerChunk: perStep ? 1 : Math.max(1, options.stepsPerSubmit ?? 8),
+    // A per-step rate is written between submissions: one optimizer step (one window of
+    // `accumulate` batches) each, none encoded ahead.
+    stepsPerChunk: perStep ? k : Math.max(1, options.stepsPerSubmit ?? 8),
+    accumulate: k,
     encodeAhead: perStep ? false : options.encodeAhead ?? adapterDefaults(gpu).encodeAhead,
     beforeChunk: perStep
-      ? (epoch, b) => optimizer.setLr(lrs.lrAt((epoch - 1) * train.batchesPerEpoch + b))
+      ? (epoch, b) => optimizer.setLr(lrs.lrAt((epoch - 1) * stepsPerEpoch + b / k))
       : undefined,
     hooks: options.hooks,
   });
@@ -426,8 +455,8 @@ async function trainEpochs(
           epoch,
           out.train.firstNonFiniteBatch,
           // Steps submitted so far: an epoch encoded ahead is not among them.
-          optimizer.stepCount - schedule.pendingSteps - out.train.batches +
-            out.train.firstNonFiniteBatch + 1,
+          optimizer.stepCount - schedule.pendingSteps - stepsPerEpoch +
+            Math.floor(out.train.firstNonFiniteBatch / k) + 1,
         );
       }
       const record: EpochRecord = { epoch, trainLoss: out.train.meanLoss, seconds: 0 };

@@ -91,8 +91,14 @@ export interface ScheduleParts {
   epochs: number;
   /** Validate every this many epochs. */
   validationFreq: number;
-  /** Steps per chunk (per submission). */
+  /** Batches per chunk (per submission). */
   stepsPerChunk: number;
+  /**
+   * Batches per optimizer step (gradient accumulation): the gradients of each window of this
+   * many batches are summed, and the optimizer steps at the window's last batch and at the
+   * epoch's last. Default: 1.
+   */
+  accumulate?: number;
   /** Encode each epoch ahead (see the module doc). */
   encodeAhead: boolean;
   /**
@@ -213,19 +219,29 @@ export class EpochSchedule {
       (epoch % this.#p.validationFreq === 0 || epoch === this.#p.epochs);
   }
 
+  /** Optimizer steps per epoch: one per window of `accumulate` batches (the last may be short). */
+  get stepsPerEpoch(): number {
+    return Math.ceil(this.#p.train.batchesPerEpoch / (this.#p.accumulate ?? 1));
+  }
+
   #encodeChunk(epoch: number, b: number): EncodedChunk {
     const { model, loss, optimizer, train } = this.#p;
+    const k = this.#p.accumulate ?? 1;
+    const batches = train.batchesPerEpoch;
     const enc = new StepEncoder(this.#gpu, `epoch ${epoch}`);
     if (b === 0) this.#trainStats.reset(enc);
-    const end = Math.min(train.batchesPerEpoch, b + this.#p.stepsPerChunk);
+    const end = Math.min(batches, b + this.#p.stepsPerChunk);
+    let steps = 0;
     for (let i = b; i < end; i++) {
       const { x, y } = train.encodeBatchFor(enc, i, model);
+      const window = { first: i % k === 0, last: (i + 1) % k === 0 || i === batches - 1 };
       encodeTrainingStep(enc, { model, loss, optimizer }, x, y, this.#trainStats, this.#p.hooks, {
         epoch,
         batch: i,
-      });
+      }, window);
+      if (window.last) steps++;
     }
-    return { buffer: enc.finish(), end, steps: end - b };
+    return { buffer: enc.finish(), end, steps };
   }
 
   /** Validation: eval mode, forward only. */
@@ -250,7 +266,7 @@ export class EpochSchedule {
     return {
       chunks,
       validation: this.#validates(epoch) ? this.#encodeValidation(epoch) : null,
-      steps: train.batchesPerEpoch,
+      steps: chunks.reduce((n, c) => n + c.steps, 0),
     };
   }
 

@@ -42,9 +42,22 @@ export interface StepHooks {
 }
 
 /**
+ * Where a batch sits in a window of gradient accumulation: the first batch zeroes the
+ * gradients, the last one steps the optimizer. A step without accumulation is both.
+ */
+export interface AccumulationWindow {
+  /** Zero the gradients before this batch's backward. */
+  first: boolean;
+  /** Step the optimizer (and call the hooks) after this batch's backward. */
+  last: boolean;
+}
+
+/**
  * Encodes one step on the batch (x, y): zero the gradients, forward, the fused loss and its
  * gradient (accumulated into `stats`, or the loss's own), backward, `hooks.beforeUpdate`, the
- * optimizer update, `hooks.afterUpdate`. Waits for nothing.
+ * optimizer update, `hooks.afterUpdate`. With gradient accumulation, `window` says whether this
+ * batch opens a window (zeroes the gradients) and closes it (updates, with the hooks); backward
+ * adds to the gradients in between. Waits for nothing.
  */
 export function encodeTrainingStep(
   enc: StepEncoder,
@@ -54,10 +67,12 @@ export function encodeTrainingStep(
   stats?: LossStats,
   hooks?: StepHooks,
   info: StepInfo = { epoch: 0, batch: 0 },
+  window: AccumulationWindow = { first: true, last: true },
 ): void {
-  optimizer.zeroGrad(enc);
+  if (window.first) optimizer.zeroGrad(enc);
   loss.forward(enc, model.forward(enc, x), y, stats);
   model.backward(enc, loss.backward());
+  if (!window.last) return;
   hooks?.beforeUpdate?.(enc, info);
   optimizer.step(enc);
   hooks?.afterUpdate?.(enc, info);
