@@ -4,7 +4,8 @@
  * batches of 16 must end where a run without it on the same rows in batches of 32 ends (to
  * float32 rounding: the sums are formed in another order); the optimizer steps once per window,
  * the last short window included; the setting is recorded, a resume with another is refused,
- * and bad values are refused by name. (PyTorch's own accumulation loop is compared in
+ * and bad values are refused by name. The optimizer's clipping and parameter groups are
+ * recorded in the run's settings too, so a resume with other ones is refused. (PyTorch's own accumulation loop is compared in
  * tests/fit_parity_test.ts.)
  */
 
@@ -15,7 +16,7 @@ import { MSELoss } from "../lib/nn/elementwise_loss.ts";
 import { Linear } from "../lib/nn/layers.ts";
 import { manualSeed } from "../lib/nn/random.ts";
 import { Sequential } from "../lib/nn/sequential.ts";
-import { SGD } from "../lib/optim/sgd.ts";
+import { SGD, type SGDOptions } from "../lib/optim/sgd.ts";
 import { fit, type FitOptions } from "../lib/train/fit.ts";
 import type { BatchSource } from "../lib/train/schedule.ts";
 import { Tensor } from "../lib/tensor.ts";
@@ -59,13 +60,22 @@ async function train(
   rows: number,
   options: Partial<FitOptions> = {},
   momentum = 0.9,
+  optimizerOptions: Partial<SGDOptions> & { groups?: boolean } = {},
 ): Promise<{ state: Float32Array[]; steps: number; scale: number }> {
   manualSeed(3);
   const model = new Sequential(new Linear(FEATURES, 8), new Tanh(), new Linear(8, OUTPUTS)).to(gpu);
   const x = randomArray(samples * FEATURES, 1, -1, 1);
   const y = randomArray(samples * OUTPUTS, 2, -1, 1);
   using data = new Rows(gpu, x, y, rows);
-  using optimizer = new SGD(model.parameters(), { lr: 0.2, momentum });
+  const { groups, ...extra } = optimizerOptions;
+  const params = [...model.parameters()];
+  using optimizer = groups
+    ? new SGD([{ params: params.slice(0, 2) }, { params: params.slice(2), lr: 0.1 }], {
+      lr: 0.2,
+      momentum,
+      ...extra,
+    })
+    : new SGD(model.parameters(), { lr: 0.2, momentum, ...extra });
   try {
     await fit(model, {
       train: data,
@@ -160,3 +170,32 @@ gpuTest("accumulate: a value that is not a positive integer is refused by name",
     );
   }
 });
+
+gpuTest(
+  "fit records the optimizer's clipping and groups; a resume with others is refused",
+  async (gpu) => {
+    const dir = await Deno.makeTempDir({ prefix: "wgnn-optimizer-settings-" });
+    try {
+      const first = { clipGradNorm: 0.5, clipGradValue: 2, groups: true };
+      await train(gpu, 64, 16, { checkpointDir: dir }, 0.9, first);
+      const { settings } = JSON.parse(await Deno.readTextFile(`${dir}/run.json`));
+      assert.equal(settings.clipGradNorm, 0.5);
+      assert.equal(settings.clipGradValue, 2);
+      assert.match(settings.paramGroups, /^lr=0\.2 .* \|\| lr=0\.1 /);
+      const resume = { checkpointDir: dir, resume: true, epochs: 4 };
+      await assert.rejects(
+        () => train(gpu, 64, 16, resume, 0.9, { ...first, clipGradNorm: 1 }),
+        /clipGradNorm was 0.5, now 1/,
+      );
+      await assert.rejects(
+        () => train(gpu, 64, 16, resume, 0.9, { ...first, groups: false }),
+        /paramGroups was/,
+      );
+      // The same optimizer resumes.
+      const resumed = await train(gpu, 64, 16, resume, 0.9, first);
+      assert.equal(resumed.steps, 4 * 4);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);

@@ -363,6 +363,34 @@ export abstract class Optimizer {
     return this.#groups.map((g) => g.lr);
   }
 
+  /** The `clipGradValue` bound (Infinity: no clipping). */
+  get clipGradValue(): number {
+    return this.#clipValue;
+  }
+
+  /** The `clipGradNorm` bound (Infinity: no clipping). */
+  get clipGradNorm(): number {
+    return this.#clipNorm;
+  }
+
+  /** Number of parameter groups (1 unless built from a list of groups). */
+  get groupCount(): number {
+    return this.#groups.length;
+  }
+
+  /**
+   * Each parameter group's rule at its construction rate, one line per group ("lr=0.001
+   * weight_decay=0 ... | MAXIMIZE=0 ..."): what a run's manifest records so that a resume with
+   * other groups is refused.
+   */
+  describeGroups(): string[] {
+    return this.#groups.map((g) => {
+      const hyper = Object.entries(g.rule.hyperparameters(g.lr0)).map(([k, v]) => `${k}=${v}`);
+      const flags = Object.entries(g.rule.constants).map(([k, v]) => `${k}=${v}`);
+      return `${hyper.join(" ")} | ${flags.join(" ")} | ${g.rule.slots.join(",")}`;
+    });
+  }
+
   /** The factor every gradient is multiplied by first (1 unless set by setGradScale). */
   get gradScale(): number {
     return this.#gradScale;

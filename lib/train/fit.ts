@@ -263,6 +263,7 @@ export async function fit(model: Sequential, options: FitOptions): Promise<Histo
       const settings = {
         ...sourceSettings(model, optimizer, train, val, freq),
         ...schedulerSettings(options),
+        ...optimizerSettings(optimizer),
         ...(options.monitor && options.monitor !== "valLoss" ? { monitor: options.monitor } : {}),
         ...((options.accumulate ?? 1) !== 1 ? { accumulate: options.accumulate! } : {}),
         ...options.settings,
@@ -330,6 +331,18 @@ function sourceSettings(
   };
   if (val) settings.valBatches = val.batchesPerEpoch;
   return settings;
+}
+
+/**
+ * The optimizer's clipping and parameter groups, for the manifest (only what differs from one
+ * group without clipping, so runs made before these existed resume unchanged).
+ */
+function optimizerSettings(optimizer: Optimizer): RunSettings {
+  const out: RunSettings = {};
+  if (Number.isFinite(optimizer.clipGradValue)) out.clipGradValue = optimizer.clipGradValue;
+  if (Number.isFinite(optimizer.clipGradNorm)) out.clipGradNorm = optimizer.clipGradNorm;
+  if (optimizer.groupCount > 1) out.paramGroups = optimizer.describeGroups().join(" || ");
+  return out;
 }
 
 /** The scheduler's name and interval, for the manifest (none without a scheduler). */
