@@ -18,6 +18,7 @@ const ENTRIES: Readonly<Record<string, { file: string; npm: readonly string[] }>
   "./plot": { file: "./plot.ts", npm: ["@observablehq/plot", "linkedom"] },
   "./experiment": { file: "./experiment.ts", npm: [] },
   "./advanced": { file: "./advanced.ts", npm: [] },
+  "./browser": { file: "./browser.ts", npm: [] },
 };
 
 /** Packages the core must never pull in (the plotting and archive libraries). */

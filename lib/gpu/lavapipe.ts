@@ -9,6 +9,10 @@
  * @module
  */
 
+// The adapter-description parser is Deno-free, so the matmul engine (and the browser build) takes
+// it from its own module; it is re-exported here, where the vector width is set.
+export { adapterVectorWidth } from "./vector_width.ts";
+
 /** Vector widths llvmpipe accepts. */
 export type VectorWidth = 256 | 512;
 
@@ -54,18 +58,4 @@ export function useLavapipeVectorWidth(width: VectorWidth, cacheDir?: string): s
 
 function userCacheDir(): string {
   return Deno.env.get("XDG_CACHE_HOME") ?? `${Deno.env.get("HOME") ?? "/tmp"}/.cache`;
-}
-
-/**
- * The vector width a software adapter reports in its description ("…, 512 bits)"), else null.
- *
- * @example
- * ```ts
- * import { adapterVectorWidth } from "@wgnn/wgnn/advanced";
- * console.assert(adapterVectorWidth("llvmpipe (LLVM 15.0.6, 512 bits)") === 512);
- * ```
- */
-export function adapterVectorWidth(description: string): number | null {
-  const m = /(\d+) bits\)/.exec(description);
-  return m ? Number(m[1]) : null;
 }

@@ -28,7 +28,7 @@ import { StepEncoder } from "../gpu/encoder.ts";
 import { ParamsLayout } from "../gpu/params.ts";
 import { Tensor } from "../tensor.ts";
 import { adapterKind } from "../gpu/defaults.ts";
-import { adapterVectorWidth } from "../gpu/lavapipe.ts";
+import { adapterVectorWidth } from "../gpu/vector_width.ts";
 import { type StagedOperand, TextureOperand } from "./staging.ts";
 import {
   bufferVariant,

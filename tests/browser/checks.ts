@@ -1,0 +1,331 @@
+/**
+ * Computations run the same way on two WebGPU implementations: in Deno (naga + Mesa lavapipe)
+ * and in a page of headless Chromium (Tint + Dawn on SwiftShader). Each takes the library as a
+ * namespace argument, so in the page it is the real build (`dist/wgnn.js` from browser.ts) and
+ * in Deno the modules themselves; this file imports the library for its types only.
+ *
+ * The functions return raw GPU outputs by name. Judging them is tests/browser_test.ts's job,
+ * against the float64 twins (tests/reference/) and PyTorch's goldens, and each runtime's outputs
+ * against the other's.
+ *
+ * @module
+ */
+
+import type * as Wgnn from "../../browser.ts";
+import { randomArray } from "../fixtures/random.ts";
+
+/** The library's namespace: `dist/wgnn.js` in the page, browser.ts in Deno. */
+export type Nn = typeof Wgnn;
+
+/** Named outputs: F32 arrays from the GPU, F64 for host-side numbers such as loss summaries. */
+export type Outputs = Record<string, Float32Array | Float64Array>;
+
+/** Batch, input, hidden and output sizes that divide no workgroup (as in layers_test.ts). */
+export const SIZES = { B: 37, IN: 53, HID: 29, OUT: 7 } as const;
+
+/** Cross-entropy cases: plain, class-weighted, label-smoothed, both. */
+export const CE_CASES: readonly { weight?: number[]; labelSmoothing?: number }[] = (() => {
+  const weight = Array.from({ length: 10 }, (_, c) => 0.5 + c / 10);
+  return [{}, { weight }, { labelSmoothing: 0.2 }, { weight, labelSmoothing: 0.1 }];
+})();
+
+/** Adam's cases: PyTorch's defaults (with lr 0.01), and every option off its default. */
+export const ADAM_CASES: readonly {
+  lr: number;
+  betas?: [number, number];
+  eps?: number;
+  weightDecay?: number;
+  amsgrad?: boolean;
+}[] = [
+  { lr: 0.01 },
+  { lr: 0.01, betas: [0.8, 0.99], eps: 1e-6, weightDecay: 0.1, amsgrad: true },
+];
+
+/** Adam's parameter shapes and steps (as in optim_test.ts). */
+export const ADAM_SHAPES: readonly number[][] = [[1000], [37, 53]];
+/** Adam steps per case. */
+export const ADAM_STEPS = 5;
+
+/** Random weights for `model`, seeded (running_var positive); loaded and returned. */
+export function randomState(model: Wgnn.Sequential, seed: number): Wgnn.StateDict {
+  const state: Wgnn.StateDict = {};
+  let k = seed;
+  for (const [name, e] of Object.entries(model.expectedState())) {
+    const n = e.shape.reduce((a, b) => a * b, 1);
+    if (e.dtype === "I64") {
+      state[name] = { dtype: "I64", shape: e.shape, data: BigInt64Array.of(3n) };
+    } else {
+      const [lo, hi] = name.endsWith("running_var") ? [0.5, 2] : [-0.5, 0.5];
+      state[name] = { dtype: "F32", shape: e.shape, data: randomArray(n, k++, lo, hi) };
+    }
+  }
+  model.loadStateDict(state);
+  return state;
+}
+
+/** One forward and backward of `model` on (x, dy); the output and every gradient. */
+async function forwardBackward(
+  nn: Nn,
+  gpu: Wgnn.Gpu,
+  model: Wgnn.Sequential,
+  x: Float32Array,
+  dy: Float32Array,
+  prefix: string,
+  out: Outputs,
+): Promise<void> {
+  const { B, IN, OUT } = SIZES;
+  const X = nn.Tensor.from(gpu, x, [B, IN], "x");
+  const DY = nn.Tensor.from(gpu, dy, [B, OUT], "dy");
+  const enc = new nn.StepEncoder(gpu);
+  model.parameters().zeroGrad(enc);
+  const y = model.forward(enc, X);
+  model.backward(enc, DY);
+  enc.submit();
+  out[`${prefix}y`] = await y.toFloat32();
+  for (const [name, g] of Object.entries(await model.gradients())) {
+    out[`${prefix}${name}.grad`] = g.data as Float32Array;
+  }
+  X.dispose();
+  DY.dispose();
+}
+
+/** An eval-mode forward of `model` on x. */
+async function evalForward(
+  nn: Nn,
+  gpu: Wgnn.Gpu,
+  model: Wgnn.Sequential,
+  x: Float32Array,
+): Promise<Float32Array> {
+  model.eval();
+  const X = nn.Tensor.from(gpu, x, [SIZES.B, SIZES.IN], "x");
+  const enc = new nn.StepEncoder(gpu);
+  const y = model.forward(enc, X);
+  enc.submit();
+  const out = await y.toFloat32();
+  X.dispose();
+  return out;
+}
+
+/**
+ * The kernel checks: Linear → LeakyReLU (fused) → Linear forward and backward; Linear →
+ * BatchNorm1d → LeakyReLU → Linear (train forward/backward, running statistics, eval); Linear →
+ * ReLU → Dropout(0.3) → Linear for two steps and eval; CrossEntropyLoss in four forms; Adam in
+ * two, five steps each. Inputs are seeded, so a twin can rebuild them.
+ */
+export async function kernelChecks(nn: Nn, gpu: Wgnn.Gpu): Promise<Outputs> {
+  const { B, IN, HID, OUT } = SIZES;
+  const out: Outputs = {};
+
+  const linear = new nn.Sequential(
+    new nn.Flatten(),
+    new nn.Linear(IN, HID),
+    new nn.LeakyReLU(0.1),
+    new nn.Linear(HID, OUT),
+  ).to(gpu);
+  randomState(linear, 10);
+  await forwardBackward(
+    nn,
+    gpu,
+    linear,
+    randomArray(B * IN, 1),
+    randomArray(B * OUT, 2),
+    "linear/",
+    out,
+  );
+  linear.dispose();
+
+  const bn = new nn.Sequential(
+    new nn.Linear(IN, HID),
+    new nn.BatchNorm1d(HID),
+    new nn.LeakyReLU(0.2),
+    new nn.Linear(HID, OUT),
+  ).to(gpu);
+  randomState(bn, 20);
+  const xBn = randomArray(B * IN, 3);
+  await forwardBackward(nn, gpu, bn, xBn, randomArray(B * OUT, 4), "bn/", out);
+  const after = await bn.stateDict();
+  out["bn/running_mean"] = after["1.running_mean"].data as Float32Array;
+  out["bn/running_var"] = after["1.running_var"].data as Float32Array;
+  out["bn/num_batches_tracked"] = Float64Array.of(
+    Number((after["1.num_batches_tracked"].data as BigInt64Array)[0]),
+  );
+  out["bn/eval"] = await evalForward(nn, gpu, bn, xBn);
+  bn.dispose();
+
+  nn.manualSeed(7);
+  const dropout = new nn.Sequential(
+    new nn.Linear(IN, HID),
+    new nn.ReLU(),
+    new nn.Dropout(0.3),
+    new nn.Linear(HID, OUT),
+  ).to(gpu);
+  randomState(dropout, 30);
+  const xDrop = randomArray(B * IN, 5);
+  for (let step = 0; step < 2; step++) {
+    await forwardBackward(
+      nn,
+      gpu,
+      dropout,
+      xDrop,
+      randomArray(B * OUT, 6),
+      `dropout/${step}/`,
+      out,
+    );
+  }
+  out["dropout/eval"] = await evalForward(nn, gpu, dropout, xDrop);
+  dropout.dispose();
+
+  const [N, C] = [70, 10];
+  const z = randomArray(N * C, 11, -4, 4);
+  const labels = Uint32Array.from({ length: N }, (_, i) => (i * 7) % C);
+  for (const [k, opts] of CE_CASES.entries()) {
+    const loss = new nn.CrossEntropyLoss(opts);
+    const Z = nn.Tensor.from(gpu, z, [N, C]);
+    const Y = nn.Tensor.from(gpu, labels, [N]);
+    const enc = new nn.StepEncoder(gpu);
+    loss.forward(enc, Z, Y);
+    enc.submit();
+    const got = await loss.stats.read();
+    out[`ce/${k}/summary`] = Float64Array.of(got.meanLoss, got.lastLoss, got.accuracy);
+    out[`ce/${k}/grad`] = await loss.backward().toFloat32();
+    for (const t of [loss, Z, Y]) t.dispose();
+  }
+
+  for (const [k, options] of ADAM_CASES.entries()) {
+    const arena = new nn.ParameterArena(
+      gpu,
+      ADAM_SHAPES.map((shape, i) => ({ name: `p${i}`, shape, init: adamInit(i) })),
+      "adam check",
+    );
+    const optimizer = new nn.Adam(arena, options);
+    for (let step = 0; step < ADAM_STEPS; step++) {
+      arena.params.forEach((p, i) => p.grad.write(adamGrad(step, i)));
+      const enc = new nn.StepEncoder(gpu, "adam check");
+      optimizer.step(enc);
+      enc.submit();
+    }
+    for (const [i, p] of arena.params.entries()) out[`adam/${k}/p${i}`] = await p.value.toFloat32();
+    optimizer.dispose();
+    arena.dispose();
+  }
+  return out;
+}
+
+const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+/** Adam's initial values of parameter `i`. */
+export function adamInit(i: number): Float32Array {
+  return randomArray(numel(ADAM_SHAPES[i]), 40 + i);
+}
+
+/** Adam's gradient of parameter `i` at `step`. */
+export function adamGrad(step: number, i: number): Float32Array {
+  return randomArray(numel(ADAM_SHAPES[i]), 140 + 100 * step + i, -2, 2);
+}
+
+/** The lecture's variants. */
+export type Variant = "plain" | "bn" | "dropout";
+
+/**
+ * The lecture's MLP (lib/train/experiment.ts's `lectureModel`, which is not in the browser
+ * entry): 3072 → 128 → 128 → 10 with LeakyReLU, and BatchNorm1d or Dropout(0.5) after each hidden
+ * activation. tests/browser_test.ts checks that both build the same state layout.
+ */
+export function lectureMlp(nn: Nn, variant: Variant): Wgnn.Sequential {
+  const extra = () =>
+    variant === "bn"
+      ? [new nn.BatchNorm1d(128)]
+      : variant === "dropout"
+      ? [new nn.Dropout(0.5)]
+      : [];
+  return new nn.Sequential(
+    new nn.Flatten(),
+    new nn.Linear(3072, 128),
+    new nn.LeakyReLU(),
+    ...extra(),
+    new nn.Linear(128, 128),
+    new nn.LeakyReLU(),
+    ...extra(),
+    new nn.Linear(128, 10),
+  );
+}
+
+/** CIFAR-10 binary records (1 label byte + 3072 pixel bytes) as f32 pixels/255 and u32 labels. */
+export function decodeRecords(bytes: Uint8Array, from: number, to: number) {
+  const n = to - from;
+  const x = new Float32Array(n * 3072);
+  const y = new Uint32Array(n);
+  for (let r = 0; r < n; r++) {
+    const base = (from + r) * 3073;
+    y[r] = bytes[base];
+    for (let i = 0; i < 3072; i++) x[r * 3072 + i] = bytes[base + 1 + i] / 255;
+  }
+  return { x, y };
+}
+
+/** What {@link parityRun} needs: the goldens' settings, initial weights and records. */
+export interface ParityInput {
+  variant: Variant;
+  /** The initial state dict's data by name: F32 arrays, and F64 for the I64 counters. */
+  init: Outputs;
+  /** `steps × batchSize` training records, in order. */
+  train: Uint8Array;
+  /** The eval records. */
+  test: Uint8Array;
+  evalCount: number;
+  batchSize: number;
+  steps: number;
+  lr: number;
+}
+
+/**
+ * tests/parity_test.ts's run: from the goldens' initial weights, `steps` Adam steps (one
+ * command buffer each: zero grads, forward, fused loss, backward, update) on consecutive
+ * batches, then eval-mode logits. Returns the per-step losses (F64), every tensor of the final
+ * state dict (counters as F64) and the logits.
+ */
+export async function parityRun(nn: Nn, gpu: Wgnn.Gpu, p: ParityInput): Promise<Outputs> {
+  nn.manualSeed(0); // Dropout masks are keyed by seed 0, as the golden script assumes
+  const model = lectureMlp(nn, p.variant).to(gpu);
+  const init: Wgnn.StateDict = {};
+  for (const [name, { shape }] of Object.entries(model.expectedState())) {
+    const data = p.init[name];
+    init[name] = data instanceof Float64Array
+      ? { dtype: "I64", shape, data: BigInt64Array.from(data, BigInt) }
+      : { dtype: "F32", shape, data };
+  }
+  model.loadStateDict(init);
+  const optimizer = new nn.Adam(model.parameters(), { lr: p.lr });
+  const loss = new nn.CrossEntropyLoss();
+  const X = nn.Tensor.empty(gpu, [p.batchSize, 3072], "f32", "x");
+  const Y = nn.Tensor.empty(gpu, [p.batchSize], "u32", "y");
+  const losses = new Float64Array(p.steps);
+  model.train();
+  for (let step = 0; step < p.steps; step++) {
+    const { x, y } = decodeRecords(p.train, step * p.batchSize, (step + 1) * p.batchSize);
+    X.write(x);
+    Y.write(y);
+    const enc = new nn.StepEncoder(gpu);
+    optimizer.zeroGrad(enc);
+    loss.forward(enc, model.forward(enc, X), Y);
+    model.backward(enc, loss.backward());
+    optimizer.step(enc);
+    enc.submit();
+    losses[step] = (await loss.stats.read()).lastLoss;
+  }
+  const out: Outputs = { losses };
+  for (const [name, t] of Object.entries(await model.stateDict())) {
+    out[`state/${name}`] = t.data instanceof BigInt64Array
+      ? Float64Array.from(t.data, Number)
+      : t.data;
+  }
+  const { x } = decodeRecords(p.test, 0, p.evalCount);
+  const XE = nn.Tensor.from(gpu, x, [p.evalCount, 3, 32, 32], "test images");
+  model.eval();
+  const enc = new nn.StepEncoder(gpu);
+  const logits = model.forward(enc, XE);
+  enc.submit();
+  out.logits = await logits.toFloat32();
+  for (const t of [X, Y, XE, loss, optimizer, model]) t.dispose();
+  return out;
+}

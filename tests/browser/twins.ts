@@ -1,0 +1,168 @@
+/**
+ * The float64 twins' answers to tests/browser/checks.ts's kernel checks, from the same seeded
+ * inputs, with layers_test.ts's and optim_test.ts's tolerances. Host-only code: the twins
+ * vouch for both GPUs.
+ *
+ * @module
+ */
+
+import { Sequential } from "../../lib/nn/sequential.ts";
+import { BatchNorm1d } from "../../lib/nn/batchnorm.ts";
+import { Dropout } from "../../lib/nn/dropout.ts";
+import { Flatten, LeakyReLU, Linear, ReLU } from "../../lib/nn/layers.ts";
+import { randomArray } from "../fixtures/random.ts";
+import {
+  batchnormBackward,
+  batchnormEval,
+  batchnormTrain,
+  crossEntropy,
+  leakyBackward,
+  leakyForward,
+  linearBackward,
+  linearForward,
+} from "../reference/nn.ts";
+import { dropoutMask } from "../reference/dropout_mask.ts";
+import { adamRef, refState } from "../reference/optim.ts";
+import {
+  ADAM_CASES,
+  ADAM_STEPS,
+  adamGrad,
+  adamInit,
+  CE_CASES,
+  randomState,
+  SIZES,
+} from "./checks.ts";
+
+/** One expected output and its tolerance: |got − want| ≤ atol + rtol·|want|. */
+export interface Expected {
+  want: ArrayLike<number>;
+  atol: number;
+  rtol: number;
+}
+
+/** The same weights the checks load (randomState only reads the model's state layout). */
+function weightsOf(model: Sequential, seed: number) {
+  const layout = { expectedState: () => model.expectedState(), loadStateDict: () => {} };
+  const s = randomState(layout as unknown as Sequential, seed);
+  return (k: string) => s[k].data as Float32Array;
+}
+
+/** Every output of `kernelChecks`, as its twin computes it. */
+export function expectations(): Record<string, Expected> {
+  const { B, IN, HID, OUT } = SIZES;
+  const e: Record<string, Expected> = {};
+  const put = (name: string, want: ArrayLike<number>, atol = 1e-5, rtol = 0) => {
+    e[name] = { want, atol, rtol };
+  };
+
+  // Linear → LeakyReLU(0.1) → Linear.
+  let f = weightsOf(
+    new Sequential(new Flatten(), new Linear(IN, HID), new LeakyReLU(0.1), new Linear(HID, OUT)),
+    10,
+  );
+  let x = randomArray(B * IN, 1);
+  let dy = randomArray(B * OUT, 2);
+  const z1 = linearForward(x, f("1.weight"), f("1.bias"), B, IN, HID);
+  const h1 = leakyForward(z1, 0.1);
+  put("linear/y", linearForward(h1, f("3.weight"), f("3.bias"), B, HID, OUT));
+  const g3 = linearBackward(h1, f("3.weight"), dy, B, HID, OUT);
+  const g1 = linearBackward(x, f("1.weight"), leakyBackward(z1, g3.dx, 0.1), B, IN, HID);
+  put("linear/3.weight.grad", g3.dw);
+  put("linear/3.bias.grad", g3.db);
+  put("linear/1.weight.grad", g1.dw);
+  put("linear/1.bias.grad", g1.db);
+
+  // Linear → BatchNorm1d → LeakyReLU(0.2) → Linear.
+  f = weightsOf(
+    new Sequential(
+      new Linear(IN, HID),
+      new BatchNorm1d(HID),
+      new LeakyReLU(0.2),
+      new Linear(HID, OUT),
+    ),
+    20,
+  );
+  x = randomArray(B * IN, 3);
+  dy = randomArray(B * OUT, 4);
+  const z = linearForward(x, f("0.weight"), f("0.bias"), B, IN, HID);
+  const bn = batchnormTrain(z, f("1.weight"), f("1.bias"), B, HID, 1e-5);
+  const h = leakyForward(bn.y, 0.2);
+  put("bn/y", linearForward(h, f("3.weight"), f("3.bias"), B, HID, OUT));
+  const gOut = linearBackward(h, f("3.weight"), dy, B, HID, OUT);
+  const gBn = batchnormBackward(z, f("1.weight"), leakyBackward(bn.y, gOut.dx, 0.2), B, HID, 1e-5);
+  const gIn = linearBackward(x, f("0.weight"), gBn.dx, B, IN, HID);
+  put("bn/3.weight.grad", gOut.dw);
+  put("bn/3.bias.grad", gOut.db);
+  put("bn/1.weight.grad", gBn.dgamma, 1e-4);
+  put("bn/1.bias.grad", gBn.dbeta, 1e-4);
+  put("bn/0.weight.grad", gIn.dw, 1e-4, 1e-4);
+  put("bn/0.bias.grad", gIn.db, 1e-4, 1e-4);
+  const rm = f("1.running_mean").map((v, i) => 0.9 * v + 0.1 * bn.mean[i]);
+  const rv = f("1.running_var").map((v, i) => 0.9 * v + 0.1 * bn.variance[i] * B / (B - 1));
+  put("bn/running_mean", rm, 1e-6);
+  put("bn/running_var", rv);
+  put("bn/num_batches_tracked", [4], 0);
+  const zEval = batchnormEval(z, f("1.weight"), f("1.bias"), rm, rv, B, HID, 1e-5);
+  put("bn/eval", linearForward(leakyForward(zEval, 0.2), f("3.weight"), f("3.bias"), B, HID, OUT));
+
+  // Linear → ReLU → Dropout(0.3) → Linear, seed 7, two steps, then eval.
+  f = weightsOf(
+    new Sequential(new Linear(IN, HID), new ReLU(), new Dropout(0.3), new Linear(HID, OUT)),
+    30,
+  );
+  x = randomArray(B * IN, 5);
+  dy = randomArray(B * OUT, 6);
+  const relu = leakyForward(linearForward(x, f("0.weight"), f("0.bias"), B, IN, HID), 0);
+  const scale = Math.fround(1 / (1 - 0.3));
+  for (let step = 0; step < 2; step++) {
+    const mask = dropoutMask(7, step, 2, B, HID, 0.3);
+    const hd = relu.map((v, i) => v * mask[i] * scale);
+    put(`dropout/${step}/y`, linearForward(hd, f("3.weight"), f("3.bias"), B, HID, OUT));
+    const g = linearBackward(hd, f("3.weight"), dy, B, HID, OUT);
+    put(`dropout/${step}/3.weight.grad`, g.dw);
+    put(`dropout/${step}/3.bias.grad`, g.db);
+    const gh = Float64Array.from(g.dx, (v, i) => v * mask[i] * scale * (relu[i] > 0 ? 1 : 0));
+    const g0 = linearBackward(x, f("0.weight"), gh, B, IN, HID);
+    put(`dropout/${step}/0.weight.grad`, g0.dw);
+    put(`dropout/${step}/0.bias.grad`, g0.db);
+  }
+  put("dropout/eval", linearForward(relu, f("3.weight"), f("3.bias"), B, HID, OUT));
+
+  // CrossEntropyLoss, one forward per case.
+  const [N, C] = [70, 10];
+  const logits = randomArray(N * C, 11, -4, 4);
+  const labels = Uint32Array.from({ length: N }, (_, i) => (i * 7) % C);
+  for (const [k, opts] of CE_CASES.entries()) {
+    const want = crossEntropy(logits, labels, N, C, {
+      weight: opts.weight,
+      smoothing: opts.labelSmoothing ?? 0,
+    });
+    e[`ce/${k}/summary`] = {
+      want: [want.loss, want.loss, want.correct / N],
+      atol: 1e-7,
+      rtol: 1e-5,
+    };
+    put(`ce/${k}/grad`, want.grad, 1e-7, 1e-5);
+  }
+
+  // Adam, five steps per case.
+  for (const [k, o] of ADAM_CASES.entries()) {
+    for (const i of [0, 1]) {
+      const value = Float64Array.from(adamInit(i));
+      const state = refState(value.length, ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]);
+      for (let step = 0; step < ADAM_STEPS; step++) {
+        adamRef(value, adamGrad(step, i), state, {
+          lr: o.lr,
+          betas: o.betas ?? [0.9, 0.999],
+          eps: o.eps ?? 1e-8,
+          weightDecay: o.weightDecay ?? 0,
+          amsgrad: o.amsgrad ?? false,
+          maximize: false,
+          decoupled: false,
+        });
+      }
+      put(`adam/${k}/p${i}`, value, 1e-6, 1e-5);
+    }
+  }
+  return e;
+}
