@@ -63,6 +63,8 @@ interface Case extends DataShape {
   stopAfter: number;
   optimizer: OptimizerSpec;
   scheduler?: SchedulerSpec;
+  /** fit's `accumulate` (batches per optimizer step). Default: 1. */
+  accumulate?: number;
 }
 
 const CASES: Case[] = [
@@ -129,10 +131,55 @@ const CASES: Case[] = [
     },
     shuffle: false,
   },
+  {
+    // PyTorch's usual "no weight decay on biases and norms": the Linear weights in one group,
+    // the biases and BatchNorm's γ, β in another with weight decay 0 and a rate of their own.
+    // (No bias before the BatchNorm: its gradient is zero, see the first case.)
+    name: "two parameter groups, AdamW, BatchNorm1d",
+    arch: seq(
+      linear(8, 24, false),
+      { kind: "BatchNorm1d", features: 24 },
+      { kind: "LeakyReLU" },
+      linear(24, 3),
+    ),
+    task: "classify",
+    features: 8,
+    outputs: 3,
+    samples: 128,
+    valSamples: 64,
+    epochs: 4,
+    stopAfter: 2,
+    optimizer: {
+      kind: "AdamW",
+      lr: 1e-2,
+      weightDecay: 0.1,
+      groups: [{ select: "matrices" }, { select: "vectors", weightDecay: 0, lr: 3e-3 }],
+    },
+    shuffle: true,
+  },
+  {
+    // clip_grad_norm_ and gradient accumulation under a per-step OneCycleLR: 5 batches of 32 a
+    // epoch in windows of 2 (the last window is one batch, still divided by 2): 3 steps a epoch.
+    name: "OneCycleLR per step, SGD momentum, clipGradNorm, accumulate 2",
+    arch: seq(linear(10, 32), { kind: "Tanh" }, linear(32, 32), { kind: "Tanh" }, linear(32, 4)),
+    task: "classify",
+    features: 10,
+    outputs: 4,
+    samples: 160,
+    valSamples: 64,
+    epochs: 4,
+    stopAfter: 1,
+    optimizer: { kind: "SGD", lr: 0.1, momentum: 0.9, clipGradNorm: 0.3 },
+    scheduler: {
+      kind: "OneCycleLR",
+      maxLr: 0.5,
+      options: { totalSteps: 4 * Math.ceil(160 / BATCH / 2) },
+      interval: "step",
+    },
+    accumulate: 2,
+    shuffle: true,
+  },
   // Further cases go here, one entry each, once their features land (do not fake them):
-  // - two parameter groups (an `optimizer` spec with groups; fit_parity.py's optimizer_for);
-  // - clipGradNorm (PyTorch's clip_grad_norm_ before step, beside clipGradValue there);
-  // - gradient accumulation (fit_parity.py's step loop: step every n batches);
   // - an MNIST-shaped dataset through GpuDataset/Loader (a BatchSource of its own kind, its
   //   seeded order reproduced for PyTorch).
 ];
@@ -186,6 +233,7 @@ async function fitCase(
       loss,
       optimizer,
       scheduler: makeScheduler(c.scheduler),
+      accumulate: c.accumulate,
       checkpointDir: o.dir,
       resume: o.resume,
       signal: controller.signal,
@@ -263,6 +311,7 @@ for (const [index, c] of CASES.entries()) {
         loss: c.task === "classify" ? "CrossEntropyLoss" : "MSELoss",
         optimizer: c.optimizer,
         scheduler: c.scheduler ?? null,
+        accumulate: c.accumulate ?? 1,
         epochs: c.epochs,
         batch: BATCH,
         features: c.features,
@@ -308,6 +357,13 @@ for (const [index, c] of CASES.entries()) {
       if (c.optimizer.kind === "SGD" && c.optimizer.clipGradValue !== undefined) {
         // The clamp mattered, and not for every element.
         assert(f64.clipped > 0 && f64.clipped < f64.gradients, `clipped ${f64.clipped}`);
+      }
+      if (c.optimizer.clipGradNorm !== undefined) {
+        // The norm was clipped at some steps and not at others.
+        assert(
+          f64.normClipped > 0 && f64.normClipped < f64.steps,
+          `norm clipped at ${f64.normClipped} of ${f64.steps} steps`,
+        );
       }
       const show = Object.entries(room).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", ");
       const diffs = `train ${spread(train, f64.train).toExponential(1)}, val ${

@@ -12,7 +12,13 @@ exit status 1). Floats travel as JSON numbers: a float32 value is exact as a dou
   weights    a safetensors file the toolkit wrote: its initial state dict, PyTorch's names.
   loss       "CrossEntropyLoss" (y: class indices) or "MSELoss" (y: float targets, row-major).
   optimizer  {"kind": "Adam" | "AdamW" | "SGD", ...the toolkit's option names}; clipGradValue
-             becomes torch.nn.utils.clip_grad_value_ between backward and step.
+             becomes torch.nn.utils.clip_grad_value_ between backward and step, then
+             clipGradNorm torch.nn.utils.clip_grad_norm_; "groups": [{"select": "matrices" |
+             "vectors", ...options}] makes one param group of the parameters of rank > 1 (or 1)
+             each, with its own options.
+  accumulate batches per optimizer step (default 1): zero_grad at a window's first batch,
+             (loss / accumulate).backward() at each, clip and step at its last and at the
+             epoch's last batch (the usual PyTorch loop).
   scheduler  null, or {"kind": "OneCycleLR", "maxLr", "options": {...}, "interval": "step" |
              "epoch"}: the toolkit's option names; momentum is not cycled (as the toolkit).
   x, y       the training samples (x row-major, `features` values a row; `batch` rows a
@@ -24,7 +30,8 @@ exit status 1). Floats travel as JSON numbers: a float32 value is exact as a dou
 Prints {"float32": run, "float64": run}, each run
   {"train": [mean batch loss per epoch], "val": [mean batch loss per epoch],
    "state": {name: values after the last epoch}, "clipped": gradient elements clamped,
-   "gradients": gradient elements seen by the clamp}.
+   "gradients": gradient elements seen by the clamp, "normClipped": steps whose gradient norm
+   exceeded clipGradNorm, "steps": steps seen by clip_grad_norm_}.
 """
 
 import json
@@ -79,10 +86,18 @@ SCHEDULER_ARGS = {"totalSteps": "total_steps", "pctStart": "pct_start",
                   "threePhase": "three_phase", "annealStrategy": "anneal_strategy"}
 
 
-def optimizer_for(spec, params):
-    args = {OPTIMIZER_ARGS[k]: (tuple(v) if k == "betas" else v)
-            for k, v in spec.items() if k not in ("kind", "clipGradValue")}
-    return getattr(torch.optim, spec["kind"])(params, **args)
+def torch_args(options):
+    return {OPTIMIZER_ARGS[k]: (tuple(v) if k == "betas" else v)
+            for k, v in options.items()
+            if k not in ("kind", "clipGradValue", "clipGradNorm", "groups", "select")}
+
+
+def optimizer_for(spec, model):
+    params = list(model.parameters())
+    if "groups" in spec:
+        params = [{"params": [p for p in params if (p.dim() > 1) == (g["select"] == "matrices")],
+                   **torch_args(g)} for g in spec["groups"]]
+    return getattr(torch.optim, spec["kind"])(params, **torch_args(spec))
 
 
 def scheduler_for(spec, optimizer):
@@ -115,30 +130,40 @@ def run(spec, arrays, dtype):
     x, y = samples(spec, spec["x"], spec["y"], dtype)
     val_x, val_y = samples(spec, spec["valX"], spec["valY"], dtype)
     loss_fn = getattr(nn, spec["loss"])()
-    optimizer = optimizer_for(spec["optimizer"], model.parameters())
+    optimizer = optimizer_for(spec["optimizer"], model)
     scheduler = scheduler_for(spec["scheduler"], optimizer)
     per_step = scheduler is not None and spec["scheduler"]["interval"] == "step"
     clip = spec["optimizer"].get("clipGradValue")
+    max_norm = spec["optimizer"].get("clipGradNorm")
+    k = spec.get("accumulate", 1)
     b = spec["batch"]
-    out = {"train": [], "val": [], "clipped": 0, "gradients": 0}
+    out = {"train": [], "val": [], "clipped": 0, "gradients": 0, "normClipped": 0, "steps": 0}
     for epoch in range(spec["epochs"]):
         model.train()
         order = spec["order"][epoch]
         losses = []
-        for start in range(0, len(order), b):
+        starts = range(0, len(order), b)
+        for i, start in enumerate(starts):
             rows = torch.tensor(order[start:start + b], dtype=torch.int64)
-            optimizer.zero_grad()
+            if i % k == 0:
+                optimizer.zero_grad()
             loss = loss_fn(model(x[rows]), y[rows])
-            loss.backward()
+            (loss / k if k != 1 else loss).backward()
+            losses.append(float(loss.item()))
+            if (i + 1) % k != 0 and i != len(starts) - 1:
+                continue
             if clip is not None:
                 for p in model.parameters():
                     out["clipped"] += int((p.grad.abs() > clip).sum())
                     out["gradients"] += p.grad.numel()
                 torch.nn.utils.clip_grad_value_(model.parameters(), clip)
+            if max_norm is not None:
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+                out["normClipped"] += int(norm > max_norm)
+                out["steps"] += 1
             optimizer.step()
             if per_step:
                 scheduler.step()
-            losses.append(float(loss.item()))
         if scheduler is not None and not per_step:
             scheduler.step()
         out["train"].append(sum(losses) / len(losses))
