@@ -144,8 +144,10 @@ export interface FitOptions {
    * submission (`stepsPerSubmit` is taken as 1 and `encodeAhead` as false: the rate is written
    * through the queue between submissions). The rate is recomputed from the epoch or step
    * count, so a resume needs nothing saved; the scheduler's name and interval are recorded in
-   * the run's settings, and a resume refuses a change to them. Default: none (the optimizer's
-   * rate throughout).
+   * the run's settings, and a resume refuses a change to them. With parameter groups, every
+   * group's rate is scaled alike (see `Optimizer.setLr`): PyTorch's schedulers given each
+   * group's own base or peak rate in the same proportions. Default: none (the optimizer's rate
+   * throughout).
    *
    * `scheduler` is any `LrScheduler` of `lib/optim/scheduler.ts` (`StepLR`, `OneCycleLR`, ...),
    * spelled out here as its shape.
