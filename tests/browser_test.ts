@@ -23,11 +23,12 @@ import { bundle, chromiumMissing, Session, type Site } from "./browser/chromium.
 import {
   kernelChecks,
   lectureMlp,
+  matmulChecks,
   type Outputs,
   parityRun,
   type Variant,
 } from "./browser/checks.ts";
-import { expectations } from "./browser/twins.ts";
+import { expectations, matmulExpectations } from "./browser/twins.ts";
 import {
   type Golden,
   lossBounds,
@@ -141,6 +142,37 @@ Deno.test({
       assertClose(dawn[name], lavapipe[name], { atol, rtol, what: `Dawn vs lavapipe ${name}` });
     }
     report("kernel checks", compare(dawn, lavapipe));
+  },
+});
+
+Deno.test({
+  name: "browser: every matmul kernel, forced, matches the float64 twin on Dawn and on lavapipe",
+  ignore: skip !== null,
+  ...options,
+  fn: async () => {
+    let started = performance.now();
+    const dawn = await inPage(async (session, s) => {
+      await session.page.evaluate("globalThis.wgnnTest.matmul()");
+      return received(s, "/out/matmul");
+    });
+    const msDawn = performance.now() - started;
+    const gpu = await testGpu();
+    if (typeof gpu === "string") throw new Error(gpu);
+    started = performance.now();
+    const lavapipe = await matmulChecks(nn, gpu);
+    console.log(
+      `matmul checks: page ${(msDawn / 1000).toFixed(1)} s, Deno ${
+        ((performance.now() - started) / 1000).toFixed(1)
+      } s`,
+    );
+    const want = matmulExpectations();
+    assert.deepEqual(Object.keys(dawn).sort(), Object.keys(want).sort(), "outputs checked");
+    for (const [name, { want: w, atol, rtol }] of Object.entries(want)) {
+      assertClose(dawn[name], w, { atol, rtol, what: `Dawn ${name}` });
+      assertClose(lavapipe[name], w, { atol, rtol, what: `lavapipe ${name}` });
+      assertClose(dawn[name], lavapipe[name], { atol, rtol, what: `Dawn vs lavapipe ${name}` });
+    }
+    report("matmul kernels", compare(dawn, lavapipe));
   },
 });
 

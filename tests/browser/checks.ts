@@ -329,3 +329,63 @@ export async function parityRun(nn: Nn, gpu: Wgnn.Gpu, p: ParityInput): Promise<
   for (const t of [X, Y, XE, loss, optimizer, model]) t.dispose();
   return out;
 }
+
+/** Every matmul kernel the engine can be forced to: the three families, tiled in each tiling. */
+export const MATMUL_CHOICES: readonly { variant: Wgnn.MatmulVariant; tiling?: string }[] = [
+  { variant: "texture" },
+  { variant: "tiled", tiling: "64x64" },
+  { variant: "tiled", tiling: "32x32" },
+  { variant: "tiled", tiling: "32x32-64" },
+  { variant: "blocked" },
+];
+
+/**
+ * The transposes checked on both runtimes: X·Wᵀ, the Linear forward. SwiftShader compiles each
+ * pipeline slowly (15 pipelines, all three pairs a Linear uses, took 46 s in the page on this
+ * project's 2-core machines), so dY·W and dYᵀ·X of each kernel run on Dawn inside the layer and
+ * parity checks (with the texture kernel) and on lavapipe in tests/matmul_test.ts.
+ */
+export const TRANSPOSES: readonly [transA: boolean, transB: boolean][] = [[false, true]];
+
+/** M, K, N of the matmul checks: partial tiles on every side of every tiling. */
+export const MATMUL_SHAPE = { M: 71, K: 45, N: 133 } as const;
+
+/** The matmul checks' operands (seeded; A and B as written, whatever the transposes). */
+export function matmulOperands() {
+  const { M, K, N } = MATMUL_SHAPE;
+  return { a: randomArray(M * K, 11), b: randomArray(K * N, 12), bias: randomArray(N, 13) };
+}
+
+/**
+ * Each kernel of {@link MATMUL_CHOICES}, named by the plan's own `variant` and `tiling` options,
+ * for each of {@link TRANSPOSES}, with the fused bias + LeakyReLU(0.1) epilogue: C = leaky(op(A)·op(B)
+ * + bias).
+ */
+export async function matmulChecks(nn: Nn, gpu: Wgnn.Gpu): Promise<Outputs> {
+  const { M, K, N } = MATMUL_SHAPE;
+  const { a, b, bias } = matmulOperands();
+  const out: Outputs = {};
+  for (const choice of MATMUL_CHOICES) {
+    const name = choice.tiling ? `${choice.variant}:${choice.tiling}` : choice.variant;
+    for (const [transA, transB] of TRANSPOSES) {
+      const A = nn.Tensor.from(gpu, a, transA ? [K, M] : [M, K]);
+      const B = nn.Tensor.from(gpu, b, transB ? [N, K] : [K, N]);
+      const Bias = nn.Tensor.from(gpu, bias, [N]);
+      const C = nn.Tensor.empty(gpu, [M, N]);
+      const plan = new nn.Matmul(gpu, M, N, K, {
+        ...choice,
+        transA,
+        transB,
+        bias: true,
+        activation: "leaky_relu",
+        slope: 0.1,
+      });
+      const enc = new nn.StepEncoder(gpu);
+      plan.encode(enc, A, B, C, Bias);
+      enc.submit();
+      out[`${name}/tA=${transA}/tB=${transB}`] = await C.toFloat32();
+      for (const t of [plan, A, B, Bias, C]) t.dispose();
+    }
+  }
+  return out;
+}

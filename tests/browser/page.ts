@@ -7,7 +7,14 @@
  */
 
 import { pack, unpack } from "./wire.ts";
-import { kernelChecks, type Nn, type Outputs, parityRun, type Variant } from "./checks.ts";
+import {
+  kernelChecks,
+  matmulChecks,
+  type Nn,
+  type Outputs,
+  parityRun,
+  type Variant,
+} from "./checks.ts";
 
 // A computed URL keeps the bundler from resolving the library into this script.
 const nn: Nn = await import(new URL("/wgnn.js", location.href).href);
@@ -32,6 +39,8 @@ const api = {
   adapter: () => ({ ...gpu.adapter, features: [...gpu.adapter.features] }),
   /** Runs the kernel checks and POSTs their outputs to /out/kernels. */
   kernels: async () => send("/out/kernels", await kernelChecks(nn, gpu)),
+  /** Runs every matmul kernel, forced, and POSTs the products to /out/matmul. */
+  matmul: async () => send("/out/matmul", await matmulChecks(nn, gpu)),
   /** Runs the PyTorch parity of `variant` on the inputs under /in/ and POSTs to /out/<variant>. */
   parity: async (
     variant: Variant,

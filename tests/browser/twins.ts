@@ -29,9 +29,14 @@ import {
   adamGrad,
   adamInit,
   CE_CASES,
+  MATMUL_CHOICES,
+  MATMUL_SHAPE,
+  matmulOperands,
   randomState,
   SIZES,
+  TRANSPOSES,
 } from "./checks.ts";
+import { matmulRef } from "../reference/matmul.ts";
 
 /** One expected output and its tolerance: |got − want| ≤ atol + rtol·|want|. */
 export interface Expected {
@@ -162,6 +167,21 @@ export function expectations(): Record<string, Expected> {
         });
       }
       put(`adam/${k}/p${i}`, value, 1e-6, 1e-5);
+    }
+  }
+  return e;
+}
+
+/** Every output of `matmulChecks`, from the matmul twin, with matmul_test.ts's tolerance. */
+export function matmulExpectations(): Record<string, Expected> {
+  const { M, K, N } = MATMUL_SHAPE;
+  const { a, b, bias } = matmulOperands();
+  const e: Record<string, Expected> = {};
+  for (const choice of MATMUL_CHOICES) {
+    const name = choice.tiling ? `${choice.variant}:${choice.tiling}` : choice.variant;
+    for (const [transA, transB] of TRANSPOSES) {
+      const want = matmulRef(a, b, M, N, K, { transA, transB, bias, leakySlope: 0.1 });
+      e[`${name}/tA=${transA}/tB=${transB}`] = { want, atol: 1e-5 * Math.sqrt(K), rtol: 1e-5 };
     }
   }
   return e;
