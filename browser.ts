@@ -87,6 +87,8 @@ export { Dropout } from "./lib/nn/dropout.ts";
 export { Sequential } from "./lib/nn/sequential.ts";
 export type { StateDict } from "./lib/nn/sequential.ts";
 export { Residual } from "./lib/nn/residual.ts";
+export { lectureModel, VARIANTS } from "./lib/nn/lecture.ts";
+export type { Variant } from "./lib/nn/lecture.ts";
 export { CrossEntropyLoss, LabelRangeError, LossStats } from "./lib/nn/loss.ts";
 export type { CrossEntropyOptions, LossSummary } from "./lib/nn/loss.ts";
 export type { LabelLoss, Loss, Reduction } from "./lib/nn/loss_contract.ts";
@@ -105,8 +107,9 @@ export type {
 
 // Optimizers and learning-rate schedules
 export { Optimizer } from "./lib/optim/optimizer.ts";
-export type { Hyperparameters, RuleSpec } from "./lib/optim/optimizer.ts";
+export type { Hyperparameters, RuleGroup, RuleSpec } from "./lib/optim/optimizer.ts";
 export type { ParameterGroup, TensorPair } from "./lib/optim/group.ts";
+export type { OptimizerParams, ParamGroup } from "./lib/optim/param_groups.ts";
 export { SGD } from "./lib/optim/sgd.ts";
 export type { SGDOptions } from "./lib/optim/sgd.ts";
 export { Adam, AdamW } from "./lib/optim/adam.ts";

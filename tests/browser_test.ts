@@ -15,14 +15,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as nn from "../browser.ts";
-import { lectureModel } from "../lib/train/experiment.ts";
 import { readSafetensorsFile } from "../lib/io/safetensors.ts";
 import { pack, unpack } from "./browser/wire.ts";
 import { assertClose, assertWithin, hasGpu, testGpu } from "./helpers.ts";
 import { bundle, chromiumMissing, Session, type Site } from "./browser/chromium.ts";
 import {
   kernelChecks,
-  lectureMlp,
   matmulChecks,
   type Outputs,
   parityRun,
@@ -173,18 +171,6 @@ Deno.test({
       assertClose(dawn[name], lavapipe[name], { atol, rtol, what: `Dawn vs lavapipe ${name}` });
     }
     report("matmul kernels", compare(dawn, lavapipe));
-  },
-});
-
-Deno.test({
-  name: "browser: the page's lecture MLP has lectureModel's state layout",
-  fn: () => {
-    for (const variant of ["plain", "bn", "dropout"] as Variant[]) {
-      assert.deepEqual(
-        lectureMlp(nn, variant).expectedState(),
-        lectureModel(variant).expectedState(),
-      );
-    }
   },
 });
 

@@ -12,9 +12,7 @@ import { type Cifar10, type ImageSet, loadCifar10 } from "../data/cifar10.ts";
 import { GpuDataset } from "../data/dataset.ts";
 import { Loader } from "../data/loader.ts";
 import { matmulVariant } from "../ops/matmul_trial.ts";
-import { BatchNorm1d } from "../nn/batchnorm.ts";
-import { Dropout } from "../nn/dropout.ts";
-import { Flatten, LeakyReLU, Linear } from "../nn/layers.ts";
+import { lectureModel, type Variant, VARIANTS } from "../nn/lecture.ts";
 import { CrossEntropyLoss } from "../nn/loss.ts";
 import { manualSeed } from "../nn/random.ts";
 import { Sequential } from "../nn/sequential.ts";
@@ -35,40 +33,14 @@ import { type SummaryRow, summaryRow } from "./summary.ts";
 /** The summary of every run in the output folder, written after training. */
 const SUMMARY_FILE = "summary.json";
 
-/** The lecture's model variants. */
-export const VARIANTS = ["plain", "bn", "dropout"] as const;
-/** One of {@link VARIANTS}. */
-export type Variant = typeof VARIANTS[number];
+export { lectureModel, type Variant, VARIANTS } from "../nn/lecture.ts";
 /** Optimizers the scripts can choose. */
 export const OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"] as const;
 /** One of {@link OPTIMIZERS}. */
 export type OptimizerChoice = typeof OPTIMIZERS[number];
 
-/**
- * Builds one of the lecture's MLPs (3072 → 128 → 128 → 10 with LeakyReLU), optionally with
- * BatchNorm1d or Dropout(0.5) after each hidden activation. Call `manualSeed` first.
- */
-export function lectureModel(variant: Variant): Sequential {
-  const extra =
-    () => (variant === "bn"
-      ? [new BatchNorm1d(128)]
-      : variant === "dropout"
-      ? [new Dropout(0.5)]
-      : []);
-  return new Sequential(
-    new Flatten(),
-    new Linear(3072, 128),
-    new LeakyReLU(),
-    ...extra(),
-    new Linear(128, 128),
-    new LeakyReLU(),
-    ...extra(),
-    new Linear(128, 10),
-  );
-}
-
 /** @deprecated Use {@link lectureModel}. */
-export const seedModel = lectureModel;
+export const seedModel: (variant: Variant) => Sequential = lectureModel;
 
 /** Builds the optimizer named `name` over `model`'s parameters. */
 export function makeOptimizer(

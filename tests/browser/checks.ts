@@ -226,30 +226,6 @@ export function adamGrad(step: number, i: number): Float32Array {
 /** The lecture's variants. */
 export type Variant = "plain" | "bn" | "dropout";
 
-/**
- * The lecture's MLP (lib/train/experiment.ts's `lectureModel`, which is not in the browser
- * entry): 3072 → 128 → 128 → 10 with LeakyReLU, and BatchNorm1d or Dropout(0.5) after each hidden
- * activation. tests/browser_test.ts checks that both build the same state layout.
- */
-export function lectureMlp(nn: Nn, variant: Variant): Wgnn.Sequential {
-  const extra = () =>
-    variant === "bn"
-      ? [new nn.BatchNorm1d(128)]
-      : variant === "dropout"
-      ? [new nn.Dropout(0.5)]
-      : [];
-  return new nn.Sequential(
-    new nn.Flatten(),
-    new nn.Linear(3072, 128),
-    new nn.LeakyReLU(),
-    ...extra(),
-    new nn.Linear(128, 128),
-    new nn.LeakyReLU(),
-    ...extra(),
-    new nn.Linear(128, 10),
-  );
-}
-
 /** CIFAR-10 binary records (1 label byte + 3072 pixel bytes) as f32 pixels/255 and u32 labels. */
 export function decodeRecords(bytes: Uint8Array, from: number, to: number) {
   const n = to - from;
@@ -286,7 +262,7 @@ export interface ParityInput {
  */
 export async function parityRun(nn: Nn, gpu: Wgnn.Gpu, p: ParityInput): Promise<Outputs> {
   nn.manualSeed(0); // Dropout masks are keyed by seed 0, as the golden script assumes
-  const model = lectureMlp(nn, p.variant).to(gpu);
+  const model = nn.lectureModel(p.variant).to(gpu);
   const init: Wgnn.StateDict = {};
   for (const [name, { shape }] of Object.entries(model.expectedState())) {
     const data = p.init[name];
