@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { ACT_BACKWARD, ACT_FORWARD, ACTIVATION } from "../lib/nn/activation_kernel.ts";
 import { BATCHNORM } from "../lib/nn/batchnorm.ts";
+import { CONV2D } from "../lib/nn/conv.ts";
 import { COUNTER_ADVANCE, DROPOUT_KERNEL } from "../lib/nn/dropout.ts";
 import { ELEMENTWISE_LOSS } from "../lib/nn/elementwise_loss.ts";
 import type { EntryPoint, KernelFamily } from "../lib/nn/kernel_call.ts";
@@ -25,6 +26,7 @@ const FAMILIES: readonly KernelFamily[] = [
   ACTIVATION,
   ADD,
   BATCHNORM,
+  CONV2D,
   CROSS_ENTROPY,
   DROPOUT_KERNEL,
   CONFUSION,
