@@ -6,7 +6,9 @@
  * It holds the GPU runtime and tensors, every layer with its forward/backward pair, the losses,
  * the optimizers and learning-rate schedules, `evaluate`, and the plumbing of `advanced.ts` that
  * needs no file or environment (pipelines, buffers, the matmul engine and its kernel choice).
- * Left out, because they read or write files: `save`/`load` and the safetensors file helpers,
+ * Safetensors travel as bytes (`encodeSafetensors`, `decodeSafetensors`, `stateDictOf`: a
+ * checkpoint a page offers for download). Left out, because they read or write files:
+ * `save`/`load` and the safetensors file helpers,
  * `fit` (checkpoints, run folders), the CIFAR-10 dataset and loader (`lib/data/` imports the
  * CIFAR-10 file reader), `matmulVariant` (it reads `WGNN_MATMUL`) and `useLavapipeVectorWidth`.
  * `tests/browser_entry_test.ts` keeps it so.
@@ -98,7 +100,8 @@ export { NLLLoss } from "./lib/nn/nll_loss.ts";
 export type { NLLOptions } from "./lib/nn/nll_loss.ts";
 export { ParameterArena } from "./lib/nn/parameter.ts";
 export type { Parameter, ParameterSpec } from "./lib/nn/parameter.ts";
-export type { StateTensor } from "./lib/io/safetensors.ts";
+export { decodeSafetensors, encodeSafetensors, stateDictOf } from "./lib/io/safetensors.ts";
+export type { Safetensors, StateDictOfOptions, StateTensor } from "./lib/io/safetensors.ts";
 export type {
   HostTensor as SafetensorsTensor,
   HostTensorData,

@@ -140,13 +140,8 @@ export type {
 } from "./lib/optim/scheduler.ts";
 
 // Safetensors
-export {
-  decodeSafetensors,
-  encodeSafetensors,
-  readSafetensorsFile,
-  stateDictOf,
-  writeSafetensorsFile,
-} from "./lib/io/safetensors.ts";
+export { decodeSafetensors, encodeSafetensors, stateDictOf } from "./lib/io/safetensors.ts";
+export { readSafetensorsFile, writeSafetensorsFile } from "./lib/io/safetensors_file.ts";
 export type {
   HostTensor as SafetensorsTensor,
   HostTensorData,

@@ -15,7 +15,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as nn from "../browser.ts";
-import { readSafetensorsFile } from "../lib/io/safetensors.ts";
+import { readSafetensorsFile } from "../lib/io/safetensors_file.ts";
 import { pack, unpack } from "./browser/wire.ts";
 import { assertClose, assertWithin, hasGpu, testGpu } from "./helpers.ts";
 import { bundle, chromiumMissing, Session, type Site } from "./browser/chromium.ts";

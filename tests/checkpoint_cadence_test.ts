@@ -4,7 +4,7 @@ import { GpuDataset } from "../lib/data/dataset.ts";
 import { Loader } from "../lib/data/loader.ts";
 import { CrossEntropyLoss } from "../lib/nn/loss.ts";
 import { manualSeed } from "../lib/nn/random.ts";
-import { readSafetensorsFile } from "../lib/io/safetensors.ts";
+import { readSafetensorsFile } from "../lib/io/safetensors_file.ts";
 import { Adam } from "../lib/optim/adam.ts";
 import { fit, type FitOptions } from "../lib/train/fit.ts";
 import { lectureModel } from "../lib/train/experiment.ts";

@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { adapterKind } from "../lib/gpu/defaults.ts";
 import type { Gpu } from "../lib/gpu/device.ts";
 import { StepEncoder } from "../lib/gpu/encoder.ts";
-import { readSafetensorsFile, writeSafetensorsFile } from "../lib/io/safetensors.ts";
+import { readSafetensorsFile, writeSafetensorsFile } from "../lib/io/safetensors_file.ts";
 import { GpuDataset } from "../lib/data/dataset.ts";
 import { Loader } from "../lib/data/loader.ts";
 import { BatchNorm1d } from "../lib/nn/batchnorm.ts";

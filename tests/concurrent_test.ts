@@ -14,7 +14,7 @@ import type { ProgressSink } from "../lib/train/progress.ts";
 import { gpuTest } from "./helpers.ts";
 import { comparable, withoutTimes } from "./fixtures/history.ts";
 import { formatSummary, type SummaryRow } from "../lib/train/summary.ts";
-import { readSafetensorsFile } from "../lib/io/safetensors.ts";
+import { readSafetensorsFile } from "../lib/io/safetensors_file.ts";
 import { randomImages as images } from "./fixtures/random.ts";
 
 const data = { train: images(320, 1), test: images(96, 2), classes: [...CLASS_NAMES] };

@@ -20,7 +20,7 @@ import { Loader } from "../lib/data/loader.ts";
 import { Flatten, LeakyReLU, Linear } from "../lib/nn/layers.ts";
 import { CrossEntropyLoss } from "../lib/nn/loss.ts";
 import { manualSeed } from "../lib/nn/random.ts";
-import { readSafetensorsFile } from "../lib/io/safetensors.ts";
+import { readSafetensorsFile } from "../lib/io/safetensors_file.ts";
 import { Sequential } from "../lib/nn/sequential.ts";
 import { Adam } from "../lib/optim/adam.ts";
 import { readCheckpoint } from "../lib/train/checkpoint.ts";

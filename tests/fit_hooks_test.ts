@@ -19,7 +19,7 @@ import { SGD } from "../lib/optim/sgd.ts";
 import { fit, type FitOptions } from "../lib/train/fit.ts";
 import { lectureModel } from "../lib/train/experiment.ts";
 import type { StepInfo } from "../lib/train/step.ts";
-import { readSafetensorsFile } from "../lib/io/safetensors.ts";
+import { readSafetensorsFile } from "../lib/io/safetensors_file.ts";
 import { Tensor } from "../lib/tensor.ts";
 import type { BatchSource } from "../lib/train/schedule.ts";
 import { gpuTest } from "./helpers.ts";

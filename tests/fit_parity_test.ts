@@ -20,7 +20,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { Gpu } from "../lib/gpu/device.ts";
-import { writeSafetensorsFile } from "../lib/io/safetensors.ts";
+import { writeSafetensorsFile } from "../lib/io/safetensors_file.ts";
 import { MSELoss } from "../lib/nn/elementwise_loss.ts";
 import { CrossEntropyLoss } from "../lib/nn/loss.ts";
 import { manualSeed } from "../lib/nn/random.ts";

@@ -21,7 +21,7 @@ import { Loader } from "../lib/data/loader.ts";
 import { writeFileAtomic } from "../lib/io/atomic.ts";
 import { CrossEntropyLoss, LossStats } from "../lib/nn/loss.ts";
 import { manualSeed } from "../lib/nn/random.ts";
-import { readSafetensorsFile } from "../lib/io/safetensors.ts";
+import { readSafetensorsFile } from "../lib/io/safetensors_file.ts";
 import type { StateDict } from "../lib/nn/sequential.ts";
 import { Adam } from "../lib/optim/adam.ts";
 import { Tensor } from "../lib/tensor.ts";

@@ -21,7 +21,7 @@ import type { Sequential } from "../lib/nn/sequential.ts";
 import { Adam } from "../lib/optim/adam.ts";
 import { lectureModel, type Variant } from "../lib/train/experiment.ts";
 import { loadModel } from "../lib/train/checkpoint.ts";
-import { readSafetensorsFile, writeSafetensorsFile } from "../lib/io/safetensors.ts";
+import { readSafetensorsFile, writeSafetensorsFile } from "../lib/io/safetensors_file.ts";
 import { assertClose, assertWithin, hasGpu } from "./helpers.ts";
 import { encodeTrainingStep, type Trainer } from "../lib/train/step.ts";
 

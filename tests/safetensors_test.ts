@@ -13,10 +13,9 @@ import {
   decodeSafetensors,
   encodeSafetensors,
   type HostTensor,
-  readSafetensorsFile,
   type SafetensorsDType,
-  writeSafetensorsFile,
 } from "../lib/io/safetensors.ts";
+import { readSafetensorsFile, writeSafetensorsFile } from "../lib/io/safetensors_file.ts";
 // Not helpers.ts: importing it probes for a GPU.
 import { rng } from "./fixtures/random.ts";
 

@@ -18,11 +18,10 @@ import { checkDigests } from "../lib/io/digests.ts";
 import {
   decodeSafetensors,
   encodeSafetensors,
-  readSafetensorsFile,
   stateDictOf,
   type StateTensor,
-  writeSafetensorsFile,
 } from "../lib/io/safetensors.ts";
+import { readSafetensorsFile, writeSafetensorsFile } from "../lib/io/safetensors_file.ts";
 import { BatchNorm1d } from "../lib/nn/batchnorm.ts";
 import { Dropout } from "../lib/nn/dropout.ts";
 import { LeakyReLU, Linear } from "../lib/nn/layers.ts";

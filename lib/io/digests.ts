@@ -46,7 +46,7 @@ export async function digests(tensors: Record<string, HostTensor>): Promise<stri
  * @example Refuse a corrupt file before loading it
  * ```ts
  * import { checkDigests } from "./digests.ts";
- * import { readSafetensorsFile } from "./safetensors.ts";
+ * import { readSafetensorsFile } from "./safetensors_file.ts";
  *
  * async function readChecked(path: string) {
  *   const file = await readSafetensorsFile(path);

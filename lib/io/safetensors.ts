@@ -15,7 +15,6 @@
  * @module
  */
 
-import { writeFileAtomic } from "./atomic.ts";
 import { cut, type Json, parseJson, show } from "./strict_json.ts";
 
 /**
@@ -130,7 +129,7 @@ export interface StateTensor extends HostTensor {
 }
 
 /**
- * What {@link decodeSafetensors} and {@link readSafetensorsFile} return.
+ * What {@link decodeSafetensors} (and `readSafetensorsFile`) return.
  *
  * @example Tensors and metadata of a file
  * ```ts
@@ -299,32 +298,6 @@ function checkTensor(name: string, t: HostTensor): void {
 
 function boolProblem(index: number, value: unknown): string {
   return `has dtype BOOL but element ${index} is ${value} (expected 0 or 1)`;
-}
-
-/**
- * Writes tensors to `path` as safetensors, atomically (temp file, fsync, rename): an
- * interrupted write leaves the previous file or none, never a truncated one.
- *
- * @param metadata The `__metadata__` strings. Default: none (the header has no `__metadata__`).
- *
- * @example Save a model's state dict for PyTorch
- * ```ts
- * import { type Sequential, writeSafetensorsFile } from "@wgnn/wgnn";
- *
- * async function save(model: Sequential): Promise<void> {
- *   await writeSafetensorsFile("out/model.safetensors", await model.stateDict(), {
- *     format: "pt",
- *   });
- *   // python: torch_model.load_state_dict(safetensors.torch.load_file("out/model.safetensors"))
- * }
- * ```
- */
-export async function writeSafetensorsFile(
-  path: string,
-  tensors: Record<string, HostTensor>,
-  metadata?: Record<string, string>,
-): Promise<void> {
-  await writeFileAtomic(path, encodeSafetensors(tensors, metadata));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -509,24 +482,6 @@ function checkCoverage(
   }
 }
 
-/**
- * Reads and decodes a safetensors file (see {@link decodeSafetensors}); errors name the file.
- *
- * @example List the tensors of a checkpoint
- * ```ts
- * import { readSafetensorsFile } from "@wgnn/wgnn";
- *
- * async function list(path: string): Promise<string[]> {
- *   const { tensors, metadata } = await readSafetensorsFile(path);
- *   console.log(metadata); // e.g. { format: "pt" }
- *   return [...tensors].map(([name, t]) => `${name} ${t.dtype} [${t.shape.join(", ")}]`);
- * }
- * ```
- */
-export async function readSafetensorsFile(path: string): Promise<Safetensors> {
-  return decodeSafetensors(await Deno.readFile(path), path);
-}
-
 /** Options of {@link stateDictOf}. */
 export interface StateDictOfOptions {
   /**
@@ -545,7 +500,8 @@ export interface StateDictOfOptions {
  * @example Load PyTorch's weights into a model
  * ```ts
  * import type { Sequential } from "@wgnn/wgnn";
- * import { readSafetensorsFile, stateDictOf } from "./safetensors.ts";
+ * import { stateDictOf } from "./safetensors.ts";
+ * import { readSafetensorsFile } from "./safetensors_file.ts";
  *
  * async function loadFromTorch(model: Sequential, path: string): Promise<void> {
  *   model.loadStateDict(stateDictOf(await readSafetensorsFile(path)));

@@ -20,10 +20,10 @@ import { checkDigests, digests } from "../io/digests.ts";
 import {
   encodeSafetensors,
   type HostTensor as FileTensor,
-  readSafetensorsFile,
   type Safetensors,
   stateDictOf,
 } from "../io/safetensors.ts";
+import { readSafetensorsFile } from "../io/safetensors_file.ts";
 import type { Tensor } from "../tensor.ts";
 import type { Sequential } from "./sequential.ts";
 

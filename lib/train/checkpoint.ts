@@ -19,7 +19,7 @@
 import { join } from "node:path";
 import { writeTextFileAtomic } from "../io/atomic.ts";
 import { checkDigests, digests } from "../io/digests.ts";
-import { readSafetensorsFile, writeSafetensorsFile } from "../io/safetensors.ts";
+import { readSafetensorsFile, writeSafetensorsFile } from "../io/safetensors_file.ts";
 import type { HostTensor as FileTensor, Safetensors } from "../io/safetensors.ts";
 import type { Sequential, StateDict } from "../nn/sequential.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
