@@ -9,6 +9,8 @@
  * committed ones in tests/goldens/ are used.
  */
 
+import { decodeRecords } from "./browser/checks.ts";
+import { FLOOR, K, lossBounds, WELL_CONDITIONED } from "./browser/parity_bounds.ts";
 import assert from "node:assert/strict";
 import { PYTHON, torchMissing } from "./fixtures/torch.ts";
 import { join } from "node:path";
@@ -54,16 +56,7 @@ async function records(
   from: number,
   to: number,
 ): Promise<{ x: Float32Array; y: Uint32Array }> {
-  const bytes = await Deno.readFile(join(DATA, file));
-  const n = to - from;
-  const x = new Float32Array(n * 3072);
-  const y = new Uint32Array(n);
-  for (let r = 0; r < n; r++) {
-    const base = (from + r) * 3073;
-    y[r] = bytes[base];
-    for (let i = 0; i < 3072; i++) x[r * 3072 + i] = bytes[base + 1 + i] / 255;
-  }
-  return { x, y };
+  return decodeRecords(await Deno.readFile(join(DATA, file)), from, to);
 }
 
 async function evalLogits(gpu: Gpu, model: Sequential, count = 256): Promise<Float32Array> {
@@ -103,31 +96,6 @@ interface Golden {
   evalLogits64: number[];
   /** |float32 − float64| of PyTorch's own runs: per step, largest per tensor, largest logit. */
   spread32: { losses: number[]; weights: Record<string, number>; evalLogits: number };
-}
-
-// Ours may be this many times PyTorch's own float32-vs-float64 drift from PyTorch's float64 run.
-// Measured on lavapipe against PyTorch 1.13 with OpenBLAS's SkylakeX, Haswell, Sandybridge and
-// Prescott kernels (OPENBLAS_CORETYPE): at most 3.9× on plain and dropout (a 128×128 weight),
-// 4.9× on bn (the loss at step 4, where its drift grows 30-fold per step). 10 leaves a 2× margin
-// and still fails a 10% error in lr at step 2 on every model.
-const K = 10;
-// Below these a difference is float32 rounding, however small PyTorch's drift happened to be:
-// 4 ulps of a loss near 2.3; 40 ulps of a logit near 3 (a logit sums 3072 products); for weights,
-// 1/1000 of one Adam step (lr 1e-3).
-const FLOOR = { loss: 1e-6, logits: 1e-5, weight: 1e-6 };
-// Where PyTorch's float32 run stays within a few ulps of its float64 run. On bn only the first
-// step does (a forward pass from the shared weights). After that, BatchNorm after LeakyReLU makes
-// training ill-conditioned: a Linear bias whose units stay positive over the whole batch has an
-// exactly-zero gradient in exact arithmetic, and Adam turns its rounding noise into lr-sized steps.
-const WELL_CONDITIONED: Variant[] = ["plain", "dropout"];
-
-/** Per-step loss bounds: K × PyTorch's largest drift so far (it grows on bn), at least FLOOR. */
-function lossBounds(spread: number[]): number[] {
-  let drift = 0;
-  return spread.map((d) => {
-    drift = Math.max(drift, d);
-    return Math.max(K * drift, FLOOR.loss);
-  });
 }
 
 for (const variant of ["plain", "bn", "dropout"] as Variant[]) {
