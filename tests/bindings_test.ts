@@ -9,7 +9,9 @@
 import assert from "node:assert/strict";
 import { ACT_BACKWARD, ACT_FORWARD, ACTIVATION } from "../lib/nn/activation_kernel.ts";
 import { BATCHNORM } from "../lib/nn/batchnorm.ts";
+import { BATCHNORM2D } from "../lib/nn/batchnorm2d.ts";
 import { CONV2D } from "../lib/nn/conv.ts";
+import { POOL2D } from "../lib/nn/pool.ts";
 import { COUNTER_ADVANCE, DROPOUT_KERNEL } from "../lib/nn/dropout.ts";
 import { ELEMENTWISE_LOSS } from "../lib/nn/elementwise_loss.ts";
 import type { EntryPoint, KernelFamily } from "../lib/nn/kernel_call.ts";
@@ -26,7 +28,9 @@ const FAMILIES: readonly KernelFamily[] = [
   ACTIVATION,
   ADD,
   BATCHNORM,
+  BATCHNORM2D,
   CONV2D,
+  POOL2D,
   CROSS_ENTROPY,
   DROPOUT_KERNEL,
   CONFUSION,

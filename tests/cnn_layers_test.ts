@@ -13,7 +13,25 @@ import { Conv2d, type Conv2dOptions } from "../lib/nn/conv.ts";
 import { Module } from "../lib/nn/module.ts";
 import { Sequential } from "../lib/nn/sequential.ts";
 import { manualSeed } from "../lib/nn/random.ts";
-import { conv2dBackward, conv2dForward, type ConvGeometry, type Shape4 } from "./reference/cnn.ts";
+import { AdaptiveAvgPool2d, AvgPool2d, MaxPool2d } from "../lib/nn/pool.ts";
+import { BatchNorm2d } from "../lib/nn/batchnorm2d.ts";
+import { Dropout } from "../lib/nn/dropout.ts";
+import { Flatten } from "../lib/nn/layers.ts";
+import {
+  avgPoolBackward,
+  avgPoolForward,
+  batchnorm2dBackward,
+  batchnorm2dEval,
+  batchnorm2dTrain,
+  conv2dBackward,
+  conv2dForward,
+  type ConvGeometry,
+  maxPoolBackward,
+  maxPoolForward,
+  type PoolGeometry,
+  type Shape4,
+} from "./reference/cnn.ts";
+import { dropoutMask } from "./reference/dropout_mask.ts";
 import { finiteDiff } from "./reference/nn.ts";
 import { assertClose, gpuTest, randomArray } from "./helpers.ts";
 
@@ -269,6 +287,303 @@ gpuTest("Conv2d: an input of the wrong rank is refused with its shape", async (g
     () => model.forward(new StepEncoder(gpu), X),
     /expected input \[batch, 3, H, W\] f32.*\[2, 75\]/,
   );
+  await gpu.sync();
   X.dispose();
   model.dispose();
 });
+
+// ---- Pools. ----
+
+Deno.test("twin: pool backward passes match finite differences (max away from ties)", () => {
+  const shape: Shape4 = [2, 3, 7, 6];
+  const n = 2 * 3 * 7 * 6;
+  // Distinct values, so no finite step changes which element is the maximum.
+  const x = Float64Array.from({ length: n }, (_, i) => ((i * 37) % n) / n + 0.001 * i);
+  const g: PoolGeometry = { kernel: [3, 2], stride: [2, 1], pad: [1, 1] };
+  for (
+    const [what, geometry] of [
+      ["avg", g],
+      ["adaptive", { adaptive: [3, 4] as const }],
+    ] as const
+  ) {
+    const len = avgPoolForward(x, shape, geometry).length;
+    const dy = Float64Array.from(randomArray(len, 31));
+    const dot = dotWith(dy);
+    const dx = avgPoolBackward(dy, shape, geometry);
+    const ix = [0, 11, 40, 77, 251];
+    assertClose(
+      finiteDiff((v) => dot(avgPoolForward(v, shape, geometry)), x, ix),
+      ix.map((i) => dx[i]),
+      {
+        atol: 1e-7,
+        what,
+      },
+    );
+  }
+  const { y, argmax } = maxPoolForward(x, shape, g);
+  const dy = Float64Array.from(randomArray(y.length, 32));
+  const dx = maxPoolBackward(argmax, dy, shape, g);
+  const ix = Array.from({ length: 40 }, (_, k) => k * 6);
+  assertClose(
+    finiteDiff((v) => dotWith(dy)(maxPoolForward(v, shape, g).y), x, ix, 1e-7),
+    ix.map((i) => dx[i]),
+    { atol: 1e-6, what: "max" },
+  );
+});
+
+const POOL_CASES: {
+  name: string;
+  make: () => Module;
+  shape: Shape4;
+  twin: PoolGeometry | { adaptive: [number, number] };
+}[] = [
+  {
+    name: "MaxPool2d(2)",
+    make: () => new MaxPool2d(2),
+    shape: [3, 4, 9, 8],
+    twin: { kernel: [2, 2], stride: [2, 2], pad: [0, 0] },
+  },
+  {
+    name: "MaxPool2d(3, 2, 1) (overlapping)",
+    make: () => new MaxPool2d(3, 2, 1),
+    shape: [2, 3, 9, 7],
+    twin: { kernel: [3, 3], stride: [2, 2], pad: [1, 1] },
+  },
+  {
+    name: "MaxPool2d([3, 2], 1)",
+    make: () => new MaxPool2d([3, 2], 1),
+    shape: [2, 2, 6, 5],
+    twin: { kernel: [3, 2], stride: [1, 1], pad: [0, 0] },
+  },
+  {
+    name: "AvgPool2d(2)",
+    make: () => new AvgPool2d(2),
+    shape: [3, 4, 9, 8],
+    twin: { kernel: [2, 2], stride: [2, 2], pad: [0, 0] },
+  },
+  {
+    name: "AvgPool2d(3, 2, 1) (count_include_pad)",
+    make: () => new AvgPool2d(3, 2, 1),
+    shape: [2, 3, 9, 7],
+    twin: { kernel: [3, 3], stride: [2, 2], pad: [1, 1] },
+  },
+  {
+    name: "AdaptiveAvgPool2d(1)",
+    make: () => new AdaptiveAvgPool2d(1),
+    shape: [3, 5, 7, 6],
+    twin: { adaptive: [1, 1] },
+  },
+  {
+    name: "AdaptiveAvgPool2d([3, 4]) (overlapping windows)",
+    make: () => new AdaptiveAvgPool2d([3, 4]),
+    shape: [2, 3, 7, 6],
+    twin: { adaptive: [3, 4] },
+  },
+];
+
+for (const c of POOL_CASES) {
+  gpuTest(`${c.name}: output and dX match the f64 twin`, async (gpu) => {
+    // Rounded to a coarse grid, so windows hold ties: the first maximum must win.
+    const x = randomArray(c.shape.reduce((a, v) => a * v), 41).map((v) => Math.round(v * 4) / 4);
+    const want = "adaptive" in c.twin
+      ? { y: avgPoolForward(x, c.shape, c.twin), argmax: null }
+      : c.name.startsWith("Max")
+      ? maxPoolForward(x, c.shape, c.twin)
+      : { y: avgPoolForward(x, c.shape, c.twin), argmax: null };
+    const dy = randomArray(want.y.length, 42);
+    const got = await runLayer(gpu, c.make(), x, c.shape, dy);
+    assertClose(got.y, want.y, { atol: 1e-6, what: "y" });
+    const dx = want.argmax
+      ? maxPoolBackward(want.argmax, dy, c.shape, c.twin as PoolGeometry)
+      : avgPoolBackward(dy, c.shape, c.twin);
+    assertClose(got.dx, dx, { atol: 1e-6, what: "dX" });
+    got.model.dispose();
+  });
+}
+
+Deno.test("Pools: shapes, PyTorch's names, bad arguments refused", () => {
+  assert.deepEqual(new MaxPool2d(2).outputShape([8, 5, 5]), [8, 2, 2]);
+  assert.equal(
+    new MaxPool2d(3, 2, 1).describe(),
+    "MaxPool2d(kernel_size=(3, 3), stride=(2, 2), padding=(1, 1))",
+  );
+  assert.equal(new AdaptiveAvgPool2d(1).describe(), "AdaptiveAvgPool2d(output_size=(1, 1))");
+  assert.throws(
+    () => new MaxPool2d(2, 2, 2),
+    /padding must be at most half the kernel size \(2×2\): current value is \[2, 2\]/,
+  );
+  assert.throws(() => new AvgPool2d(0), /kernelSize must be > 0/);
+  assert.throws(() => new MaxPool2d(2, 0), /stride must be > 0/);
+  assert.throws(() => new AdaptiveAvgPool2d([2, 0]), /outputSize must be > 0/);
+  assert.throws(
+    () => new MaxPool2d(4).outputShape([3, 3, 8]),
+    /larger than the padded input \(3×8\)/,
+  );
+  assert.throws(
+    () => new AvgPool2d(2).outputShape([3, 8]),
+    /expected input \[C, H, W\]: current input is \[3, 8\]/,
+  );
+});
+
+// ---- BatchNorm2d. ----
+
+Deno.test("twin: batchnorm2d backward matches finite differences", () => {
+  const shape: Shape4 = [3, 2, 3, 2];
+  const x = Float64Array.from(randomArray(36, 51, -2, 2));
+  const gamma = Float64Array.from([0.7, 1.3]);
+  const beta = Float64Array.from([0.1, -0.4]);
+  const dy = Float64Array.from(randomArray(36, 52));
+  const dot = dotWith(dy);
+  const { dx, dgamma, dbeta } = batchnorm2dBackward(x, shape, gamma, dy, 1e-5);
+  const ix = [0, 5, 6, 17, 35];
+  assertClose(
+    finiteDiff((v) => dot(batchnorm2dTrain(v, shape, gamma, beta, 1e-5).y), x, ix),
+    ix.map((i) => dx[i]),
+    {
+      atol: 1e-6,
+      what: "dx",
+    },
+  );
+  assertClose(finiteDiff((v) => dot(batchnorm2dTrain(x, shape, v, beta, 1e-5).y), gamma, [0, 1]), [
+    ...dgamma,
+  ], {
+    atol: 1e-6,
+    what: "dgamma",
+  });
+  assertClose(finiteDiff((v) => dot(batchnorm2dTrain(x, shape, gamma, v, 1e-5).y), beta, [0, 1]), [
+    ...dbeta,
+  ], {
+    atol: 1e-6,
+    what: "dbeta",
+  });
+});
+
+gpuTest(
+  "BatchNorm2d: train forward, backward, running stats and eval match the twin",
+  async (gpu) => {
+    const shape: Shape4 = [3, 5, 7, 6];
+    const C = 5, m = 3 * 7 * 6;
+    const x = randomArray(3 * 5 * 42, 61, -1, 3);
+    const dy = randomArray(x.length, 62);
+    const gamma = randomArray(C, 63, 0.5, 1.5), beta = randomArray(C, 64);
+    const runningMean = randomArray(C, 65), runningVar = randomArray(C, 66, 0.5, 2);
+    const bn = new BatchNorm2d(C, { momentum: 0.2 });
+    const got = await runLayer(gpu, bn, x, shape, dy, {
+      steps: 2,
+      setState: (model) =>
+        model.loadStateDict({
+          "0.layer.weight": { dtype: "F32", shape: [C], data: gamma },
+          "0.layer.bias": { dtype: "F32", shape: [C], data: beta },
+          "0.layer.running_mean": { dtype: "F32", shape: [C], data: runningMean },
+          "0.layer.running_var": { dtype: "F32", shape: [C], data: runningVar },
+          "0.layer.num_batches_tracked": { dtype: "I64", shape: [], data: BigInt64Array.of(3n) },
+        }),
+    });
+    const train = batchnorm2dTrain(x, shape, gamma, beta, 1e-5);
+    assertClose(got.y, train.y, { atol: 2e-5, what: "y" });
+    const back = batchnorm2dBackward(x, shape, gamma, dy, 1e-5);
+    assertClose(got.dx, back.dx, { atol: 2e-5, what: "dX" });
+    assertClose(got.grads["0.layer.weight"].data as Float32Array, back.dgamma, {
+      atol: 1e-4,
+      what: "dγ",
+    });
+    assertClose(got.grads["0.layer.bias"].data as Float32Array, back.dbeta, {
+      atol: 1e-4,
+      what: "dβ",
+    });
+    // Two training forwards: the running estimates moved twice, with the unbiased variance.
+    let rm = Array.from(runningMean), rv = Array.from(runningVar);
+    for (let step = 0; step < 2; step++) {
+      rm = rm.map((v, c) => 0.8 * v + 0.2 * train.mean[c]);
+      rv = rv.map((v, c) => 0.8 * v + 0.2 * train.variance[c] * m / (m - 1));
+    }
+    assertClose(got.state["0.layer.running_mean"].data as Float32Array, rm, {
+      atol: 1e-6,
+      what: "running_mean",
+    });
+    assertClose(got.state["0.layer.running_var"].data as Float32Array, rv, {
+      atol: 1e-5,
+      what: "running_var",
+    });
+    assert.equal((got.state["0.layer.num_batches_tracked"].data as BigInt64Array)[0], 5n);
+    // Eval mode: the running estimates.
+    got.model.eval();
+    const X = Tensor.from(gpu, x, shape);
+    const enc = new StepEncoder(gpu);
+    const Y = got.model.forward(enc, X);
+    enc.submit();
+    assertClose(await Y.toFloat32(), batchnorm2dEval(x, shape, gamma, beta, rm, rv, 1e-5), {
+      atol: 2e-5,
+      what: "eval y",
+    });
+    X.dispose();
+    got.model.dispose();
+  },
+);
+
+gpuTest("BatchNorm2d: affine false and bad inputs", async (gpu) => {
+  const shape: Shape4 = [2, 3, 4, 5];
+  const x = randomArray(120, 71);
+  const dy = randomArray(120, 72);
+  const bn = new BatchNorm2d(3, { affine: false });
+  assert.deepEqual(bn.parameterSpecs(), []);
+  const got = await runLayer(gpu, bn, x, shape, dy);
+  const ones = [1, 1, 1], zeros = [0, 0, 0];
+  assertClose(got.y, batchnorm2dTrain(x, shape, ones, zeros, 1e-5).y, { atol: 2e-5, what: "y" });
+  assertClose(got.dx, batchnorm2dBackward(x, shape, ones, dy, 1e-5).dx, { atol: 2e-5, what: "dX" });
+  assert.throws(
+    () => bn.outputShape([4, 4, 5]),
+    /expected input \[3, H, W\]: current input is \[4, 4, 5\]/,
+  );
+  const X = Tensor.from(gpu, new Float32Array(3), [1, 3, 1, 1]);
+  assert.throws(() => got.model.forward(new StepEncoder(gpu), X), /more than 1 value per channel/);
+  assert.throws(
+    () => new BatchNorm2d(3, { momentum: 2 }),
+    /momentum must be in \[0, 1\]: current value is 2/,
+  );
+  await gpu.sync();
+  X.dispose();
+  got.model.dispose();
+});
+
+// ---- Flatten and Dropout on NCHW. ----
+
+gpuTest(
+  "Flatten of [N, C, H, W] is a view; Dropout on NCHW masks every element as on rows",
+  async (gpu) => {
+    manualSeed(9);
+    const shape: Shape4 = [3, 4, 5, 2];
+    const x = randomArray(120, 81);
+    const model = new Sequential(new Dropout(0.25), new Flatten()).to(gpu);
+    assert.deepEqual(model.outputShape([4, 5, 2]), [40]);
+    const X = Tensor.from(gpu, x, shape);
+    const enc = new StepEncoder(gpu);
+    const Y = model.forward(enc, X);
+    const DY = Tensor.from(gpu, randomArray(120, 82), [3, 40]);
+    const DX = model.backward(enc, DY);
+    enc.submit();
+    assert.deepEqual(Y.shape, [3, 40]);
+    assert.deepEqual(DX.shape, [3, 4, 5, 2]);
+    // Dropout's mask is the same hash over the flat index whatever the shape.
+    const mask = dropoutMask(9, 0, 0, 3, 40, 0.25);
+    const scale = Math.fround(1 / 0.75);
+    assertClose(await Y.toFloat32(), x.map((v, i) => v * mask[i] * scale), {
+      atol: 1e-6,
+      what: "y",
+    });
+    const dyv = await DY.toFloat32();
+    assertClose(await DX.toFloat32(), dyv.map((v, i) => v * mask[i] * scale), {
+      atol: 1e-6,
+      what: "dX",
+    });
+    // Flatten returns a view of its input's buffer, not a copy.
+    const flat = new Flatten();
+    const view = flat.forward(enc, X);
+    assert.equal(view.buffer, X.buffer);
+    assert.deepEqual(view.shape, [3, 40]);
+    assert.deepEqual(flat.backward(enc, view).shape, [3, 4, 5, 2]);
+    X.dispose();
+    DY.dispose();
+    model.dispose();
+  },
+);

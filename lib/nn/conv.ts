@@ -418,7 +418,6 @@ export class Conv2d extends Module {
     const OC = this.outChannels;
     const p = bufs.params;
     const partial = bufs.partial();
-    const cols = this.#weightInit.length / OC;
     this.#backWeight!.encode(enc, grid1d(Math.ceil(bufs.weightBlocks / WG)), {
       x,
       dy: dY,

@@ -1,0 +1,184 @@
+// batchnorm2d.wgsl — BatchNorm2d over an NCHW batch, as PyTorch computes it: statistics per
+// channel over the N·H·W values of that channel.
+//
+// Math (train):  m = N·H·W;  μ = Σ x/m,  σ² = Σ (x−μ)²/m (biased),  r = 1/√(σ²+eps)
+//                y = (x−μ)·r·γ + β
+//                running_mean ← (1−momentum)·running_mean + momentum·μ
+//                running_var  ← (1−momentum)·running_var  + momentum·σ²·m/(m−1) (unbiased)
+//                num_batches_tracked += 1
+// Math (eval):   y = (x−running_mean)/√(running_var+eps)·γ + β (batch statistics when !TRACK)
+// Math (backward, train statistics): x̂ = (x−μ)·r
+//                dγ += Σ dy·x̂,  dβ += Σ dy
+//                dx = γ·r·(dy − Σ dy/m − x̂·Σ(dy·x̂)/m)
+//           Two passes (mean, then variance) keep σ² accurate in f32. Sums are per-lane strided
+//           sums, then a fixed-order tree over the workgroup: the same bits every run.
+// Layout:   as batchnorm.wgsl: `saved` = [μ (C), r (C)] of the last training forward;
+//           `state` = [running_mean (C), running_var (C), num_batches_tracked (1, u32 bits)].
+// Bindings: forward_*: 0 x, 1 gamma, 2 beta (storage, read), 3 y, 4 saved, 5 state (storage,
+//           read_write), 6 p: Params (storage, read; see batchnorm.wgsl).
+//           backward:  0 x, 1 gamma, 7 dy, 8 saved_in (storage, read), 9 dx, 10 dgamma,
+//           11 dbeta (storage, read_write), 6 p.
+// Dispatch: one workgroup of WG = 64 invocations per channel (WG sizes the reduction array);
+//           grid = [C, 1, 1]. Lane l visits the channel's values l, l + WG, … with its (n, k)
+//           position carried along (no division in the loops).
+
+struct Params {
+  N: u32,
+  C: u32,
+  HW: u32,
+  eps: f32,
+  momentum: f32,
+}
+
+override AFFINE: bool = true;
+override TRACK: bool = true;
+
+const WG = 64u;
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> gamma: array<f32>;
+@group(0) @binding(2) var<storage, read> beta: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> saved: array<f32>;
+@group(0) @binding(5) var<storage, read_write> state: array<f32>;
+@group(0) @binding(6) var<storage, read> p: Params;
+@group(0) @binding(7) var<storage, read> dy: array<f32>;
+@group(0) @binding(8) var<storage, read> saved_in: array<f32>;
+@group(0) @binding(9) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(10) var<storage, read_write> dgamma: array<f32>;
+@group(0) @binding(11) var<storage, read_write> dbeta: array<f32>;
+
+var<workgroup> red: array<vec2<f32>, 64>;
+
+// The workgroup's sum of v (two sums at once), in a fixed order; every lane gets it.
+fn total(v: vec2<f32>, li: u32) -> vec2<f32> {
+  red[li] = v;
+  workgroupBarrier();
+  for (var half = WG / 2u; half > 0u; half >>= 1u) {
+    if (li < half) {
+      red[li] += red[li + half];
+    }
+    workgroupBarrier();
+  }
+  let s = red[0];
+  workgroupBarrier();
+  return s;
+}
+
+// Index of lane li's first value of channel c, and the step to the next one, as (n, k).
+struct Cursor {
+  n: u32,
+  k: u32,
+}
+
+fn first(li: u32) -> Cursor {
+  return Cursor(li / p.HW, li % p.HW);
+}
+
+fn advance(cur: Cursor) -> Cursor {
+  var k = cur.k + WG;
+  var n = cur.n;
+  while (k >= p.HW) {
+    k -= p.HW;
+    n += 1u;
+  }
+  return Cursor(n, k);
+}
+
+fn at(cur: Cursor, c: u32) -> u32 {
+  return (cur.n * p.C + c) * p.HW + cur.k;
+}
+
+// (μ, σ²) of channel c, σ² biased.
+fn batch_stats(c: u32, li: u32) -> vec2<f32> {
+  let m = f32(p.N * p.HW);
+  var s = 0.0;
+  for (var cur = first(li); cur.n < p.N; cur = advance(cur)) {
+    s += x[at(cur, c)];
+  }
+  let mean = total(vec2<f32>(s, 0.0), li).x / m;
+  var q = 0.0;
+  for (var cur = first(li); cur.n < p.N; cur = advance(cur)) {
+    let d = x[at(cur, c)] - mean;
+    q += d * d;
+  }
+  return vec2<f32>(mean, total(vec2<f32>(q, 0.0), li).x / m);
+}
+
+fn normalize(c: u32, li: u32, mean: f32, rstd: f32) {
+  var g = 1.0;
+  var b = 0.0;
+  if (AFFINE) {
+    g = gamma[c];
+    b = beta[c];
+  }
+  for (var cur = first(li); cur.n < p.N; cur = advance(cur)) {
+    let i = at(cur, c);
+    y[i] = (x[i] - mean) * rstd * g + b;
+  }
+}
+
+@compute @workgroup_size(WG)
+fn forward_train(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let c = wg.x;
+  let st = batch_stats(c, li);
+  let rstd = inverseSqrt(st.y + p.eps);
+  normalize(c, li, st.x, rstd);
+  if (li == 0u) {
+    saved[c] = st.x;
+    saved[p.C + c] = rstd;
+    if (TRACK) {
+      let m = f32(p.N * p.HW);
+      let unbiased = st.y * m / (m - 1.0);
+      state[c] = (1.0 - p.momentum) * state[c] + p.momentum * st.x;
+      state[p.C + c] = (1.0 - p.momentum) * state[p.C + c] + p.momentum * unbiased;
+      if (c == 0u) {
+        state[2u * p.C] = bitcast<f32>(bitcast<u32>(state[2u * p.C]) + 1u);
+      }
+    }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn forward_eval(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let c = wg.x;
+  var mean: f32;
+  var variance: f32;
+  if (TRACK) {
+    mean = state[c];
+    variance = state[p.C + c];
+  } else {
+    let st = batch_stats(c, li);
+    mean = st.x;
+    variance = st.y;
+  }
+  normalize(c, li, mean, inverseSqrt(variance + p.eps));
+}
+
+@compute @workgroup_size(WG)
+fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let c = wg.x;
+  let mean = saved_in[c];
+  let rstd = saved_in[p.C + c];
+  var part = vec2<f32>(0.0);
+  for (var cur = first(li); cur.n < p.N; cur = advance(cur)) {
+    let i = at(cur, c);
+    let g = dy[i];
+    part += vec2<f32>(g, g * (x[i] - mean) * rstd);
+  }
+  let sums = total(part, li);
+  var k = rstd;
+  if (AFFINE) {
+    k *= gamma[c];
+    if (li == 0u) {
+      dgamma[c] += sums.y;
+      dbeta[c] += sums.x;
+    }
+  }
+  let inv_m = 1.0 / f32(p.N * p.HW);
+  for (var cur = first(li); cur.n < p.N; cur = advance(cur)) {
+    let i = at(cur, c);
+    let xhat = (x[i] - mean) * rstd;
+    dx[i] = k * (dy[i] - sums.x * inv_m - xhat * sums.y * inv_m);
+  }
+}
