@@ -6,11 +6,10 @@
  */
 
 import assert from "node:assert/strict";
-import type { Gpu } from "../lib/gpu/device.ts";
 import { StepEncoder } from "../lib/gpu/encoder.ts";
 import { Tensor } from "../lib/tensor.ts";
 import { Conv2d, type Conv2dOptions } from "../lib/nn/conv.ts";
-import { Module } from "../lib/nn/module.ts";
+import type { Module } from "../lib/nn/module.ts";
 import { Sequential } from "../lib/nn/sequential.ts";
 import { manualSeed } from "../lib/nn/random.ts";
 import { AdaptiveAvgPool2d, AvgPool2d, MaxPool2d } from "../lib/nn/pool.ts";
@@ -34,27 +33,7 @@ import {
 import { dropoutMask } from "./reference/dropout_mask.ts";
 import { finiteDiff } from "./reference/nn.ts";
 import { assertClose, gpuTest, randomArray } from "./helpers.ts";
-
-/** Holds one layer so that it computes its input gradient (a model's first layer does not). */
-export class WithInputGrad extends Module {
-  readonly layer: Module;
-  constructor(layer: Module) {
-    super();
-    this.layer = this.register("layer", layer);
-  }
-  describe(): string {
-    return `WithInputGrad(${this.layer.describe()})`;
-  }
-  outputShape(input: readonly number[]): number[] {
-    return this.layer.outputShape(input);
-  }
-  forward(enc: StepEncoder, x: Tensor): Tensor {
-    return this.layer.forward(enc, x);
-  }
-  backward(enc: StepEncoder, dY: Tensor): Tensor {
-    return this.layer.backward(enc, dY);
-  }
-}
+import { runLayer } from "./fixtures/cnn.ts";
 
 const dotWith = (dy: ArrayLike<number>) => (y: ArrayLike<number>) => {
   let s = 0;
@@ -117,37 +96,6 @@ Deno.test("twin: conv2d backward (stride, padding, dilation, groups) matches fin
 });
 
 // ---- Conv2d on the GPU against the twin. ----
-
-/** One forward and backward of `layer` on x [shape]; output, dX and the gradients by name. */
-export async function runLayer(
-  gpu: Gpu,
-  layer: Module,
-  x: Float32Array,
-  shape: readonly number[],
-  dy: Float32Array,
-  options: { setState?: (model: Sequential) => void; steps?: number } = {},
-) {
-  const model = new Sequential(new WithInputGrad(layer)).to(gpu);
-  options.setState?.(model);
-  const X = Tensor.from(gpu, x, shape, "x");
-  let y: Float32Array = new Float32Array();
-  let dx: Float32Array = new Float32Array();
-  for (let step = 0; step < (options.steps ?? 1); step++) {
-    const enc = new StepEncoder(gpu);
-    model.parameters().zeroGrad(enc);
-    const Y = model.forward(enc, X);
-    const DY = Tensor.from(gpu, dy, Y.shape, "dy");
-    const DX = model.backward(enc, DY);
-    enc.submit();
-    y = await Y.toFloat32();
-    dx = await DX.toFloat32();
-    DY.dispose();
-  }
-  const grads = await model.gradients();
-  const state = await model.stateDict();
-  X.dispose();
-  return { y, dx, grads, state, model };
-}
 
 const CONV_CASES: {
   name: string;
