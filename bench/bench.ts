@@ -20,6 +20,7 @@ import { matmulChoice } from "../lib/ops/matmul_choice.ts";
 import { benchExperiment } from "./experiment.ts";
 import { benchTfjs } from "./peers/tfjs.ts";
 import { benchTorch } from "./peers/torch.ts";
+import { benchJaxjs, JAXJS_BACKENDS, JAXJS_VERSION, releaseJaxjs } from "./peers/jaxjs.ts";
 import { type BenchReport, type BenchResult, syntheticSet } from "./util.ts";
 import { scriptArgs } from "../lib/cli/args.ts";
 
@@ -29,12 +30,13 @@ const HELP =
 Measures, on the current WebGPU adapter: the matmul engine on the seed's shapes (GFLOP/s) against
 an in-process yardstick kernel; training and evaluation of the seed's three models (samples/s,
 batch 1024, Adam, synthetic data on the GPU) and one CIFAR-10-sized epoch; and, in the same run,
-the same models in TensorFlow.js's WebGPU backend and in PyTorch on the CPU, with ratios.
-Figures are medians of rounds after warm-up.
+the same models in TensorFlow.js's WebGPU backend, in PyTorch on the CPU and in jax-js (its wasm
+backend with 2 workers and its WebGPU backend), with ratios. Figures are medians of rounds after
+warm-up.
 
   --out FILE        also write the results as JSON
-  --only LIST       comma-separated sections: matmul,train,profile,data,experiment,tfjs,torch
-                    (default all)
+  --only LIST       comma-separated sections:
+                    matmul,train,profile,data,experiment,tfjs,torch,jaxjs (default all)
   --experiment-epochs N
                     epochs per variant of the timed full experiment (default 200, the seed's,
                     on hardware adapters; 2 on software ones, with the figure scaled to 200)
@@ -71,7 +73,7 @@ async function main(): Promise<void> {
         quick: { type: "boolean", default: false },
         rounds: { type: "string", default: "5" },
         adapters: { type: "string", default: "current" },
-        only: { type: "string", default: "matmul,train,profile,data,experiment,tfjs,torch" },
+        only: { type: "string", default: "matmul,train,profile,data,experiment,tfjs,torch,jaxjs" },
         "experiment-epochs": { type: "string" },
         data: { type: "string", default: "../shared/data" },
         "vector-width": { type: "string" },
@@ -158,6 +160,11 @@ async function main(): Promise<void> {
   if (only.has("tfjs")) {
     results.push(...await tfjsResults(args.quick, gpu.adapter.fallback ? 5 : 50));
   }
+  if (only.has("jaxjs")) {
+    results.push(
+      ...await jaxjsResults(args.quick, gpu.adapter.fallback ? 5 : 50, gpu.adapter.description),
+    );
+  }
   printTable(results);
   const report: BenchReport & { others?: { label: string; report: BenchReport }[] } = {
     adapter: gpu.adapter.description,
@@ -179,7 +186,7 @@ async function main(): Promise<void> {
 }
 
 const VARIANT_NAMES = ["plain", "bn", "dropout"] as const;
-const SECTIONS = ["matmul", "train", "profile", "data", "experiment", "tfjs", "torch"];
+const SECTIONS = ["matmul", "train", "profile", "data", "experiment", "tfjs", "torch", "jaxjs"];
 
 /** Loading CIFAR-10 onto the GPU, and gathering one batch (issue 4's targets). */
 async function dataResults(
@@ -267,6 +274,56 @@ async function tfjsResults(quick: boolean, steps: number): Promise<BenchResult[]
   return out;
 }
 
+/**
+ * jax-js on its wasm backend (2 workers) and its WebGPU backend (the same adapter), same models.
+ * Each variant's losses go to a debug line: they should start near ln 10 and fall like wgnn's.
+ */
+async function jaxjsResults(
+  quick: boolean,
+  gpuSteps: number,
+  adapter: string,
+): Promise<BenchResult[]> {
+  const out: BenchResult[] = [];
+  try {
+    for (const backend of JAXJS_BACKENDS) {
+      for (const v of quick ? ["plain" as const] : VARIANT_NAMES) {
+        try {
+          const r = await benchJaxjs({
+            backend,
+            variant: v,
+            batchSize: 1024,
+            warmupSteps: 2,
+            // wasm takes ~0.2 s a step on 2 cores; WebGPU as many steps per round as TF.js.
+            steps: quick ? 2 : backend === "wasm" ? 10 : gpuSteps,
+            rounds: quick ? 1 : 3,
+          });
+          const where = backend === "wasm"
+            ? `${r.workers} workers`
+            : `${r.adapter}${
+              r.adapter === adapter ? "" : `, NOT the toolkit's adapter (${adapter})`
+            }`;
+          // Steps alternate between two batches: compare losses two steps apart.
+          const l = r.losses.map((x) => x.toFixed(4));
+          const shown = l.length <= 8 ? l : [...l.slice(0, 4), "...", ...l.slice(-4)];
+          console.log(
+            `jaxjs ${JAXJS_VERSION} ${backend} ${v} (${where}): loss by step ${shown.join(" ")}`,
+          );
+          out.push({ name: `jaxjs-${backend}/train/${v}`, unit: "samples/s", value: r.train }, {
+            name: `jaxjs-${backend}/eval/${v}`,
+            unit: "samples/s",
+            value: r.eval,
+          });
+        } catch (e) {
+          console.log(`jaxjs: ${backend} ${v} failed: ${(e as Error).message}`);
+        }
+      }
+    }
+  } finally {
+    releaseJaxjs(); // its wasm workers would keep the process alive
+  }
+  return out;
+}
+
 function printTable(results: BenchResult[]): void {
   const value = (name: string) => results.find((r) => r.name === name)?.value;
   const yard = value("matmul/1024x3072x128/yardstick");
@@ -283,6 +340,10 @@ function printTable(results: BenchResult[]): void {
       const pt = value(`torch/${r.name}`);
       if (tf) notes.push(`${(own / tf).toFixed(1)}x TF.js`);
       if (pt) notes.push(`${(own / pt).toFixed(2)}x PyTorch CPU`);
+      const jw = value(`jaxjs-wasm/${r.name}`);
+      const jg = value(`jaxjs-webgpu/${r.name}`);
+      if (jw) notes.push(`${(own / jw).toFixed(2)}x jax-js wasm`);
+      if (jg) notes.push(`${(own / jg).toFixed(1)}x jax-js WebGPU`);
     }
     if (typeof r.dispatchesPerStep === "number") {
       notes.push(`${r.dispatchesPerStep.toFixed(0)} dispatches/step`);
