@@ -95,14 +95,27 @@ class PoolBuffers {
   }
 }
 
-/** What the three pools share: shape checks, per-shape buffers, dispatch. */
-abstract class Pool2d extends Module {
+/**
+ * What the three pools share: shape checks, per-shape buffers and the dispatches of
+ * kernels/pool2d.wgsl. Not built directly: use {@link MaxPool2d}, {@link AvgPool2d} or
+ * {@link AdaptiveAvgPool2d}.
+ *
+ * @example Every pool is a Pool2d
+ * ```ts
+ * import { MaxPool2d, Pool2d } from "@wgnn/wgnn";
+ * import { equal } from "node:assert/strict";
+ *
+ * equal(new MaxPool2d(2) instanceof Pool2d, true);
+ * ```
+ */
+export abstract class Pool2d extends Module {
   readonly #byShape = new Map<string, PoolBuffers>();
   #x: Tensor | null = null;
   #forward: KernelCall<typeof MAX_FORWARD> | KernelCall<typeof AVG_FORWARD> | null = null;
   #maxBackward: KernelCall<typeof MAX_BACKWARD> | null = null;
   #avgBackward: KernelCall<typeof AVG_BACKWARD> | null = null;
 
+  /** `kind` picks the kernel entry points. */
   protected constructor(readonly kind: "max" | "avg" | "adaptive") {
     super();
   }
@@ -196,12 +209,27 @@ abstract class Pool2d extends Module {
   }
 }
 
-/** Kernel, stride and padding of a windowed pool, checked as PyTorch checks them. */
-class Window {
+/**
+ * Kernel, stride and padding of a windowed pool, checked as PyTorch checks them (what
+ * {@link MaxPool2d.geometry} and {@link AvgPool2d.geometry} hold).
+ *
+ * @example
+ * ```ts
+ * import { MaxPool2d } from "@wgnn/wgnn";
+ * import { deepEqual } from "node:assert/strict";
+ *
+ * deepEqual(new MaxPool2d(3, 2).geometry.stride, [2, 2]);
+ * ```
+ */
+export class PoolWindow {
+  /** [kh, kw]. */
   readonly kernel: [number, number];
+  /** [sh, sw]. */
   readonly stride: [number, number];
+  /** [ph, pw], on each side. */
   readonly padding: [number, number];
 
+  /** Checks the arguments of `what` (named in errors); `stride` Default: the kernel. */
   constructor(what: string, kernel: Pair, stride: Pair | undefined, padding: Pair) {
     this.kernel = pair(what, "kernelSize", kernel, 1);
     this.stride = pair(what, "stride", stride ?? kernel, 1);
@@ -215,11 +243,13 @@ class Window {
     }
   }
 
+  /** The kernel's Params fields. */
   params(): Record<"KH" | "KW" | "SH" | "SW" | "PH" | "PW", number> {
     const [KH, KW] = this.kernel, [SH, SW] = this.stride, [PH, PW] = this.padding;
     return { KH, KW, SH, SW, PH, PW };
   }
 
+  /** [OH, OW] on H×W in floor mode; throws a RangeError naming `layer` when it does not fit. */
   outputSize(layer: string, H: number, W: number): [number, number] {
     const OH = Math.floor((H + 2 * this.padding[0] - this.kernel[0]) / this.stride[0]) + 1;
     const OW = Math.floor((W + 2 * this.padding[1] - this.kernel[1]) / this.stride[1]) + 1;
@@ -235,6 +265,7 @@ class Window {
     return [OH, OW];
   }
 
+  /** As PyTorch prints it: `kernel_size=(…), stride=(…), padding=(…)`. */
   text(): string {
     return `kernel_size=(${this.kernel.join(", ")}), stride=(${this.stride.join(", ")}), padding=(${
       this.padding.join(", ")
@@ -261,7 +292,7 @@ class Window {
  */
 export class MaxPool2d extends Pool2d {
   /** Kernel, stride and padding per dimension. */
-  readonly geometry: Window;
+  readonly geometry: PoolWindow;
 
   /**
    * `kernelSize` (a number or [kh, kw]); `stride` Default: the kernel size; `padding`
@@ -269,7 +300,7 @@ export class MaxPool2d extends Pool2d {
    */
   constructor(kernelSize: Pair, stride?: Pair, padding: Pair = 0) {
     super("max");
-    this.geometry = new Window("MaxPool2d", kernelSize, stride, padding);
+    this.geometry = new PoolWindow("MaxPool2d", kernelSize, stride, padding);
   }
 
   /** As PyTorch prints it, e.g. `MaxPool2d(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0))`. */
@@ -277,10 +308,12 @@ export class MaxPool2d extends Pool2d {
     return `MaxPool2d(${this.geometry.text()})`;
   }
 
+  /** Kernel, stride and padding as the kernel's Params take them. */
   protected window(): Record<"KH" | "KW" | "SH" | "SW" | "PH" | "PW", number> {
     return this.geometry.params();
   }
 
+  /** [OH, OW] in floor mode; throws a RangeError when the kernel exceeds the padded input. */
   protected outputSize(H: number, W: number): [number, number] {
     return this.geometry.outputSize(this.describe(), H, W);
   }
@@ -301,7 +334,7 @@ export class MaxPool2d extends Pool2d {
  */
 export class AvgPool2d extends Pool2d {
   /** Kernel, stride and padding per dimension. */
-  readonly geometry: Window;
+  readonly geometry: PoolWindow;
 
   /**
    * `kernelSize` (a number or [kh, kw]); `stride` Default: the kernel size; `padding` (zeros,
@@ -309,7 +342,7 @@ export class AvgPool2d extends Pool2d {
    */
   constructor(kernelSize: Pair, stride?: Pair, padding: Pair = 0) {
     super("avg");
-    this.geometry = new Window("AvgPool2d", kernelSize, stride, padding);
+    this.geometry = new PoolWindow("AvgPool2d", kernelSize, stride, padding);
   }
 
   /** As PyTorch prints it, e.g. `AvgPool2d(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0))`. */
@@ -317,10 +350,12 @@ export class AvgPool2d extends Pool2d {
     return `AvgPool2d(${this.geometry.text()})`;
   }
 
+  /** Kernel, stride and padding as the kernel's Params take them. */
   protected window(): Record<"KH" | "KW" | "SH" | "SW" | "PH" | "PW", number> {
     return this.geometry.params();
   }
 
+  /** [OH, OW] in floor mode; throws a RangeError when the kernel exceeds the padded input. */
   protected outputSize(H: number, W: number): [number, number] {
     return this.geometry.outputSize(this.describe(), H, W);
   }
@@ -357,10 +392,12 @@ export class AdaptiveAvgPool2d extends Pool2d {
     return `AdaptiveAvgPool2d(output_size=(${this.outputSizes.join(", ")}))`;
   }
 
+  /** Unused by adaptive windows: zeros. */
   protected window(): Record<"KH" | "KW" | "SH" | "SW" | "PH" | "PW", number> {
     return { KH: 0, KW: 0, SH: 0, SW: 0, PH: 0, PW: 0 };
   }
 
+  /** The fixed output size, whatever the input's. */
   protected outputSize(_H: number, _W: number): [number, number] {
     return [this.outputSizes[0], this.outputSizes[1]];
   }
