@@ -1,41 +1,68 @@
-// gather.wgsl — gathers a batch of CIFAR-10 images by index from the uint8 dataset, converts
-// them to f32 in [0, 1] (the seed's ToTensor), optionally normalises per channel, and
-// optionally flips and crops them (augmentation); also gathers the labels.
+// gather.wgsl — gathers a batch of samples by index from the dataset (uint8 bytes or float32
+// values, any per-sample shape), converts uint8 to f32 in [0, 1] (the lecture's ToTensor),
+// optionally normalises, optionally flips and crops images (augmentation); also gathers the
+// labels (one u32 class) or targets (yWidth f32 words, copied as bits).
+//
+// Three entry-point families, chosen by the loader (lib/data/loader.ts) per dataset:
+//   main / to_texture  CIFAR-10's [3, 32, 32] uint8 with class labels: the fast path, with the
+//                      image's size as constants (192 vectors, 32-byte rows; divisions by a
+//                      constant compile to multiplications) and the mean/std of R, G, B in Params.
+//   rows16             any other uint8 sample whose bytes are a multiple of 16 (MNIST's 784), or
+//                      float32 whose values are a multiple of 4: one vec4<u32> load per
+//                      invocation; no augmentation.
+//   rows1              everything else (13 bytes, 5 floats, and augmentation of any [C, H, W]):
+//                      one output value per invocation.
+// Shapes ride in Params; dtype, normalisation, augmentation and shard count in overrides.
 //
 // Math:     for batch row b < count, sample s = order[start + b], augmentation word
 //           a = order[total + start + b] (flip = a & 1, dx = (a >> 8) & 255, dy = (a >> 16) & 255):
-//             x[b][c·1024 + i·32 + j] = norm_c(P(s, c, i + dy − CROP, j' + dx − CROP) / 255)
-//             with j' = FLIP && flip ? 31 − j : j,
-//             P(s, c, i, j) = byte (c, i, j) of image s when 0 ≤ i, j < 32, else 0 (zero padding),
-//             norm_c(v) = NORMALIZE ? (v − mean_c) / std_c : v
-//             y[b] = labels[s]
-//           With CROP = 0 and FLIP = false the 16 bytes of one load are converted as they are;
-//           otherwise the source row (32 bytes, two loads) is read once and bytes picked from it.
-//           The division by 255 (not a multiplication by 1/255) rounds like the CPU's v / 255.
-// Data:     images are CHW bytes packed four to a u32 (little-endian), read as vec4<u32>: 192
-//           vectors (3072 bytes) per image, over up to four shards of shardImages images each
-//           (the storage-binding limit).
-// Bindings: @group(0) 0 order (storage, read: 2·total u32, indices then augmentation words),
-//           1–4 shard0..shard3 (storage, read; unused shards repeat shard0), 5 labels (storage,
-//           read), 6 x (storage, read_write, [count][768] vec4<f32>; entry point main) or
-//           7 xt (rgba32float storage texture, write, ≥ 768 × count texels; entry point
-//           to_texture), 8 y (storage, read_write), 9 p: Params (uniform).
-// Dispatch: one invocation per 16 output values (a vec4<u32> of input): count·192 of them, so a
-//           storage load of the order and the shard choice serve 16 values (on llvmpipe every
-//           storage access costs a bounds-checked per-lane loop). Workgroup WG_X;
-//           grid = grid1d(ceil(count·192 / WG_X)), linear index = wid.x + wid.y·num_workgroups.x.
+//             x[b][c·H·W + i·W + j] = norm(c·H·W + i·W + j, P(s, c, i + dy − CROP, j' + dx − CROP))
+//             with j' = FLIP && flip ? W − 1 − j : j,
+//             P(s, c, i, j) = value (c, i, j) of sample s when 0 ≤ i < H, 0 ≤ j < W, else 0 (zero
+//             padding); for a sample that is not an image (or no augmentation) x[b][e] =
+//             norm(e, value e of sample s). A uint8 value v counts as v / 255 (a division, not a
+//             multiplication by 1/255, so it rounds like the CPU's v / 255), a float32 as it is.
+//             norm(e, u) = NORMALIZE ? (u − mean_k) / std_k : u, k = e / group (group = H·W: per
+//             channel; 1: per feature); main takes mean/std of R, G, B from Params, the others
+//             from the table after the order: mean_k = order[2·total + k], std_k =
+//             order[2·total + entries + k] (f32 bits).
+//             y[b·yWidth + t] = labels[s·yWidth + t], t < yWidth.
+//           main: with CROP = 0 and FLIP = false the 16 bytes of one load are converted as they
+//           are; otherwise the source row (32 bytes, two loads) is read once and bytes picked.
+// Data:     samples packed in u32s (uint8 four to a word, little-endian; float32 one), read as
+//           vec4<u32>, one sample after another over up to four shards of shardImages samples
+//           each (the storage-binding limit), each shard zero-padded to 16 bytes.
+// Bindings: @group(0) 0 order (storage, read: 2·total u32, indices then augmentation words, then
+//           the normalisation table for rows16/rows1), 1–4 shard0..shard3 (storage, read;
+//           unused shards repeat shard0), 5 labels (storage, read), 6 x (storage, read_write,
+//           vec4<f32>; main, rows16) or 7 xt (rgba32float storage texture, write, ≥ 768 × count
+//           texels; to_texture) or 10 xs (storage, read_write, f32; rows1), 8 y (storage,
+//           read_write), 9 p: Params (uniform).
+// Dispatch: main / to_texture: one invocation per 16 output values (a vec4<u32> of input):
+//           count·192 of them, so a storage load of the order and the shard choice serve 16 values
+//           (on llvmpipe every storage access costs a bounds-checked per-lane loop). rows16: one
+//           per vec4<u32> (count·units, units = row/16 for uint8, row/4 for float32). rows1: one
+//           per value (count·row, units = row). Workgroup WG_X; grid = grid1d(ceil(count·units /
+//           WG_X)), linear index = wid.x + wid.y·num_workgroups.x.
 
 struct Params {
-  count: u32,       // images in this batch
+  count: u32,       // samples in this batch
   start: u32,       // position of the batch's first sample in order
   total: u32,       // samples per epoch (where the augmentation words begin)
-  shardImages: u32, // images per shard
-  mean_r: f32,
+  shardImages: u32, // samples per shard
+  mean_r: f32,      // mean_r … std_b: main / to_texture only
   mean_g: f32,
   mean_b: f32,
   std_r: f32,
   std_g: f32,
   std_b: f32,
+  row: u32,         // values per sample (the product of the shape)
+  units: u32,       // invocations per sample (rows16, rows1)
+  height: u32,      // H and W of an image [C, H, W] (rows1's augmentation)
+  width: u32,
+  group: u32,       // consecutive values sharing a normalisation entry (H·W, or 1)
+  entries: u32,     // normalisation entries, row / group
+  yWidth: u32,      // label words per sample
 }
 
 override WG_X: u32 = 64u;
@@ -43,6 +70,7 @@ override NORMALIZE: bool = false;
 override FLIP: bool = false;
 override SHARDS: u32 = 1u; // shards in use, 1–4
 override CROP: u32 = 0u; // zero padding on each side; offsets dx, dy range over 0..2·CROP
+override FLOAT: bool = false; // float32 samples (rows16, rows1); else uint8
 
 @group(0) @binding(0) var<storage, read> order: array<u32>;
 @group(0) @binding(1) var<storage, read> shard0: array<vec4<u32>>;
@@ -54,14 +82,13 @@ override CROP: u32 = 0u; // zero padding on each side; offsets dx, dy range over
 @group(0) @binding(7) var xt: texture_storage_2d<rgba32float, write>;
 @group(0) @binding(8) var<storage, read_write> y: array<u32>;
 @group(0) @binding(9) var<uniform> p: Params;
+@group(0) @binding(10) var<storage, read_write> xs: array<f32>;
 
-const VECS: u32 = 192u; // vec4<u32> per image (3072 bytes)
+const VECS: u32 = 192u; // vec4<u32> per CIFAR-10 image (3072 bytes)
 
-// Vector `v` (bytes 16v … 16v + 15) of image `s`, from whichever shard holds it.
-fn load_vec(s: u32, v: u32) -> vec4<u32> {
-  let shard = s / p.shardImages;
-  let at = (s - shard * p.shardImages) * VECS + v;
-  // SHARDS is a pipeline constant, so a one-shard dataset compiles to a single load.
+// Vector `at` of shard `shard`. SHARDS is a pipeline constant, so a one-shard dataset compiles
+// to a single load.
+fn shard_vec(shard: u32, at: u32) -> vec4<u32> {
   if (SHARDS == 1u || shard == 0u) {
     return shard0[at];
   }
@@ -72,6 +99,12 @@ fn load_vec(s: u32, v: u32) -> vec4<u32> {
     return shard2[at];
   }
   return shard3[at];
+}
+
+// Vector `v` (bytes 16v … 16v + 15) of CIFAR-10 image `s`, from whichever shard holds it.
+fn load_vec(s: u32, v: u32) -> vec4<u32> {
+  let shard = s / p.shardImages;
+  return shard_vec(shard, (s - shard * p.shardImages) * VECS + v);
 }
 
 fn unpack(word: u32) -> vec4<u32> {
@@ -164,4 +197,108 @@ fn to_texture(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
   for (var k = 0u; k < 4u; k++) {
     textureStore(xt, vec2<u32>(q + k, b), values[k]);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Samples of any shape: rows16 and rows1.
+
+// Copies sample s's label words into batch row b.
+fn write_label(b: u32, s: u32) {
+  for (var t = 0u; t < p.yWidth; t++) {
+    y[b * p.yWidth + t] = labels[s * p.yWidth + t];
+  }
+}
+
+// Value e of sample s as f32: a byte as v / 255, a float as it is.
+fn value_at(s: u32, e: u32) -> f32 {
+  let shard = s / p.shardImages;
+  let q = (s - shard * p.shardImages) * p.row + e; // value index in the shard
+  if (FLOAT) {
+    return bitcast<f32>(shard_vec(shard, q / 4u)[q % 4u]);
+  }
+  let word = shard_vec(shard, q / 16u)[(q / 4u) % 4u];
+  return f32((word >> ((q % 4u) * 8u)) & 255u) / 255.0;
+}
+
+// norm(e, u): value e of a row normalised with its table entry e / group.
+fn normalise(u: f32, e: u32) -> f32 {
+  if (!NORMALIZE) {
+    return u;
+  }
+  let k = e / p.group;
+  let table = 2u * p.total;
+  let mean = bitcast<f32>(order[table + k]);
+  let sd = bitcast<f32>(order[table + p.entries + k]);
+  return (u - mean) / sd;
+}
+
+fn normalise4(u: vec4<f32>, e: u32) -> vec4<f32> {
+  if (!NORMALIZE) {
+    return u;
+  }
+  return vec4<f32>(normalise(u.x, e), normalise(u.y, e + 1u), normalise(u.z, e + 2u),
+                   normalise(u.w, e + 3u));
+}
+
+// Rows of a multiple of 16 bytes, unaugmented: invocation g converts vector v = g % units of
+// batch row b = g / units (16 bytes into four vec4s, or 4 floats into one) into x.
+@compute @workgroup_size(WG_X, 1, 1)
+fn rows16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+  let g = (wid.x + wid.y * nwg.x) * WG_X + lid;
+  if (g >= p.count * p.units) {
+    return;
+  }
+  let b = g / p.units;
+  let v = g - b * p.units;
+  let s = order[p.start + b];
+  if (v == 0u) {
+    write_label(b, s);
+  }
+  let shard = s / p.shardImages;
+  // Rows are whole vectors, so sample s's vector v is at (s's index in its shard)·units + v.
+  let w = shard_vec(shard, (s - shard * p.shardImages) * p.units + v);
+  if (FLOAT) {
+    x[g] = normalise4(bitcast<vec4<f32>>(w), v * 4u);
+    return;
+  }
+  for (var k = 0u; k < 4u; k++) {
+    x[g * 4u + k] = normalise4(vec4<f32>(unpack(w[k])) / 255.0, v * 16u + k * 4u);
+  }
+}
+
+// Any row: invocation g writes value e = g % row of batch row b = g / row into xs, reading the
+// value at the flipped and shifted position when augmenting an image [C, H, W].
+@compute @workgroup_size(WG_X, 1, 1)
+fn rows1(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+  let g = (wid.x + wid.y * nwg.x) * WG_X + lid;
+  if (g >= p.count * p.row) {
+    return;
+  }
+  let b = g / p.row;
+  let e = g - b * p.row;
+  let s = order[p.start + b];
+  if (e == 0u) {
+    write_label(b, s);
+  }
+  if (CROP == 0u && !FLIP) {
+    xs[g] = normalise(value_at(s, e), e);
+    return;
+  }
+  let a = order[p.total + p.start + b];
+  let flip = FLIP && (a & 1u) == 1u;
+  let dx = i32((a >> 8u) & 255u) - i32(CROP);
+  let dy = i32((a >> 16u) & 255u) - i32(CROP);
+  let plane = p.height * p.width;
+  let c = e / plane;
+  let at = e - c * plane;
+  let w = i32(p.width);
+  let i = i32(at / p.width) + dy;
+  let j = select(i32(at % p.width), w - 1 - i32(at % p.width), flip) + dx;
+  var u = 0.0; // zero padding, normalised like a zero byte
+  if (i >= 0 && i < i32(p.height) && j >= 0 && j < w) {
+    u = value_at(s, c * plane + u32(i) * p.width + u32(j));
+  }
+  xs[g] = normalise(u, e);
 }

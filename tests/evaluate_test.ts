@@ -312,11 +312,11 @@ gpuTest("predict refuses what it cannot take, naming the value", async (gpu) => 
     );
     await assert.rejects(
       () => predict(model, new Uint8Array(3000)),
-      /Cannot predict: x must hold whole rows of 3072 values, at least one: current length is 3000/,
+      /Cannot predict: x must hold whole rows of 3072 values, at least one: current length is 3000 \(samples of shape \[3, 32, 32\], the default\)/,
     );
     await assert.rejects(
       () => predict(model, new Float32Array(3072), { like: loader }),
-      /Float32Array rows are taken as they are/,
+      /like's dataset holds uint8 samples, so x must be a Uint8Array: current value is a Float32Array/,
     );
     await assert.rejects(
       () => predict(model, new Uint8Array(3072), { like: loader, normalize: NORMALIZE }),
@@ -328,7 +328,7 @@ gpuTest("predict refuses what it cannot take, naming the value", async (gpu) => 
     );
     await assert.rejects(
       () => predict(model, new Uint8Array(3072), { features: 5 }),
-      /features must be 3072 for uint8 images: current value is 5/,
+      /x must hold whole rows of 5 values, at least one: current length is 3072 \(samples of shape \[5\]\)/,
     );
   } finally {
     for (const d of [model, loader, data]) d.dispose();

@@ -1,6 +1,8 @@
 /**
- * Batching on the GPU: each step gathers its images by index from the uint8 dataset into an
- * f32 batch (kernels/gather.wgsl), optionally normalised and augmented.
+ * Batching on the GPU: each step gathers its samples by index from the dataset (uint8 or
+ * float32, any shape) into an f32 batch (kernels/gather.wgsl), optionally normalised and, for
+ * images, augmented. CIFAR-10's [3, 32, 32] uint8 takes the kernel's fast path; other rows of a
+ * multiple of 16 bytes one vec4 load per invocation; the rest one value per invocation.
  *
  * Many steps are encoded into one submission, so nothing changes between steps through
  * `queue.writeBuffer`: each batch index has its own slot in one uniform buffer, written once
@@ -23,16 +25,22 @@ import { grid1d, type Kernel } from "../gpu/kernels.ts";
 import { ParamsLayout } from "../gpu/params.ts";
 import { Tensor } from "../tensor.ts";
 import { IMAGE_BYTES } from "./cifar10.ts";
-import { type GpuDataset, type LoaderData, resolveView } from "./dataset.ts";
+import { type GpuDataset, type LoaderData, resolveView, showShape } from "./dataset.ts";
 import { mixSeed, Rng } from "./rng.ts";
 import gatherSource from "../../kernels/gather.wgsl" with { type: "text" };
 
 const KERNEL: Kernel = { name: "gather", source: gatherSource };
 const WG_X = 64;
-/** Invocations per image: each converts one vec4<u32> (16 bytes). */
+/** Invocations per CIFAR-10 image on the fast path: each converts one vec4<u32> (16 bytes). */
 const VECS = IMAGE_BYTES / 16;
 /** Texels (vec4 of f32) per image row of a batch. */
 const WORDS = IMAGE_BYTES / 4;
+/**
+ * The kernel's path for a dataset: "cifar" (main / to_texture: [3, 32, 32] uint8 with class
+ * labels), "vec" (rows16: rows of a multiple of 16 bytes, unaugmented), "scalar" (rows1).
+ */
+type GatherPath = "cifar" | "vec" | "scalar";
+const ENTRY: Record<GatherPath, string> = { cifar: "main", vec: "rows16", scalar: "rows1" };
 const PARAMS = new ParamsLayout("gather.Params", {
   count: "u32",
   start: "u32",
@@ -44,22 +52,35 @@ const PARAMS = new ParamsLayout("gather.Params", {
   std_r: "f32",
   std_g: "f32",
   std_b: "f32",
+  row: "u32",
+  units: "u32",
+  height: "u32",
+  width: "u32",
+  group: "u32",
+  entries: "u32",
+  yWidth: "u32",
 });
 
-/** Per-channel normalisation `(x − mean) / std` after scaling to [0, 1]. */
+/**
+ * Normalisation `(x − mean) / std` after scaling uint8 to [0, 1]: per channel for images
+ * `[C, H, W]` (C values each, e.g. R, G, B), per value for other shapes (prod(shape) values).
+ */
 export interface Normalize {
-  /** Means of R, G, B. */
-  mean: readonly [number, number, number];
-  /** Standard deviations of R, G, B (> 0). */
-  std: readonly [number, number, number];
+  /** Means: one per channel of an image, else one per value of a sample. */
+  mean: readonly number[];
+  /** Standard deviations (finite, > 0), as many as `mean`. */
+  std: readonly number[];
 }
 
-/** Random augmentation, applied per sample with draws from (seed, epoch). */
+/**
+ * Random augmentation, applied per sample with draws from (seed, epoch). Only for image
+ * samples `[C, H, W]`: a loader over other shapes refuses it.
+ */
 export interface Augment {
   /** Random horizontal flip with probability 1/2. Default: false. */
   flip?: boolean;
   /**
-   * Random 32×32 crop of the image zero-padded by this many pixels per side (0–32). Default: 0
+   * Random H×W crop of the image zero-padded by this many pixels per side (0–32). Default: 0
    * (no crop).
    */
   crop?: number;
@@ -67,7 +88,7 @@ export interface Augment {
 
 /** Options of a {@link Loader}. */
 export interface LoaderOptions {
-  /** Images per batch. */
+  /** Samples per batch. */
   batchSize: number;
   /** Reshuffle every epoch. Default: false (as PyTorch's DataLoader). */
   shuffle?: boolean;
@@ -75,19 +96,25 @@ export interface LoaderOptions {
   dropLast?: boolean;
   /** Seed of the order and augmentation draws. Default: 0. */
   seed?: number;
-  /** Normalise per channel after scaling to [0, 1]. Default: none (scaling to [0, 1] only). */
+  /**
+   * Normalise per channel (images) or per value (other shapes) after scaling uint8 to [0, 1].
+   * Default: none (uint8 scaled to [0, 1], float32 as it is).
+   */
   normalize?: Normalize;
-  /** Data augmentation. Default: none (no flip, no crop). */
+  /** Data augmentation, for image samples only. Default: none (no flip, no crop). */
   augment?: Augment;
 }
 
-/** One gathered batch: `x` f32 `[size, 3072]` (CHW rows), `y` u32 `[size]`. */
+/**
+ * One gathered batch: `x` f32 `[size, prod(shape)]` (CHW rows for images), `y` u32 `[size]`
+ * (labels) or f32 `[size, k]` (targets).
+ */
 export interface Batch {
-  /** Images, f32 `[size, 3072]`, CHW per row, in [0, 1] or normalised. */
+  /** Samples, f32 `[size, prod(shape)]`, one flattened sample per row, scaled or normalised. */
   x: Tensor;
-  /** Labels, u32 `[size]`. */
+  /** Labels, u32 `[size]`; or targets, f32 `[size, k]`. */
   y: Tensor;
-  /** Images in this batch (the last batch may be smaller). */
+  /** Samples in this batch (the last batch may be smaller). */
   size: number;
 }
 
@@ -121,8 +148,14 @@ export class Loader {
       augment: Required<Augment>;
     }
   >;
+  /** The dataset the batches come from (not owned by the loader). */
+  readonly dataset: GpuDataset;
   readonly #gpu: Gpu;
-  readonly #dataset: GpuDataset;
+  readonly #path: GatherPath;
+  /** Invocations per sample. */
+  readonly #units: number;
+  /** The normalisation table (means, then stds) after the order words, for vec and scalar. */
+  readonly #table: Float32Array;
   readonly #indices: Uint32Array;
   readonly #orders: GpuBuffer[];
   readonly #params: GpuBuffer;
@@ -155,21 +188,17 @@ export class Loader {
         `Cannot create Loader: augment.crop must be an integer in 0..32: current value is ${crop}`,
       );
     }
+    const flip = options.augment?.flip ?? false;
+    if ((flip || crop > 0) && !dataset.isImage) {
+      throw new RangeError(
+        `Cannot create Loader: augment (flip, crop) needs image samples [C, H, W]: current sample shape is ${
+          showShape(dataset.shape)
+        }`,
+      );
+    }
+    const entries = dataset.isImage ? dataset.shape[0] : dataset.rowLength;
     const norm = options.normalize;
-    if (norm && (norm.std.length !== 3 || !norm.std.every((s) => s > 0 && Number.isFinite(s)))) {
-      throw new RangeError(
-        `Cannot create Loader: normalize.std must be 3 finite values > 0: current value is [${
-          norm.std.join(", ")
-        }]`,
-      );
-    }
-    if (norm && (norm.mean.length !== 3 || !norm.mean.every(Number.isFinite))) {
-      throw new RangeError(
-        `Cannot create Loader: normalize.mean must be 3 finite values: current value is [${
-          norm.mean.join(", ")
-        }]`,
-      );
-    }
+    if (norm) checkNormalize(norm, entries, dataset);
     const seed = options.seed ?? 0;
     mixSeed(seed); // validates
     this.options = {
@@ -178,10 +207,24 @@ export class Loader {
       dropLast: options.dropLast ?? false,
       seed,
       normalize: options.normalize,
-      augment: { flip: options.augment?.flip ?? false, crop },
+      augment: { flip, crop },
     };
     this.#gpu = gpu;
-    this.#dataset = dataset;
+    const cifar = dataset.dtype === "uint8" && dataset.targetWidth === 0 &&
+      showShape(dataset.shape) === "[3, 32, 32]";
+    const rowBytes = dataset.rowLength * (dataset.dtype === "uint8" ? 1 : 4);
+    this.#path = cifar ? "cifar" : rowBytes % 16 === 0 && !flip && crop === 0 ? "vec" : "scalar";
+    this.#units = this.#path === "cifar"
+      ? VECS
+      : this.#path === "vec"
+      ? rowBytes / 16
+      : dataset.rowLength;
+    this.#table = new Float32Array(this.#path !== "cifar" && norm ? 2 * entries : 0);
+    if (this.#table.length > 0) {
+      this.#table.set(norm!.mean);
+      this.#table.set(norm!.std, entries);
+    }
+    this.dataset = dataset;
     this.#indices = indices;
     this.length = indices.length;
     const full = Math.floor(this.length / batchSize);
@@ -194,7 +237,8 @@ export class Loader {
     }
 
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
-    this.#orders = [0, 1].map((k) => gpu.createBuffer(8 * this.length, usage, `loader order ${k}`));
+    const orderBytes = 8 * this.length + 4 * this.#table.length;
+    this.#orders = [0, 1].map((k) => gpu.createBuffer(orderBytes, usage, `loader order ${k}`));
     // One uniform slot per batch index, at the adapter's offset alignment.
     const slot = Math.max(PARAMS.byteSize, gpu.limits.minUniformBufferOffsetAlignment);
     this.#slot = slot;
@@ -204,7 +248,8 @@ export class Loader {
       "loader params",
     );
     const packed = new Uint8Array(slot * this.batchesPerEpoch);
-    const n = this.options.normalize;
+    const n = this.#path === "cifar" ? this.options.normalize : undefined;
+    const [height, width] = dataset.isImage ? dataset.shape.slice(1) : [1, dataset.rowLength];
     for (let i = 0; i < this.batchesPerEpoch; i++) {
       const values = {
         count: this.#batchSize(i),
@@ -217,15 +262,25 @@ export class Loader {
         std_r: n?.std[0] ?? 1,
         std_g: n?.std[1] ?? 1,
         std_b: n?.std[2] ?? 1,
+        row: dataset.rowLength,
+        units: this.#units,
+        height,
+        width,
+        group: dataset.isImage ? height * width : 1,
+        entries,
+        yWidth: Math.max(1, dataset.targetWidth),
       };
       packed.set(new Uint8Array(PARAMS.pack(values)), i * slot);
     }
     this.#params.write(packed);
 
     // Output tensors: one pair for full batches, one for a smaller last batch.
+    const k = dataset.targetWidth;
     const make = (size: number): Batch => ({
-      x: Tensor.empty(gpu, [size, IMAGE_BYTES], "f32", `batch x ${size}`),
-      y: Tensor.empty(gpu, [size], "u32", `batch y ${size}`),
+      x: Tensor.empty(gpu, [size, dataset.rowLength], "f32", `batch x ${size}`),
+      y: k > 0
+        ? Tensor.empty(gpu, [size, k], "f32", `batch y ${size}`)
+        : Tensor.empty(gpu, [size], "u32", `batch y ${size}`),
       size,
     });
     const fullPair = full > 0 ? make(batchSize) : null;
@@ -238,19 +293,25 @@ export class Loader {
 
     this.#constants = {
       WG_X,
-      NORMALIZE: Number(n !== undefined),
-      FLIP: Number(this.options.augment.flip),
+      NORMALIZE: Number(norm !== undefined),
+      FLIP: Number(flip),
       CROP: crop,
       SHARDS: dataset.shards.length,
     };
-    this.#pipeline = gpu.pipelines.get(KERNEL, "main", this.#constants);
+    // The fast path's constants stay as they were (one pipeline-cache key for CIFAR-10).
+    if (!cifar) this.#constants.FLOAT = Number(dataset.dtype === "float32");
+    this.#pipeline = gpu.pipelines.get(KERNEL, ENTRY[this.#path], this.#constants);
+    const output = (batch: Batch) => ({
+      binding: this.#path === "scalar" ? 10 : 6,
+      resource: batch.x.binding(),
+    });
     const layout = this.#pipeline.getBindGroupLayout(0);
     this.#bindGroups = this.#orders.map((order) =>
       this.#batches.map((batch, i) =>
         gpu.device.createBindGroup({
           label: `gather batch ${i}`,
           layout,
-          entries: this.#entries(order, i, { binding: 6, resource: batch.x.binding() }),
+          entries: this.#entries(order, i, output(batch)),
         })
       )
     );
@@ -258,7 +319,7 @@ export class Loader {
 
   /** Bind group entries of batch `index` with `output` (x buffer or texture). */
   #entries(order: GpuBuffer, index: number, output: GPUBindGroupEntry): GPUBindGroupEntry[] {
-    const { shards, labels } = this.#dataset;
+    const { shards, labels } = this.dataset;
     return [
       { binding: 0, resource: { buffer: order.buffer } },
       ...[0, 1, 2, 3].map((k) => ({
@@ -320,9 +381,10 @@ export class Loader {
         `Cannot start epoch: epoch must be a non-negative integer: current value is ${epoch}`,
       );
     }
-    const data = new Uint32Array(2 * this.length);
+    const data = new Uint32Array(2 * this.length + this.#table.length);
     data.set(this.order(epoch), 0);
     data.set(this.augmentation(epoch), this.length);
+    data.set(new Uint32Array(this.#table.buffer), 2 * this.length);
     this.#orders[epoch % 2].write(data);
     this.#epoch = epoch;
   }
@@ -339,7 +401,7 @@ export class Loader {
   encodeBatch(enc: StepEncoder, index: number): Batch {
     const batch = this.#check(index);
     this.#release(batch.x); // the buffer is written: a texture filled before is out of date
-    const grid = grid1d(Math.ceil((batch.size * VECS) / WG_X));
+    const grid = grid1d(Math.ceil((batch.size * this.#units) / WG_X));
     enc.dispatch(
       `gather ${batch.size}`,
       this.#pipeline,
@@ -372,6 +434,11 @@ export class Loader {
    */
   encodeBatchToTexture(enc: StepEncoder, index: number, texture: GPUTexture): Batch {
     const batch = this.#check(index);
+    if (this.#path !== "cifar") {
+      throw new RangeError(
+        `Cannot gather into texture: only CIFAR-10's uint8 [3, 32, 32] samples with labels can: current samples are ${this.dataset.describe()}`,
+      );
+    }
     if (texture.format !== "rgba32float" || texture.width < WORDS || texture.height < batch.size) {
       throw new RangeError(
         `Cannot gather into texture: need rgba32float of at least ${WORDS}×${batch.size}: current is ${texture.format} ${texture.width}×${texture.height}`,
@@ -415,8 +482,8 @@ export class Loader {
 
   /**
    * Gathers batch `index` where `model` reads it best: straight into the first layer's matmul
-   * staging texture when the model offers one (saving a 12 MiB copy per step on software
-   * adapters; `x`'s buffer is then stale, and the texture records that it holds `x`, see
+   * staging texture when the model offers one and the samples are CIFAR-10's (saving a 12 MiB
+   * copy per step on software adapters; `x`'s buffer is then stale, and the texture records that it holds `x`, see
    * {@link StagedOperand.fill}), else into `x`'s buffer.
    */
   encodeBatchFor(
@@ -424,7 +491,8 @@ export class Loader {
     index: number,
     model: { inputStaging(batch: number): StagedOperand | null },
   ): Batch {
-    const staging = model.inputStaging(this.sizeOf(index));
+    // Only the fast path gathers into a texture; other batches are staged from x's buffer.
+    const staging = this.#path === "cifar" ? model.inputStaging(this.sizeOf(index)) : null;
     if (staging === null) return this.encodeBatch(enc, index);
     const batch = this.encodeBatchToTexture(enc, index, staging.texture.texture);
     if (this.#filled.get(batch.x) !== staging) this.#release(batch.x);
@@ -454,5 +522,33 @@ export class Loader {
   /** Same as {@link Loader.dispose}, for `using`. */
   [Symbol.dispose](): void {
     this.dispose();
+  }
+}
+
+/** Throws unless `norm` holds `entries` finite means and as many finite stds > 0. */
+function checkNormalize(norm: Normalize, entries: number, dataset: GpuDataset): void {
+  const per = dataset.isImage
+    ? `one value per channel of the ${showShape(dataset.shape)} images (${entries})`
+    : `one value per element of the ${showShape(dataset.shape)} samples (${entries})`;
+  for (const key of ["mean", "std"] as const) {
+    const values = norm[key];
+    if (!Array.isArray(values) && !ArrayBuffer.isView(values)) {
+      throw new TypeError(
+        `Cannot create Loader: normalize.${key} must be an array of numbers: current value is ${values}`,
+      );
+    }
+    if (values.length !== entries) {
+      throw new RangeError(
+        `Cannot create Loader: normalize.${key} must hold ${per}: current length is ${values.length}`,
+      );
+    }
+    const bad = values.findIndex((v) => !Number.isFinite(v) || (key === "std" && !(v > 0)));
+    if (bad >= 0) {
+      throw new RangeError(
+        `Cannot create Loader: normalize.${key} must be finite${
+          key === "std" ? " and > 0" : ""
+        }: current value at index ${bad} is ${values[bad]}`,
+      );
+    }
   }
 }

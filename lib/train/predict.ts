@@ -1,16 +1,16 @@
 /**
- * A trained model run on host data: {@link predict} takes uint8 images (fed through a loader's
- * own gather kernel, so that its logits are those a forward on that loader's batches gives, bit
- * for bit) or float32 rows, in eval mode, and returns the outputs and the predicted labels. It
- * restores the model's mode, submits once and waits once.
+ * A trained model run on host data: {@link predict} takes uint8 samples or float32 rows of any
+ * shape (fed through a loader's own gather kernel when they are uint8 or normalised, so that
+ * its logits are those a forward on that loader's batches gives, bit for bit), in eval mode,
+ * and returns the outputs and the predicted labels. It restores the model's mode, submits once
+ * and waits once.
  *
  * @module
  */
 
 import type { Gpu } from "../gpu/device.ts";
 import { StepEncoder } from "../gpu/encoder.ts";
-import { IMAGE_BYTES } from "../data/cifar10.ts";
-import { GpuDataset } from "../data/dataset.ts";
+import { checkSampleShape, CIFAR_SHAPE, GpuDataset, showShape } from "../data/dataset.ts";
 import { Loader, type Normalize } from "../data/loader.ts";
 import type { Sequential } from "../nn/sequential.ts";
 import { describeData, Tensor } from "../tensor.ts";
@@ -18,16 +18,25 @@ import { describeData, Tensor } from "../tensor.ts";
 /** Options of {@link predict}. */
 export interface PredictOptions {
   /**
-   * A loader whose normalisation uint8 images get, and whose batch size is the default: the
-   * images then reach the model exactly as that loader's batches do (never augmented). Default:
-   * none.
+   * A loader whose sample shape, dtype and normalisation `x` gets, and whose batch size is the
+   * default: the samples then reach the model exactly as that loader's batches do (never
+   * augmented). `x` must be of its dataset's dtype (Uint8Array for uint8, Float32Array for
+   * float32). Default: none.
    */
   like?: Loader;
-  /** The normalisation of uint8 images, when no `like` gives it. Default: none (/255 only). */
+  /**
+   * The normalisation, when no `like` gives it: per channel of an image shape, else per value
+   * (see `Normalize`). Default: none (uint8 /255 only, float32 as it is).
+   */
   normalize?: Normalize;
   /** Rows per forward. Default: `like`'s batch size, else 1024. */
   batchSize?: number;
-  /** Values per row of a Float32Array `x`. Default: 3072 (a CIFAR-10 image). */
+  /**
+   * The shape of one sample of `x`. Default: `like`'s, else `[features]` when `features` is
+   * given, else `[3, 32, 32]` (a CIFAR-10 image).
+   */
+  shape?: readonly number[];
+  /** Values per row of `x`, a shape of `[features]`. Default: the product of `shape`. */
   features?: number;
 }
 
@@ -45,12 +54,13 @@ export interface Prediction {
 }
 
 /**
- * Runs `model` in eval mode on host data and returns its outputs and predicted labels. `x` is
- * either a `Uint8Array` of CIFAR-shaped images (3072 CHW bytes each), gathered on the GPU by a
+ * Runs `model` in eval mode on host data and returns its outputs and predicted labels. `x` holds
+ * whole samples of `shape` (or `like`'s): a `Uint8Array`, gathered on the GPU by a
  * {@link Loader}'s own kernel (/255, then `normalize` or `like`'s normalisation), or a
- * `Float32Array` of rows of `features` values taken as they are. The batches and the output are
- * allocated once per call and freed before it returns; everything is submitted at once and read
- * back in one round trip. The model's train/eval mode is restored afterwards.
+ * `Float32Array`, taken as it is or, with a normalisation, gathered the same way. The batches
+ * and the output are allocated once per call and freed before it returns; everything is
+ * submitted at once and read back in one round trip. The model's train/eval mode is restored
+ * afterwards.
  *
  * @example Classify the test images as the training loader fed them
  * ```ts
@@ -60,6 +70,17 @@ export interface Prediction {
  * async function testAccuracy(model: Sequential, train: Loader, test: ImageSet) {
  *   const { labels } = await predict(model, test.images, { like: train });
  *   return labels.filter((label, i) => label === test.labels[i]).length / test.count;
+ * }
+ * ```
+ *
+ * @example MNIST-shaped digits, normalised as in torchvision's examples
+ * ```ts
+ * import type { Sequential } from "@wgnn/wgnn";
+ * import { predict } from "./predict.ts";
+ *
+ * async function digits(model: Sequential, images: Uint8Array): Promise<Uint32Array> {
+ *   const normalize = { mean: [0.1307], std: [0.3081] }; // one channel
+ *   return (await predict(model, images, { shape: [1, 28, 28], normalize })).labels;
  * }
  * ```
  */
@@ -80,23 +101,22 @@ export async function predict(
   if (like && normalize) {
     throw new RangeError("Cannot predict: give like or normalize, not both");
   }
-  if (!images && (like || normalize)) {
+  if (like && like.dataset.dtype !== (images ? "uint8" : "float32")) {
     throw new RangeError(
-      "Cannot predict: like and normalize apply to uint8 images; Float32Array rows are taken as they are",
+      `Cannot predict: like's dataset holds ${like.dataset.dtype} samples, so x must be a ${
+        images ? "Float32Array" : "Uint8Array"
+      }: current value is ${describeData(x)}`,
     );
   }
-  const features = options.features ?? IMAGE_BYTES;
-  if (!Number.isInteger(features) || features <= 0 || (images && features !== IMAGE_BYTES)) {
-    throw new RangeError(
-      `Cannot predict: features must be ${
-        images ? `${IMAGE_BYTES} for uint8 images` : "a positive integer"
-      }: current value is ${features}`,
-    );
-  }
+  const shape = sampleShape(options);
+  const features = shape.reduce((a, b) => a * b, 1);
   const rows = x.length / features;
   if (!Number.isInteger(rows) || rows === 0) {
+    const which = options.shape || options.features || like ? "" : ", the default";
     throw new RangeError(
-      `Cannot predict: x must hold whole rows of ${features} values, at least one: current length is ${x.length}`,
+      `Cannot predict: x must hold whole rows of ${features} values, at least one: current length is ${x.length} (samples of shape ${
+        showShape(shape)
+      }${which})`,
     );
   }
   const batchSize = options.batchSize ?? like?.options.batchSize ?? 1024;
@@ -106,9 +126,10 @@ export async function predict(
     );
   }
   const gpu = model.parameters().values.gpu;
-  const input = images
-    ? new ImageBatches(gpu, x, batchSize, like?.options.normalize ?? normalize)
-    : new RowBatches(gpu, x as Float32Array, features, batchSize);
+  const norm = like?.options.normalize ?? normalize;
+  const input = images || norm
+    ? new GatherBatches(gpu, x, shape, batchSize, norm)
+    : new RowBatches(gpu, x, features, batchSize);
   let out: Tensor | null = null;
   const wasTraining = model.training;
   try {
@@ -149,19 +170,66 @@ interface PredictBatches {
 }
 
 /**
- * Uint8 images through the loader's gather (kernels/gather.wgsl): the dataset holds them with
+ * The shape of one sample of predict's `x`: `shape`, `[features]`, `like`'s, else CIFAR-10's;
+ * any two given must agree.
+ */
+function sampleShape(options: PredictOptions): number[] {
+  const { like, features } = options;
+  const shape = options.shape === undefined
+    ? undefined
+    : checkSampleShape("predict", options.shape);
+  if (features !== undefined && (!Number.isInteger(features) || features <= 0)) {
+    throw new RangeError(
+      `Cannot predict: features must be a positive integer: current value is ${features}`,
+    );
+  }
+  const product = shape?.reduce((a, b) => a * b, 1);
+  if (shape && features !== undefined && product !== features) {
+    throw new RangeError(
+      `Cannot predict: features must be the product of shape ${
+        showShape(shape)
+      } (${product}): current value is ${features}`,
+    );
+  }
+  const own = shape ?? (features !== undefined ? [features] : undefined);
+  if (like) {
+    const theirs = like.dataset.shape;
+    const flat = theirs.reduce((a, b) => a * b, 1);
+    if (own && (shape ? showShape(shape) !== showShape(theirs) : features !== flat)) {
+      throw new RangeError(
+        `Cannot predict: like's samples have shape ${showShape(theirs)}: current ${
+          shape ? `shape is ${showShape(shape)}` : `features is ${features}`
+        }`,
+      );
+    }
+    return [...theirs];
+  }
+  return own ?? [...CIFAR_SHAPE];
+}
+
+/**
+ * Samples through the loader's gather (kernels/gather.wgsl): the dataset holds them with
  * placeholder labels, and the loader visits them in order, unaugmented.
  */
-class ImageBatches implements PredictBatches {
+class GatherBatches implements PredictBatches {
   readonly batches: number;
   readonly #dataset: GpuDataset;
   readonly #loader: Loader;
 
-  constructor(gpu: Gpu, images: Uint8Array, batchSize: number, normalize?: Normalize) {
-    const count = images.length / IMAGE_BYTES;
-    this.#dataset = GpuDataset.upload(gpu, { images, labels: new Uint8Array(count), count }, {
-      label: "predict",
-    });
+  constructor(
+    gpu: Gpu,
+    x: Uint8Array | Float32Array,
+    shape: number[],
+    batchSize: number,
+    normalize?: Normalize,
+  ) {
+    const count = x.length / shape.reduce((a, b) => a * b, 1);
+    const samples = x instanceof Uint8Array ? { images: x } : { features: x };
+    this.#dataset = GpuDataset.upload(gpu, {
+      ...samples,
+      labels: new Uint8Array(count),
+      shape,
+    }, { label: "predict" });
     try {
       this.#loader = new Loader(gpu, this.#dataset, { batchSize, normalize });
     } catch (error) {

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { CIFAR_SHAPE } from "../data/dataset.ts";
 import type { Loader } from "../data/loader.ts";
 import type { Sequential } from "../nn/sequential.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
@@ -23,7 +24,11 @@ import {
 
 /**
  * The settings {@link fit} derives from what it trains: the architecture, the optimizer and its
- * starting learning rate, and the loaders' batch sizes, sizes, order and augmentation.
+ * starting learning rate, the loaders' batch sizes, sizes, order and augmentation and, for
+ * samples other than CIFAR-10's uint8 [3, 32, 32] with class labels, what their datasets hold
+ * (`trainData`, `valData`: dtype, shape and labels, e.g. "uint8 [1, 28, 28], 10 classes"), so
+ * that a resume on data of another shape is refused. CIFAR-shaped runs record no such key, as
+ * before, so their older manifests resume unchanged.
  */
 export function derivedSettings(
   model: Sequential,
@@ -50,7 +55,21 @@ export function derivedSettings(
     settings.valBatchSize = val.options.batchSize;
     settings.valSamples = val.length;
   }
+  const trainData = dataSetting(train);
+  if (trainData !== null) settings.trainData = trainData;
+  const valData = val ? dataSetting(val) : null;
+  if (valData !== null) settings.valData = valData;
   return settings;
+}
+
+/**
+ * What a loader's dataset holds, in words; null for CIFAR-10's uint8 [3, 32, 32] with class
+ * labels (whatever their number: runs recorded before shapes existed hold no such key).
+ */
+function dataSetting(loader: Loader): string | null {
+  const { dtype, shape, targetWidth } = loader.dataset;
+  const cifar = dtype === "uint8" && targetWidth === 0 && shape.join() === CIFAR_SHAPE.join();
+  return cifar ? null : loader.dataset.describe();
 }
 
 /**
