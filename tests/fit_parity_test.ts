@@ -13,7 +13,9 @@
  *   Ignored, with one line saying why, where /usr/bin/python3 cannot import torch.
  *
  * The batches come from `FixedBatches` (tests/fixtures/fit_parity.ts), a `BatchSource` over
- * tensors uploaded once, so the cases depend on no dataset class. A new case is one entry of
+ * tensors uploaded once, so those cases depend on no dataset class; an image case (`images`)
+ * trains on a `GpuDataset` through `Loader`s instead, PyTorch being handed the loader's order
+ * and the raw bytes, which it scales and normalises itself. A new case is one entry of
  * {@link CASES}.
  */
 
@@ -33,6 +35,7 @@ import {
   type Data,
   type DataShape,
   FixedBatches,
+  imageLoaders,
   type LayerSpec,
   linear,
   makeData,
@@ -179,9 +182,24 @@ const CASES: Case[] = [
     accumulate: 2,
     shuffle: true,
   },
-  // Further cases go here, one entry each, once their features land (do not fake them):
-  // - an MNIST-shaped dataset through GpuDataset/Loader (a BatchSource of its own kind, its
-  //   seeded order reproduced for PyTorch).
+  {
+    // uint8 [1, 28, 28] images through GpuDataset and Loader (the gather's vec4 path, 784 bytes
+    // a row), normalised with MNIST's mean and std, shuffled by the loader, whose order PyTorch
+    // is handed. No augmentation: PyTorch could not draw the same crops
+    // (tests/dataset_shapes_test.ts checks those against a host twin).
+    name: "MNIST-shaped uint8 [1, 28, 28] through GpuDataset and Loader, Adam",
+    arch: seq(linear(784, 32), { kind: "LeakyReLU" }, linear(32, 10)),
+    task: "classify",
+    features: 784,
+    outputs: 10,
+    samples: 256,
+    valSamples: 64,
+    epochs: 4,
+    stopAfter: 2,
+    optimizer: { kind: "Adam", lr: 1e-3 },
+    shuffle: true,
+    images: { shape: [1, 28, 28], normalize: { mean: [0.1307], std: [0.3081] } },
+  },
 ];
 
 // Ours may be K times PyTorch's own float32-vs-float64 drift from its float64 run, element by
@@ -218,8 +236,10 @@ async function fitCase(
   const model = buildModel(c.arch).to(gpu);
   const optimizer = makeOptimizer(c.optimizer, model.parameters());
   const loss = c.task === "classify" ? new CrossEntropyLoss() : new MSELoss();
-  const train = FixedBatches.upload(gpu, c, data.x, data.y, data.order);
-  const val = FixedBatches.upload(gpu, c, data.valX, data.valY, [
+  const images = c.images ? imageLoaders(gpu, c, data) : null;
+  const train = images?.train ??
+    FixedBatches.upload(gpu, c, data.x as Float32Array, data.y, data.order);
+  const val = images?.val ?? FixedBatches.upload(gpu, c, data.valX as Float32Array, data.valY, [
     Array.from({ length: c.valSamples }, (_, i) => i),
   ]);
   const controller = new AbortController();
@@ -252,7 +272,8 @@ async function fitCase(
       trained,
     };
   } finally {
-    for (const d of [train, val, loss, optimizer, model]) d.dispose();
+    const sources = images ? [images] : [train, val];
+    for (const d of [...sources, loss, optimizer, model]) d.dispose();
   }
 }
 
@@ -305,6 +326,12 @@ for (const [index, c] of CASES.entries()) {
     try {
       const weights = join(dir, "initial.safetensors");
       await writeSafetensorsFile(weights, ours.initial, { format: "pt" });
+      let order = data.order;
+      if (c.images) {
+        const loaders = imageLoaders(gpu, c, data);
+        order = loaders.orders(c.epochs);
+        loaders.dispose();
+      }
       const torch = await runTorch({
         arch: c.arch,
         weights,
@@ -317,9 +344,10 @@ for (const [index, c] of CASES.entries()) {
         features: c.features,
         x: [...data.x],
         y: [...data.y],
-        order: data.order,
+        order,
         valX: [...data.valX],
         valY: [...data.valY],
+        images: c.images ?? null,
       });
       const [f32, f64] = [torch.float32, torch.float64];
       const room: Record<string, number> = {};

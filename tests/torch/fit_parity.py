@@ -26,6 +26,10 @@ exit status 1). Floats travel as JSON numbers: a float32 value is exact as a dou
              batches.
   valX, valY the validation samples, in order, in batches of `batch`, evaluated after each
              epoch in eval mode.
+  images     null, or {"shape": [C, H, W], "normalize": {"mean": [C], "std": [C]}}: x and
+             valX are then uint8 values, scaled here by /255 and normalised per channel,
+             (x / 255 - mean_c) / std_c, in the run's dtype (torchvision's ToTensor and
+             Normalize), and flattened to `features` values a row.
 
 Prints {"float32": run, "float64": run}, each run
   {"train": [mean batch loss per epoch], "val": [mean batch loss per epoch],
@@ -119,6 +123,14 @@ def tensors(arrays, dtype):
 def samples(spec, xs, ys, dtype):
     """(x, y) as tensors: x of [n, features]; y class indices or float targets of [n, outputs]."""
     x = torch.tensor(xs, dtype=dtype).reshape(-1, spec["features"])
+    images = spec.get("images")
+    if images is not None:
+        channels = images["shape"][0]
+        norm = images["normalize"]
+        mean = torch.tensor(norm["mean"], dtype=dtype).reshape(1, channels, 1)
+        std = torch.tensor(norm["std"], dtype=dtype).reshape(1, channels, 1)
+        x = ((x / 255).reshape(len(x), channels, -1) - mean) / std
+        x = x.reshape(-1, spec["features"])
     if spec["loss"] == "CrossEntropyLoss":
         return x, torch.tensor(ys, dtype=torch.int64)
     return x, torch.tensor(ys, dtype=dtype).reshape(len(x), -1)
