@@ -77,7 +77,7 @@ export type {
   Resource,
   Resources,
 } from "./lib/nn/kernel_call.ts";
-export { Flatten, LeakyReLU, ReLU } from "./lib/nn/layers.ts";
+export { Flatten, LeakyReLU, ReLU, Unflatten } from "./lib/nn/layers.ts";
 export { GELU, Sigmoid, SiLU, Tanh } from "./lib/nn/activations.ts";
 export type { GELUOptions } from "./lib/nn/activations.ts";
 export { LogSoftmax, Softmax } from "./lib/nn/softmax.ts";

@@ -86,7 +86,7 @@ export type { StagedOperand } from "./lib/ops/staging.ts";
 export { manualSeed } from "./lib/nn/random.ts";
 export { Module } from "./lib/nn/module.ts";
 export type { AttachContext, HostTensor } from "./lib/nn/module.ts";
-export { Flatten, LeakyReLU, ReLU } from "./lib/nn/layers.ts";
+export { Flatten, LeakyReLU, ReLU, Unflatten } from "./lib/nn/layers.ts";
 export { GELU, Sigmoid, SiLU, Tanh } from "./lib/nn/activations.ts";
 export type { GELUOptions } from "./lib/nn/activations.ts";
 export { LogSoftmax, Softmax } from "./lib/nn/softmax.ts";

@@ -1,5 +1,5 @@
 /**
- * Flatten, LeakyReLU and ReLU (Linear lives in linear.ts and is re-exported here).
+ * Flatten, Unflatten, LeakyReLU and ReLU (Linear lives in linear.ts and is re-exported here).
  *
  * A LeakyReLU (slope ≥ 0) right after a Linear is fused into the Linear's matmul epilogue by
  * Sequential: forward is then one dispatch, and the activation module passes tensors through.
@@ -50,6 +50,85 @@ export class Flatten extends Module {
   /** Encodes the backward pass of the last forward; returns dX (owned by this module). */
   backward(_enc: StepEncoder, dY: Tensor): Tensor {
     return dY.reshape(this.#inputShape);
+  }
+}
+
+/**
+ * Unflattens dimension 1 into `shape` (PyTorch's `Unflatten(1, shape)`): a view, no copy. It lets
+ * a model whose first layer is a `Conv2d` take the `Loader`'s `[N, 3072]` rows as
+ * `[N, 3, 32, 32]` images.
+ *
+ * @example CIFAR-10 rows into a convolution
+ * ```ts
+ * import { Conv2d, Sequential, Unflatten } from "@wgnn/wgnn";
+ *
+ * const model = new Sequential(new Unflatten(1, [3, 32, 32]), new Conv2d(3, 16, 3));
+ * console.assert(model.describe().startsWith("Sequential(Unflatten(1, [3, 32, 32])"));
+ * ```
+ */
+export class Unflatten extends Module {
+  /** Forward is a reshape: input staging belongs to the module after it. */
+  override readonly reshapesOnly = true;
+  /** The per-sample shape dimension 1 becomes. */
+  readonly shape: readonly number[];
+  #inputShape: readonly number[] = [];
+
+  /**
+   * Unflattens dimension `dim` (only 1, the first after the batch, is supported) into `shape`
+   * (positive integers). Throws a RangeError naming a bad argument.
+   */
+  constructor(dim: number, shape: readonly number[]) {
+    super();
+    if (dim !== 1) {
+      throw new RangeError(
+        `Cannot create Unflatten: only dim 1 (the first after the batch) is supported: current value is ${dim}`,
+      );
+    }
+    if (
+      !Array.isArray(shape) || shape.length === 0 ||
+      !shape.every((d) => Number.isInteger(d) && d > 0)
+    ) {
+      throw new RangeError(
+        `Cannot create Unflatten: shape must be a non-empty list of positive integers: current value is ${
+          JSON.stringify(shape)
+        }`,
+      );
+    }
+    this.shape = Object.freeze([...shape]);
+  }
+
+  /** A short description, e.g. for error messages. */
+  describe(): string {
+    return `Unflatten(1, [${this.shape.join(", ")}])`;
+  }
+
+  /** Per-sample output shape for a per-sample input shape; throws on a mismatch. */
+  outputShape(input: readonly number[]): number[] {
+    this.#check(input);
+    return [...this.shape, ...input.slice(1)];
+  }
+
+  /** Encodes the forward pass; the returned tensor is owned by this module. */
+  forward(_enc: StepEncoder, x: Tensor): Tensor {
+    this.#check(x.shape.slice(1));
+    this.#inputShape = x.shape;
+    return x.reshape([x.shape[0], ...this.shape, ...x.shape.slice(2)]);
+  }
+
+  /** Encodes the backward pass of the last forward; returns dX (owned by this module). */
+  backward(_enc: StepEncoder, dY: Tensor): Tensor {
+    return dY.reshape(this.#inputShape);
+  }
+
+  #check(input: readonly number[]): void {
+    const size = this.shape.reduce((a, b) => a * b, 1);
+    if (input.length === 0 || input[0] !== size) {
+      throw new RangeError(
+        `${this.describe()}: dimension 1 must have ${size} values: current input shape is [${
+          input.join(", ")
+        }] per sample`,
+      );
+    }
   }
 }
 
