@@ -7,11 +7,13 @@
  * the optimizers and learning-rate schedules, `evaluate`, and the plumbing of `advanced.ts` that
  * needs no file or environment (pipelines, buffers, the matmul engine and its kernel choice).
  * Safetensors travel as bytes (`encodeSafetensors`, `decodeSafetensors`, `stateDictOf`: a
- * checkpoint a page offers for download). Left out, because they read or write files:
- * `save`/`load` and the safetensors file helpers,
- * `fit` (checkpoints, run folders), the CIFAR-10 dataset and loader (`lib/data/` imports the
- * CIFAR-10 file reader), `matmulVariant` (it reads `WGNN_MATMUL`) and `useLavapipeVectorWidth`.
- * `tests/browser_entry_test.ts` keeps it so.
+ * checkpoint a page offers for download). CIFAR-10 comes as bytes too: `parseBatches` parses
+ * batch files a page fetched or the user picked, and `GpuDataset` and `Loader` put them on the
+ * GPU and gather the batches there, as in Deno. A page's own training loop encodes each step with
+ * `encodeTrainingStep`, the step `fit` runs (web/app.ts is such a page). Left out, because they
+ * read or write files: `save`/`load` and the safetensors file helpers, `fit` (checkpoints, run
+ * folders), `loadCifar10` and the download, `matmulVariant` (it reads `WGNN_MATMUL`) and
+ * `useLavapipeVectorWidth`. `tests/browser_entry_test.ts` keeps it so.
  *
  * @example Two Adam steps of a small model, in a page (after `deno task build`)
  * ```ts ignore
@@ -140,7 +142,28 @@ export type {
   StepLROptions,
 } from "./lib/optim/scheduler.ts";
 
-// Evaluation over any batch source (the CIFAR-10 loader is not in this entry yet)
+// CIFAR-10 from bytes (fetched by a page or picked by the user), and datasets on the GPU
+export {
+  CLASS_NAMES,
+  IMAGE_BYTES,
+  META_FILE,
+  NUM_CLASSES,
+  parseBatch,
+  parseBatches,
+  parseMeta,
+  RECORD_BYTES,
+  TEST_FILE,
+  TRAIN_FILES,
+} from "./lib/data/cifar10_format.ts";
+export type { Cifar10, ImageSet } from "./lib/data/cifar10_format.ts";
+export { GpuDataset, splitDataset } from "./lib/data/dataset.ts";
+export type { DatasetSubset, GpuDatasetOptions, LoaderData } from "./lib/data/dataset.ts";
+export { Loader } from "./lib/data/loader.ts";
+export type { Augment, Batch, LoaderOptions, Normalize } from "./lib/data/loader.ts";
+
+// A training step, as fit encodes it, and evaluation over any batch source
+export { encodeTrainingStep } from "./lib/train/step.ts";
+export type { AccumulationWindow, StepHooks, StepInfo, Trainer } from "./lib/train/step.ts";
 export { evaluate } from "./lib/train/evaluate.ts";
 export type { EvaluateOptions, Evaluation } from "./lib/train/evaluate.ts";
 export type { BatchSource } from "./lib/train/schedule.ts";

@@ -112,3 +112,14 @@ Deno.test("the browser bundle inlines every kernel and has no Deno or node: refe
     assert.ok(js.includes(line), `${kernel}.wgsl is not in the bundle`);
   }
 });
+
+Deno.test("the browser entry holds the GPU dataset and loader, without the CIFAR-10 file reader", async () => {
+  const nn = await import("../browser.ts");
+  for (const name of ["GpuDataset", "Loader", "parseBatches", "encodeTrainingStep"] as const) {
+    assert.equal(typeof nn[name], "function", `browser.ts exports ${name}`);
+  }
+  const graph = (await runtimeGraph("browser.ts")).map((s) => s.slice(s.lastIndexOf("/lib/") + 1));
+  assert.ok(graph.includes("lib/data/loader.ts"), graph.join("\n"));
+  assert.ok(graph.includes("lib/data/cifar10_format.ts"), graph.join("\n"));
+  assert.ok(!graph.includes("lib/data/cifar10.ts"), "the file reader is in browser.ts's graph");
+});

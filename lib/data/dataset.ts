@@ -13,7 +13,7 @@
 
 import type { Gpu } from "../gpu/device.ts";
 import { checkLabels, describeData, Tensor } from "../tensor.ts";
-import { NUM_CLASSES } from "./cifar10.ts";
+import { NUM_CLASSES } from "./cifar10_format.ts";
 import { mixSeed, Rng } from "./rng.ts";
 
 /** Most shards the gather kernel can bind (kernels/gather.wgsl). */

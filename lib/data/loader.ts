@@ -24,7 +24,7 @@ import type { StepEncoder } from "../gpu/encoder.ts";
 import { grid1d, type Kernel } from "../gpu/kernels.ts";
 import { ParamsLayout } from "../gpu/params.ts";
 import { Tensor } from "../tensor.ts";
-import { IMAGE_BYTES } from "./cifar10.ts";
+import { IMAGE_BYTES } from "./cifar10_format.ts";
 import { type GpuDataset, type LoaderData, resolveView, showShape } from "./dataset.ts";
 import { mixSeed, Rng } from "./rng.ts";
 import gatherSource from "../../kernels/gather.wgsl" with { type: "text" };

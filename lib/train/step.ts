@@ -12,9 +12,11 @@ import type { Tensor } from "../tensor.ts";
 
 /** What a training step needs besides its batch. */
 export interface Trainer {
+  /** The model on the GPU: forward, then backward into its parameter arena's gradients. */
   model: Sequential;
   /** Any {@link Loss}: its gradient seeds backward. */
   loss: Loss;
+  /** Zeroes the gradients at the window's first batch and updates at its last. */
   optimizer: Optimizer;
 }
 
