@@ -11,6 +11,7 @@ import { ACT_BACKWARD, ACT_FORWARD, ACTIVATION } from "../lib/nn/activation_kern
 import { BATCHNORM } from "../lib/nn/batchnorm.ts";
 import { BATCHNORM2D } from "../lib/nn/batchnorm2d.ts";
 import { CONV2D } from "../lib/nn/conv.ts";
+import { CONV_GEMM, CONV_GEMM_ENTRIES } from "../lib/nn/conv_gemm.ts";
 import { POOL2D } from "../lib/nn/pool.ts";
 import { COUNTER_ADVANCE, DROPOUT_KERNEL } from "../lib/nn/dropout.ts";
 import { ELEMENTWISE_LOSS } from "../lib/nn/elementwise_loss.ts";
@@ -30,6 +31,7 @@ const FAMILIES: readonly KernelFamily[] = [
   BATCHNORM,
   BATCHNORM2D,
   CONV2D,
+  CONV_GEMM,
   POOL2D,
   CROSS_ENTROPY,
   DROPOUT_KERNEL,
@@ -136,6 +138,7 @@ Deno.test("bindings: declared entry points exist in their WGSL", () => {
     SOFTMAX_FORWARD,
     SOFTMAX_BACKWARD,
   ];
+  for (const entry of CONV_GEMM_ENTRIES) points.push({ kernel: CONV_GEMM, entry, bindings: {} });
   for (const point of points) {
     const fn = new RegExp(`@compute[^{]*\\bfn ${point.entry}\\s*\\(`);
     assert(fn.test(code(point.kernel.source)), `${point.kernel.name}.${point.entry}`);

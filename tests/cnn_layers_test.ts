@@ -134,36 +134,72 @@ const CONV_CASES: {
     k: 3,
     o: { padding: 1 },
   },
+  { name: "1x1", shape: [3, 16, 5, 7], out: 20, k: 1, o: {} },
+  { name: "1x1 stride 2", shape: [2, 12, 9, 8], out: 24, k: 1, o: { stride: 2 } },
+  {
+    name: "stride 2, padding 1, 20 channels",
+    shape: [3, 20, 9, 10],
+    out: 18,
+    k: 3,
+    o: { stride: 2, padding: 1 },
+  },
+  {
+    name: "stride [2, 3], dilation [2, 1], padding [1, 2]",
+    shape: [2, 8, 11, 13],
+    out: 9,
+    k: 3,
+    o: { stride: [2, 3], dilation: [2, 1], padding: [1, 2] },
+  },
+  {
+    name: "groups 4 of 4 channels, padding 1",
+    shape: [2, 16, 6, 7],
+    out: 40,
+    k: 3,
+    o: { groups: 4, padding: 1 },
+  },
+  { name: "depthwise", shape: [2, 6, 7, 6], out: 12, k: 3, o: { groups: 6, padding: 1 } },
+  // Wide enough that the GEMM path's textures hold several images per row and several rows
+  // of images (x: 256 channels × 32 padded columns; dy: 256 channels × 200 columns).
+  { name: "x in two texture rows", shape: [10, 256, 2, 30], out: 4, k: 3, o: { padding: 1 } },
+  { name: "dy in ten texture rows", shape: [10, 8, 1, 200], out: 256, k: 1, o: {} },
 ];
 
+/** Each case runs on both paths: the implicit GEMMs and the direct loops. */
+const ALGORITHMS = ["gemm", "direct"] as const;
+
 for (const c of CONV_CASES) {
-  gpuTest(`Conv2d ${c.name}: output, dX, dW and db match the f64 twin`, async (gpu) => {
-    manualSeed(5);
-    const conv = new Conv2d(c.shape[1], c.out, c.k, c.o);
-    const [w, b] = conv.parameterSpecs().map((s) => s.init);
-    const x = randomArray(c.shape.reduce((a, v) => a * v), 11);
-    const g = geometry(conv);
-    const want = conv2dForward(x, c.shape, w, b ?? null, g);
-    const dy = randomArray(want.length, 12);
-    const got = await runLayer(gpu, conv, x, c.shape, dy, { steps: 2 });
-    assertClose(got.y, want, { atol: 1e-5, rtol: 1e-5, what: "y" });
-    const back = conv2dBackward(x, c.shape, w, dy, g);
-    assertClose(got.dx, back.dx, { atol: 1e-5, rtol: 1e-5, what: "dX" });
-    // Two steps with zeroGrad before each: the gradient is the last step's, added once.
-    assertClose(got.grads["0.layer.weight"].data as Float32Array, back.dw, {
-      atol: 1e-4,
-      rtol: 1e-5,
-      what: "dW",
-    });
-    if (b) {
-      assertClose(got.grads["0.layer.bias"].data as Float32Array, back.db, {
-        atol: 1e-4,
-        rtol: 1e-5,
-        what: "db",
-      });
-    }
-    got.model.dispose();
-  });
+  for (const algorithm of ALGORITHMS) {
+    gpuTest(
+      `Conv2d ${c.name} (${algorithm}): output, dX, dW and db match the f64 twin`,
+      async (gpu) => {
+        manualSeed(5);
+        const conv = new Conv2d(c.shape[1], c.out, c.k, { ...c.o, algorithm });
+        const [w, b] = conv.parameterSpecs().map((s) => s.init);
+        const x = randomArray(c.shape.reduce((a, v) => a * v), 11);
+        const g = geometry(conv);
+        const want = conv2dForward(x, c.shape, w, b ?? null, g);
+        const dy = randomArray(want.length, 12);
+        const got = await runLayer(gpu, conv, x, c.shape, dy, { steps: 2 });
+        assertClose(got.y, want, { atol: 1e-5, rtol: 1e-5, what: "y" });
+        const back = conv2dBackward(x, c.shape, w, dy, g);
+        assertClose(got.dx, back.dx, { atol: 1e-5, rtol: 1e-5, what: "dX" });
+        // Two steps with zeroGrad before each: the gradient is the last step's, added once.
+        assertClose(got.grads["0.layer.weight"].data as Float32Array, back.dw, {
+          atol: 1e-4,
+          rtol: 1e-5,
+          what: "dW",
+        });
+        if (b) {
+          assertClose(got.grads["0.layer.bias"].data as Float32Array, back.db, {
+            atol: 1e-4,
+            rtol: 1e-5,
+            what: "db",
+          });
+        }
+        got.model.dispose();
+      },
+    );
+  }
 }
 
 gpuTest("Conv2d: gradients accumulate (+=) over backward passes without zeroGrad", async (gpu) => {

@@ -1,10 +1,13 @@
 /**
  * Conv2d over NCHW tensors, as PyTorch's `nn.Conv2d`: stride, zero padding (a number, a pair,
  * "same" or "valid"), dilation, groups and bias; the weight is [out, in/groups, kh, kw] on the
- * GPU and in the state dict. Forward, the input gradient and the weight gradient are direct,
- * register-blocked loops in kernels/conv2d.wgsl (no im2col buffer); the weight gradient is split along the
- * batch·pixels axis into a few chunks, summed in a fixed order, so small weights still keep
- * every core busy and the bits are the same on every run.
+ * GPU and in the state dict. Forward, the input gradient and the weight gradient run on one of
+ * two paths, chosen per adapter and shape (conv_choice.ts): implicit GEMMs on the matmul
+ * engine's texture design (conv_gemm.ts, kernels/conv_gemm.wgsl), or direct, register-blocked
+ * loops over storage buffers (kernels/conv2d.wgsl). Neither builds an im2col buffer; on both the
+ * weight gradient is split along the batch·pixels axis into chunks summed in a fixed order, so
+ * small weights still keep every core busy and the bits are the same on every run. The bias
+ * gradient is the direct kernel's on both.
  *
  * @module
  */
@@ -16,6 +19,8 @@ import { ParamsLayout } from "../gpu/params.ts";
 import { Tensor } from "../tensor.ts";
 import conv2dSource from "../../kernels/conv2d.wgsl" with { type: "text" };
 import { entryPoint, KernelCall, type KernelFamily } from "./kernel_call.ts";
+import { type ConvAlgorithm, convAlgorithm, type ConvChoice } from "./conv_choice.ts";
+import { ConvGemm, type ConvShape } from "./conv_gemm.ts";
 import { type AttachContext, disposeAll, Module, positiveInt } from "./module.ts";
 import type { Parameter, ParameterSpec } from "./parameter.ts";
 import { uniform } from "./random.ts";
@@ -101,6 +106,11 @@ export interface Conv2dOptions {
   groups?: number;
   /** Learn an additive bias per output channel. Default: true. */
   bias?: boolean;
+  /**
+   * The kernels: "gemm" (implicit GEMMs on textures), "direct" (loops over storage buffers) or
+   * "auto" (the GPU's `chooseConv`, else per adapter and shape). Default: "auto".
+   */
+  algorithm?: ConvChoice;
 }
 
 function pair(name: string, value: Pair, min: number): [number, number] {
@@ -121,6 +131,9 @@ function pair(name: string, value: Pair, min: number): [number, number] {
 class ConvBuffers {
   readonly y: Tensor;
   readonly params: GpuBuffer;
+  /** The path this shape runs on, and its GEMM plan on the gemm path. */
+  readonly algorithm: ConvAlgorithm;
+  readonly gemm: ConvGemm | null;
   readonly split: number;
   /** Invocations of forward, backward_input and backward_weight (one per register block). */
   readonly forwardBlocks: number;
@@ -138,6 +151,7 @@ class ConvBuffers {
     yShape: readonly number[],
     values: Record<"G" | "KH" | "KW" | "SH" | "SW" | "PT" | "PL" | "DH" | "DW", number>,
     weightNumel: number,
+    options: { algorithm: ConvChoice; bias: boolean },
   ) {
     this.#gpu = gpu;
     this.#xShape = xShape;
@@ -145,6 +159,9 @@ class ConvBuffers {
     const [N, C, H, W] = xShape;
     const [, OC, OH, OW] = yShape;
     this.y = Tensor.empty(gpu, yShape, "f32", "conv2d.y");
+    const shape: ConvShape = { N, C, H, W, OC, OH, OW, ...values };
+    this.algorithm = convAlgorithm(gpu, shape, options.algorithm);
+    this.gemm = this.algorithm === "gemm" ? new ConvGemm(gpu, shape, options) : null;
     // The weight gradient's sum over the N·OH rows of dy is split in chunks so that blocks ×
     // chunks reach the target; the chunks' partial sums are added in a fixed order.
     const rows = N * OH;
@@ -188,7 +205,7 @@ class ConvBuffers {
   }
 
   dispose(): void {
-    disposeAll(this.y, this.params, this.#dx, this.#partial);
+    disposeAll(this.y, this.params, this.#dx, this.#partial, this.gemm);
   }
 }
 
@@ -228,6 +245,8 @@ export class Conv2d extends Module {
   readonly groups: number;
   /** Whether a bias is learned. */
   readonly hasBias: boolean;
+  /** The `algorithm` option ("auto" unless given). */
+  readonly algorithm: ConvChoice;
   readonly #paddingText: string;
   #weightInit: Float32Array;
   #biasInit: Float32Array | null;
@@ -265,6 +284,7 @@ export class Conv2d extends Module {
       );
     }
     this.hasBias = options.bias ?? true;
+    this.algorithm = options.algorithm ?? "auto";
     const padding = options.padding ?? 0;
     const [kh, kw] = this.kernelSize;
     const [dh, dw] = this.dilation;
@@ -365,17 +385,24 @@ export class Conv2d extends Module {
     let bufs = this.#byShape.get(key);
     if (!bufs) {
       const yShape = [xShape[0], ...this.outputShape(xShape.slice(1))];
-      bufs = new ConvBuffers(this.requireGpu(), xShape, yShape, {
-        G: this.groups,
-        KH: this.kernelSize[0],
-        KW: this.kernelSize[1],
-        SH: this.stride[0],
-        SW: this.stride[1],
-        PT: this.pad[0],
-        PL: this.pad[2],
-        DH: this.dilation[0],
-        DW: this.dilation[1],
-      }, this.#weightInit.length);
+      bufs = new ConvBuffers(
+        this.requireGpu(),
+        xShape,
+        yShape,
+        {
+          G: this.groups,
+          KH: this.kernelSize[0],
+          KW: this.kernelSize[1],
+          SH: this.stride[0],
+          SW: this.stride[1],
+          PT: this.pad[0],
+          PL: this.pad[2],
+          DH: this.dilation[0],
+          DW: this.dilation[1],
+        },
+        this.#weightInit.length,
+        { algorithm: this.algorithm, bias: this.hasBias },
+      );
       this.#byShape.set(key, bufs);
     }
     return bufs;
@@ -392,6 +419,12 @@ export class Conv2d extends Module {
       );
     }
     const bufs = this.#buffersFor(x.shape);
+    this.#x = x;
+    if (bufs.gemm) {
+      const b = this.#bias?.value ?? this.#dummy!;
+      bufs.gemm.forward(enc, x, this.#weight!.value, b, bufs.y);
+      return bufs.y;
+    }
     this.#forward!.encode(enc, grid1d(Math.ceil(bufs.forwardBlocks / WG)), {
       x,
       w: this.#weight!.value,
@@ -399,7 +432,6 @@ export class Conv2d extends Module {
       y: bufs.y,
       p: bufs.params,
     });
-    this.#x = x;
     return bufs.y;
   }
 
@@ -417,6 +449,12 @@ export class Conv2d extends Module {
     dY.expectShape(`Cannot run ${this.describe()} backward`, bufs.y.shape);
     const OC = this.outChannels;
     const p = bufs.params;
+    if (this.#bias) this.#backBias!.encode(enc, [OC, 1, 1], { dy: dY, db: this.#bias.grad, p });
+    if (bufs.gemm) {
+      const dx = this.needsInputGrad ? bufs.dx() : null;
+      bufs.gemm.backward(enc, dY, this.#weight!.value, this.#weight!.grad, dx);
+      return dx ?? dY;
+    }
     const partial = bufs.partial();
     this.#backWeight!.encode(enc, grid1d(Math.ceil(bufs.weightBlocks / WG)), {
       x,
@@ -429,7 +467,6 @@ export class Conv2d extends Module {
       dw: this.#weight!.grad,
       p,
     });
-    if (this.#bias) this.#backBias!.encode(enc, [OC, 1, 1], { dy: dY, db: this.#bias.grad, p });
     if (!this.needsInputGrad) return dY;
     const dx = bufs.dx();
     this.#backInput!.encode(enc, grid1d(Math.ceil(bufs.inputBlocks / WG)), {
