@@ -27,26 +27,16 @@ import {
   type LossAxis,
   lossLabel,
 } from "./loss_axis.ts";
+import { variantColor } from "./colors.ts";
 
 export { LOSS_DOMAIN } from "./loss_axis.ts";
+export { variantColor } from "./colors.ts";
 
-const SEED_COLORS: Record<string, string> = { plain: "#4e79a7", bn: "#f28e2b", dropout: "#59a14f" };
-const OTHER_COLORS = ["#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
 const TRAIN_COLOR = "#4e79a7";
 const VAL_COLOR = "#e15759";
 
 const WIDTH = 640;
 const HEIGHT = 400;
-
-/**
- * The colour of a variant in every figure: the lecture's three keep fixed colours, others take the
- * next free colour by their position among `variants`.
- */
-export function variantColor(variant: string, variants: readonly string[]): string {
-  if (variant in SEED_COLORS) return SEED_COLORS[variant];
-  const others = variants.filter((v) => !(v in SEED_COLORS));
-  return OTHER_COLORS[Math.max(0, others.indexOf(variant)) % OTHER_COLORS.length];
-}
 
 /** A named line of (epoch, value) points. */
 interface Series {

@@ -53,7 +53,7 @@ export interface Site {
 /** A running browser with one page, and the server it loads from. */
 export class Session {
   readonly #child: Deno.ChildProcess;
-  readonly #server: Deno.HttpServer<Deno.NetAddr>;
+  readonly #server: Deno.HttpServer<Deno.NetAddr> | null;
   readonly #profile: string;
   readonly browser: Browser;
   readonly page: Page;
@@ -62,7 +62,7 @@ export class Session {
 
   private constructor(
     child: Deno.ChildProcess,
-    server: Deno.HttpServer<Deno.NetAddr>,
+    server: Deno.HttpServer<Deno.NetAddr> | null,
     profile: string,
     browser: Browser,
     page: Page,
@@ -77,8 +77,20 @@ export class Session {
   }
 
   /** Starts the server for `site`, the browser, and opens `path` of the site in one page. */
-  static async open(site: Site, path = "/"): Promise<Session> {
+  static open(site: Site, path = "/"): Promise<Session> {
     const server = serve(site);
+    return Session.#launch(`http://127.0.0.1:${server.addr.port}${path}`, server);
+  }
+
+  /** Starts the browser and opens `url` (a server of the caller's) in one page. */
+  static openUrl(url: string): Promise<Session> {
+    return Session.#launch(url, null);
+  }
+
+  static async #launch(
+    url: string,
+    server: Deno.HttpServer<Deno.NetAddr> | null,
+  ): Promise<Session> {
     const profile = await Deno.makeTempDir({ dir: "/tmp", prefix: "wgnn-chromium-" });
     const child = new Deno.Command(CHROMIUM, {
       args: [...FLAGS, `--user-data-dir=${profile}`, "about:blank"],
@@ -92,15 +104,15 @@ export class Session {
     const lines: string[] = [];
     page.on("console", (m) => lines.push(`${m.type()}: ${m.text()}`));
     page.on("pageerror", (e) => lines.push(`pageerror: ${String(e)}`));
-    await page.goto(`http://127.0.0.1:${server.addr.port}${path}`);
+    await page.goto(url);
     return new Session(child, server, profile, browser, page, lines);
   }
 
-  /** Closes the browser, waits for it to exit, stops the server and removes the profile. */
+  /** Closes the browser, waits for it to exit, stops the server (if its own) and removes the profile. */
   async close(): Promise<void> {
     await this.browser.close().catch(() => {});
     await this.#child.status;
-    await this.#server.shutdown();
+    await this.#server?.shutdown();
     await Deno.remove(this.#profile, { recursive: true }).catch(() => {});
   }
 }
