@@ -306,6 +306,48 @@ Deno.test({
         }
         console.log(`checkpoints: ${join(artefacts, "plain.safetensors")}, bn.safetensors`);
       });
+      await t.step(
+        "files picked from disk train too, and Stop ends the run with its report",
+        async () => {
+          assert.ok(session, "the page is open");
+          const page = session.page;
+          const picked = await writeFixture(100, 50);
+          try {
+            await page.goto(`${server.base}/?epochs=500&batch=32&variants=plain&train=400&test=50`);
+            await page.waitForFunction("document.body.dataset.state === 'ready'", {
+              timeout: 30_000,
+            });
+            const input = await page.$("#files");
+            const names = ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin"];
+            await input!.uploadFile(
+              ...[...names, "test_batch.bin"].map((n) => join(picked.batchesDir, n)),
+            );
+            await page.click("#start");
+            await page.waitForFunction(
+              "/epoch 2\\/500/.test(document.getElementById('status').textContent)",
+              { timeout: 60_000, polling: 100 },
+            );
+            await page.click("#stop");
+            await page.waitForFunction("document.body.dataset.state === 'done'", {
+              timeout: 30_000,
+            });
+            const data = await page.$eval("#data", (e) => e.textContent ?? "");
+            assert.equal(data, "300 training and 50 test images from 4 picked files");
+            const row = await page.$$eval(
+              "#results tbody tr",
+              (trs) => trs.map((tr) => [...tr.querySelectorAll("td")].map((td) => td.textContent)),
+            );
+            assert.equal(row.length, 1, JSON.stringify(row));
+            assert.match(row[0][1] ?? "", /^\d+ \(stopped\)$/, JSON.stringify(row));
+            const epochs = Number(row[0][1]!.split(" ")[0]);
+            assert.ok(epochs >= 2 && epochs < 500, JSON.stringify(row));
+            assert.ok(Number(row[0][2]) < 500 * 10, `steps: ${JSON.stringify(row)}`);
+            console.log(`stopped: ${JSON.stringify(row[0])}`);
+          } finally {
+            await Deno.remove(picked.root, { recursive: true });
+          }
+        },
+      );
     } catch (error) {
       const s = session as Session | null;
       if (s?.console.length) console.log(`browser console:\n${s.console.join("\n")}`);
