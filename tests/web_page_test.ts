@@ -214,6 +214,8 @@ Deno.test({
         const state = await page.evaluate("document.body.dataset.state");
         assert.equal(state, "done", `${status}\n${session.console.join("\n")}`);
         console.log(`run: ${((performance.now() - started) / 1000).toFixed(1)} s; ${status}`);
+        const trouble = session.console.filter((l) => /^(error|pageerror)|Warning/.test(l));
+        assert.deepEqual(trouble, [], "the page logged no error and Plot no warning");
         const adapter = await page.$eval("#adapter", (e) => e.textContent ?? "");
         console.log(`adapter: ${adapter}`);
         assert.match(adapter, /swiftshader/i);

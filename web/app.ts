@@ -92,7 +92,8 @@ function settings(): RunSettings & { variants: Variant[] } {
     batchSize: number("batch"),
     lr,
     seed: intParam("seed", 0, 0),
-    stepsPerChunk: intParam("chunk", 8),
+    // 4 steps per command buffer: Stop is seen within two chunks (seconds on a software adapter).
+    stepsPerChunk: intParam("chunk", 4),
   };
 }
 

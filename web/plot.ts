@@ -37,8 +37,15 @@ export function lossFigure(
     y: { label: "cross-entropy loss", grid: true, nice: true },
     color: { ...colors(variants), legend: true },
     marks: [
-      Plot.line(train, { x: "x", y: "loss", stroke: "variant", strokeWidth: 1.5 }),
-      Plot.line(val, { x: "x", y: "loss", stroke: "variant", strokeDasharray: "6 4" }),
+      // z named: a series of one point is not the "high cardinality" Plot warns of.
+      Plot.line(train, { x: "x", y: "loss", z: "variant", stroke: "variant", strokeWidth: 1.5 }),
+      Plot.line(val, {
+        x: "x",
+        y: "loss",
+        z: "variant",
+        stroke: "variant",
+        strokeDasharray: "6 4",
+      }),
       Plot.dot(val, { x: "x", y: "loss", stroke: "variant", fill: "white", r: 3 }),
       Plot.text(["solid: training (running), dashed: validation"], {
         frameAnchor: "top-right",

@@ -3,8 +3,9 @@
  * The page's training loop for one of the lecture's variants: `fit`'s schedule without its files.
  * Each chunk of steps is one command buffer (the loader's gather and `encodeTrainingStep`, the
  * step `fit` encodes, per batch), submitted without waiting; at most two chunks are queued on the
- * GPU. The running loss is read back at most every {@link READ_EVERY_MS} (and at each epoch's
- * end), never per step; each epoch is then validated with `evaluate` (one round trip).
+ * GPU. The running loss is read back after an epoch's first chunk, then at most every
+ * {@link READ_EVERY_MS} and at the epoch's end, never per step; each epoch is then validated with
+ * `evaluate` (one round trip).
  *
  * @module
  */
@@ -119,7 +120,8 @@ export async function trainVariant(
       train.startEpoch(epoch - 1);
       const reads: Promise<LossSummary>[] = [];
       const queued: Promise<unknown>[] = [];
-      let lastRead = started, open = false, trained = 0;
+      // The first chunk of an epoch is read back at once: the curve moves from the start.
+      let lastRead = -Infinity, open = false, trained = 0;
       for (let b = 0; b < batches; b += s.stepsPerChunk) {
         if (hooks.stopped()) {
           stopped = true;
