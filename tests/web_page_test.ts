@@ -7,7 +7,8 @@
  * raw HTTP, as a browser would not send such paths.
  *
  * The run uses the real CIFAR-10 when the server finds it (data/ or ../shared/data), else a tiny
- * generated one. Skipped, saying why, when Debian's `chromium` is not installed.
+ * generated one. The page's test is skipped, saying why, when Debian's `chromium` is not
+ * installed; the server's test needs no browser.
  *
  * @module
  */
@@ -131,28 +132,54 @@ const NAMES: Record<string, Record<string, number[]>> = {
   },
 };
 
+/** A served site: the bundles built into a temporary dist/, the data, the running server. */
+interface Served {
+  server: Server;
+  /** Where the test leaves its screenshot and downloads (kept). */
+  artefacts: string;
+  /** Stops the server and removes what is not an artefact. */
+  close(): Promise<void>;
+}
+
+/** Builds the bundles into a temporary folder and starts the server over them. */
+async function serveSite(): Promise<Served> {
+  const tmp = await Deno.makeTempDir({ dir: "/tmp", prefix: "wgnn-web-page-" });
+  const dist = join(tmp, "dist");
+  const artefacts = join(tmp, "artefacts");
+  await Deno.mkdir(dist);
+  await Deno.mkdir(artefacts);
+  const real = await realData();
+  const fixture = real === null ? await writeFixture(600, 300) : null;
+  console.log(`data: ${real ?? "a generated CIFAR-10 of 3,000 + 300 images (no real one found)"}`);
+  const [wgnn, web] = await Promise.all([bundle("browser.ts"), bundle("web/app.ts")]);
+  await Deno.writeTextFile(join(dist, "wgnn.js"), wgnn);
+  await Deno.writeTextFile(join(dist, "web.js"), web);
+  const server = await startServer(
+    [dist, ...(fixture ? [fixture.root] : [])],
+    ["--dist", dist, ...(fixture ? ["--data", fixture.dataDir] : [])],
+  );
+  return {
+    server,
+    artefacts,
+    async close() {
+      server.child.kill("SIGINT");
+      await server.child.status;
+      await Deno.remove(dist, { recursive: true });
+      if (fixture) await Deno.remove(fixture.root, { recursive: true });
+      // Nothing kept (the server's test): no empty folder left behind.
+      if ((await Array.fromAsync(Deno.readDir(artefacts))).length === 0) {
+        await Deno.remove(tmp, { recursive: true });
+      }
+    },
+  };
+}
+
 Deno.test({
-  name: "the training page trains the three variants in Chromium, plots, reports and downloads",
-  ...options,
+  name: "serve answers the page, its bundles and the data, and refuses paths that leave them",
+  sanitizeResources: false,
+  sanitizeOps: false,
   fn: async (t) => {
-    const tmp = await Deno.makeTempDir({ dir: "/tmp", prefix: "wgnn-web-page-" });
-    const dist = join(tmp, "dist");
-    const artefacts = join(tmp, "artefacts");
-    await Deno.mkdir(dist);
-    await Deno.mkdir(artefacts);
-    const real = await realData();
-    const fixture = real === null ? await writeFixture(600, 300) : null;
-    console.log(
-      `data: ${real ?? `a generated CIFAR-10 of 3,000 + 300 images (no real one found)`}`,
-    );
-    const [wgnn, web] = await Promise.all([bundle("browser.ts"), bundle("web/app.ts")]);
-    await Deno.writeTextFile(join(dist, "wgnn.js"), wgnn);
-    await Deno.writeTextFile(join(dist, "web.js"), web);
-    const server = await startServer(
-      [dist, ...(fixture ? [fixture.root] : [])],
-      ["--dist", dist, ...(fixture ? ["--data", fixture.dataDir] : [])],
-    );
-    let session: Session | null = null;
+    const { server, close } = await serveSite();
     try {
       await t.step(
         "the server answers the page, its bundles and the data, with their types",
@@ -195,7 +222,22 @@ Deno.test({
           assert.ok(!r.body.includes('"tasks"') && !r.body.includes(config.slice(0, 40)), path);
         }
       });
+    } catch (error) {
+      console.log(`server log:\n${server.log.join("")}`);
+      throw error;
+    } finally {
+      await close();
+    }
+  },
+});
 
+Deno.test({
+  name: "the training page trains the three variants in Chromium, plots, reports and downloads",
+  ...options,
+  fn: async (t) => {
+    const { server, artefacts, close } = await serveSite();
+    let session: Session | null = null;
+    try {
       await t.step("a short run trains plain, bn and dropout with live curves", async () => {
         const query = "?epochs=3&batch=64&train=1024&test=256&chunk=2&autostart=1";
         session = await Session.openUrl(`${server.base}/${query}`);
@@ -357,10 +399,7 @@ Deno.test({
       throw error;
     } finally {
       await (session as Session | null)?.close();
-      server.child.kill("SIGINT");
-      await server.child.status;
-      await Deno.remove(dist, { recursive: true });
-      if (fixture) await Deno.remove(fixture.root, { recursive: true });
+      await close();
       console.log(`artefacts: ${artefacts}`);
     }
   },
