@@ -17,6 +17,9 @@
 //           tdy holds dy alike (OT = G·OG4 texels per pixel, OG4 = ⌈OCg/4⌉), with DPT rows
 //           and DPL columns of zeros before each image and enough after, so that dx's gather
 //           reads land in zeros past the edges.
+//           x and dy are packed into staging buffers laid out as the textures' rows (TXW and
+//           TDW texels wide, a multiple of 16 so that copyBufferToTexture takes them whole):
+//           storage stores of vec4 cost a fraction of texture stores on llvmpipe.
 //           tw: texel (tap·CG4 + c4, g·OCP + oo) holds w[g·OCg+oo, 4·c4 .. +3, u, v] (tap =
 //           u·KW + v; OCP = OCg rounded up to 16, rows past OCg are 0). twt: texel
 //           (tap·OG4 + o4, g·CGP + c) holds w[g·OCg + 4·o4 .. +3, c, u, v] (CGP = Cg up to 16).
@@ -31,18 +34,21 @@
 //           fixed order into dw: the same bits every run, no atomics.
 //           Pixels past the last are read clamped to it and never written.
 // Layout:   x, dx [N,C,H,W]; w, dw [OC,Cg,KH,KW]; y, dy [N,OC,OH,OW]; partial [SPLIT, OC·Cg·KH·KW].
-// Bindings: 0 x, 1 w, 2 b, 3 dy, 15 partial_in (storage, read); 4 tx, 5 tw, 6 twt, 7 tdy
-//           (rgba32float storage textures, read); 8 tx_out, 9 tw_out, 10 twt_out, 11 tdy_out
-//           (the same textures, write); 12 y, 13 dx, 14 partial, 16 dw (storage, read_write);
-//           17 p: Params (storage, read).
-//           pack_x: x, tx_out, p. pack_dy: dy, tdy_out, p. pack_w: w, tw_out, p. pack_wt: w,
-//           twt_out, p. forward: tx, tw, b, y, p. backward_input: tdy, twt, dx, p.
-//           backward_weight: tx, tdy, partial, p. reduce_weight: partial_in, dw, p.
+// Bindings: 0 x, 1 w, 2 b, 3 dy, 15 partial_in, 20 x_v4, 21 dy_v4 (storage, read; x_v4
+//           and dy_v4 are vec4 views of x and dy); 4 tx, 5 tw, 6 twt, 7 tdy (rgba32float storage
+//           textures, read); 9 tw_out, 10 twt_out (tw, twt, write); 8 tx_stage,
+//           11 tdy_stage (storage, read_write: tx's and tdy's rows, copied into them); 12 y, 13 dx, 14 partial, 16 dw, 18 y_v4, 19 dx_v4 (storage, read_write;
+//           y_v4 and dx_v4 are vec4 views of y and dx); 17 p: Params (storage, read).
+//           pack_x: x, tx_stage, p. pack_x4: x_v4, tx_stage, p. pack_dy: dy, tdy_stage, p.
+//           pack_dy4: dy_v4, tdy_stage, p. pack_w: w, tw_out, p. pack_wt: w, twt_out, p. forward: tx, tw, b,
+//           y, y_v4, p (one of y, y_v4 a dummy, per VEC_OUT). backward_input: tdy, twt, dx, dx_v4, p
+//           (likewise). backward_weight: tx, tdy, partial, p. reduce_weight: partial_in, dw, p.
 // Params:   a read-only storage struct, not a uniform, for the reason batchnorm.wgsl gives
 //           (lavapipe inlines small uniform loop bounds and recompiles on every bind).
-// Dispatch: every entry point: one invocation per block (per texel for the packs, per weight
-//           element for reduce_weight), workgroup WG_X, linear workgroup index
-//           wid.x + wid.y·nwg.x; grid = grid1d(ceil(count / WG_X)). Blocks are numbered
+// Dispatch: one invocation per block (per texel for the packs, per weight element for
+//           reduce_weight), workgroup WG_X, linear workgroup index wid.x + wid.y·nwg.x;
+//           grid = grid1d(ceil(count / WG_X)). pack_x4 and pack_dy4: one invocation per 4
+//           texels, grid = [ceil(plane / 4 / WG_X), N·CT (or N·OT), 1] (plane: H·W, OH·OW). Blocks are numbered
 //           pixels-fastest, so neighbouring SIMD lanes read the same weight texels.
 
 struct Params {
@@ -78,10 +84,17 @@ struct Params {
   WB: u32,
   SPLIT: u32,
   CHUNK: u32,
+  TXW: u32,
+  TDW: u32,
 }
 
 override WG_X: u32 = 8u; // invocations per workgroup: a multiple of the SIMD width
 override BIAS: bool = true;
+// Write y (forward) or dx (backward_input) as vec4 of 4 consecutive pixels, through y_v4 / dx_v4
+// (the scalar binding then holds a dummy): the host sets it where each run of 4 pixels of a
+// block is contiguous in the output (OH·OW, or H·W at stride 1, a multiple of 4). A vec4
+// store costs about as much as a scalar one on llvmpipe.
+override VEC_OUT: bool = false;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
@@ -91,16 +104,20 @@ override BIAS: bool = true;
 @group(0) @binding(5) var tw: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(6) var twt: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(7) var tdy: texture_storage_2d<rgba32float, read>;
-@group(0) @binding(8) var tx_out: texture_storage_2d<rgba32float, write>;
+@group(0) @binding(8) var<storage, read_write> tx_stage: array<vec4<f32>>;
 @group(0) @binding(9) var tw_out: texture_storage_2d<rgba32float, write>;
 @group(0) @binding(10) var twt_out: texture_storage_2d<rgba32float, write>;
-@group(0) @binding(11) var tdy_out: texture_storage_2d<rgba32float, write>;
+@group(0) @binding(11) var<storage, read_write> tdy_stage: array<vec4<f32>>;
 @group(0) @binding(12) var<storage, read_write> y: array<f32>;
 @group(0) @binding(13) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(14) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(15) var<storage, read> partial_in: array<f32>;
 @group(0) @binding(16) var<storage, read_write> dw: array<f32>;
 @group(0) @binding(17) var<storage, read> p: Params;
+@group(0) @binding(18) var<storage, read_write> y_v4: array<vec4<f32>>;
+@group(0) @binding(19) var<storage, read_write> dx_v4: array<vec4<f32>>;
+@group(0) @binding(20) var<storage, read> x_v4: array<vec4<f32>>;
+@group(0) @binding(21) var<storage, read> dy_v4: array<vec4<f32>>;
 
 // The Params, copied once per invocation: a storage load is a per-lane loop on llvmpipe.
 var<private> P: Params;
@@ -112,7 +129,7 @@ fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
 // ---- Packing into textures (once per step per operand). ----
 
 // Four values v(e) = src(base + e·stride) for e < count, 0 after, read from x.
-fn x4(base: u32, stride: u32, count: u32) -> vec4<f32> {
+fn gather_x(base: u32, stride: u32, count: u32) -> vec4<f32> {
   var v = vec4<f32>();
   for (var e = 0u; e < count; e++) {
     v[e] = x[base + e * stride];
@@ -120,7 +137,7 @@ fn x4(base: u32, stride: u32, count: u32) -> vec4<f32> {
   return v;
 }
 
-fn dy4(base: u32, stride: u32, count: u32) -> vec4<f32> {
+fn gather_dy(base: u32, stride: u32, count: u32) -> vec4<f32> {
   var v = vec4<f32>();
   for (var e = 0u; e < count; e++) {
     v[e] = dy[base + e * stride];
@@ -128,7 +145,7 @@ fn dy4(base: u32, stride: u32, count: u32) -> vec4<f32> {
   return v;
 }
 
-fn w4(base: u32, stride: u32, count: u32) -> vec4<f32> {
+fn gather_w(base: u32, stride: u32, count: u32) -> vec4<f32> {
   var v = vec4<f32>();
   for (var e = 0u; e < count; e++) {
     v[e] = w[base + e * stride];
@@ -159,9 +176,9 @@ fn pack_x(
   let g = t / P.CG4;
   let c = 4u * (t % P.CG4);
   let hw = P.H * P.W;
-  let v = x4(((n * P.C + g * cg + c) * P.H + h) * P.W + col, hw, min(4u, cg - c));
+  let v = gather_x(((n * P.C + g * cg + c) * P.H + h) * P.W + col, hw, min(4u, cg - c));
   let pos = vec2<u32>(((n % P.XR) * P.XWP + P.PL + col) * ct + t, (n / P.XR) * P.XHP + P.PT + h);
-  textureStore(tx_out, pos, v);
+  tx_stage[pos.y * P.TXW + pos.x] = v;
 }
 
 @compute @workgroup_size(WG_X)
@@ -186,9 +203,93 @@ fn pack_dy(
   let g = t / P.OG4;
   let o = 4u * (t % P.OG4);
   let ohw = P.OH * P.OW;
-  let v = dy4(((n * P.OC + g * ocg + o) * P.OH + i) * P.OW + j, ohw, min(4u, ocg - o));
+  let v = gather_dy(((n * P.OC + g * ocg + o) * P.OH + i) * P.OW + j, ohw, min(4u, ocg - o));
   let pos = vec2<u32>(((n % P.DR) * P.DWP + P.DPL + j) * ot + t, (n / P.DR) * P.DHP + P.DPT + i);
-  textureStore(tdy_out, pos, v);
+  tdy_stage[pos.y * P.TDW + pos.x] = v;
+}
+
+// Four channels' vec4 of 4 consecutive pixels (channel e < count, 0 after), from x_v4 or dy_v4:
+// column e of the result is channel e, so its transpose's column k is pixel k's texel. The
+// loads are written out (clamped to the last channel, then zeroed): a loop filling a local
+// matrix by a variable index would put it in memory.
+fn x16(base: u32, stride: u32, count: u32) -> mat4x4<f32> {
+  let l = count - 1u;
+  let m = mat4x4<f32>(x_v4[base], x_v4[base + min(1u, l) * stride],
+    x_v4[base + min(2u, l) * stride], x_v4[base + min(3u, l) * stride]);
+  return transpose(mat4x4<f32>(m[0], select(vec4<f32>(), m[1], count > 1u),
+    select(vec4<f32>(), m[2], count > 2u), select(vec4<f32>(), m[3], count > 3u)));
+}
+
+fn dy16(base: u32, stride: u32, count: u32) -> mat4x4<f32> {
+  let l = count - 1u;
+  let m = mat4x4<f32>(dy_v4[base], dy_v4[base + min(1u, l) * stride],
+    dy_v4[base + min(2u, l) * stride], dy_v4[base + min(3u, l) * stride]);
+  return transpose(mat4x4<f32>(m[0], select(vec4<f32>(), m[1], count > 1u),
+    select(vec4<f32>(), m[2], count > 2u), select(vec4<f32>(), m[3], count > 3u)));
+}
+
+// pack_x for W a multiple of 4: one invocation per 4 texels (4 consecutive pixels of a row).
+// Grid: x over the plane's H·W/4 runs (linear workgroup index wid.x, WG_X per group), y over
+// (n, texel t) = wid.y: a uniform value, so its division costs one scalar op per workgroup.
+@compute @workgroup_size(WG_X)
+fn pack_x4(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+  P = p;
+  let cg = P.C / P.G;
+  let ct = P.G * P.CG4;
+  let w4s = P.W / 4u;
+  let id = wid.x * WG_X + lid.x;
+  if (id >= P.H * w4s) {
+    return;
+  }
+  let col = 4u * (id % w4s);
+  let h = id / w4s;
+  let t = wid.y % ct;
+  let n = wid.y / ct;
+  let g = t / P.CG4;
+  let c = 4u * (t % P.CG4);
+  let hw4 = P.H * w4s;
+  let m = x16((((n * P.C + g * cg + c) * P.H + h) * P.W + col) / 4u, hw4, min(4u, cg - c));
+  let x0 = ((n % P.XR) * P.XWP + P.PL + col) * ct + t;
+  let ty = (n / P.XR) * P.XHP + P.PT + h;
+  let at = ty * P.TXW + x0;
+  tx_stage[at] = m[0];
+  tx_stage[at + ct] = m[1];
+  tx_stage[at + 2u * ct] = m[2];
+  tx_stage[at + 3u * ct] = m[3];
+}
+
+// pack_dy for OW a multiple of 4; grid as pack_x4's, over OH·OW/4 and (n, t).
+@compute @workgroup_size(WG_X)
+fn pack_dy4(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+  P = p;
+  let ocg = P.OC / P.G;
+  let ot = P.G * P.OG4;
+  let j4s = P.OW / 4u;
+  let id = wid.x * WG_X + lid.x;
+  if (id >= P.OH * j4s) {
+    return;
+  }
+  let j = 4u * (id % j4s);
+  let i = id / j4s;
+  let t = wid.y % ot;
+  let n = wid.y / ot;
+  let g = t / P.OG4;
+  let o = 4u * (t % P.OG4);
+  let ohw4 = P.OH * j4s;
+  let m = dy16((((n * P.OC + g * ocg + o) * P.OH + i) * P.OW + j) / 4u, ohw4, min(4u, ocg - o));
+  let x0 = ((n % P.DR) * P.DWP + P.DPL + j) * ot + t;
+  let ty = (n / P.DR) * P.DHP + P.DPT + i;
+  let at = ty * P.TDW + x0;
+  tdy_stage[at] = m[0];
+  tdy_stage[at + ot] = m[1];
+  tdy_stage[at + 2u * ot] = m[2];
+  tdy_stage[at + 3u * ot] = m[3];
 }
 
 @compute @workgroup_size(WG_X)
@@ -214,7 +315,7 @@ fn pack_w(
   let c = 4u * (k4 % P.CG4);
   var v = vec4<f32>();
   if (oo < ocg) {
-    v = w4(((g * ocg + oo) * cg + c) * taps + tap, taps, min(4u, cg - c));
+    v = gather_w(((g * ocg + oo) * cg + c) * taps + tap, taps, min(4u, cg - c));
   }
   textureStore(tw_out, vec2<u32>(k4, wrow), v);
 }
@@ -242,7 +343,7 @@ fn pack_wt(
   let o = 4u * (k4 % P.OG4);
   var v = vec4<f32>();
   if (c < cg) {
-    v = w4(((g * ocg + o) * cg + c) * taps + tap, cg * taps, min(4u, ocg - o));
+    v = gather_w(((g * ocg + o) * cg + c) * taps + tap, cg * taps, min(4u, ocg - o));
   }
   textureStore(twt_out, vec2<u32>(k4, wrow), v);
 }
@@ -306,16 +407,32 @@ fn x_coord(s: vec3<u32>, g: u32) -> vec2<i32> {
 fn put_y(acc: mat4x4<f32>, o: u32, s0: vec3<u32>, q0: u32) {
   let ohw = P.OH * P.OW;
   let total = P.N * ohw;
+  var bias = 0.0;
+  if (BIAS) {
+    bias = b[o];
+  }
+  if (VEC_OUT) {
+    // Groups of 4 pixels start at multiples of 4 and OH·OW is one: each is contiguous.
+    var n = s0.x;
+    var rem = s0.y * P.OW + s0.z;
+    for (var t = 0u; t < 4u; t++) {
+      if (q0 + 4u * t < total) {
+        y_v4[((n * P.OC + o) * ohw + rem) / 4u] = acc[t] + vec4<f32>(bias);
+      }
+      rem += 4u;
+      if (rem == ohw) {
+        rem = 0u;
+        n += 1u;
+      }
+    }
+    return;
+  }
   var s = s0;
   for (var t = 0u; t < 4u; t++) {
     for (var e = 0u; e < 4u; e++) {
       let q = q0 + 4u * t + e;
       if (q < total) {
-        var v = acc[t][e];
-        if (BIAS) {
-          v += b[o];
-        }
-        y[(s.x * P.OC + o) * ohw + s.y * P.OW + s.z] = v;
+        y[(s.x * P.OC + o) * ohw + s.y * P.OW + s.z] = acc[t][e] + bias;
       }
       s = advance(s, q, total, P.OH, P.OW);
     }
@@ -465,6 +582,22 @@ fn dy_coord(s: vec3<u32>, g: u32) -> vec2<i32> {
 fn put_dx(acc: mat4x4<f32>, c: u32, s0: vec3<u32>, q0: u32, rh: u32, rw: u32) {
   let total = P.N * P.HA * P.WB;
   let hw = P.H * P.W;
+  if (VEC_OUT) {
+    // Stride 1 (one class, the whole image) and H·W a multiple of 4.
+    var n = s0.x;
+    var rem = s0.y * P.W + s0.z;
+    for (var t = 0u; t < 4u; t++) {
+      if (q0 + 4u * t < total) {
+        dx_v4[((n * P.C + c) * hw + rem) / 4u] = acc[t];
+      }
+      rem += 4u;
+      if (rem == hw) {
+        rem = 0u;
+        n += 1u;
+      }
+    }
+    return;
+  }
   var s = s0;
   for (var t = 0u; t < 4u; t++) {
     for (var e = 0u; e < 4u; e++) {

@@ -16,9 +16,10 @@ import { BindGroupCache, bufferKey, objectId } from "../gpu/bind_cache.ts";
 import type { Gpu, GpuTexture } from "../gpu/device.ts";
 import type { GpuBuffer } from "../gpu/buffer.ts";
 import type { StepEncoder } from "../gpu/encoder.ts";
-import { ceilDiv, grid1d } from "../gpu/kernels.ts";
+import { ceilDiv, checkGrid, grid1d } from "../gpu/kernels.ts";
 import { ParamsLayout } from "../gpu/params.ts";
 import { adapterVectorWidth } from "../gpu/vector_width.ts";
+import { adapterKind } from "../gpu/defaults.ts";
 import { Tensor } from "../tensor.ts";
 import convGemmSource from "../../kernels/conv_gemm.wgsl" with { type: "text" };
 import { disposeAll } from "./module.ts";
@@ -37,23 +38,29 @@ export const CONV_GEMM = {
     tw: 5,
     twt: 6,
     tdy: 7,
-    tx_out: 8,
+    tx_stage: 8,
     tw_out: 9,
     twt_out: 10,
-    tdy_out: 11,
+    tdy_stage: 11,
     y: 12,
     dx: 13,
     partial: 14,
     partial_in: 15,
     dw: 16,
     p: 17,
+    y_v4: 18,
+    dx_v4: 19,
+    x_v4: 20,
+    dy_v4: 21,
   },
 } as const satisfies KernelFamily;
 
 /** The entry points of conv_gemm.wgsl (tests/bindings_test.ts checks they exist). */
 export const CONV_GEMM_ENTRIES = [
   "pack_x",
+  "pack_x4",
   "pack_dy",
+  "pack_dy4",
   "pack_w",
   "pack_wt",
   "forward",
@@ -96,6 +103,8 @@ const FIELDS = {
   WB: "u32",
   SPLIT: "u32",
   CHUNK: "u32",
+  TXW: "u32",
+  TDW: "u32",
 } as const;
 const PARAMS = new ParamsLayout("conv_gemm.Params", FIELDS);
 
@@ -121,12 +130,35 @@ export type ConvShape = Record<
 >;
 
 /**
- * Invocations the weight gradient aims for (blocks × chunks), as the direct kernel's; the chunks'
- * partial sums are kept under MAX_PARTIAL floats.
+ * Invocations the weight gradient aims for (blocks × chunks): a few thousand fill a GPU; a
+ * software adapter's 2 × 8 SIMD lanes are busy with far fewer, and each extra chunk costs a
+ * slice of partial sums to write and add. The partial sums are kept under MAX_PARTIAL floats.
  */
-const WEIGHT_GRAD_BLOCKS = 4096;
+const WEIGHT_GRAD_BLOCKS = { software: 512, hardware: 4096 } as const;
 const MAX_SPLIT = 256;
 const MAX_PARTIAL = 1 << 22;
+
+/**
+ * The smallest extent ≥ `d` that is not a power of two. llvmpipe compiles a variant of a shader
+ * for each combination of its textures' power-of-two extents (its static texture state), and
+ * this kernel's variants take seconds each to build: with no extent a power of two, every
+ * shape shares one. The extra texels are zeros that no load reads.
+ */
+function notPowerOfTwo(d: number): number {
+  let e = d;
+  while ((e & (e - 1)) === 0) e++;
+  return e;
+}
+
+/**
+ * The staged textures' width: a multiple of 16 texels (copyBufferToTexture takes rows of a
+ * multiple of 256 bytes) that is not a power of two.
+ */
+function stagedWidth(d: number): number {
+  let e = 16 * ceilDiv(d, 16);
+  while ((e & (e - 1)) === 0) e += 16;
+  return e;
+}
 
 /** Where and how large each texture is, for a shape; null fields where it cannot fit. */
 interface Layout {
@@ -139,7 +171,7 @@ interface Layout {
 }
 
 /** The textures' placement for `s` (see the header of conv_gemm.wgsl for the layouts). */
-function layout(s: ConvShape, maxDim: number): Layout {
+function layout(s: ConvShape, maxDim: number, target: number): Layout {
   const cg = s.C / s.G, ocg = s.OC / s.G, taps = s.KH * s.KW;
   const CG4 = ceilDiv(cg, 4), OG4 = ceilDiv(ocg, 4);
   const CT = s.G * CG4, OT = s.G * OG4;
@@ -155,9 +187,10 @@ function layout(s: ConvShape, maxDim: number): Layout {
   const DPT = Math.max(0, -lowH), DPL = Math.max(0, -lowW);
   const DHP = DPT + Math.max(s.OH, highH + 1);
   const DWP = DPL + Math.max(s.OW, highW + 1);
-  // Images side by side up to one texel under the limit, so notPowerOfTwo keeps within it.
-  const XR = Math.max(1, Math.min(s.N, Math.floor((maxDim - 1) / (XWP * CT))));
-  const DR = Math.max(1, Math.min(s.N, Math.floor((maxDim - 1) / (DWP * OT))));
+  // Images side by side, up to 32 texels under the limit so that rounding keeps within it.
+  const XR = Math.max(1, Math.min(s.N, Math.floor((maxDim - 32) / (XWP * CT))));
+  const DR = Math.max(1, Math.min(s.N, Math.floor((maxDim - 32) / (DWP * OT))));
+  const TXW = stagedWidth(XR * XWP * CT), TDW = stagedWidth(DR * DWP * OT);
   const OCP = 16 * ceilDiv(ocg, 16), CGP = 16 * ceilDiv(cg, 16);
   const rows = s.N * s.OH;
   const numel = s.OC * cg * taps;
@@ -168,7 +201,7 @@ function layout(s: ConvShape, maxDim: number): Layout {
       MAX_SPLIT,
       rows,
       Math.floor(MAX_PARTIAL / numel),
-      Math.ceil(WEIGHT_GRAD_BLOCKS / blocks),
+      Math.ceil(target / blocks),
     ),
   );
   const CHUNK = ceilDiv(rows, wanted);
@@ -191,11 +224,13 @@ function layout(s: ConvShape, maxDim: number): Layout {
       WB,
       SPLIT: ceilDiv(rows, CHUNK),
       CHUNK,
+      TXW,
+      TDW,
     },
-    tx: [XR * XWP * CT, ceilDiv(s.N, XR) * XHP],
-    tw: [taps * CG4, s.G * OCP],
-    twt: [taps * OG4, s.G * CGP],
-    tdy: [DR * DWP * OT, ceilDiv(s.N, DR) * DHP],
+    tx: [TXW, notPowerOfTwo(ceilDiv(s.N, XR) * XHP)],
+    tw: [notPowerOfTwo(taps * CG4), notPowerOfTwo(s.G * OCP)],
+    twt: [notPowerOfTwo(taps * OG4), notPowerOfTwo(s.G * CGP)],
+    tdy: [TDW, notPowerOfTwo(ceilDiv(s.N, DR) * DHP)],
   };
 }
 
@@ -205,26 +240,12 @@ function layout(s: ConvShape, maxDim: number): Layout {
  */
 export function gemmUnfit(gpu: Gpu, s: ConvShape): string | null {
   const max = gpu.limits.maxTextureDimension2D;
-  const l = layout(s, max);
+  const l = layout(s, max, 1);
   for (const name of ["tx", "tw", "twt", "tdy"] as const) {
-    const [w, h] = l[name].map(notPowerOfTwo);
+    const [w, h] = l[name];
     if (w > max || h > max) return `texture ${name} would be ${w}x${h} texels (limit ${max})`;
   }
   return null;
-}
-
-const STORAGE_TEXTURE = GPUTextureUsage.STORAGE_BINDING;
-
-/**
- * The smallest extent ≥ `d` that is not a power of two. llvmpipe compiles a variant of a shader
- * for each combination of its textures' power-of-two extents (its static texture state), and
- * this kernel's variants take seconds each to build: with no extent a power of two, every
- * shape shares one. The extra texels are zeros that no load reads.
- */
-function notPowerOfTwo(d: number): number {
-  let e = d;
-  while ((e & (e - 1)) === 0) e++;
-  return e;
 }
 
 /** A binding of one dispatch: a tensor (at its range), a whole buffer or a texture. */
@@ -254,6 +275,7 @@ class Call {
     count: number,
     wg: number,
     bound: Partial<Record<keyof typeof CONV_GEMM.bindings, Bound>>,
+    grid: [number, number, number] = grid1d(ceilDiv(count, wg)),
   ): void {
     const names = Object.keys(bound) as (keyof typeof CONV_GEMM.bindings)[];
     const list = names.map((n) => bound[n]!);
@@ -274,8 +296,22 @@ class Call {
           })),
         }),
     );
-    enc.dispatch(this.#label, this.#pipeline, group, grid1d(ceilDiv(count, wg)));
+    enc.dispatch(this.#label, this.#pipeline, group, checkGrid(this.#label, grid));
   }
+}
+
+/** Copies a staging buffer whole into its texture (rows of `dims[0]` texels, 256-byte multiples). */
+function copyToTexture(
+  enc: StepEncoder,
+  stage: GpuBuffer,
+  texture: GpuTexture,
+  dims: [number, number],
+): void {
+  enc.commands().copyBufferToTexture(
+    { buffer: stage.buffer, bytesPerRow: dims[0] * 16, rowsPerImage: dims[1] },
+    { texture: texture.texture },
+    [dims[0], dims[1], 1],
+  );
 }
 
 /**
@@ -290,9 +326,15 @@ export class ConvGemm {
   readonly #wg: number;
   readonly #params: GpuBuffer;
   readonly #tx: GpuTexture;
+  /** The buffers x and dy are packed into, then copied into tx and tdy. */
+  readonly #stageX: GpuBuffer;
+  #stageDy: GpuBuffer | null = null;
   readonly #tw: GpuTexture;
   readonly #calls = new Map<string, Call>();
   readonly #bias: boolean;
+  readonly #vecY: boolean;
+  readonly #vecDx: boolean;
+  readonly #dummy: GpuBuffer;
   #twt: GpuTexture | null = null;
   #tdy: GpuTexture | null = null;
   #partial: Tensor | null = null;
@@ -306,27 +348,49 @@ export class ConvGemm {
     this.#gpu = gpu;
     this.shape = s;
     this.#bias = options.bias;
-    this.#l = layout(s, gpu.limits.maxTextureDimension2D);
+    this.#l = layout(
+      s,
+      gpu.limits.maxTextureDimension2D,
+      WEIGHT_GRAD_BLOCKS[adapterKind(gpu)],
+    );
+    // vec4 paths where runs of 4 pixels are contiguous and aligned (see the kernel's header).
+    this.#vecY = (s.OH * s.OW) % 4 === 0;
+    this.#vecDx = s.SH === 1 && s.SW === 1 && (s.H * s.W) % 4 === 0;
+    this.#dummy = gpu.createBuffer(16, GPUBufferUsage.STORAGE, "conv_gemm.unused");
     // One invocation per SIMD lane on llvmpipe: 8 lanes of f32 at 256 bits, 16 at 512.
     this.#wg = (adapterVectorWidth(gpu.adapter.description) ?? 256) >= 512 ? 16 : 8;
     this.#params = PARAMS.upload(gpu, this.#l.values);
     this.#tx = this.#texture("tx");
+    this.#stageX = this.#staging("tx");
     this.#tw = this.#texture("tw");
   }
 
   #texture(name: "tx" | "tw" | "twt" | "tdy"): GpuTexture {
-    const [w, h] = this.#l[name].map(notPowerOfTwo);
-    return this.#gpu.createTexture(w, h, "rgba32float", STORAGE_TEXTURE, `conv_gemm.${name}`);
+    const [w, h] = this.#l[name];
+    const usage = name === "tx" || name === "tdy"
+      ? GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST
+      : GPUTextureUsage.STORAGE_BINDING;
+    return this.#gpu.createTexture(w, h, "rgba32float", usage, `conv_gemm.${name}`);
+  }
+
+  /** A zeroed buffer of texture `name`'s texels: the pack writes all but the padding. */
+  #staging(name: "tx" | "tdy"): GpuBuffer {
+    const [w, h] = this.#l[name];
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC;
+    return this.#gpu.createBuffer(w * h * 16, usage, `conv_gemm.${name}.stage`);
   }
 
   #call(entry: Entry): Call {
-    const key = entry === "forward" ? `${entry}:${this.#bias}` : entry;
-    let call = this.#calls.get(key);
+    let call = this.#calls.get(entry);
     if (!call) {
       const constants: Record<string, number> = { WG_X: this.#wg };
-      if (entry === "forward") constants.BIAS = Number(this.#bias);
+      if (entry === "forward") {
+        constants.BIAS = Number(this.#bias);
+        constants.VEC_OUT = Number(this.#vecY);
+      }
+      if (entry === "backward_input") constants.VEC_OUT = Number(this.#vecDx);
       call = new Call(this.#gpu, entry, constants);
-      this.#calls.set(key, call);
+      this.#calls.set(entry, call);
     }
     return call;
   }
@@ -340,18 +404,32 @@ export class ConvGemm {
   /** Encodes y = conv(x, w) (+ b): stages x and w, then the GEMM. `b` is a dummy without bias. */
   forward(enc: StepEncoder, x: Tensor, w: Tensor, b: Tensor, y: Tensor): void {
     const s = this.shape, v = this.#l.values, p = this.#params, wg = this.#wg;
-    this.#call("pack_x").encode(enc, s.N * s.G * v.CG4 * s.H * s.W, wg, {
-      x,
-      tx_out: this.#tx,
-      p,
-    });
+    const texels = s.N * s.G * v.CG4 * s.H * s.W;
+    if (s.W % 4 === 0) {
+      this.#call("pack_x4").encode(enc, texels / 4, wg, { x_v4: x, tx_stage: this.#stageX, p }, [
+        ceilDiv(s.H * s.W / 4, wg),
+        s.N * s.G * v.CG4,
+        1,
+      ]);
+    } else {
+      this.#call("pack_x").encode(enc, texels, wg, { x, tx_stage: this.#stageX, p });
+    }
+    copyToTexture(enc, this.#stageX, this.#tx, this.#l.tx);
     this.#call("pack_w").encode(enc, this.#l.tw[0] * this.#l.tw[1], wg, {
       w,
       tw_out: this.#tw,
       p,
     });
     const blocks = ceilDiv(s.N * s.OH * s.OW, 16) * (v.OCP / 16) * s.G;
-    this.#call("forward").encode(enc, blocks, wg, { tx: this.#tx, tw: this.#tw, b, y, p });
+    const [out, out4] = this.#vecY ? [this.#dummy, y] : [y, this.#dummy];
+    this.#call("forward").encode(enc, blocks, wg, {
+      tx: this.#tx,
+      tw: this.#tw,
+      b,
+      y: out,
+      y_v4: out4,
+      p,
+    });
   }
 
   /**
@@ -361,12 +439,19 @@ export class ConvGemm {
   backward(enc: StepEncoder, dy: Tensor, w: Tensor, dw: Tensor, dx: Tensor | null): void {
     const s = this.shape, v = this.#l.values, p = this.#params, wg = this.#wg;
     this.#tdy ??= this.#texture("tdy");
-    const tdy = this.#tdy;
-    this.#call("pack_dy").encode(enc, s.N * s.G * v.OG4 * s.OH * s.OW, wg, {
-      dy,
-      tdy_out: tdy,
-      p,
-    });
+    this.#stageDy ??= this.#staging("tdy");
+    const tdy = this.#tdy, stage = this.#stageDy;
+    const texels = s.N * s.G * v.OG4 * s.OH * s.OW;
+    if (s.OW % 4 === 0) {
+      this.#call("pack_dy4").encode(enc, texels / 4, wg, { dy_v4: dy, tdy_stage: stage, p }, [
+        ceilDiv(s.OH * s.OW / 4, wg),
+        s.N * s.G * v.OG4,
+        1,
+      ]);
+    } else {
+      this.#call("pack_dy").encode(enc, texels, wg, { dy, tdy_stage: stage, p });
+    }
+    copyToTexture(enc, stage, tdy, this.#l.tdy);
     const numel = s.OC * (s.C / s.G) * s.KH * s.KW;
     this.#partial ??= Tensor.empty(this.#gpu, [v.SPLIT * numel], "f32", "conv_gemm.partial");
     const partial = this.#partial;
@@ -387,11 +472,13 @@ export class ConvGemm {
       p,
     });
     const blocks = ceilDiv(s.N * v.HA * v.WB, 16) * (v.CGP / 16) * s.G * s.SH * s.SW;
-    this.#call("backward_input").encode(enc, blocks, wg, { tdy, twt, dx, p });
+    const [out, out4] = this.#vecDx ? [this.#dummy, dx] : [dx, this.#dummy];
+    this.#call("backward_input").encode(enc, blocks, wg, { tdy, twt, dx: out, dx_v4: out4, p });
   }
 
   /** Frees the textures, Params and partial sums. */
   dispose(): void {
-    disposeAll(this.#params, this.#tx, this.#tw, this.#twt, this.#tdy, this.#partial);
+    disposeAll(this.#params, this.#dummy, this.#tx, this.#tw, this.#twt, this.#tdy, this.#partial);
+    disposeAll(this.#stageX, this.#stageDy);
   }
 }
