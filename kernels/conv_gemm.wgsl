@@ -29,8 +29,8 @@
 //           (h mod SH, w mod SW): the taps that reach a class are the same for all its pixels,
 //           so a block skips the others as a whole and never tests divisibility per pixel.
 //           backward_weight: 16 output channels × 16 k values (4 texels of 4 channels), summed
-//           over a chunk of CHUNK rows (n, i) of dy: per pixel 4 + 4 texels feed 256
-//           multiply-adds. Chunk t writes partial[t]; reduce_weight adds the SPLIT slices in a
+//           over a chunk of CHUNK rows (n, i) of dy, 4 pixels per step: 16 + 16 texels feed
+//           1,024 multiply-adds. Chunk t writes partial[t]; reduce_weight adds the SPLIT slices in a
 //           fixed order into dw: the same bits every run, no atomics.
 //           Pixels past the last are read clamped to it and never written.
 // Layout:   x, dx [N,C,H,W]; w, dw [OC,Cg,KH,KW]; y, dy [N,OC,OH,OW]; partial [SPLIT, OC·Cg·KH·KW].
@@ -757,12 +757,6 @@ fn backward_input(
   if (valid > 15u) { put_dx(c15, cb0 + 15u, s0, q0, rh, rw); }
 }
 
-// One output channel's row of a weight block: acc[e] += d·(texel e of the pixel's 16 k).
-fn outer(acc: mat4x4<f32>, d: f32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>) -> mat4x4<f32> {
-  let s = vec4<f32>(d);
-  return mat4x4<f32>(fma(s, x0, acc[0]), fma(s, x1, acc[1]), fma(s, x2, acc[2]), fma(s, x3, acc[3]));
-}
-
 // Writes row o (relative to the group) of a weight block into partial: acc[e] holds k texel
 // kb4 + e, channels 4·c4 .. +3 of tap (u, v).
 fn put_partial(acc: mat4x4<f32>, base: u32, kb4: u32) {
@@ -789,6 +783,16 @@ fn k_off(k4: u32, g: u32) -> vec2<i32> {
   let u = tap / P.KW;
   let v = tap % P.KW;
   return vec2<i32>(i32(v * P.DW * ct + g * P.CG4 + k % P.CG4), i32(u * P.DH));
+}
+
+// Where image n's pixel (0, 0) lies in tx (padded: its window origin) and in tdy.
+fn image_x(n: u32) -> vec2<i32> {
+  return vec2<i32>(i32((n % P.XR) * P.XWP * P.G * P.CG4), i32((n / P.XR) * P.XHP));
+}
+
+fn image_dy(n: u32) -> vec2<i32> {
+  return vec2<i32>(i32(((n % P.DR) * P.DWP + P.DPL) * P.G * P.OG4),
+    i32((n / P.DR) * P.DHP + P.DPT));
 }
 
 @compute @workgroup_size(WG_X)
@@ -848,38 +852,69 @@ fn backward_weight(
   let xStep = vec2<i32>(i32(P.SW * ct), 0);
   let dStep = vec2<i32>(i32(ot), 0);
   let rowEnd = min((chunk + 1u) * P.CHUNK, P.N * P.OH);
-  for (var r = chunk * P.CHUNK; r < rowEnd; r++) {
-    let n = r / P.OH;
-    let i = r % P.OH;
-    var xq = vec2<i32>(i32((n % P.XR) * P.XWP * ct), i32((n / P.XR) * P.XHP + i * P.SH));
-    var dq = vec2<i32>(i32(((n % P.DR) * P.DWP + P.DPL) * ot), i32((n / P.DR) * P.DHP + P.DPT + i));
-    for (var j = 0u; j < P.OW; j++) {
-      let x0 = ld(tx, xq + k0);
-      let x1 = ld(tx, xq + k1);
-      let x2 = ld(tx, xq + k2);
-      let x3 = ld(tx, xq + k3);
-      let e0 = ld(tdy, dq + d0);
-      c0 = outer(c0, e0[0], x0, x1, x2, x3);
-      c1 = outer(c1, e0[1], x0, x1, x2, x3);
-      c2 = outer(c2, e0[2], x0, x1, x2, x3);
-      c3 = outer(c3, e0[3], x0, x1, x2, x3);
-      let e1 = ld(tdy, dq + d1);
-      c4 = outer(c4, e1[0], x0, x1, x2, x3);
-      c5 = outer(c5, e1[1], x0, x1, x2, x3);
-      c6 = outer(c6, e1[2], x0, x1, x2, x3);
-      c7 = outer(c7, e1[3], x0, x1, x2, x3);
-      let e2 = ld(tdy, dq + d2);
-      c8 = outer(c8, e2[0], x0, x1, x2, x3);
-      c9 = outer(c9, e2[1], x0, x1, x2, x3);
-      c10 = outer(c10, e2[2], x0, x1, x2, x3);
-      c11 = outer(c11, e2[3], x0, x1, x2, x3);
-      let e3 = ld(tdy, dq + d3);
-      c12 = outer(c12, e3[0], x0, x1, x2, x3);
-      c13 = outer(c13, e3[1], x0, x1, x2, x3);
-      c14 = outer(c14, e3[2], x0, x1, x2, x3);
-      c15 = outer(c15, e3[3], x0, x1, x2, x3);
-      xq += xStep;
-      dq += dStep;
+  // Rows (n, i) are walked with i carried along: the divisions that place an image in the
+  // textures run once per image, not once per row (a row of 8 pixels is two steps).
+  let r0 = chunk * P.CHUNK;
+  var n = r0 / P.OH;
+  var i = r0 % P.OH;
+  var xImage = image_x(n);
+  var dImage = image_dy(n);
+  // One flat loop over the chunk's quads (a row of 8 pixels is only two: a loop per row
+  // would pay its entry and exit for every two steps).
+  let steps = (rowEnd - r0) * ((P.OW + 3u) / 4u);
+  var j = 0u;
+  var xq = xImage + vec2<i32>(0, i32(i * P.SH));
+  var dq = dImage + vec2<i32>(0, i32(i));
+  for (var step = 0u; step < steps; step++) {
+    // Four pixels per step, reduced in registers: with vectors over the 4 pixels, each
+    // accumulator takes one dot product per step (as the forward's), not four multiply-adds.
+    // A row's last quad may reach past OW into zero columns of tdy: it adds 0.
+    let xb = xq + xStep;
+    let xc = xb + xStep;
+    let xd = xc + xStep;
+    let db = dq + dStep;
+    let dc = db + dStep;
+    let dd = dc + dStep;
+    // X_e[ch]: channel ch of k texel e at the 4 pixels; D_q[r]: channel 4q + r of dy.
+    let x0 = transpose(px4(tx, xq, xb, xc, xd, k0));
+    let x1 = transpose(px4(tx, xq, xb, xc, xd, k1));
+    let x2 = transpose(px4(tx, xq, xb, xc, xd, k2));
+    let x3 = transpose(px4(tx, xq, xb, xc, xd, k3));
+    let e0 = transpose(px4(tdy, dq, db, dc, dd, d0));
+    c0 = row(c0, e0[0], x0, x1, x2, x3);
+    c1 = row(c1, e0[1], x0, x1, x2, x3);
+    c2 = row(c2, e0[2], x0, x1, x2, x3);
+    c3 = row(c3, e0[3], x0, x1, x2, x3);
+    let e1 = transpose(px4(tdy, dq, db, dc, dd, d1));
+    c4 = row(c4, e1[0], x0, x1, x2, x3);
+    c5 = row(c5, e1[1], x0, x1, x2, x3);
+    c6 = row(c6, e1[2], x0, x1, x2, x3);
+    c7 = row(c7, e1[3], x0, x1, x2, x3);
+    let e2 = transpose(px4(tdy, dq, db, dc, dd, d2));
+    c8 = row(c8, e2[0], x0, x1, x2, x3);
+    c9 = row(c9, e2[1], x0, x1, x2, x3);
+    c10 = row(c10, e2[2], x0, x1, x2, x3);
+    c11 = row(c11, e2[3], x0, x1, x2, x3);
+    let e3 = transpose(px4(tdy, dq, db, dc, dd, d3));
+    c12 = row(c12, e3[0], x0, x1, x2, x3);
+    c13 = row(c13, e3[1], x0, x1, x2, x3);
+    c14 = row(c14, e3[2], x0, x1, x2, x3);
+    c15 = row(c15, e3[3], x0, x1, x2, x3);
+    j += 4u;
+    if (j < P.OW) {
+      xq = xd + xStep;
+      dq = dd + dStep;
+    } else {
+      j = 0u;
+      i += 1u;
+      if (i == P.OH) {
+        i = 0u;
+        n += 1u;
+        xImage = image_x(n);
+        dImage = image_dy(n);
+      }
+      xq = xImage + vec2<i32>(0, i32(i * P.SH));
+      dq = dImage + vec2<i32>(0, i32(i));
     }
   }
 

@@ -177,7 +177,9 @@ function layout(s: ConvShape, maxDim: number, target: number): Layout {
   const CT = s.G * CG4, OT = s.G * OG4;
   // x, padded: every im2col read (up to (OH−1)·SH + (KH−1)·DH) lands inside the image's box.
   const XHP = Math.max(s.PT + s.H, (s.OH - 1) * s.SH + (s.KH - 1) * s.DH + 1);
-  const XWP = Math.max(s.PL + s.W, (s.OW - 1) * s.SW + (s.KW - 1) * s.DW + 1);
+  // backward_weight reads rows in quads of pixels, up to OW rounded up to 4.
+  const OW4 = 4 * ceilDiv(s.OW, 4);
+  const XWP = Math.max(s.PL + s.W, (OW4 - 1) * s.SW + (s.KW - 1) * s.DW + 1);
   // dy, padded for dx's gather: pixel h = rh + SH·a (a < HA) reads row a + (rh + PT − u·DH)/SH.
   const HA = ceilDiv(s.H, s.SH), WB = ceilDiv(s.W, s.SW);
   const lowH = Math.floor((s.PT - (s.KH - 1) * s.DH) / s.SH);
@@ -186,7 +188,8 @@ function layout(s: ConvShape, maxDim: number, target: number): Layout {
   const highW = WB - 1 + Math.floor((s.SW - 1 + s.PL) / s.SW);
   const DPT = Math.max(0, -lowH), DPL = Math.max(0, -lowW);
   const DHP = DPT + Math.max(s.OH, highH + 1);
-  const DWP = DPL + Math.max(s.OW, highW + 1);
+  // Zero columns after each row up to OW4 (what a quad past OW reads: it adds 0).
+  const DWP = DPL + Math.max(OW4, highW + 1);
   // Images side by side, up to 32 texels under the limit so that rounding keeps within it.
   const XR = Math.max(1, Math.min(s.N, Math.floor((maxDim - 32) / (XWP * CT))));
   const DR = Math.max(1, Math.min(s.N, Math.floor((maxDim - 32) / (DWP * OT))));
