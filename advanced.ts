@@ -2,7 +2,8 @@
  * Plumbing under the core entry, for layers and kernels of your own and for tuning: the
  * pipeline cache and the WGSL kernel type (`gpu.pipelines`), pooled buffers and counted
  * textures, the matmul engine with its staged texture operands, the choice of matmul kernel
- * per GPU, and Mesa's software-adapter vector width. The everyday API (layers, loss,
+ * per GPU, the choice of Conv2d's kernels (implicit GEMMs or direct loops: `chooseConv`, and
+ * `WGNN_CONV` through `convChoiceFromEnv`), and Mesa's software-adapter vector width. The everyday API (layers, loss,
  * optimizers, loader, `fit`) does not need any of it.
  *
  * It re-exports the core entry (`@wgnn/wgnn`), whose `Gpu`, `Tensor` and `StepEncoder` these
@@ -100,6 +101,9 @@ export type { MatmulOptions } from "./lib/ops/matmul.ts";
 export { chooseMatmul } from "./lib/ops/matmul_choice.ts";
 export type { MatmulChoice, MatmulVariant } from "./lib/ops/matmul_choice.ts";
 export { matmulVariant, slowAdapterHint } from "./lib/ops/matmul_trial.ts";
+export { chooseConv, convAlgorithm, convChoice } from "./lib/nn/conv_choice.ts";
+export { convChoiceFromEnv } from "./lib/nn/conv_env.ts";
+export type { ConvShape } from "./lib/nn/conv_gemm.ts";
 
 // Mesa's software adapters
 export { adapterVectorWidth, useLavapipeVectorWidth } from "./lib/gpu/lavapipe.ts";

@@ -98,6 +98,7 @@ export { Dropout } from "./lib/nn/dropout.ts";
 export { Sequential } from "./lib/nn/sequential.ts";
 export { Residual } from "./lib/nn/residual.ts";
 export { Conv2d, type Conv2dOptions, type Pair } from "./lib/nn/conv.ts";
+export type { ConvAlgorithm, ConvChoice } from "./lib/nn/conv_choice.ts";
 export { AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, Pool2d, PoolWindow } from "./lib/nn/pool.ts";
 export { BatchNorm2d } from "./lib/nn/batchnorm2d.ts";
 export { load, optimizerPath, save } from "./lib/nn/save.ts";

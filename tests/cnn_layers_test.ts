@@ -158,6 +158,16 @@ const CONV_CASES: {
     o: { groups: 4, padding: 1 },
   },
   { name: "depthwise", shape: [2, 6, 7, 6], out: 12, k: 3, o: { groups: 6, padding: 1 } },
+  // Widths that are multiples of 4: the GEMM path's vec4 packs and vec4 stores of y and dX.
+  { name: "CIFAR-like 8x8, padding 1", shape: [3, 8, 8, 8], out: 12, k: 3, o: { padding: 1 } },
+  {
+    name: "CIFAR-like stride 2 (y in vec4, dX per class)",
+    shape: [2, 8, 8, 12],
+    out: 20,
+    k: 3,
+    o: { stride: 2, padding: 1 },
+  },
+  { name: "1x1 on 4x4", shape: [2, 4, 4, 4], out: 16, k: 1, o: { bias: false } },
   // Wide enough that the GEMM path's textures hold several images per row and several rows
   // of images (x: 256 channels × 32 padded columns; dy: 256 channels × 200 columns).
   { name: "x in two texture rows", shape: [10, 256, 2, 30], out: 4, k: 3, o: { padding: 1 } },

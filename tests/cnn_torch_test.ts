@@ -4,8 +4,9 @@
  * Conv2d (stride 2, padding 1, dilation 2, groups 2, "same", no bias), the pools and
  * BatchNorm2d in train and eval mode; then a small CNN trained a few SGD steps, per-step loss
  * and final state against PyTorch's float64 run within a multiple of its own float32 drift,
- * and its state dict round trip under PyTorch's names. Ignored, with a message, where
- * /usr/bin/python3 cannot import torch.
+ * and its state dict round trip under PyTorch's names. Every check runs on both Conv2d paths
+ * (implicit GEMMs and direct loops). Ignored, with a message, where /usr/bin/python3 cannot
+ * import torch.
  */
 
 import assert from "node:assert/strict";
@@ -14,6 +15,7 @@ import type { Gpu } from "../lib/gpu/device.ts";
 import { StepEncoder } from "../lib/gpu/encoder.ts";
 import { Tensor } from "../lib/tensor.ts";
 import { Conv2d } from "../lib/nn/conv.ts";
+import { chooseConv, type ConvAlgorithm } from "../lib/nn/conv_choice.ts";
 import { AdaptiveAvgPool2d, AvgPool2d, MaxPool2d } from "../lib/nn/pool.ts";
 import { BatchNorm2d } from "../lib/nn/batchnorm2d.ts";
 import { Flatten, Linear, ReLU } from "../lib/nn/layers.ts";
@@ -30,8 +32,33 @@ const SCRIPT = fileURLToPath(new URL("./torch/cnn.py", import.meta.url));
 const MISSING = await torchMissing();
 if (MISSING !== null) console.log(`cnn_torch: the PyTorch checks are ignored (${MISSING})`);
 
-const torchTest = (name: string, fn: (gpu: Gpu) => Promise<void>) =>
-  MISSING === null ? gpuTest(name, fn) : Deno.test({ name, ignore: true, fn: () => {} });
+/**
+ * Each check runs once per Conv2d path, forced for the GPU with chooseConv (WGNN_CONV, when set,
+ * narrows it to that path): the implicit GEMMs and the direct loops must both match PyTorch.
+ */
+const PATHS: readonly ConvAlgorithm[] = Deno.env.get("WGNN_CONV") === "gemm"
+  ? ["gemm"]
+  : Deno.env.get("WGNN_CONV") === "direct"
+  ? ["direct"]
+  : ["gemm", "direct"];
+
+const torchTest = (name: string, fn: (gpu: Gpu) => Promise<void>) => {
+  for (const path of PATHS) {
+    const named = `${name} (conv path: ${path})`;
+    if (MISSING !== null) {
+      Deno.test({ name: named, ignore: true, fn: () => {} });
+      continue;
+    }
+    gpuTest(named, async (gpu) => {
+      chooseConv(gpu, path);
+      try {
+        await fn(gpu);
+      } finally {
+        chooseConv(gpu, "auto");
+      }
+    });
+  }
+};
 
 interface LayerAnswer {
   y: number[];
