@@ -11,6 +11,7 @@ import { requestGpu } from "../lib/gpu/device.ts";
 import { useLavapipeVectorWidth } from "../lib/gpu/lavapipe.ts";
 import { writeTextFileAtomic } from "../lib/io/atomic.ts";
 import { benchMatmul } from "./matmul.ts";
+import { benchConv } from "./conv.ts";
 import { benchTraining } from "./train.ts";
 import { profileStep } from "./profile.ts";
 import { benchGather, benchLoad } from "./data.ts";
@@ -28,7 +29,8 @@ const HELP =
   `Usage: deno task bench [--out FILE] [--only LIST] [--quick] [--rounds N] [--adapters current|all]
 
 Measures, on the current WebGPU adapter: the matmul engine on the seed's shapes (GFLOP/s) against
-an in-process yardstick kernel; training and evaluation of the seed's three models (samples/s,
+an in-process yardstick kernel; Conv2d's forward, dX and dW on a CIFAR-10 CNN's shapes (GFLOP/s,
+implicit GEMMs and direct loops); training and evaluation of the seed's three models (samples/s,
 batch 1024, Adam, synthetic data on the GPU) and one CIFAR-10-sized epoch; and, in the same run,
 the same models in TensorFlow.js's WebGPU backend, in PyTorch on the CPU and in jax-js (its wasm
 backend with 2 workers and its WebGPU backend), with ratios. Figures are medians of rounds after
@@ -36,7 +38,7 @@ warm-up.
 
   --out FILE        also write the results as JSON
   --only LIST       comma-separated sections:
-                    matmul,train,profile,data,experiment,tfjs,torch,jaxjs (default all)
+                    matmul,conv,train,profile,data,experiment,tfjs,torch,jaxjs (default all)
   --experiment-epochs N
                     epochs per variant of the timed full experiment (default 200, the seed's,
                     on hardware adapters; 2 on software ones, with the figure scaled to 200)
@@ -73,7 +75,10 @@ async function main(): Promise<void> {
         quick: { type: "boolean", default: false },
         rounds: { type: "string", default: "5" },
         adapters: { type: "string", default: "current" },
-        only: { type: "string", default: "matmul,train,profile,data,experiment,tfjs,torch,jaxjs" },
+        only: {
+          type: "string",
+          default: "matmul,conv,train,profile,data,experiment,tfjs,torch,jaxjs",
+        },
         "experiment-epochs": { type: "string" },
         data: { type: "string", default: "../shared/data" },
         "vector-width": { type: "string" },
@@ -122,6 +127,7 @@ async function main(): Promise<void> {
   // where a step takes tens of milliseconds; a fast GPU needs many more, or the wait dominates.
   const stepsPerRound = gpu.adapter.fallback ? 10 : 200;
   if (only.has("matmul")) results.push(...await benchMatmul(gpu, { rounds, quick: args.quick }));
+  if (only.has("conv")) results.push(...await benchConv(gpu, { rounds, quick: args.quick }));
   if (only.has("train")) {
     results.push(
       ...await benchTraining(gpu, {
@@ -186,7 +192,17 @@ async function main(): Promise<void> {
 }
 
 const VARIANT_NAMES = ["plain", "bn", "dropout"] as const;
-const SECTIONS = ["matmul", "train", "profile", "data", "experiment", "tfjs", "torch", "jaxjs"];
+const SECTIONS = [
+  "matmul",
+  "conv",
+  "train",
+  "profile",
+  "data",
+  "experiment",
+  "tfjs",
+  "torch",
+  "jaxjs",
+];
 
 /** Loading CIFAR-10 onto the GPU, and gathering one batch (issue 4's targets). */
 async function dataResults(
