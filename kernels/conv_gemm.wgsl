@@ -31,25 +31,31 @@
 //           backward_weight: 16 output channels × 16 k values (4 texels of 4 channels), summed
 //           over a chunk of CHUNK rows (n, i) of dy, 4 pixels per step: 16 + 16 texels feed
 //           1,024 multiply-adds. Chunk t writes partial[t]; reduce_weight adds the SPLIT slices in a
-//           fixed order into dw: the same bits every run, no atomics.
+//           fixed order into dw: the same bits every run, no atomics. With BIAS, the blocks
+//           of the first k texels also sum dy per channel over their chunk, and
+//           reduce_weight adds those slices into db the same way.
 //           Pixels past the last are read clamped to it and never written.
-// Layout:   x, dx [N,C,H,W]; w, dw [OC,Cg,KH,KW]; y, dy [N,OC,OH,OW]; partial [SPLIT, OC·Cg·KH·KW].
-// Bindings: 0 x, 1 w, 2 b, 3 dy, 15 partial_in, 20 x_v4, 21 dy_v4 (storage, read; x_v4
-//           and dy_v4 are vec4 views of x and dy); 4 tx, 5 tw, 6 twt, 7 tdy (rgba32float storage
-//           textures, read); 9 tw_out, 10 twt_out (tw, twt, write); 8 tx_stage,
-//           11 tdy_stage (storage, read_write: tx's and tdy's rows, copied into them); 12 y, 13 dx, 14 partial, 16 dw, 18 y_v4, 19 dx_v4 (storage, read_write;
-//           y_v4 and dx_v4 are vec4 views of y and dx); 17 p: Params (storage, read).
+// Layout:   x, dx [N,C,H,W]; w, dw [OC,Cg,KH,KW]; y, dy [N,OC,OH,OW]; db [OC];
+//           partial [SPLIT, OC·Cg·KH·KW] then [SPLIT, OC].
+// Bindings: storage, read: 0 x, 1 w, 2 b, 3 dy, 15 partial_in, 20 x_v4, 21 dy_v4 (x_v4 and
+//           dy_v4: vec4 views of x and dy). rgba32float storage textures, read: 4 tx, 5 tw,
+//           6 twt, 7 tdy; write: 9 tw_out, 10 twt_out (tw and twt). storage, read_write:
+//           8 tx_stage, 11 tdy_stage (tx's and tdy's rows, copied into them), 12 y, 13 dx,
+//           14 partial, 16 dw, 18 y_v4, 19 dx_v4 (vec4 views of y and dx), 22 db.
+//           17 p: Params (storage, read).
 //           pack_x: x, tx_stage, p. pack_x4: x_v4, tx_stage, p. pack_dy: dy, tdy_stage, p.
-//           pack_dy4: dy_v4, tdy_stage, p. pack_w: w, tw_out, p. pack_wt: w, twt_out, p. forward: tx, tw, b,
-//           y, y_v4, p (one of y, y_v4 a dummy, per VEC_OUT). backward_input: tdy, twt, dx, dx_v4, p
-//           (likewise). backward_weight: tx, tdy, partial, p. reduce_weight: partial_in, dw, p.
+//           pack_dy4: dy_v4, tdy_stage, p. pack_w: w, tw_out, p. pack_wt: w, twt_out, p.
+//           forward: tx, tw, b, y, y_v4, p (one of y, y_v4 a dummy, per VEC_OUT).
+//           backward_input: tdy, twt, dx, dx_v4, p (likewise). backward_weight: tx, tdy,
+//           partial, p. reduce_weight: partial_in, dw, db, p (db a dummy without BIAS).
 // Params:   a read-only storage struct, not a uniform, for the reason batchnorm.wgsl gives
 //           (lavapipe inlines small uniform loop bounds and recompiles on every bind).
 // Dispatch: one invocation per block (per texel for the packs, per weight element for
 //           reduce_weight), workgroup WG_X, linear workgroup index wid.x + wid.y·nwg.x;
 //           grid = grid1d(ceil(count / WG_X)). pack_x4 and pack_dy4: one invocation per 4
-//           texels, grid = [ceil(plane / 4 / WG_X), N·CT (or N·OT), 1] (plane: H·W, OH·OW). Blocks are numbered
-//           pixels-fastest, so neighbouring SIMD lanes read the same weight texels.
+//           texels, grid = [ceil(plane / 4 / WG_X), N·CT (or N·OT), 1] (plane: H·W, OH·OW).
+//           Blocks are numbered pixels-fastest (k-fastest in backward_weight), so neighbouring
+//           SIMD lanes read the same weight (or dy) texels.
 
 struct Params {
   N: u32,
@@ -118,6 +124,7 @@ override VEC_OUT: bool = false;
 @group(0) @binding(19) var<storage, read_write> dx_v4: array<vec4<f32>>;
 @group(0) @binding(20) var<storage, read> x_v4: array<vec4<f32>>;
 @group(0) @binding(21) var<storage, read> dy_v4: array<vec4<f32>>;
+@group(0) @binding(22) var<storage, read_write> db: array<f32>;
 
 // The Params, copied once per invocation: a storage load is a per-lane loop on llvmpipe.
 var<private> P: Params;
@@ -846,6 +853,8 @@ fn backward_weight(
   var c13 = mat4x4<f32>();
   var c14 = mat4x4<f32>();
   var c15 = mat4x4<f32>();
+  // Column q of sb: dy summed over the chunk for channels 16·ob + 4q .. +3 (db, with BIAS).
+  var sb = mat4x4<f32>();
 
   let ct = P.G * P.CG4;
   let ot = P.G * P.OG4;
@@ -872,38 +881,47 @@ fn backward_weight(
     let xb = xq + xStep;
     let xc = xb + xStep;
     let xd = xc + xStep;
-    let db = dq + dStep;
-    let dc = db + dStep;
-    let dd = dc + dStep;
+    let dq1 = dq + dStep;
+    let dq2 = dq1 + dStep;
+    let dq3 = dq2 + dStep;
     // X_e[ch]: channel ch of k texel e at the 4 pixels; D_q[r]: channel 4q + r of dy.
     let x0 = transpose(px4(tx, xq, xb, xc, xd, k0));
     let x1 = transpose(px4(tx, xq, xb, xc, xd, k1));
     let x2 = transpose(px4(tx, xq, xb, xc, xd, k2));
     let x3 = transpose(px4(tx, xq, xb, xc, xd, k3));
-    let e0 = transpose(px4(tdy, dq, db, dc, dd, d0));
+    let t0 = px4(tdy, dq, dq1, dq2, dq3, d0);
+    let e0 = transpose(t0);
     c0 = row(c0, e0[0], x0, x1, x2, x3);
     c1 = row(c1, e0[1], x0, x1, x2, x3);
     c2 = row(c2, e0[2], x0, x1, x2, x3);
     c3 = row(c3, e0[3], x0, x1, x2, x3);
-    let e1 = transpose(px4(tdy, dq, db, dc, dd, d1));
+    let t1 = px4(tdy, dq, dq1, dq2, dq3, d1);
+    let e1 = transpose(t1);
     c4 = row(c4, e1[0], x0, x1, x2, x3);
     c5 = row(c5, e1[1], x0, x1, x2, x3);
     c6 = row(c6, e1[2], x0, x1, x2, x3);
     c7 = row(c7, e1[3], x0, x1, x2, x3);
-    let e2 = transpose(px4(tdy, dq, db, dc, dd, d2));
+    let t2 = px4(tdy, dq, dq1, dq2, dq3, d2);
+    let e2 = transpose(t2);
     c8 = row(c8, e2[0], x0, x1, x2, x3);
     c9 = row(c9, e2[1], x0, x1, x2, x3);
     c10 = row(c10, e2[2], x0, x1, x2, x3);
     c11 = row(c11, e2[3], x0, x1, x2, x3);
-    let e3 = transpose(px4(tdy, dq, db, dc, dd, d3));
+    let t3 = px4(tdy, dq, dq1, dq2, dq3, d3);
+    let e3 = transpose(t3);
     c12 = row(c12, e3[0], x0, x1, x2, x3);
     c13 = row(c13, e3[1], x0, x1, x2, x3);
     c14 = row(c14, e3[2], x0, x1, x2, x3);
     c15 = row(c15, e3[3], x0, x1, x2, x3);
+    if (BIAS) {
+      // db's partial sum rides along: 16 adds per 1,024 multiply-adds.
+      sb = mat4x4<f32>(sb[0] + t0[0] + t0[1] + t0[2] + t0[3], sb[1] + t1[0] + t1[1] + t1[2] + t1[3],
+        sb[2] + t2[0] + t2[1] + t2[2] + t2[3], sb[3] + t3[0] + t3[1] + t3[2] + t3[3]);
+    }
     j += 4u;
     if (j < P.OW) {
       xq = xd + xStep;
-      dq = dd + dStep;
+      dq = dq3 + dStep;
     } else {
       j = 0u;
       i += 1u;
@@ -924,6 +942,13 @@ fn backward_weight(
   let valid = min(16u, ocg - o0);
   let base = chunk * numel + (g * ocg + o0) * cg * taps;
   let oStride = cg * taps;
+  if (BIAS && kb == 0u) {
+    // After the SPLIT weight slices: partial[SPLIT·numel + chunk·OC + o].
+    let bBase = P.SPLIT * numel + chunk * P.OC + g * ocg + o0;
+    for (var r = 0u; r < valid; r++) {
+      partial[bBase + r] = sb[r / 4u][r % 4u];
+    }
+  }
   put_partial(c0, base, kb4);
   if (valid > 1u) { put_partial(c1, base + oStride, kb4); }
   if (valid > 2u) { put_partial(c2, base + 2u * oStride, kb4); }
@@ -951,12 +976,18 @@ fn reduce_weight(
   P = p;
   let numel = P.OC * (P.C / P.G) * P.KH * P.KW;
   let i = linear_id(wid, nwg, lid);
-  if (i >= numel) {
-    return;
+  if (i < numel) {
+    var s = 0.0;
+    for (var t = 0u; t < P.SPLIT; t++) {
+      s += partial_in[t * numel + i];
+    }
+    dw[i] += s;
+  } else if (BIAS && i < numel + P.OC) {
+    let o = i - numel;
+    var s = 0.0;
+    for (var t = 0u; t < P.SPLIT; t++) {
+      s += partial_in[P.SPLIT * numel + t * P.OC + o];
+    }
+    db[o] += s;
   }
-  var s = 0.0;
-  for (var t = 0u; t < P.SPLIT; t++) {
-    s += partial_in[t * numel + i];
-  }
-  dw[i] += s;
 }

@@ -212,38 +212,43 @@ for (const c of CONV_CASES) {
   }
 }
 
-gpuTest("Conv2d: gradients accumulate (+=) over backward passes without zeroGrad", async (gpu) => {
-  manualSeed(6);
-  const shape: Shape4 = [2, 3, 6, 6];
-  const conv = new Conv2d(3, 4, 3, { padding: 1 });
-  const [w] = conv.parameterSpecs().map((s) => s.init);
-  const model = new Sequential(conv).to(gpu);
-  const x = randomArray(2 * 3 * 36, 21);
-  const dy = randomArray(2 * 4 * 36, 22);
-  const X = Tensor.from(gpu, x, shape);
-  const DY = Tensor.from(gpu, dy, [2, 4, 6, 6]);
-  const enc = new StepEncoder(gpu);
-  model.parameters().zeroGrad(enc);
-  for (let i = 0; i < 3; i++) {
-    model.forward(enc, X);
-    model.backward(enc, DY);
-  }
-  enc.submit();
-  const grads = await model.gradients();
-  const back = conv2dBackward(x, shape, w, dy, geometry(conv));
-  assertClose(grads["0.weight"].data as Float32Array, back.dw.map((v) => 3 * v), {
-    atol: 1e-4,
-    rtol: 1e-5,
-    what: "3 × dW",
-  });
-  assertClose(grads["0.bias"].data as Float32Array, back.db.map((v) => 3 * v), {
-    atol: 1e-4,
-    what: "3 × db",
-  });
-  X.dispose();
-  DY.dispose();
-  model.dispose();
-});
+for (const algorithm of ALGORITHMS) {
+  gpuTest(
+    `Conv2d (${algorithm}): gradients accumulate (+=) over backward passes without zeroGrad`,
+    async (gpu) => {
+      manualSeed(6);
+      const shape: Shape4 = [2, 3, 6, 6];
+      const conv = new Conv2d(3, 4, 3, { padding: 1, algorithm });
+      const [w] = conv.parameterSpecs().map((s) => s.init);
+      const model = new Sequential(conv).to(gpu);
+      const x = randomArray(2 * 3 * 36, 21);
+      const dy = randomArray(2 * 4 * 36, 22);
+      const X = Tensor.from(gpu, x, shape);
+      const DY = Tensor.from(gpu, dy, [2, 4, 6, 6]);
+      const enc = new StepEncoder(gpu);
+      model.parameters().zeroGrad(enc);
+      for (let i = 0; i < 3; i++) {
+        model.forward(enc, X);
+        model.backward(enc, DY);
+      }
+      enc.submit();
+      const grads = await model.gradients();
+      const back = conv2dBackward(x, shape, w, dy, geometry(conv));
+      assertClose(grads["0.weight"].data as Float32Array, back.dw.map((v) => 3 * v), {
+        atol: 1e-4,
+        rtol: 1e-5,
+        what: "3 × dW",
+      });
+      assertClose(grads["0.bias"].data as Float32Array, back.db.map((v) => 3 * v), {
+        atol: 1e-4,
+        what: "3 × db",
+      });
+      X.dispose();
+      DY.dispose();
+      model.dispose();
+    },
+  );
+}
 
 Deno.test("Conv2d: init is U(±1/sqrt(fan_in)), weight [out, in/g, kh, kw]; bad arguments are refused", () => {
   manualSeed(0);

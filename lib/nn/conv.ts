@@ -6,8 +6,8 @@
  * engine's texture design (conv_gemm.ts, kernels/conv_gemm.wgsl), or direct, register-blocked
  * loops over storage buffers (kernels/conv2d.wgsl). Neither builds an im2col buffer; on both the
  * weight gradient is split along the batch·pixels axis into chunks summed in a fixed order, so
- * small weights still keep every core busy and the bits are the same on every run. The bias
- * gradient is the direct kernel's on both.
+ * small weights still keep every core busy and the bits are the same on every run (the GEMM
+ * path sums the bias gradient in the same pass, the direct path in a kernel of its own).
  *
  * @module
  */
@@ -449,12 +449,14 @@ export class Conv2d extends Module {
     dY.expectShape(`Cannot run ${this.describe()} backward`, bufs.y.shape);
     const OC = this.outChannels;
     const p = bufs.params;
-    if (this.#bias) this.#backBias!.encode(enc, [OC, 1, 1], { dy: dY, db: this.#bias.grad, p });
     if (bufs.gemm) {
+      // The GEMM path sums db inside its weight-gradient pass.
       const dx = this.needsInputGrad ? bufs.dx() : null;
-      bufs.gemm.backward(enc, dY, this.#weight!.value, this.#weight!.grad, dx);
+      const db = this.#bias?.grad ?? null;
+      bufs.gemm.backward(enc, dY, this.#weight!.value, { dw: this.#weight!.grad, db, dx });
       return dx ?? dY;
     }
+    if (this.#bias) this.#backBias!.encode(enc, [OC, 1, 1], { dy: dY, db: this.#bias.grad, p });
     const partial = bufs.partial();
     this.#backWeight!.encode(enc, grid1d(Math.ceil(bufs.weightBlocks / WG)), {
       x,

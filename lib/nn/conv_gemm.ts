@@ -52,6 +52,7 @@ export const CONV_GEMM = {
     dx_v4: 19,
     x_v4: 20,
     dy_v4: 21,
+    db: 22,
   },
 } as const satisfies KernelFamily;
 
@@ -392,6 +393,9 @@ export class ConvGemm {
         constants.VEC_OUT = Number(this.#vecY);
       }
       if (entry === "backward_input") constants.VEC_OUT = Number(this.#vecDx);
+      if (entry === "backward_weight" || entry === "reduce_weight") {
+        constants.BIAS = Number(this.#bias);
+      }
       call = new Call(this.#gpu, entry, constants);
       this.#calls.set(entry, call);
     }
@@ -437,9 +441,16 @@ export class ConvGemm {
 
   /**
    * Encodes the gradients of the last forward (whose x is still staged in the texture): adds
-   * dW into `dw`, and writes dX into `dx` unless it is null.
+   * dW into `dw` and, with a bias, db into `db` (null without); writes dX into `dx` unless it is
+   * null.
    */
-  backward(enc: StepEncoder, dy: Tensor, w: Tensor, dw: Tensor, dx: Tensor | null): void {
+  backward(
+    enc: StepEncoder,
+    dy: Tensor,
+    w: Tensor,
+    grads: { dw: Tensor; db: Tensor | null; dx: Tensor | null },
+  ): void {
+    const { dw, db, dx } = grads;
     const s = this.shape, v = this.#l.values, p = this.#params, wg = this.#wg;
     this.#tdy ??= this.#texture("tdy");
     this.#stageDy ??= this.#staging("tdy");
@@ -456,7 +467,9 @@ export class ConvGemm {
     }
     copyToTexture(enc, stage, tdy, this.#l.tdy);
     const numel = s.OC * (s.C / s.G) * s.KH * s.KW;
-    this.#partial ??= Tensor.empty(this.#gpu, [v.SPLIT * numel], "f32", "conv_gemm.partial");
+    // The weight's SPLIT slices, then the bias's (see the kernel's Layout).
+    const slices = v.SPLIT * (numel + s.OC);
+    this.#partial ??= Tensor.empty(this.#gpu, [slices], "f32", "conv_gemm.partial");
     const partial = this.#partial;
     const kBlocks = ceilDiv(s.KH * s.KW * v.CG4, 4);
     this.#call("backward_weight").encode(enc, kBlocks * (v.OCP / 16) * s.G * v.SPLIT, wg, {
@@ -465,7 +478,12 @@ export class ConvGemm {
       partial,
       p,
     });
-    this.#call("reduce_weight").encode(enc, numel, wg, { partial_in: partial, dw, p });
+    this.#call("reduce_weight").encode(enc, numel + (db ? s.OC : 0), wg, {
+      partial_in: partial,
+      dw,
+      db: db ?? this.#dummy,
+      p,
+    });
     if (dx === null) return;
     this.#twt ??= this.#texture("twt");
     const twt = this.#twt;
