@@ -347,7 +347,9 @@ function printTable(results: BenchResult[]): void {
   for (const r of results) {
     const notes: string[] = [];
     if (r.variant) notes.push(String(r.variant));
-    if (yard && r.unit === "GFLOP/s" && !r.name.endsWith("/yardstick")) {
+    if (
+      yard && r.name.startsWith("matmul/") && r.unit === "GFLOP/s" && !r.name.endsWith("/yardstick")
+    ) {
       notes.push(`${(r.value / yard).toFixed(1)}x yardstick`);
     }
     const own = /^(train|eval)\//.test(r.name) ? r.value : undefined;

@@ -6,7 +6,7 @@
  * Each figure counts the useful work, 2·N·OH·OW·OC·Cg·KH·KW per pass, and times everything the
  * pass encodes: staging into textures on the GEMM path, the bias gradient with the weight's.
  * dX is timed as (backward with dX) − (backward without it), so its figure carries the noise of
- * both.
+ * both. Figures are the fastest of the timed rounds (not the median: see timeShape).
  */
 
 import type { Gpu } from "../lib/gpu/device.ts";
@@ -16,7 +16,7 @@ import { Conv2d, type Conv2dOptions } from "../lib/nn/conv.ts";
 import type { ConvAlgorithm } from "../lib/nn/conv_choice.ts";
 import { Module } from "../lib/nn/module.ts";
 import { Sequential } from "../lib/nn/sequential.ts";
-import { type BenchResult, median } from "./util.ts";
+import type { BenchResult } from "./util.ts";
 
 /** A convolution of the benchmark: [C, H, W] in, `out` channels, kernel and options. */
 interface Shape {
@@ -61,26 +61,14 @@ class WithInputGrad extends Module {
   }
 }
 
-/**
- * Median milliseconds of `rounds` submissions of `encode`, after one warm-up submission when
- * `warm` (first touch of the activations; the pipelines are compiled before, at batch 2).
- */
-async function time(
-  gpu: Gpu,
-  rounds: number,
-  warm: boolean,
-  encode: (enc: StepEncoder) => void,
-): Promise<number> {
-  const times: number[] = [];
-  for (let r = warm ? -1 : 0; r < rounds; r++) {
-    const start = performance.now();
-    const enc = new StepEncoder(gpu, "bench conv");
-    encode(enc);
-    enc.submit();
-    await gpu.sync();
-    if (r >= 0) times.push(performance.now() - start);
-  }
-  return median(times);
+/** Milliseconds of one submission of `encode`, waited for. */
+async function once(gpu: Gpu, encode: (enc: StepEncoder) => void): Promise<number> {
+  const start = performance.now();
+  const enc = new StepEncoder(gpu, "bench conv");
+  encode(enc);
+  enc.submit();
+  await gpu.sync();
+  return performance.now() - start;
 }
 
 /** Milliseconds of forward, backward without dX and backward with dX of `shape` at `batch`. */
@@ -118,12 +106,23 @@ async function timeShape(
   // The direct path is slow enough that a full-size warm-up round would double its time.
   const warm = algorithm === "gemm";
   try {
-    const forward = await time(gpu, rounds, warm, (enc) => first.forward(enc, x));
-    const weight = await time(gpu, rounds, warm, (enc) => first.backward(enc, dy));
+    // The three passes are timed in turn within each round, so that the machine's drift (other
+    // processes on its 2 cores) hits them alike; each figure is the fastest round, since such
+    // interference only ever slows a round down.
     const fwd = new StepEncoder(gpu);
     middle.forward(fwd, x);
     fwd.submit();
-    const both = await time(gpu, rounds, warm, (enc) => middle.backward(enc, dy));
+    const best = { forward: Infinity, weight: Infinity, both: Infinity };
+    for (let r = warm ? -1 : 0; r < rounds; r++) {
+      const forward = await once(gpu, (enc) => first.forward(enc, x));
+      const weight = await once(gpu, (enc) => first.backward(enc, dy));
+      const both = await once(gpu, (enc) => middle.backward(enc, dy));
+      if (r < 0) continue;
+      best.forward = Math.min(best.forward, forward);
+      best.weight = Math.min(best.weight, weight);
+      best.both = Math.min(best.both, both);
+    }
+    const { forward, weight, both } = best;
     const flops = 2 * batch * OH * OW * OC * (shape.C / (shape.o.groups ?? 1)) * shape.k ** 2;
     return { flops, forward, weight, both };
   } finally {

@@ -137,6 +137,8 @@ export type ConvShape = Record<
  */
 const WEIGHT_GRAD_BLOCKS = { software: 512, hardware: 4096 } as const;
 const MAX_SPLIT = 256;
+/** Bytes of tx and tdy rows one weight-gradient chunk reads (measured best of 256 KiB–4 MiB). */
+const CHUNK_BYTES = 1 << 20;
 const MAX_PARTIAL = 1 << 22;
 
 /**
@@ -199,13 +201,18 @@ function layout(s: ConvShape, maxDim: number, target: number): Layout {
   const rows = s.N * s.OH;
   const numel = s.OC * cg * taps;
   const blocks = ceilDiv(taps * CG4, 4) * (OCP / 16) * s.G;
+  // Enough chunks to occupy the adapter, and small enough that one chunk's rows of tx and tdy
+  // stay in cache while its blocks (numbered chunk-slowest) run one after another: with one
+  // chunk for the whole batch, every block streams all of x and dy from memory.
+  const rowBytes = 16 * (XWP * CT * s.SH + DWP * OT);
+  const cached = Math.ceil(rows / Math.max(1, Math.floor(CHUNK_BYTES / rowBytes)));
   const wanted = Math.max(
     1,
     Math.min(
       MAX_SPLIT,
       rows,
       Math.floor(MAX_PARTIAL / numel),
-      Math.ceil(target / blocks),
+      Math.max(cached, Math.ceil(target / blocks)),
     ),
   );
   const CHUNK = ceilDiv(rows, wanted);
