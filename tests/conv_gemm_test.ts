@@ -40,10 +40,11 @@ function shape(C: number, OC: number, G = 1): ConvShape {
 gpuTest("conv choice: auto per shape and adapter, forced by chooseConv or the option", (gpu) => {
   const texture = matmulChoice(gpu).variant === "texture";
   chooseConv(gpu, "auto");
-  // CIFAR's layers go to the GEMMs where the matmul engine reads textures; depthwise and
-  // 2-channel groups stay on the direct loops everywhere.
+  // CIFAR's layers and groups of 4 channels go to the GEMMs where the matmul engine reads
+  // textures; depthwise and 2-channel groups stay on the direct loops everywhere.
   assert.equal(convAlgorithm(gpu, shape(32, 32), "auto"), texture ? "gemm" : "direct");
   assert.equal(convAlgorithm(gpu, shape(3, 32), "auto"), texture ? "gemm" : "direct");
+  assert.equal(convAlgorithm(gpu, shape(32, 32, 8), "auto"), texture ? "gemm" : "direct");
   assert.equal(convAlgorithm(gpu, shape(32, 32, 32), "auto"), "direct");
   assert.equal(convAlgorithm(gpu, shape(32, 32, 16), "auto"), "direct");
   // A layer's option wins over the GPU's choice, which wins over auto.
