@@ -95,6 +95,7 @@ export { Conv2d, type Conv2dOptions, type Pair } from "./lib/nn/conv.ts";
 export { AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, Pool2d, PoolWindow } from "./lib/nn/pool.ts";
 export { BatchNorm2d } from "./lib/nn/batchnorm2d.ts";
 export { lectureModel, VARIANTS } from "./lib/nn/lecture.ts";
+export { CNN_RECIPE, CNN_WIDTHS, cnnModel } from "./lib/nn/cnn.ts";
 export type { Variant } from "./lib/nn/lecture.ts";
 export { CrossEntropyLoss, LabelRangeError, LossStats } from "./lib/nn/loss.ts";
 export type { CrossEntropyOptions, LossSummary } from "./lib/nn/loss.ts";

@@ -4,7 +4,9 @@
  * into its own run folder, with a summary row per variant. {@link planExperiment} checks
  * everything that can be checked before the first epoch (data, folders, resumes);
  * {@link runExperiment} trains, side by side on hardware GPUs. `deno task train` is a thin
- * command line over these.
+ * command line over these. Beyond the lecture, `"cnn"` ({@link cnnModel}, {@link CNN_RECIPE}) is
+ * a compact convolutional network trained with its own recipe (SGD with Nesterov momentum, a
+ * one-cycle schedule, label smoothing, flips and crops).
  *
  * It re-exports the core entry (`@wgnn/wgnn`), whose layers, optimizers, loader and `fit` it is
  * built from, so one import serves a script of the lecture. Beyond the core it pulls in only
@@ -37,7 +39,11 @@
 
 export * from "./mod.ts";
 export {
+  buildModel,
+  cnnOptimizer,
   lectureModel,
+  MODELS,
+  OPTIMIZERS,
   planExperiment,
   runExperiment,
   seedModel,
@@ -46,8 +52,11 @@ export {
 export type {
   ExperimentOptions,
   ExperimentPlan,
+  ModelName,
+  OptimizerChoice,
   PlannedRun,
   Variant,
 } from "./lib/train/experiment.ts";
+export { CNN_RECIPE, CNN_WIDTHS, cnnModel } from "./lib/nn/cnn.ts";
 export type { Cifar10 } from "./lib/data/cifar10.ts";
 export type { SummaryRow } from "./lib/train/summary.ts";

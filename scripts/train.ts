@@ -21,12 +21,13 @@ import {
   UsageError,
 } from "../lib/cli/args.ts";
 import {
+  CNN_RECIPE,
   type ExperimentPlan,
+  type ModelName,
   OPTIMIZERS,
   planExperiment,
   runExperiment,
   sideBySide,
-  type Variant,
   VARIANTS,
 } from "../lib/train/experiment.ts";
 import { checkpointsIdle } from "../lib/train/checkpoint.ts";
@@ -35,18 +36,21 @@ import { matmulVariant, slowAdapterHint } from "../lib/ops/matmul_trial.ts";
 
 const HELP = `Usage: deno task train [options]
 
-Trains the lecture's three MLPs (plain, bn, dropout) on CIFAR-10 with WebGPU.
+Trains the lecture's three MLPs (plain, bn, dropout) on CIFAR-10 with WebGPU, or the
+convolutional recipe (cnn).
 
-  --model plain|bn|dropout|all   variant to train (default all)
-  --epochs N                     epochs (default 200, as the lecture)
-  --batch-size N                 batch size (default 1024)
-  --lr X                         learning rate (default 0.001)
-  --optimizer adam|adamw|sgd|rmsprop   (default adam)
+  --model plain|bn|dropout|cnn|all   what to train (default all: the lecture's three MLPs)
+  --epochs N                     epochs (default 200, as the lecture; cnn: ${CNN_RECIPE.epochs})
+  --batch-size N                 batch size (default 1024; cnn: ${CNN_RECIPE.batchSize})
+  --lr X                         learning rate (default 0.001; cnn: ${CNN_RECIPE.lr}, the peak of its
+                                 one-cycle schedule)
+  --optimizer adam|adamw|sgd|rmsprop   (default adam; cnn: sgd, Nesterov momentum ${CNN_RECIPE.momentum}
+                                 and weight decay ${CNN_RECIPE.weightDecay} on its weights)
   --seed N                       manualSeed before each model, 0 to 2^32-1 (default 0)
   --val-freq N                   validate every N epochs (default 1)
   --data DIR                     folder with cifar-10-batches-bin/ (default data)
   --out DIR                      output folder (default out)
-  --augment                      random flips and crops of training images
+  --augment                      random flips and crops of training images (cnn: always)
   --resume                       continue each variant from OUT/<variant>/resume.safetensors
                                  (variants without one start afresh); the settings must be
                                  the run's (OUT/<variant>/run.json), --epochs may grow
@@ -102,10 +106,10 @@ await runMain("train", async () => {
     args: joinDashValues(scriptArgs(), NUMBER_FLAGS),
     options: {
       model: { type: "string", default: "all" },
-      epochs: { type: "string", default: "200" },
-      "batch-size": { type: "string", default: "1024" },
-      lr: { type: "string", default: "0.001" },
-      optimizer: { type: "string", default: "adam" },
+      epochs: { type: "string" },
+      "batch-size": { type: "string" },
+      lr: { type: "string" },
+      optimizer: { type: "string" },
       seed: { type: "string", default: "0" },
       "val-freq": { type: "string", default: "1" },
       "checkpoint-seconds": { type: "string" },
@@ -124,8 +128,12 @@ await runMain("train", async () => {
     console.log(HELP);
     return 0;
   }
-  const model = oneOf("model", v.model, [...VARIANTS, "all"] as const);
-  const variants: Variant[] = model === "all" ? [...VARIANTS] : [model];
+  const model = oneOf("model", v.model, [...VARIANTS, "cnn", "all"] as const);
+  const variants: ModelName[] = model === "all" ? [...VARIANTS] : [model];
+  // The lecture's settings, or the cnn recipe's; a flag given overrides either.
+  const defaults = model === "cnn"
+    ? { ...CNN_RECIPE, optimizer: "sgd" }
+    : { epochs: 200, batchSize: 1024, lr: 0.001, optimizer: "adam" };
   const seed = nonNegativeInt("seed", v.seed, { max: 0xffffffff });
   if (v.resume && v.overwrite) {
     throw new UsageError("--resume and --overwrite exclude each other: choose one");
@@ -135,10 +143,10 @@ await runMain("train", async () => {
     : oneOf("vector-width", v["vector-width"], ["256", "512"] as const);
   const options = {
     variants,
-    epochs: positiveInt("epochs", v.epochs),
-    batchSize: positiveInt("batch-size", v["batch-size"]),
-    lr: positiveNumber("lr", v.lr),
-    optimizer: oneOf("optimizer", v.optimizer, OPTIMIZERS),
+    epochs: positiveInt("epochs", v.epochs ?? String(defaults.epochs)),
+    batchSize: positiveInt("batch-size", v["batch-size"] ?? String(defaults.batchSize)),
+    lr: positiveNumber("lr", v.lr ?? String(defaults.lr)),
+    optimizer: oneOf("optimizer", v.optimizer ?? defaults.optimizer, OPTIMIZERS),
     seed,
     validationFreq: positiveInt("val-freq", v["val-freq"]),
     dataDir: v.data,

@@ -25,6 +25,7 @@ import type { Gpu } from "../lib/gpu/device.ts";
 import { writeSafetensorsFile } from "../lib/io/safetensors_file.ts";
 import { MSELoss } from "../lib/nn/elementwise_loss.ts";
 import { CrossEntropyLoss } from "../lib/nn/loss.ts";
+import { CNN_RECIPE, CNN_WIDTHS, cnnModel } from "../lib/nn/cnn.ts";
 import { manualSeed } from "../lib/nn/random.ts";
 import type { StateDict } from "../lib/nn/sequential.ts";
 import { fit } from "../lib/train/fit.ts";
@@ -68,6 +69,35 @@ interface Case extends DataShape {
   scheduler?: SchedulerSpec;
   /** fit's `accumulate` (batches per optimizer step). Default: 1. */
   accumulate?: number;
+  /** CrossEntropyLoss's options. Default: none. */
+  lossOptions?: { labelSmoothing: number };
+  /**
+   * PyTorch float32 runs from weights nudged by one ulp, whose drift from its float64 run
+   * counts too (see fit_parity.py's `nudged`). Default: 0.
+   */
+  nudged?: number;
+}
+
+/**
+ * The `cnn` recipe's network (lib/nn/cnn.ts) as a layer spec; a test checks it builds the same
+ * modules as `cnnModel()`.
+ */
+function cnnSpec(): LayerSpec {
+  const layers: LayerSpec[] = [{ kind: "Unflatten", shape: [3, 32, 32] }];
+  let inChannels = 3;
+  for (const width of CNN_WIDTHS) {
+    for (let i = 0; i < 2; i++) {
+      layers.push(
+        { kind: "Conv2d", in: inChannels, out: width, kernel: 3, padding: 1, bias: false },
+        { kind: "BatchNorm2d", features: width },
+        { kind: "ReLU" },
+      );
+      inChannels = width;
+    }
+    layers.push({ kind: "MaxPool2d", kernel: 2 });
+  }
+  layers.push({ kind: "AdaptiveAvgPool2d", size: 1 }, { kind: "Flatten" }, linear(inChannels, 10));
+  return seq(...layers);
 }
 
 const CASES: Case[] = [
@@ -200,6 +230,47 @@ const CASES: Case[] = [
     shuffle: true,
     images: { shape: [1, 28, 28], normalize: { mean: [0.1307], std: [0.3081] } },
   },
+  {
+    // The `cnn` recipe's first 20 steps: its network, SGD with Nesterov momentum and weight
+    // decay on the weights of rank > 1 only, a per-step OneCycleLR, label smoothing, and the
+    // loader's random flips and 4-pixel crops, whose draws PyTorch is handed (cnnOptimizer in
+    // lib/train/experiment.ts builds the same groups; tests/cnn_recipe_test.ts checks it).
+    name: "the cnn recipe: Conv2d, BatchNorm2d, pools, SGD nesterov, OneCycleLR, flips and crops",
+    arch: cnnSpec(),
+    task: "classify",
+    features: 3072,
+    outputs: 10,
+    samples: 160,
+    valSamples: 32,
+    epochs: 4,
+    stopAfter: 2,
+    optimizer: {
+      kind: "SGD",
+      lr: CNN_RECIPE.lr,
+      momentum: CNN_RECIPE.momentum,
+      nesterov: true,
+      weightDecay: CNN_RECIPE.weightDecay,
+      groups: [{ select: "matrices" }, { select: "vectors", weightDecay: 0 }],
+    },
+    scheduler: {
+      kind: "OneCycleLR",
+      maxLr: CNN_RECIPE.lr,
+      options: { totalSteps: 4 * (160 / BATCH), pctStart: CNN_RECIPE.pctStart },
+      interval: "step",
+    },
+    lossOptions: { labelSmoothing: CNN_RECIPE.labelSmoothing },
+    // ReLUs after BatchNorm2d see values within 1e-7 of 0 (one such value, its sign flipped by
+    // rounding, moved a BatchNorm bias gradient by 5e-5 in step 1 while PyTorch's float32 kept
+    // the float64 sign), and max pools see ties in the crops' constant bands: one float32 run
+    // under-samples the drift.
+    nudged: 3,
+    shuffle: true,
+    images: {
+      shape: [3, 32, 32],
+      normalize: { mean: [0.4914, 0.4822, 0.4465], std: [0.247, 0.2435, 0.2616] },
+      augment: { ...CNN_RECIPE.augment },
+    },
+  },
 ];
 
 // Ours may be K times PyTorch's own float32-vs-float64 drift from its float64 run, element by
@@ -209,10 +280,28 @@ const CASES: Case[] = [
 // PyTorch run with lr or max_lr ×1.001, Adam's eps 1e-7, momentum 0.899, BatchNorm momentum
 // 0.101, no clamp, the schedule stepped per epoch or the batches rotated is 5-400,000× it.
 const K = 8;
+// With nudged runs the drift is the largest of four float32 runs, a fairer sample: a tighter K.
+// Observed on the cnn recipe: our losses within 0.2-0.6 of the bound; a PyTorch run without
+// label smoothing (13x the bound) or Nesterov (21x), with pctStart 0.3 (4x), half the flips
+// reversed (4.6x), momentum 0.89 (1.25x) or the crop's offsets swapped fails it. Twenty steps at
+// the recipe's rates are chaotic enough that weight decay 5e-4 stays within it (0.1x):
+// tests/cnn_recipe_test.ts checks the recipe's groups and options directly.
+const K_NUDGED = 4;
 const FLOOR = { loss: 1e-6, weight: 2e-6 };
-const spread = (a: number[], b: number[]) => Math.max(...a.map((v, i) => Math.abs(v - b[i])));
-const bounds = (f32: number[], f64: number[], floor: number) =>
-  f32.map((v, i) => Math.max(K * Math.abs(v - f64[i]), floor));
+/** The Euclidean distance between two equally long arrays. */
+function distance(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) sum += (a[i] - b[i]) ** 2;
+  return Math.sqrt(sum);
+}
+/** The largest elementwise difference (a loop: a conv weight has too many elements to spread). */
+function spread(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let most = 0;
+  for (let i = 0; i < a.length; i++) most = Math.max(most, Math.abs(a[i] - b[i]));
+  return most;
+}
+const bounds = (f32: number[][], f64: number[], floor: number, k = K) =>
+  f64.map((v, i) => Math.max(k * Math.max(...f32.map((run) => Math.abs(run[i] - v))), floor));
 
 // ---------------------------------------------------------------------------------------------
 // One fit.
@@ -235,7 +324,7 @@ async function fitCase(
   manualSeed(12);
   const model = buildModel(c.arch).to(gpu);
   const optimizer = makeOptimizer(c.optimizer, model.parameters());
-  const loss = c.task === "classify" ? new CrossEntropyLoss() : new MSELoss();
+  const loss = c.task === "classify" ? new CrossEntropyLoss(c.lossOptions) : new MSELoss();
   const images = c.images ? imageLoaders(gpu, c, data) : null;
   const train = images?.train ??
     FixedBatches.upload(gpu, c, data.x as Float32Array, data.y, data.order);
@@ -290,6 +379,11 @@ function wholeRun(gpu: Gpu, c: Case, seed: number) {
   return wholeRuns.get(c.name)!;
 }
 
+Deno.test("fit_parity's cnn spec is the recipe's network, module for module", () => {
+  manualSeed(0);
+  assert.equal(buildModel(cnnSpec()).describe(), cnnModel().describe());
+});
+
 for (const [index, c] of CASES.entries()) {
   const seed = 100 + index;
   gpuTest(
@@ -327,9 +421,11 @@ for (const [index, c] of CASES.entries()) {
       const weights = join(dir, "initial.safetensors");
       await writeSafetensorsFile(weights, ours.initial, { format: "pt" });
       let order = data.order;
+      let augmentation = null;
       if (c.images) {
         const loaders = imageLoaders(gpu, c, data);
         order = loaders.orders(c.epochs);
+        if (c.images.augment) augmentation = loaders.augmentations(c.epochs);
         loaders.dispose();
       }
       const torch = await runTorch({
@@ -348,14 +444,19 @@ for (const [index, c] of CASES.entries()) {
         valX: [...data.valX],
         valY: [...data.valY],
         images: c.images ?? null,
+        augmentation,
+        lossOptions: c.lossOptions ?? {},
+        nudged: c.nudged ?? 0,
       });
-      const [f32, f64] = [torch.float32, torch.float64];
+      const [f64, f32s] = [torch.float64, [torch.float32, ...torch.nudged]];
+      const f32 = { train: f32s.map((r) => r.train), val: f32s.map((r) => r.val) };
       const room: Record<string, number> = {};
       const train = ours.history.epochs.map((e) => e.trainLoss);
       const val = ours.history.epochs.map((e) => e.valLoss!);
-      const trainBound = bounds(f32.train, f64.train, FLOOR.loss);
+      const k = c.nudged ? K_NUDGED : K;
+      const trainBound = bounds(f32.train, f64.train, FLOOR.loss, k);
       room.train = assertWithin(train, f64.train, trainBound, "train loss per epoch");
-      room.val = assertWithin(val, f64.val, bounds(f32.val, f64.val, FLOOR.loss), "val loss");
+      room.val = assertWithin(val, f64.val, bounds(f32.val, f64.val, FLOOR.loss, k), "val loss");
       // The bound is tighter than what training changed: a run that did not follow PyTorch's
       // steps could not pass for one that did.
       const fell = f64.train[0] - f64.train.at(-1)!;
@@ -371,17 +472,29 @@ for (const [index, c] of CASES.entries()) {
           assert.equal(steps, c.epochs * c.samples / BATCH, `${name}: one per step`);
           continue;
         }
-        const b = bounds(f32.state[name], f64.state[name], FLOOR.weight);
-        room.weights = Math.max(
-          room.weights,
-          assertWithin(t.data as Float32Array, f64.state[name], b, name),
-        );
-        const start = ours.initial[name].data as Float32Array;
-        moved = Math.max(moved, spread([...start], f64.state[name]));
+        const got = [...t.data as Float32Array];
+        const start = [...ours.initial[name].data as Float32Array];
+        largest = Math.max(largest, spread(got, f64.state[name]));
+        if (c.nudged) {
+          // Element by element, two float32 runs this far from float64 differ like two random
+          // draws; per tensor, ours must be as far from it as float32 runs are (observed: 0.6-1.4
+          // times the farthest of four) and what training moved well beyond that.
+          const drift = Math.max(...f32s.map((r) => distance(r.state[name], f64.state[name])));
+          const bound = k * Math.max(drift, FLOOR.weight * Math.sqrt(got.length));
+          const ratio = distance(got, f64.state[name]) / bound;
+          assert(ratio <= 1, `${name}: ‖ours − f64‖ is ${ratio * k} × PyTorch's float32 drift`);
+          room.weights = Math.max(room.weights, ratio);
+          moved = Math.max(moved, distance(start, f64.state[name]) / drift);
+          continue;
+        }
+        const b = bounds(f32s.map((r) => r.state[name]), f64.state[name], FLOOR.weight, k);
+        room.weights = Math.max(room.weights, assertWithin(got, f64.state[name], b, name));
+        moved = Math.max(moved, spread(start, f64.state[name]));
         widest = Math.max(widest, ...b);
-        largest = Math.max(largest, spread([...t.data as Float32Array], f64.state[name]));
       }
-      assert(moved > 10 * widest, `weights moved ${moved}, widest bound ${widest}`);
+      if (c.nudged) {
+        assert(moved > 10, `weights moved at most ${moved} × PyTorch's float32 drift`);
+      } else assert(moved > 10 * widest, `weights moved ${moved}, widest bound ${widest}`);
       if (c.optimizer.kind === "SGD" && c.optimizer.clipGradValue !== undefined) {
         // The clamp mattered, and not for every element.
         assert(f64.clipped > 0 && f64.clipped < f64.gradients, `clipped ${f64.clipped}`);
@@ -398,7 +511,7 @@ for (const [index, c] of CASES.entries()) {
         spread(val, f64.val).toExponential(1)
       }, weights ${largest.toExponential(1)}`;
       console.log(
-        `${c.name} vs PyTorch f64: largest diff/bound ${show} (K = ${K}); diffs ${diffs}`,
+        `${c.name} vs PyTorch f64: largest diff/bound ${show} (K = ${k}); diffs ${diffs}`,
       );
     } finally {
       await Deno.remove(dir, { recursive: true });

@@ -12,13 +12,15 @@ import { type Cifar10, type ImageSet, loadCifar10 } from "../data/cifar10.ts";
 import { GpuDataset } from "../data/dataset.ts";
 import { Loader } from "../data/loader.ts";
 import { matmulVariant } from "../ops/matmul_trial.ts";
-import { lectureModel, type Variant } from "../nn/lecture.ts";
+import { lectureModel, type Variant, VARIANTS } from "../nn/lecture.ts";
+import { CNN_RECIPE, cnnModel } from "../nn/cnn.ts";
 import { CrossEntropyLoss } from "../nn/loss.ts";
 import { manualSeed } from "../nn/random.ts";
 import type { Sequential } from "../nn/sequential.ts";
 import { Adam, AdamW } from "../optim/adam.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
 import { RMSprop } from "../optim/rmsprop.ts";
+import { OneCycleLR } from "../optim/scheduler.ts";
 import { SGD } from "../optim/sgd.ts";
 import { writeTextFileAtomic } from "../io/atomic.ts";
 import { readCheckpoint } from "./checkpoint.ts";
@@ -34,6 +36,20 @@ import { type SummaryRow, summaryRow } from "./summary.ts";
 const SUMMARY_FILE = "summary.json";
 
 export { lectureModel, type Variant, VARIANTS } from "../nn/lecture.ts";
+export { CNN_RECIPE, cnnModel } from "../nn/cnn.ts";
+
+/**
+ * Every model the experiment can train: the lecture's three MLPs ({@link VARIANTS}, what
+ * `--model all` means) and `cnn`, the convolutional recipe of `lib/nn/cnn.ts`.
+ */
+export const MODELS = [...VARIANTS, "cnn"] as const;
+/** One of {@link MODELS}. */
+export type ModelName = typeof MODELS[number];
+
+/** Builds model `name` (call `manualSeed` first). */
+export function buildModel(name: ModelName): Sequential {
+  return name === "cnn" ? cnnModel() : lectureModel(name);
+}
 /** Optimizers the scripts can choose. */
 export const OPTIMIZERS = ["adam", "adamw", "sgd", "rmsprop"] as const;
 /** One of {@link OPTIMIZERS}. */
@@ -71,8 +87,8 @@ export const OPTIMIZER_NAMES: Readonly<Record<OptimizerChoice, string>> = {
 
 /** Options of {@link runExperiment}. */
 export interface ExperimentOptions {
-  /** The variants to train, in order. */
-  variants: readonly Variant[];
+  /** The models to train, in order (the lecture's variants and/or `cnn`). */
+  variants: readonly ModelName[];
   /** Epochs per variant (the total, when resuming). */
   epochs: number;
   /** Images per training and validation batch. */
@@ -94,7 +110,10 @@ export interface ExperimentOptions {
   data?: Cifar10;
   /** Output folder; each variant writes into `<out>/<variant>/`. */
   outDir: string;
-  /** Random flips and 4-pixel crops of the training images. Default: false. */
+  /**
+   * Random flips and 4-pixel crops of the training images. Default: false (the `cnn` recipe
+   * always augments).
+   */
   augment?: boolean;
   /**
    * Continue each variant from `<outDir>/<variant>/resume.safetensors`; variants without one
@@ -131,7 +150,7 @@ export interface ExperimentOptions {
    */
   onVariant?: (history: History, row: SummaryRow) => void;
   /** Called when a variant fails, with its error (it is also in the summary). Default: none. */
-  onFailure?: (variant: Variant, error: Error) => void;
+  onFailure?: (variant: ModelName, error: Error) => void;
   /**
    * Train the variants side by side on the one device: on hardware adapters it hides each
    * epoch's readback round trip; on software adapters it gains nothing. A single variant simply
@@ -157,7 +176,7 @@ function slice(set: ImageSet, limit: number | undefined): ImageSet {
 /** The settings of `variant`'s run that the experiment sets (flag names), for its manifest. */
 export function experimentSettings(
   o: ExperimentOptions,
-  variant: Variant,
+  variant: ModelName,
   data: string,
 ): RunSettings {
   return {
@@ -166,10 +185,43 @@ export function experimentSettings(
     lr: o.lr,
     "batch-size": o.batchSize,
     seed: o.seed,
-    augment: o.augment === true,
+    augment: variant === "cnn" || o.augment === true,
     "val-freq": o.validationFreq,
     data,
+    // The recipe's one-cycle schedule spans the run: more epochs would change every rate.
+    ...(variant === "cnn" ? { epochs: o.epochs, recipe: CNN_RECIPE_TEXT } : {}),
   };
+}
+
+/** What the `cnn` run's manifest says of its recipe (besides the flags). */
+const CNN_RECIPE_TEXT =
+  `SGD nesterov momentum ${CNN_RECIPE.momentum}, weight decay ${CNN_RECIPE.weightDecay} ` +
+  `on weights of rank > 1, OneCycleLR per step (pctStart ${CNN_RECIPE.pctStart}), label ` +
+  `smoothing ${CNN_RECIPE.labelSmoothing}, flips and ${CNN_RECIPE.augment.crop}-pixel crops`;
+
+/**
+ * The `cnn` recipe's optimizer over `model`: weight decay on the weights of rank > 1 only (the
+ * convolutions' and the Linear's), none on biases or BatchNorm's γ, β; SGD with Nesterov momentum,
+ * or the optimizer named (AdamW with the same split; Adam and RMSprop as {@link makeOptimizer}).
+ */
+export function cnnOptimizer(name: OptimizerChoice, model: Sequential, lr: number): Optimizer {
+  const params = model.parameters().params;
+  const weights = params.filter((p) => p.value.shape.length > 1);
+  const others = params.filter((p) => p.value.shape.length <= 1);
+  const groups = [{ params: weights }, { params: others, weightDecay: 0 }];
+  switch (name) {
+    case "sgd":
+      return new SGD(groups, {
+        lr,
+        momentum: CNN_RECIPE.momentum,
+        nesterov: true,
+        weightDecay: CNN_RECIPE.weightDecay,
+      });
+    case "adamw":
+      return new AdamW(groups, { lr, weightDecay: CNN_RECIPE.weightDecay * 100 });
+    default:
+      return makeOptimizer(name, model, lr);
+  }
 }
 
 /** A short SHA-256 of the images and labels that a run trains and validates on. */
@@ -189,7 +241,7 @@ async function fingerprint(sets: ImageSet[]): Promise<string> {
 /** One variant's run as planned by {@link planExperiment}. */
 export interface PlannedRun {
   /** The variant. */
-  variant: Variant;
+  variant: ModelName;
   /** Its folder, `<outDir>/<variant>`. */
   dir: string;
   /** The settings its manifest records (see `experimentSettings` in lib/train/experiment.ts). */
@@ -236,7 +288,7 @@ export async function planExperiment(o: ExperimentOptions): Promise<ExperimentPl
     if (o.resume && files.length > 0) {
       // A folder with run files but no checkpoint (an earlier version's run) is named too.
       manualSeed(o.seed);
-      const model = lectureModel(variant); // on the CPU: only its description and shapes are needed
+      const model = buildModel(variant); // on the CPU: only its description and shapes are needed
       const checkpoint = await readCheckpoint(dir, model, OPTIMIZER_NAMES[o.optimizer]);
       await checkManifest(dir, settings, checkpoint.runId, { all: false });
       resume = true;
@@ -277,7 +329,7 @@ type Sets = { train: GpuDataset; val: GpuDataset; classes: string[] };
 
 /** One variant, built and ready to fit; `dispose` frees everything it holds. */
 interface PreparedRun {
-  variant: Variant;
+  variant: ModelName;
   run: (
     signal: AbortSignal | undefined,
     progress: ExperimentOptions["progress"],
@@ -304,17 +356,32 @@ function prepare(
   };
   try {
     manualSeed(o.seed);
-    const model = own(lectureModel(variant).to(gpu));
-    const optimizer = own(makeOptimizer(o.optimizer, model, o.lr));
-    const loss = own(new CrossEntropyLoss());
+    const cnn = variant === "cnn";
+    const model = own(buildModel(variant).to(gpu));
+    const optimizer = own(
+      cnn ? cnnOptimizer(o.optimizer, model, o.lr) : makeOptimizer(o.optimizer, model, o.lr),
+    );
+    const loss = own(
+      new CrossEntropyLoss(cnn ? { labelSmoothing: CNN_RECIPE.labelSmoothing } : {}),
+    );
     const train = own(
       new Loader(gpu, sets.train, {
         batchSize: o.batchSize,
         shuffle: true,
         seed: o.seed,
-        augment: o.augment ? { flip: true, crop: 4 } : undefined,
+        augment: cnn ? CNN_RECIPE.augment : o.augment ? { flip: true, crop: 4 } : undefined,
       }),
     );
+    // The recipe's rate: one cycle over the whole run, peaking at o.lr, stepped per batch.
+    const scheduler = cnn
+      ? {
+        scheduler: new OneCycleLR(o.lr, {
+          totalSteps: o.epochs * train.batchesPerEpoch,
+          pctStart: CNN_RECIPE.pctStart,
+        }),
+        interval: "step" as const,
+      }
+      : undefined;
     const val = own(
       new Loader(gpu, sets.val, { batchSize: o.batchSize, shuffle: true, seed: o.seed + 1 }),
     );
@@ -325,6 +392,7 @@ function prepare(
         epochs: o.epochs,
         loss,
         optimizer,
+        scheduler,
         validationFreq: o.validationFreq,
         checkpointDir: dir,
         resume: planned.resume,
@@ -359,7 +427,7 @@ export function sideBySide(
 /** Where the variants' runs report: the history of one that ended, the error of one that failed. */
 interface Outcomes {
   finish: (history: History) => History;
-  fail: (variant: Variant, error: unknown) => void;
+  fail: (variant: ModelName, error: unknown) => void;
 }
 
 /**

@@ -29,9 +29,15 @@ exit status 1). Floats travel as JSON numbers: a float32 value is exact as a dou
   images     null, or {"shape": [C, H, W], "normalize": {"mean": [C], "std": [C]}}: x and
              valX are then uint8 values, scaled here by /255 and normalised per channel,
              (x / 255 - mean_c) / std_c, in the run's dtype (torchvision's ToTensor and
-             Normalize), and flattened to `features` values a row.
+             Normalize), and flattened to `features` values a row. With "augment": {"flip",
+             "crop"} each training batch is cropped and flipped first, as `augmented` says, with
+             the draws augmentation[e][position] of the toolkit's loader.
+  lossOptions  the loss's options in the toolkit's names (labelSmoothing), default none.
+  nudged     float32 runs from the initial weights nudged by one ulp each (see `nudged`),
+             default 0: where a model sits on ReLU kinks and max-pool ties, float32 rounding
+             flips single decisions, and one float32 run is not a fair sample of its drift.
 
-Prints {"float32": run, "float64": run}, each run
+Prints {"float32": run, "float64": run, "nudged": [run, ...]}, each run
   {"train": [mean batch loss per epoch], "val": [mean batch loss per epoch],
    "state": {name: values after the last epoch}, "clipped": gradient elements clamped,
    "gradients": gradient elements seen by the clamp, "normClipped": steps whose gradient norm
@@ -78,6 +84,21 @@ def build(spec):
         return nn.LeakyReLU(spec.get("slope", 0.01))
     if kind == "Tanh":
         return nn.Tanh()
+    if kind == "ReLU":
+        return nn.ReLU()
+    if kind == "Unflatten":
+        return nn.Unflatten(1, tuple(spec["shape"]))
+    if kind == "Flatten":
+        return nn.Flatten()
+    if kind == "Conv2d":
+        return nn.Conv2d(spec["in"], spec["out"], spec["kernel"], padding=spec["padding"],
+                         bias=spec["bias"])
+    if kind == "BatchNorm2d":
+        return nn.BatchNorm2d(spec["features"])
+    if kind == "MaxPool2d":
+        return nn.MaxPool2d(spec["kernel"])
+    if kind == "AdaptiveAvgPool2d":
+        return nn.AdaptiveAvgPool2d(spec["size"])
     raise ValueError(f"fit_parity.py: unknown layer kind {kind!r}")
 
 
@@ -85,6 +106,7 @@ def build(spec):
 OPTIMIZER_ARGS = {"lr": "lr", "momentum": "momentum", "dampening": "dampening",
                   "nesterov": "nesterov", "weightDecay": "weight_decay", "betas": "betas",
                   "eps": "eps", "amsgrad": "amsgrad"}
+LOSS_ARGS = {"labelSmoothing": "label_smoothing"}
 SCHEDULER_ARGS = {"totalSteps": "total_steps", "pctStart": "pct_start",
                   "divFactor": "div_factor", "finalDivFactor": "final_div_factor",
                   "threePhase": "three_phase", "annealStrategy": "anneal_strategy"}
@@ -120,17 +142,39 @@ def tensors(arrays, dtype):
             for k, v in arrays.items()}
 
 
+def normalize(images, x, dtype):
+    """[n, C·H·W] values in [0, 1] normalised per channel, as torchvision's Normalize."""
+    channels = images["shape"][0]
+    norm = images["normalize"]
+    mean = torch.tensor(norm["mean"], dtype=dtype).reshape(1, channels, 1)
+    std = torch.tensor(norm["std"], dtype=dtype).reshape(1, channels, 1)
+    return ((x.reshape(len(x), channels, -1) - mean) / std).reshape(len(x), -1)
+
+
+def augmented(images, x01, words, dtype):
+    """Rows of [0, 1] images cropped from the zero-padded image at (dy, dx) and then flipped
+    (torchvision's RandomCrop(padding) and RandomHorizontalFlip), with the loader's draws: word
+    bit 0 flip, bits 8-15 dx, bits 16-23 dy; then normalised."""
+    c, h, w = images["shape"]
+    crop = images["augment"]["crop"]
+    padded = torch.nn.functional.pad(x01.reshape(-1, c, h, w), (crop, crop, crop, crop))
+    out = torch.empty(len(x01), c, h, w, dtype=dtype)
+    for i, a in enumerate(words):
+        dx, dy = (a >> 8) & 255, (a >> 16) & 255
+        window = padded[i, :, dy:dy + h, dx:dx + w]
+        out[i] = window.flip(-1) if images["augment"]["flip"] and a & 1 else window
+    return normalize(images, out.reshape(len(x01), -1), dtype)
+
+
 def samples(spec, xs, ys, dtype):
-    """(x, y) as tensors: x of [n, features]; y class indices or float targets of [n, outputs]."""
+    """(x, y) as tensors: x of [n, features]; y class indices or float targets of [n, outputs].
+    For an image case with augmentation x stays in [0, 1] (run normalises each batch)."""
     x = torch.tensor(xs, dtype=dtype).reshape(-1, spec["features"])
     images = spec.get("images")
     if images is not None:
-        channels = images["shape"][0]
-        norm = images["normalize"]
-        mean = torch.tensor(norm["mean"], dtype=dtype).reshape(1, channels, 1)
-        std = torch.tensor(norm["std"], dtype=dtype).reshape(1, channels, 1)
-        x = ((x / 255).reshape(len(x), channels, -1) - mean) / std
-        x = x.reshape(-1, spec["features"])
+        x = x / 255
+        if images.get("augment") is None:
+            x = normalize(images, x, dtype)
     if spec["loss"] == "CrossEntropyLoss":
         return x, torch.tensor(ys, dtype=torch.int64)
     return x, torch.tensor(ys, dtype=dtype).reshape(len(x), -1)
@@ -141,7 +185,12 @@ def run(spec, arrays, dtype):
     model.load_state_dict(tensors(arrays, dtype), strict=True)
     x, y = samples(spec, spec["x"], spec["y"], dtype)
     val_x, val_y = samples(spec, spec["valX"], spec["valY"], dtype)
-    loss_fn = getattr(nn, spec["loss"])()
+    images = spec.get("images")
+    augment = images is not None and images.get("augment") is not None
+    if augment:
+        val_x = normalize(images, val_x, dtype)
+    loss_fn = getattr(nn, spec["loss"])(**{LOSS_ARGS[k]: v
+                                           for k, v in spec.get("lossOptions", {}).items()})
     optimizer = optimizer_for(spec["optimizer"], model)
     scheduler = scheduler_for(spec["scheduler"], optimizer)
     per_step = scheduler is not None and spec["scheduler"]["interval"] == "step"
@@ -159,7 +208,11 @@ def run(spec, arrays, dtype):
             rows = torch.tensor(order[start:start + b], dtype=torch.int64)
             if i % k == 0:
                 optimizer.zero_grad()
-            loss = loss_fn(model(x[rows]), y[rows])
+            batch_x = x[rows]
+            if augment:
+                batch_x = augmented(images, batch_x, spec["augmentation"][epoch][start:start + b],
+                                    dtype)
+            loss = loss_fn(model(batch_x), y[rows])
             (loss / k if k != 1 else loss).backward()
             losses.append(float(loss.item()))
             if (i + 1) % k != 0 and i != len(starts) - 1:
@@ -188,11 +241,30 @@ def run(spec, arrays, dtype):
     return out
 
 
+def nudged(arrays, seed):
+    """The initial weights with every float value moved by one float32 ulp up or down at random:
+    a run from them shows how far float32 rounding alone carries the trajectory."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for k, v in arrays.items():
+        if v.dtype == np.int64:
+            out[k] = v
+            continue
+        v32 = v.astype(np.float32)
+        up = rng.integers(0, 2, v32.shape).astype(bool)
+        out[k] = np.where(up, np.nextafter(v32, np.float32(np.inf)),
+                          np.nextafter(v32, np.float32(-np.inf))).astype(v.dtype)
+    return out
+
+
 def main():
     spec = json.load(sys.stdin)
     arrays, _ = mg.read_safetensors(spec["weights"])
-    json.dump({"float32": run(spec, arrays, torch.float32),
-               "float64": run(spec, arrays, torch.float64)}, sys.stdout)
+    out = {"float32": run(spec, arrays, torch.float32),
+           "float64": run(spec, arrays, torch.float64)}
+    out["nudged"] = [run(spec, nudged(arrays, seed), torch.float32)
+                     for seed in range(spec.get("nudged", 0))]
+    json.dump(out, sys.stdout)
 
 
 if __name__ == "__main__":
