@@ -47,6 +47,13 @@ Deno.test("no task uses -A or --allow-all, and every user task runs a script", a
     assert.match(tasks[name] ?? "", /^deno run .* scripts\/\w+\.ts$/, `task ${name}`);
     assert.doesNotMatch(tasks[name], /--allow-(read|write|net|run)(\s|$)/, `${name}: unscoped`);
   }
+  // serve builds the bundles first, then serves them; tests/web_page_test.ts runs serve.ts under
+  // the permissions this line grants.
+  const serve = tasks.serve?.match(/^deno task build && (deno run .* scripts\/serve\.ts)$/);
+  assert.ok(serve, `task serve: ${tasks.serve}`);
+  assert.doesNotMatch(serve[1], /--allow-(read|write|net|run)(\s|$)/, "serve: unscoped");
+  assert.doesNotMatch(serve[1], /--allow-write/, "serve writes nothing");
+  assert.match(serve[1], /--allow-net=127\.0\.0\.1(\s|$)/, "serve listens on 127.0.0.1 only");
 });
 
 Deno.test({
