@@ -78,9 +78,11 @@ export { StepEncoder } from "./lib/gpu/encoder.ts";
 export { Tensor } from "./lib/tensor.ts";
 export type { DType, TensorFromOptions } from "./lib/tensor.ts";
 // Named by Module.inputStaging and Loader.encodeBatchFor (a loader writing the first layer's
-// matmul texture); the matmul engine itself is in advanced.ts.
+// matmul texture, or handing it the batch as dataset rows); the matmul engine itself is in
+// advanced.ts.
 export type { GpuTexture } from "./lib/gpu/buffer.ts";
 export type { StagedOperand } from "./lib/ops/staging.ts";
+export type { RowSource } from "./lib/ops/rows.ts";
 
 // Layers, loss, parameters
 export { manualSeed } from "./lib/nn/random.ts";

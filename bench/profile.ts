@@ -3,6 +3,10 @@
  * step cut after each phase (gather, forward, loss, backward, optimizer), in one submission per
  * round, and each phase's cost is the difference to the previous cut. Cheap and honest on any
  * adapter (no timestamp queries needed), at the price of some noise.
+ *
+ * By default the loader hands the first Linear the batch as dataset rows (no gather pass: its
+ * "gather" phase is the labels alone); `profile-gathered/*` rows time the same steps with the
+ * gather forced (`fuseInput: false`), interleaved round by round, so the two compare in one run.
  */
 
 import type { Gpu } from "../lib/gpu/device.ts";
@@ -17,7 +21,10 @@ import { type BenchResult, median, syntheticSet } from "./util.ts";
 
 const PHASES = ["gather", "forward", "loss", "backward", "optimizer"] as const;
 
-/** Milliseconds per step spent in each phase of `variant`'s training step (batch `B`). */
+/**
+ * Milliseconds per step spent in each phase of `variant`'s training step (batch `B`), with the
+ * first layer reading the dataset's rows (`profile/*`) and with the gather (`profile-gathered/*`).
+ */
 export async function profileStep(
   gpu: Gpu,
   variant: Variant,
@@ -29,10 +36,12 @@ export async function profileStep(
   const model = lectureModel(variant).to(gpu);
   const optimizer = new Adam(model.parameters());
   const loss = new CrossEntropyLoss();
-  const loader = new Loader(gpu, data, { batchSize: B, shuffle: false, dropLast: true });
-  loader.startEpoch(0);
+  const loaders = [true, false].map((fuseInput) =>
+    new Loader(gpu, data, { batchSize: B, shuffle: false, dropLast: true, fuseInput })
+  );
+  for (const loader of loaders) loader.startEpoch(0);
   model.train();
-  const run = async (upTo: number) => {
+  const run = async (loader: Loader, upTo: number) => {
     const start = performance.now();
     const enc = new StepEncoder(gpu, "profile");
     for (let i = 0; i < steps; i++) {
@@ -51,17 +60,23 @@ export async function profileStep(
     await gpu.sync();
     return (performance.now() - start) / steps;
   };
-  for (let p = 0; p < PHASES.length; p++) await run(p); // warm-up every path
-  const cumulative: number[] = [];
-  for (let p = 0; p < PHASES.length; p++) {
-    const times: number[] = [];
-    for (let r = 0; r < rounds; r++) times.push(await run(p));
-    cumulative.push(median(times));
+  for (const loader of loaders) {
+    for (let p = 0; p < PHASES.length; p++) await run(loader, p); // warm-up every path
   }
-  for (const x of [loader, loss, optimizer, model, data]) x.dispose();
-  return PHASES.map((phase, p) => ({
-    name: `profile/${variant}/${phase}`,
-    unit: "ms/step",
-    value: Math.max(0, cumulative[p] - (p > 0 ? cumulative[p - 1] : 0)),
-  }));
+  const cumulative = loaders.map(() => [] as number[]);
+  for (let p = 0; p < PHASES.length; p++) {
+    const times = loaders.map(() => [] as number[]);
+    for (let r = 0; r < rounds; r++) {
+      for (const [k, loader] of loaders.entries()) times[k].push(await run(loader, p));
+    }
+    times.forEach((t, k) => cumulative[k].push(median(t)));
+  }
+  for (const x of [...loaders, loss, optimizer, model, data]) x.dispose();
+  return ["profile", "profile-gathered"].flatMap((prefix, k) =>
+    PHASES.map((phase, p) => ({
+      name: `${prefix}/${variant}/${phase}`,
+      unit: "ms/step",
+      value: Math.max(0, cumulative[k][p] - (p > 0 ? cumulative[k][p - 1] : 0)),
+    }))
+  );
 }

@@ -12,6 +12,8 @@
 //                      invocation; no augmentation.
 //   rows1              everything else (13 bytes, 5 floats, and augmentation of any [C, H, W]):
 //                      one output value per invocation.
+//   batch_labels       the labels (or targets) alone, for a batch whose samples the first
+//                      layer's matmul reads from the dataset itself (lib/ops/rows.ts).
 // Shapes ride in Params; dtype, normalisation, augmentation and shard count in overrides.
 //
 // Math:     for batch row b < count, sample s = order[start + b], augmentation word
@@ -43,7 +45,8 @@
 //           (on llvmpipe every storage access costs a bounds-checked per-lane loop). rows16: one
 //           per vec4<u32> (count·units, units = row/16 for uint8, row/4 for float32). rows1: one
 //           per value (count·row, units = row). Workgroup WG_X; grid = grid1d(ceil(count·units /
-//           WG_X)), linear index = wid.x + wid.y·num_workgroups.x.
+//           WG_X)), linear index = wid.x + wid.y·num_workgroups.x. batch_labels: one per batch
+//           row (count of them).
 
 struct Params {
   count: u32,       // samples in this batch
@@ -301,4 +304,15 @@ fn rows1(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     u = value_at(s, c * plane + u32(i) * p.width + u32(j));
   }
   xs[g] = normalise(u, e);
+}
+
+// Labels only: invocation b copies batch row b's label words; the samples stay in the dataset.
+@compute @workgroup_size(WG_X, 1, 1)
+fn batch_labels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+  let b = (wid.x + wid.y * nwg.x) * WG_X + lid;
+  if (b >= p.count) {
+    return;
+  }
+  write_label(b, order[p.start + b]);
 }

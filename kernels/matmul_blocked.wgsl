@@ -11,8 +11,17 @@
 //           out by hand: Mesa lowers per-lane arrays indexed in loops to memory gathers.
 //           Per step along K: 8 loads of A and 8 of B feed 64 multiply-adds. Out-of-range rows,
 //           columns and k read as 0, so any M, N, K work.
+// Rows:     with A_ROWS, op(A)'s batch rows come straight from a uint8 dataset instead of a:
+//           batch row b is the sample whose bytes start at byte order[rows.start + b] of its
+//           shard (bit 31: shard1; the loader writes these starts beside the epoch's order), its
+//           feature e the byte at e, taken as u = f32(byte) / 255 and, with A_NORM,
+//           (u − mean[e]) / std[e]: the gather kernel's operations (gather.wgsl), so the product
+//           equals one over the gathered batch bit for bit. Rows are batch rows m (forward X·W)
+//           or k (TRANS_A: Xᵀ·dZ).
 // Bindings: @group(0) 0 a (storage, read), 1 b (storage, read), 2 bias (storage, read; a dummy
-//           when !BIAS), 3 c (storage, read_write), 4 p: Params (uniform) — as matmul_tiled.wgsl.
+//           when !BIAS), 3 c (storage, read_write), 4 p: Params (uniform), 5 order, 6 rows: Rows
+//           (uniform), 7 shard0, 8 shard1, 9 norm (storage, read; dummies when !A_ROWS) — as
+//           matmul_tiled.wgsl.
 // Dispatch: one invocation per 8×8 block, numbered n-fastest so neighbouring SIMD lanes share A
 //           loads; linear workgroup index wid.x + wid.y·nwg.x;
 //           grid = grid1d(ceil(ceil(M/8)·ceil(N/8) / WG_X)).
@@ -24,22 +33,59 @@ struct Params {
   slope: f32,
 }
 
+struct Rows {
+  start: u32, // where the batch's row starts begin in order
+  count: u32, // samples in the batch
+  row: u32,   // bytes (features) per sample
+}
+
 override WG_X: u32 = 8u;
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override BIAS: bool = false;
 override LEAKY: bool = false;
 override ACCUMULATE: bool = false;
+override A_ROWS: bool = false; // op(A) from the dataset's rows (see Rows above)
+override A_NORM: bool = false; // normalise those rows with norm
+override A_SHARDS: u32 = 1u; // the dataset's shards, 1 or 2
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(5) var<storage, read> order: array<u32>;
+@group(0) @binding(6) var<uniform> rows: Rows;
+@group(0) @binding(7) var<storage, read> shard0: array<u32>;
+@group(0) @binding(8) var<storage, read> shard1: array<u32>;
+@group(0) @binding(9) var<storage, read> norm: array<f32>;
+
+// Feature e of batch row b, read from the dataset as the gather converts it (A_ROWS).
+fn rowValue(b: u32, e: u32) -> f32 {
+  let start = order[rows.start + b];
+  let at = (start & 0x7fffffffu) + e; // byte in the shard
+  var word: u32;
+  if (A_SHARDS > 1u && start >= 0x80000000u) {
+    word = shard1[at / 4u];
+  } else {
+    word = shard0[at / 4u];
+  }
+  let unit = f32((word >> ((at % 4u) * 8u)) & 255u) / 255.0;
+  if (!A_NORM) {
+    return unit;
+  }
+  return (unit - norm[e]) / norm[rows.row + e];
+}
 
 fn loadA(m: u32, k: u32) -> f32 {
   if (m >= p.M) {
     return 0.0;
+  }
+  if (A_ROWS && TRANS_A) {
+    return rowValue(k, m);
+  }
+  if (A_ROWS) {
+    return rowValue(m, k);
   }
   if (TRANS_A) {
     return a[k * p.M + m];

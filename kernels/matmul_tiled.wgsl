@@ -9,8 +9,19 @@
 //           (BM = WG_Y·RM, BN = WG_X·RN); each invocation holds RM × RN accumulators, rows
 //           strided by WG_Y and columns by WG_X so neighbouring invocations read neighbouring
 //           shared-memory words. The K dimension advances BK at a time through shared memory.
+// Rows:     with A_ROWS, op(A)'s batch rows come straight from a uint8 dataset instead of a:
+//           batch row b is the sample whose bytes start at byte order[rows.start + b] of its
+//           shard (bit 31: shard1; the loader writes these starts beside the epoch's order), its
+//           feature e the byte at e, taken as u = f32(byte) / 255 and, with A_NORM,
+//           (u − mean[e]) / std[e]: the gather kernel's operations (gather.wgsl), so the product
+//           equals one over the gathered batch bit for bit. Rows are batch rows m (forward X·W)
+//           or k (TRANS_A: Xᵀ·dZ).
 // Bindings: @group(0) 0 a (storage, read), 1 b (storage, read), 2 bias (storage, read; a dummy
-//           when !BIAS), 3 c (storage, read_write), 4 p: Params (uniform).
+//           when !BIAS), 3 c (storage, read_write), 4 p: Params (uniform), 5 order (storage,
+//           read: u32 row starts at rows.start), 6 rows: Rows (uniform), 7 shard0, 8 shard1
+//           (storage, read: the dataset's bytes, four to a u32), 9 norm (storage, read: row means, then row
+//           stds). 5–9 are dummies when !A_ROWS (WebGPU counts a binding as used even where a
+//           constant turns its code off).
 // Dispatch: grid = (ceil(N / BN), ceil(M / BM)).
 
 struct Params {
@@ -18,6 +29,12 @@ struct Params {
   N: u32,
   K: u32,
   slope: f32,
+}
+
+struct Rows {
+  start: u32, // where the batch's row starts begin in order
+  count: u32, // samples in the batch
+  row: u32,   // bytes (features) per sample
 }
 
 override WG_X: u32 = 16u;
@@ -29,6 +46,9 @@ override TRANS_B: bool = false;
 override BIAS: bool = false;
 override LEAKY: bool = false;
 override ACCUMULATE: bool = false;
+override A_ROWS: bool = false; // op(A) from the dataset's rows (see Rows above)
+override A_NORM: bool = false; // normalise those rows with norm
+override A_SHARDS: u32 = 1u; // the dataset's shards, 1 or 2
 
 const MAX_R: u32 = 8u;
 const BK: u32 = 16u;
@@ -40,13 +60,41 @@ const MAX_B: u32 = 128u;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(5) var<storage, read> order: array<u32>;
+@group(0) @binding(6) var<uniform> rows: Rows;
+@group(0) @binding(7) var<storage, read> shard0: array<u32>;
+@group(0) @binding(8) var<storage, read> shard1: array<u32>;
+@group(0) @binding(9) var<storage, read> norm: array<f32>;
 
 var<workgroup> tileA: array<f32, 2048>; // BK × MAX_B, [kk][mm]
 var<workgroup> tileB: array<f32, 2048>; // BK × MAX_B, [kk][nn]
 
+// Feature e of batch row b, read from the dataset as the gather converts it (A_ROWS).
+fn rowValue(b: u32, e: u32) -> f32 {
+  let start = order[rows.start + b];
+  let at = (start & 0x7fffffffu) + e; // byte in the shard
+  var word: u32;
+  if (A_SHARDS > 1u && start >= 0x80000000u) {
+    word = shard1[at / 4u];
+  } else {
+    word = shard0[at / 4u];
+  }
+  let unit = f32((word >> ((at % 4u) * 8u)) & 255u) / 255.0;
+  if (!A_NORM) {
+    return unit;
+  }
+  return (unit - norm[e]) / norm[rows.row + e];
+}
+
 fn loadA(m: u32, k: u32) -> f32 {
   if (m >= p.M || k >= p.K) {
     return 0.0;
+  }
+  if (A_ROWS && TRANS_A) {
+    return rowValue(k, m);
+  }
+  if (A_ROWS) {
+    return rowValue(m, k);
   }
   if (TRANS_A) {
     return a[k * p.M + m];

@@ -29,7 +29,13 @@ async function train(gpu: Gpu, data: GpuDataset, stagedAt: (step: number) => boo
   const model = lectureModel("bn").to(gpu);
   const optimizer = new Adam(model.parameters());
   const loss = new CrossEntropyLoss();
-  const loader = new Loader(gpu, data, { batchSize: 128, shuffle: true, seed: 5 });
+  // The gather into the texture is what this compares (tests/fused_input_test.ts: no gather).
+  const loader = new Loader(gpu, data, {
+    batchSize: 128,
+    shuffle: true,
+    seed: 5,
+    fuseInput: false,
+  });
   const losses: number[] = [];
   for (let epoch = 0; epoch < 2; epoch++) {
     loader.startEpoch(epoch);

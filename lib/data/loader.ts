@@ -14,12 +14,21 @@
  * Randomness (order, flips, crop offsets) is drawn on the CPU from (seed, epoch), so it is
  * reproducible and the CPU twin in tests reproduces the GPU batch exactly.
  *
+ * No gather at all where it can be avoided: {@link Loader.encodeBatchFor} gives a model whose
+ * first layer is a Linear (after Flatten) the batch as rows of the uint8 dataset
+ * (lib/ops/rows.ts), which that layer's forward and weight-gradient products convert in their
+ * operand loads with the gather's own float operations, bit for bit; only the labels are
+ * gathered. This applies to uint8 samples without augmentation in at most two shards; float32
+ * samples, flips and crops, larger datasets and other first layers keep the gather
+ * (`fuseInput: false` forces it).
+ *
  * @module
  */
 
 import type { Gpu } from "../gpu/device.ts";
 import type { GpuBuffer } from "../gpu/buffer.ts";
 import type { StagedOperand } from "../ops/staging.ts";
+import { MAX_ROW_SHARDS, ROWS_PARAMS, type RowSource, SECOND_SHARD } from "../ops/rows.ts";
 import type { StepEncoder } from "../gpu/encoder.ts";
 import { grid1d, type Kernel } from "../gpu/kernels.ts";
 import { ParamsLayout } from "../gpu/params.ts";
@@ -103,6 +112,13 @@ export interface LoaderOptions {
   normalize?: Normalize;
   /** Data augmentation, for image samples only. Default: none (no flip, no crop). */
   augment?: Augment;
+  /**
+   * Let {@link Loader.encodeBatchFor} hand the first layer the batch as rows of the uint8
+   * dataset, read by its matmuls, instead of gathering it (where that applies: uint8 samples,
+   * no augmentation, at most two shards). `false` always gathers (tests compare the two).
+   * Default: true.
+   */
+  fuseInput?: boolean;
 }
 
 /**
@@ -143,7 +159,7 @@ export class Loader {
   readonly batchesPerEpoch: number;
   /** The options in force, defaults filled in. */
   readonly options: Readonly<
-    Required<Omit<LoaderOptions, "normalize">> & {
+    Required<Omit<LoaderOptions, "normalize" | "fuseInput">> & {
       normalize?: Normalize;
       augment: Required<Augment>;
     }
@@ -171,6 +187,14 @@ export class Loader {
    * gather into the buffer can tell that texture it no longer holds the tensor's values.
    */
   readonly #filled = new Map<Tensor, StagedOperand>();
+  /** Row sources for the first layer (uint8, unaugmented, ≤ 2 shards); null: always gather. */
+  readonly #rows: {
+    params: GpuBuffer;
+    norm: GpuBuffer | null;
+    sources: (RowSource | undefined)[][];
+    groups: (GPUBindGroup | undefined)[][];
+    pipeline: GPUComputePipeline | null;
+  } | null = null;
   #epoch: number | null = null;
 
   /** Builds the loader: allocates its order, uniform and batch buffers and its bind groups. */
@@ -236,8 +260,14 @@ export class Loader {
       );
     }
 
+    // The first layer may read the rows itself: uint8, unaugmented, shards it can bind whose
+    // byte offsets fit the 31 bits of a row start.
+    const fuses = (options.fuseInput ?? true) && dataset.dtype === "uint8" && !flip &&
+      crop === 0 && dataset.shards.length <= MAX_ROW_SHARDS &&
+      dataset.shardImages * dataset.rowLength < SECOND_SHARD;
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
-    const orderBytes = 8 * this.length + 4 * this.#table.length;
+    // Order, augmentation words, normalisation table, and with fusion the rows' byte starts.
+    const orderBytes = 8 * this.length + 4 * this.#table.length + (fuses ? 4 * this.length : 0);
     this.#orders = [0, 1].map((k) => gpu.createBuffer(orderBytes, usage, `loader order ${k}`));
     // One uniform slot per batch index, at the adapter's offset alignment.
     const slot = Math.max(PARAMS.byteSize, gpu.limits.minUniformBufferOffsetAlignment);
@@ -301,6 +331,7 @@ export class Loader {
     // The fast path's constants stay as they were (one pipeline-cache key for CIFAR-10).
     if (!cifar) this.#constants.FLOAT = Number(dataset.dtype === "float32");
     this.#pipeline = gpu.pipelines.get(KERNEL, ENTRY[this.#path], this.#constants);
+    if (fuses) this.#rows = this.#rowBuffers(norm);
     const output = (batch: Batch) => ({
       binding: this.#path === "scalar" ? 10 : 6,
       resource: batch.x.binding(),
@@ -317,8 +348,95 @@ export class Loader {
     );
   }
 
+  /**
+   * The first layer's view of the batches as dataset rows: a {@link ROWS_PARAMS} slot per batch
+   * index, and the normalisation per feature (means, then stds, f32, zero-padded to 16 bytes).
+   */
+  /** Where the rows' byte starts begin in an order buffer, in u32s (after the table). */
+  get #startsAt(): number {
+    return 2 * this.length + this.#table.length;
+  }
+
+  #rowBuffers(norm: Normalize | undefined) {
+    const { dataset } = this;
+    const slot = Math.max(ROWS_PARAMS.byteSize, this.#gpu.limits.minUniformBufferOffsetAlignment);
+    const packed = new Uint8Array(slot * this.batchesPerEpoch);
+    for (let i = 0; i < this.batchesPerEpoch; i++) {
+      const values = {
+        start: this.#startsAt + i * this.options.batchSize,
+        count: this.#batchSize(i),
+        row: dataset.rowLength,
+      };
+      packed.set(new Uint8Array(ROWS_PARAMS.pack(values)), i * slot);
+    }
+    const params = this.#gpu.createBuffer(
+      packed.byteLength,
+      GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      "loader rows",
+    );
+    params.write(packed);
+    let table: GpuBuffer | null = null;
+    if (norm) {
+      // Feature e's entry: its channel's for images, its own otherwise (as the gather's).
+      const row = dataset.rowLength;
+      const group = dataset.isImage ? dataset.shape[1] * dataset.shape[2] : 1;
+      const values = new Float32Array(Math.ceil((2 * row) / 4) * 4);
+      for (let e = 0; e < row; e++) {
+        values[e] = norm.mean[Math.floor(e / group)];
+        values[row + e] = norm.std[Math.floor(e / group)];
+      }
+      table = this.#gpu.createBuffer(
+        values.byteLength,
+        GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+        "loader rows norm",
+      );
+      table.write(values);
+    }
+    const empty = () => [0, 1].map(() => new Array(this.batchesPerEpoch));
+    return { params, norm: table, sources: empty(), groups: empty(), pipeline: null };
+  }
+
+  /** Batch `index` of the current epoch as dataset rows (made once per epoch parity). */
+  #rowSource(index: number): RowSource {
+    const rows = this.#rows!;
+    const parity = this.#epoch! % 2;
+    const slot = Math.max(ROWS_PARAMS.byteSize, this.#gpu.limits.minUniformBufferOffsetAlignment);
+    return rows.sources[parity][index] ??= {
+      count: this.#batchSize(index),
+      row: this.dataset.rowLength,
+      order: { buffer: this.#orders[parity].buffer },
+      params: { buffer: rows.params.buffer, offset: index * slot, size: ROWS_PARAMS.byteSize },
+      shards: this.dataset.shards.map((t) => t.binding()),
+      norm: rows.norm ? { buffer: rows.norm.buffer } : null,
+    };
+  }
+
+  /** Encodes the gather of batch `index`'s labels alone (its samples are read as rows). */
+  #encodeLabels(enc: StepEncoder, index: number, batch: Batch): void {
+    const rows = this.#rows!;
+    const parity = this.#epoch! % 2;
+    const pipeline = rows.pipeline ??= this.#gpu.pipelines.get(KERNEL, "batch_labels", { WG_X });
+    const group = rows.groups[parity][index] ??= this.#gpu.device.createBindGroup({
+      label: `gather labels ${index}`,
+      layout: pipeline.getBindGroupLayout(0),
+      entries: this.#entries(this.#orders[parity], index, null).filter((e) =>
+        [0, 5, 8, 9].includes(e.binding)
+      ),
+    });
+    enc.dispatch(
+      `gather labels ${batch.size}`,
+      pipeline,
+      group,
+      grid1d(Math.ceil(batch.size / WG_X)),
+    );
+  }
+
   /** Bind group entries of batch `index` with `output` (x buffer or texture). */
-  #entries(order: GpuBuffer, index: number, output: GPUBindGroupEntry): GPUBindGroupEntry[] {
+  #entries(
+    order: GpuBuffer,
+    index: number,
+    output: GPUBindGroupEntry | null,
+  ): GPUBindGroupEntry[] {
     const { shards, labels } = this.dataset;
     return [
       { binding: 0, resource: { buffer: order.buffer } },
@@ -327,7 +445,7 @@ export class Loader {
         resource: (shards[k] ?? shards[0]).binding(),
       })),
       { binding: 5, resource: labels.binding() },
-      output,
+      ...(output ? [output] : []),
       { binding: 8, resource: this.#batches[index].y.binding() },
       {
         binding: 9,
@@ -381,10 +499,22 @@ export class Loader {
         `Cannot start epoch: epoch must be a non-negative integer: current value is ${epoch}`,
       );
     }
-    const data = new Uint32Array(2 * this.length + this.#table.length);
-    data.set(this.order(epoch), 0);
+    const order = this.order(epoch);
+    const data = new Uint32Array(this.#startsAt + (this.#rows ? this.length : 0));
+    data.set(order, 0);
     data.set(this.augmentation(epoch), this.length);
     data.set(new Uint32Array(this.#table.buffer), 2 * this.length);
+    if (this.#rows) {
+      // Each position's sample as the first layer's matmuls find it: the byte where its row
+      // begins in its shard, bit 31 set for the second shard.
+      const { shardImages, rowLength } = this.dataset;
+      const starts = data.subarray(this.#startsAt);
+      for (let i = 0; i < this.length; i++) {
+        const shard = Math.floor(order[i] / shardImages);
+        starts[i] =
+          ((order[i] - shard * shardImages) * rowLength + (shard > 0 ? SECOND_SHARD : 0)) >>> 0;
+      }
+    }
     this.#orders[epoch % 2].write(data);
     this.#epoch = epoch;
   }
@@ -481,20 +611,35 @@ export class Loader {
   }
 
   /**
-   * Gathers batch `index` where `model` reads it best: straight into the first layer's matmul
-   * staging texture when the model offers one and the samples are CIFAR-10's (saving a 12 MiB
-   * copy per step on software adapters; `x`'s buffer is then stale, and the texture records that it holds `x`, see
-   * {@link StagedOperand.fill}), else into `x`'s buffer.
+   * Encodes batch `index` where `model` reads it best. When the model's first layer offers its
+   * input operand (`model.inputStaging`) and the samples are uint8 without augmentation,
+   * nothing is gathered but the labels: the operand records the batch as rows of the dataset
+   * ({@link StagedOperand.fillRows}), which the layer's matmuls read and convert themselves.
+   * Else, for CIFAR-10's samples, the batch is gathered straight into the layer's staging
+   * texture (saving a 12 MiB copy per step on software adapters; see
+   * {@link StagedOperand.fill}); else into `x`'s buffer. In the first two cases `x`'s buffer
+   * is stale.
    */
   encodeBatchFor(
     enc: StepEncoder,
     index: number,
     model: { inputStaging(batch: number): StagedOperand | null },
   ): Batch {
+    const batch = this.#check(index);
+    const operand = model.inputStaging(batch.size);
+    if (operand !== null && this.#rows !== null) {
+      const previous = this.#filled.get(batch.x);
+      if (operand.fillRows(batch.x, this.#rowSource(index))) {
+        if (previous !== undefined && previous !== operand) previous.release(batch.x);
+        this.#filled.set(batch.x, operand);
+        this.#encodeLabels(enc, index, batch);
+        return batch;
+      }
+    }
     // Only the fast path gathers into a texture; other batches are staged from x's buffer.
-    const staging = this.#path === "cifar" ? model.inputStaging(this.sizeOf(index)) : null;
-    if (staging === null) return this.encodeBatch(enc, index);
-    const batch = this.encodeBatchToTexture(enc, index, staging.texture.texture);
+    const staging = this.#path === "cifar" ? operand : null;
+    if (staging === null || staging.texture === null) return this.encodeBatch(enc, index);
+    this.encodeBatchToTexture(enc, index, staging.texture.texture);
     if (this.#filled.get(batch.x) !== staging) this.#release(batch.x);
     staging.fill(batch.x);
     this.#filled.set(batch.x, staging);
@@ -513,6 +658,8 @@ export class Loader {
     for (const b of new Set(this.#batches)) this.#release(b.x);
     for (const b of this.#orders) b.dispose();
     this.#params.dispose();
+    this.#rows?.params.dispose();
+    this.#rows?.norm?.dispose();
     for (const b of new Set(this.#batches)) {
       b.x.dispose();
       b.y.dispose();

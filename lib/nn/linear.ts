@@ -84,15 +84,21 @@ class LinearBuffers {
     if (this.#back === null) {
       const gpu = this.#gpu;
       const [B, inF, outF] = [this.#batch, this.#inF, this.#outF];
-      const reuse = (which: "A" | "B") => {
-        const staged = this.forward.staged(which);
-        return staged ? (which === "A" ? { reuseA: staged } : { reuseB: staged }) : {};
-      };
+      // X: the forward's staged texture, or its storage-buffer port, where a loader may have
+      // recorded X as dataset rows (the weight gradient then reads them too).
+      const x = this.forward.operandA();
+      const w = this.forward.staged("B");
       this.#back = {
         // dW[in][out] += Xᵀ·dZ
-        dW: new Matmul(gpu, inF, outF, B, { transA: true, accumulate: true, ...reuse("A") }),
+        dW: new Matmul(gpu, inF, outF, B, {
+          transA: true,
+          accumulate: true,
+          ...(x ? { reuseA: x } : {}),
+        }),
         // dX = dZ·Wᵀ (W stored [in][out] = [N][K] of this product)
-        dX: needsInputGrad ? new Matmul(gpu, B, inF, outF, { transB: true, ...reuse("B") }) : null,
+        dX: needsInputGrad
+          ? new Matmul(gpu, B, inF, outF, { transB: true, ...(w ? { reuseB: w } : {}) })
+          : null,
         dZ: Tensor.empty(gpu, [B, outF], "f32", "linear.dZ"),
         dXt: needsInputGrad ? Tensor.empty(gpu, [B, inF], "f32", "linear.dX") : null,
         sumParams: SUM_PARAMS.upload(gpu, { M: B, N: outF }),
@@ -262,13 +268,15 @@ export class Linear extends Module {
   }
 
   /**
-   * The texture this layer's forward stages its input into for `batch` rows, so a loader can
-   * gather straight into it (and record that with {@link StagedOperand.fill}, after which the
-   * forward reads it from there); null when the matmul does not use textures.
+   * Where a loader may put this layer's input of `batch` rows in place of its buffer: the
+   * texture the forward stages it into (gather straight into it, then
+   * {@link StagedOperand.fill}), or on any matmul variant the rows of a uint8 dataset that the
+   * forward and weight-gradient products read themselves ({@link StagedOperand.fillRows}; the
+   * operand of a storage-buffer plan has no texture).
    */
   override inputStaging(batch: number): StagedOperand | null {
     this.requireGpu();
-    return this.#buffers.get(batch).forward.staged("A");
+    return this.#buffers.get(batch).forward.operandA();
   }
 
   /** Frees this module's per-batch buffers. */

@@ -23,13 +23,14 @@
 import { BindGroupCache, bufferKey } from "../gpu/bind_cache.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { GpuBuffer } from "../gpu/buffer.ts";
-import { ceilDiv, checkGrid, grid1d, KERNELS } from "../gpu/kernels.ts";
+import { ceilDiv, checkGrid, grid1d, type Kernel, KERNELS } from "../gpu/kernels.ts";
 import { StepEncoder } from "../gpu/encoder.ts";
 import { ParamsLayout } from "../gpu/params.ts";
 import { Tensor } from "../tensor.ts";
 import { adapterKind } from "../gpu/defaults.ts";
 import { adapterVectorWidth } from "../gpu/vector_width.ts";
-import { type StagedOperand, TextureOperand } from "./staging.ts";
+import { RowsPort, type StagedOperand, TextureOperand } from "./staging.ts";
+import { dummyRows, rowConstants, rowEntries, type RowSource } from "./rows.ts";
 import {
   bufferVariant,
   DEFAULT_TILING,
@@ -40,6 +41,7 @@ import {
 } from "./matmul_choice.ts";
 
 export type { StagedOperand } from "./staging.ts";
+export type { RowSource } from "./rows.ts";
 
 /** Options of a {@link Matmul} plan. */
 export interface MatmulOptions {
@@ -68,8 +70,10 @@ export interface MatmulOptions {
   /**
    * Read operand A (or B) from a texture another plan stages earlier in the same step, instead
    * of staging it again: e.g. a Linear's weight gradient Xᵀ·dZ reads the X its forward staged.
-   * The other plan must stage the same stored matrix (same rows and columns). Default: none (this
-   * plan stages A itself, where its variant stages operands).
+   * The other plan must stage the same stored matrix (same rows and columns). For A, the other
+   * plan's {@link Matmul.operandA} of a storage-buffer plan (no texture) also works: this plan
+   * then reads the dataset rows recorded there ({@link StagedOperand.fillRows}), else A itself.
+   * Default: none (this plan stages A itself, where its variant stages operands).
    */
   reuseA?: StagedOperand;
   /** Like `reuseA`, for operand B. Default: none. */
@@ -155,9 +159,18 @@ export class Matmul {
   /** The textures the kernel reads (own staging or reused). */
   readonly #texA: StagedOperand | null = null;
   readonly #texB: StagedOperand | null = null;
+  /**
+   * Where a producer may record A's values as dataset rows: the texture operand (own or
+   * reused), or for storage-buffer plans a {@link RowsPort} (own, or reused from another plan).
+   */
+  readonly #portA: StagedOperand | null = null;
   readonly #groups = new BindGroupCache();
-  /** The compiled kernel and its dispatch label, looked up once (not per encode). */
-  readonly #pipeline: GPUComputePipeline;
+  /** Bind groups of row-reading dispatches, one per row source (a batch of a loader). */
+  #rowGroups = new WeakMap<RowSource, { key: string; group: GPUBindGroup }>();
+  readonly #kernel: Kernel;
+  /** The compiled kernels, looked up on first use: A where it is, and A from rows by constants. */
+  #pipeline: GPUComputePipeline | null = null;
+  readonly #rowPipelines = new Map<string, GPUComputePipeline>();
   readonly #label: string;
 
   /** Plans `C[M×N] = op(A)·op(B)`; allocates uniforms and staging textures once. Throws a RangeError for non-positive sizes or a non-finite slope. */
@@ -204,13 +217,23 @@ export class Matmul {
     const dimsA = maxDims(needA, options.reserveA);
     const dimsB = maxDims(needB, options.reserveB);
     const max = gpu.limits.maxTextureDimension2D;
-    const reusing = options.reuseA !== undefined || options.reuseB !== undefined;
-    if (variant === "texture" && !reusing && [...dimsA, ...dimsB].some((d) => d > max)) {
+    // A reused operand without a texture is another storage-buffer plan's A: read it likewise.
+    const portOnly = options.reuseA !== undefined && options.reuseA.texture === null;
+    const reusing = (options.reuseA !== undefined && !portOnly) || options.reuseB !== undefined;
+    if (
+      variant === "texture" &&
+      (portOnly || (!reusing && [...dimsA, ...dimsB].some((d) => d > max)))
+    ) {
       variant = bufferVariant(adapterKind(gpu));
     }
     if (reusing && variant !== "texture") {
       throw new RangeError(
         `Cannot plan matmul ${M}x${K}x${N}: reuseA/reuseB need the texture variant: current variant is ${variant}`,
+      );
+    }
+    if (portOnly && options.reuseB !== undefined) {
+      throw new RangeError(
+        `Cannot plan matmul ${M}x${K}x${N}: reuseB needs the texture variant, but reuseA is a storage-buffer operand`,
       );
     }
     this.variant = variant;
@@ -227,6 +250,7 @@ export class Matmul {
       this.#texB = options.reuseB
         ? checkReuse("B", options.reuseB, rowsB, colsB, needB)
         : (this.#stageB = new TextureOperand(gpu, "matmul B", rowsB, colsB, dimsB[0], dimsB[1]));
+      this.#portA = this.#texA;
       this.#constants = { ...common, WG_X: wg };
       this.#grid = grid1d(ceilDiv(mBlocks * nBlocks, wg));
     } else if (variant === "blocked") {
@@ -248,15 +272,20 @@ export class Matmul {
       const BN = tiling.WG_X * tiling.RN;
       this.#grid = checkGrid("matmul_tiled", [ceilDiv(N, BN), ceilDiv(M, BM), 1]);
     }
+    if (variant !== "texture") {
+      const [rowsA, colsA] = o.transA ? [K, M] : [M, K];
+      this.#portA = options.reuseA ?? new RowsPort(gpu.limits, rowsA, colsA);
+    }
     const kernel = variant === "texture"
       ? KERNELS.matmul_texture
       : variant === "blocked"
       ? KERNELS.matmul_blocked
       : KERNELS.matmul_tiled;
-    this.#pipeline = gpu.pipelines.get(kernel, "main", this.#constants);
+    this.#kernel = kernel;
     this.#label = `${kernel.name} ${M}x${K}x${N}`;
     this.#params = MATMUL_PARAMS.upload(gpu, { M, N, K, slope }, "matmul params");
     this.#dummyBias = gpu.createBuffer(16, GPUBufferUsage.STORAGE, "matmul no-bias");
+    dummyRows(gpu); // made now, so that encoding allocates nothing
   }
 
   /**
@@ -265,6 +294,31 @@ export class Matmul {
    */
   staged(which: "A" | "B"): StagedOperand | null {
     return which === "A" ? this.#stageA : this.#stageB;
+  }
+
+  /**
+   * Where a producer may write or describe operand A in place of its buffer: the texture this
+   * plan stages A into, or for a storage-buffer plan a {@link RowsPort} taking dataset rows
+   * ({@link StagedOperand.fillRows}); null when A is another plan's texture. A later plan's
+   * `reuseA` may name it, to read what is recorded there too.
+   */
+  operandA(): StagedOperand | null {
+    return this.#stageA ?? (this.variant === "texture" ? null : this.#portA);
+  }
+
+  /** The pipeline reading A where it is, or (`rows`) from a dataset's rows. */
+  #pipelineFor(rows: RowSource | null): GPUComputePipeline {
+    const constants = { ...this.#constants, ...rowConstants(rows) };
+    if (rows === null) {
+      return this.#pipeline ??= this.#gpu.pipelines.get(this.#kernel, "main", constants);
+    }
+    const key = `${constants.A_NORM},${constants.A_SHARDS}`;
+    let pipeline = this.#rowPipelines.get(key);
+    if (pipeline === undefined) {
+      pipeline = this.#gpu.pipelines.get(this.#kernel, "main", constants);
+      this.#rowPipelines.set(key, pipeline);
+    }
+    return pipeline;
   }
 
   /** Floating-point operations of one product (2·M·N·K). */
@@ -299,38 +353,62 @@ export class Matmul {
    */
   encode(enc: StepEncoder, a: Tensor, b: Tensor, c: Tensor, bias?: Tensor): void {
     this.#check(a, b, c, bias);
-    const gpu = this.#gpu;
+    // A's values may be dataset rows a producer recorded (here or in the plan this one reuses
+    // A from): the kernel then reads them itself and nothing is staged.
+    const rows = this.#portA?.rowsOf(a) ?? null;
     // A reused operand was staged by its owner earlier in this step; an operand whose values
     // a producer wrote straight into this plan's staging texture needs no staging either.
-    if (this.#stageA && !this.#stageA.holds(a)) this.#stageA.encode(enc, a);
+    if (rows === null && this.#stageA && !this.#stageA.holds(a)) this.#stageA.encode(enc, a);
     if (this.#stageB && !this.#stageB.holds(b)) this.#stageB.encode(enc, b);
+    const pipeline = this.#pipelineFor(rows);
     // What is bound: the staging textures (fixed) or A and B themselves, then bias and C.
     const bound = this.variant === "texture" ? [bias, c] : [a, b, bias, c];
-    const group = this.#groups.get(
-      bound,
-      () => bound.map((t) => (t ? bufferKey(t.binding()) : "-")).join(","),
-      () => {
-        const operands: GPUBindingResource[] = this.variant === "texture"
-          ? [this.#texA!.texture.texture.createView(), this.#texB!.texture.texture.createView()]
-          : [a.binding(), b.binding()];
-        return gpu.device.createBindGroup({
-          label: this.#label,
-          layout: this.#pipeline.getBindGroupLayout(0),
-          entries: [
-            { binding: 0, resource: operands[0] },
-            { binding: 1, resource: operands[1] },
-            { binding: 2, resource: bias ? bias.binding() : { buffer: this.#dummyBias.buffer } },
-            { binding: 3, resource: c.binding() },
-            { binding: 4, resource: { buffer: this.#params.buffer } },
-          ],
-        });
-      },
-    );
-    enc.dispatch(this.#label, this.#pipeline, group, this.#grid);
+    const key = () => bound.map((t) => (t ? bufferKey(t.binding()) : "-")).join(",");
+    const make = () => this.#bindGroup(pipeline, a, b, c, bias, rows);
+    let group: GPUBindGroup;
+    if (rows === null) {
+      group = this.#groups.get(bound, key, make);
+    } else {
+      const k = key();
+      let entry = this.#rowGroups.get(rows);
+      if (entry === undefined || entry.key !== k) {
+        entry = { key: k, group: make() };
+        this.#rowGroups.set(rows, entry);
+      }
+      group = entry.group;
+    }
+    enc.dispatch(this.#label, pipeline, group, this.#grid);
+  }
+
+  #bindGroup(
+    pipeline: GPUComputePipeline,
+    a: Tensor,
+    b: Tensor,
+    c: Tensor,
+    bias: Tensor | undefined,
+    rows: RowSource | null,
+  ): GPUBindGroup {
+    const gpu = this.#gpu;
+    const operands: GPUBindingResource[] = this.variant === "texture"
+      ? [this.#texA!.texture!.texture.createView(), this.#texB!.texture!.texture.createView()]
+      : [a.binding(), b.binding()];
+    return gpu.device.createBindGroup({
+      label: this.#label,
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: operands[0] },
+        { binding: 1, resource: operands[1] },
+        { binding: 2, resource: bias ? bias.binding() : { buffer: this.#dummyBias.buffer } },
+        { binding: 3, resource: c.binding() },
+        { binding: 4, resource: { buffer: this.#params.buffer } },
+        ...rowEntries(gpu, rows),
+      ],
+    });
   }
 
   /** Frees the plan's uniforms and staging textures. */
   dispose(): void {
+    this.#rowGroups = new WeakMap();
     this.#params.dispose();
     this.#dummyBias.dispose();
     this.#stageA?.dispose();

@@ -10,6 +10,11 @@
  * replaces the record: the plan's own staging clears it, the producer's next fill replaces it,
  * and a producer that writes the tensor's buffer instead calls {@link StagedOperand.release}.
  *
+ * Or the producer writes nothing: {@link StagedOperand.fillRows} records that the tensor's
+ * values are rows of a uint8 dataset (a {@link RowSource}), which the plans reading this operand
+ * convert in their own loads (every variant; the storage-buffer ones offer a {@link RowsPort},
+ * an operand without a texture, for this alone).
+ *
  * @module
  */
 
@@ -20,6 +25,7 @@ import { ceilDiv, checkGrid, KERNELS } from "../gpu/kernels.ts";
 import type { StepEncoder } from "../gpu/encoder.ts";
 import { ParamsLayout } from "../gpu/params.ts";
 import type { Tensor } from "../tensor.ts";
+import { MAX_ROW_SHARDS, type RowSource } from "./rows.ts";
 
 /**
  * A matrix staged into a texture by a texture-variant plan; see `Matmul.staged` (the matmul
@@ -34,23 +40,123 @@ export interface StagedOperand {
   readonly width: number;
   /** The texture's height in texels (rows, padded). */
   readonly height: number;
-  /** The texture (owned by the plan that staged it). */
-  readonly texture: GpuTexture;
   /**
-   * The tensor a producer last wrote straight into the texture in place of its buffer (see
-   * {@link StagedOperand.fill}), while the texture still holds it; else null.
+   * The texture (owned by the plan that staged it); null for an operand of a storage-buffer
+   * plan ({@link RowsPort}), which takes {@link StagedOperand.fillRows} only.
+   */
+  readonly texture: GpuTexture | null;
+  /**
+   * The tensor a producer last filled in place of its buffer (see {@link StagedOperand.fill}
+   * and {@link StagedOperand.fillRows}), while the record stands; else null.
    */
   readonly filledFrom: Tensor | null;
   /**
    * Records that the commands encoded just before wrote `source`'s values into the texture
    * instead of into `source`'s buffer (which is then stale): the plan owning the texture reads
-   * them from there and does not stage `source` again.
+   * them from there and does not stage `source` again. Throws a TypeError without a texture.
    */
   fill(source: Tensor): void;
-  /** Forgets `source` (when it is what the texture holds): its buffer was written since. */
+  /**
+   * Records that `source`'s values are the batch rows `rows` describes, which the plans reading
+   * this operand convert in their loads (`source`'s buffer is not written). Returns false, and
+   * records nothing, when those plans cannot read them (the rows' shape, shard count or
+   * alignment, or the adapter's storage-buffer limit): the producer then writes `source`.
+   */
+  fillRows(source: Tensor, rows: RowSource): boolean;
+  /** The rows recorded for `t` by {@link StagedOperand.fillRows}, while they stand; else null. */
+  rowsOf(t: Tensor): RowSource | null;
+  /** Forgets `source` (when it is what the operand holds): its buffer was written since. */
   release(source: Tensor): void;
-  /** Whether the texture holds `t`'s current values: `t` views the elements last filled in. */
+  /**
+   * Whether the operand holds `t`'s current values (in the texture, or as dataset rows): `t`
+   * views the elements last filled in.
+   */
   holds(t: Tensor): boolean;
+}
+
+/**
+ * Whether the plans of `variant` behind an operand of `rows` × `cols` can read `source`'s rows:
+ * the shape, at most {@link MAX_ROW_SHARDS} shards, 16-byte samples for the texture kernel,
+ * and the storage buffers the fused kernel binds (6 texture, 8 buffers) within the adapter's
+ * `maxStorageBuffersPerShaderStage`.
+ */
+export function canReadRows(
+  limits: GPUSupportedLimits,
+  texture: boolean,
+  rows: number,
+  cols: number,
+  source: RowSource,
+): boolean {
+  return source.count === rows && source.row === cols && source.shards.length >= 1 &&
+    source.shards.length <= MAX_ROW_SHARDS && (!texture || source.row % 16 === 0) &&
+    (texture ? 6 : 8) <= limits.maxStorageBuffersPerShaderStage;
+}
+
+/**
+ * The fill records an operand keeps: the tensor filled, and for a row fill its rows. Shared by
+ * {@link TextureOperand} and {@link RowsPort}.
+ */
+class FillRecord {
+  from: Tensor | null = null;
+  rows: RowSource | null = null;
+
+  set(from: Tensor | null, rows: RowSource | null = null): void {
+    this.from = from;
+    this.rows = rows;
+  }
+
+  holds(t: Tensor): boolean {
+    return this.from !== null && sameElements(this.from, t);
+  }
+
+  release(source: Tensor): void {
+    if (this.holds(source)) this.set(null);
+  }
+}
+
+/**
+ * Operand A of a storage-buffer plan (tiled, blocked), offered to producers for row fills only:
+ * such a plan reads A from its buffer, or (after {@link StagedOperand.fillRows}) from the
+ * dataset's rows. It has no texture.
+ */
+export class RowsPort implements StagedOperand {
+  readonly texture = null;
+  readonly width = 0;
+  readonly height = 0;
+  readonly #limits: GPUSupportedLimits;
+  readonly #fill = new FillRecord();
+
+  /** The port of a `rows` × `cols` stored matrix on a device with `limits`. */
+  constructor(limits: GPUSupportedLimits, readonly rows: number, readonly cols: number) {
+    this.#limits = limits;
+  }
+
+  get filledFrom(): Tensor | null {
+    return this.#fill.from;
+  }
+
+  fill(_source: Tensor): void {
+    throw new TypeError("Cannot fill a storage-buffer operand: it has no texture (use fillRows)");
+  }
+
+  fillRows(source: Tensor, rows: RowSource): boolean {
+    if (!canReadRows(this.#limits, false, this.rows, this.cols, rows)) return false;
+    source.expectShape("Cannot fill a staged operand", [this.rows, this.cols]);
+    this.#fill.set(source, rows);
+    return true;
+  }
+
+  rowsOf(t: Tensor): RowSource | null {
+    return this.#fill.holds(t) ? this.#fill.rows : null;
+  }
+
+  release(source: Tensor): void {
+    this.#fill.release(source);
+  }
+
+  holds(t: Tensor): boolean {
+    return this.#fill.holds(t);
+  }
 }
 
 /** Whether `a` and `b` view the same elements of the same buffer (a reshape is the same). */
@@ -85,13 +191,15 @@ export class TextureOperand implements StagedOperand {
   /** The pack kernel, looked up once; null when rows are copied instead. */
   readonly #pipeline: GPUComputePipeline | null;
   readonly #groups = new BindGroupCache();
-  #filledFrom: Tensor | null = null;
+  readonly #limits: GPUSupportedLimits;
+  readonly #fill = new FillRecord();
 
   constructor(gpu: Gpu, label: string, rows: number, cols: number, width: number, height: number) {
     this.rows = rows;
     this.cols = cols;
     this.width = width;
     this.height = height;
+    this.#limits = gpu.limits;
     // Rows whose byte length is a multiple of 256 can be copied; the padding stays zero.
     const copy = (cols * 4) % 256 === 0 && width >= cols / 4 && height >= rows;
     this.texture = gpu.createTexture(
@@ -118,27 +226,36 @@ export class TextureOperand implements StagedOperand {
   }
 
   get filledFrom(): Tensor | null {
-    return this.#filledFrom;
+    return this.#fill.from;
   }
 
   fill(source: Tensor): void {
     source.expectShape("Cannot fill a staged operand", [this.rows, this.cols]);
-    this.#filledFrom = source;
+    this.#fill.set(source);
+  }
+
+  fillRows(source: Tensor, rows: RowSource): boolean {
+    if (!canReadRows(this.#limits, true, this.rows, this.cols, rows)) return false;
+    source.expectShape("Cannot fill a staged operand", [this.rows, this.cols]);
+    this.#fill.set(source, rows);
+    return true;
+  }
+
+  rowsOf(t: Tensor): RowSource | null {
+    return this.#fill.holds(t) ? this.#fill.rows : null;
   }
 
   release(source: Tensor): void {
-    if (this.#filledFrom !== null && sameElements(this.#filledFrom, source)) {
-      this.#filledFrom = null;
-    }
+    this.#fill.release(source);
   }
 
   holds(t: Tensor): boolean {
-    return this.#filledFrom !== null && sameElements(this.#filledFrom, t);
+    return this.#fill.holds(t);
   }
 
   /** Encodes the staging of `source`'s buffer into the texture, which then holds no fill. */
   encode(enc: StepEncoder, source: Tensor): void {
-    this.#filledFrom = null;
+    this.#fill.set(null);
     if (this.#pipeline === null) {
       this.#encodeCopy(enc.commands(), source);
       return;
