@@ -12,6 +12,7 @@ import { useLavapipeVectorWidth } from "../lib/gpu/lavapipe.ts";
 import { writeTextFileAtomic } from "../lib/io/atomic.ts";
 import { benchMatmul } from "./matmul.ts";
 import { benchConv } from "./conv.ts";
+import { benchCnn } from "./cnn.ts";
 import { benchTraining } from "./train.ts";
 import { profileStep } from "./profile.ts";
 import { benchGather, benchLoad } from "./data.ts";
@@ -38,7 +39,9 @@ warm-up.
 
   --out FILE        also write the results as JSON
   --only LIST       comma-separated sections:
-                    matmul,conv,train,profile,data,experiment,tfjs,torch,jaxjs (default all)
+                    matmul,conv,cnn,train,profile,data,experiment,tfjs,torch,jaxjs
+                    (default all; cnn: the cnn recipe's network at batch 256 against
+                    PyTorch CPU and TF.js WebGPU)
   --experiment-epochs N
                     epochs per variant of the timed full experiment (default 200, the seed's,
                     on hardware adapters; 2 on software ones, with the figure scaled to 200)
@@ -77,7 +80,7 @@ async function main(): Promise<void> {
         adapters: { type: "string", default: "current" },
         only: {
           type: "string",
-          default: "matmul,conv,train,profile,data,experiment,tfjs,torch,jaxjs",
+          default: "matmul,conv,cnn,train,profile,data,experiment,tfjs,torch,jaxjs",
         },
         "experiment-epochs": { type: "string" },
         data: { type: "string", default: "../shared/data" },
@@ -128,6 +131,18 @@ async function main(): Promise<void> {
   const stepsPerRound = gpu.adapter.fallback ? 10 : 200;
   if (only.has("matmul")) results.push(...await benchMatmul(gpu, { rounds, quick: args.quick }));
   if (only.has("conv")) results.push(...await benchConv(gpu, { rounds, quick: args.quick }));
+  if (only.has("cnn")) {
+    results.push(
+      ...await benchCnn(gpu, {
+        batchSize: args.quick ? 32 : 256,
+        steps: args.quick ? 2 : gpu.adapter.fallback ? 4 : 50,
+        rounds,
+        torchSteps: args.quick ? 1 : 4,
+        tfjsSteps: args.quick ? 1 : 2,
+        tfjsTimeoutMs: 300_000,
+      }),
+    );
+  }
   if (only.has("train")) {
     results.push(
       ...await benchTraining(gpu, {
@@ -195,6 +210,7 @@ const VARIANT_NAMES = ["plain", "bn", "dropout"] as const;
 const SECTIONS = [
   "matmul",
   "conv",
+  "cnn",
   "train",
   "profile",
   "data",

@@ -131,38 +131,135 @@ export async function benchTorch(opts: TorchBenchOptions = {}): Promise<TorchBen
   };
   // One process per variant keeps each run's memory and thread pools independent.
   for (const variant of variants) {
-    let output: Deno.CommandOutput;
-    try {
-      output = await new Deno.Command(python, {
-        args: [...args, "--variant", variant],
-        stdout: "piped",
-        stderr: "piped",
-        signal: AbortSignal.timeout(opts.timeoutMs ?? 300_000),
-      }).output();
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) {
-        onSkip(`${python} does not exist`);
-        return null;
-      }
-      throw e;
-    }
-    const stderr = new TextDecoder().decode(output.stderr);
-    if (!output.success) {
-      if (/No module named '?torch'?/.test(stderr)) {
-        onSkip(`${python} cannot import torch`);
-        return null;
-      }
-      throw new Error(`torch_mlp.py failed (exit ${output.code}): ${stderr.trim().slice(-800)}`);
-    }
-    const one = parseReport(new TextDecoder().decode(output.stdout));
+    const stdout = await runPythonPeer(python, [...args, "--variant", variant], opts, onSkip);
+    if (stdout === null) return null;
+    const one = parseReport(stdout);
     report.torch = one.torch;
     report.blas = one.blas;
     report.threads = one.threads;
     Object.assign(report.results, one.results);
   }
-  if (report.blas.slow) {
-    report.warning = `PyTorch runs on a slow BLAS (${report.blas.sgemm_gflops} GFLOP/s sgemm, ` +
-      `${report.blas.kind}): install libopenblas0-pthread for a fair comparison`;
+  const warning = slowBlasWarning(report.blas);
+  if (warning) report.warning = warning;
+  return report;
+}
+
+/** The warning a report carries when torch runs on a slow (reference) BLAS. */
+function slowBlasWarning(blas: TorchBlasInfo): string | undefined {
+  return blas.slow
+    ? `PyTorch runs on a slow BLAS (${blas.sgemm_gflops} GFLOP/s sgemm, ` +
+      `${blas.kind}): install libopenblas0-pthread for a fair comparison`
+    : undefined;
+}
+
+/**
+ * Runs `python args` and returns its stdout; null, after telling `onSkip` why, when the
+ * interpreter is missing or cannot import torch; throws when the script fails otherwise.
+ */
+async function runPythonPeer(
+  python: string,
+  args: string[],
+  opts: { timeoutMs?: number },
+  onSkip: (reason: string) => void,
+): Promise<string | null> {
+  let output: Deno.CommandOutput;
+  try {
+    output = await new Deno.Command(python, {
+      args,
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(opts.timeoutMs ?? 300_000),
+    }).output();
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      onSkip(`${python} does not exist`);
+      return null;
+    }
+    throw e;
   }
+  const stderr = new TextDecoder().decode(output.stderr);
+  if (!output.success) {
+    if (/No module named '?torch'?/.test(stderr)) {
+      onSkip(`${python} cannot import torch`);
+      return null;
+    }
+    const script = args[0].split("/").at(-1);
+    throw new Error(`${script} failed (exit ${output.code}): ${stderr.trim().slice(-800)}`);
+  }
+  return new TextDecoder().decode(output.stdout);
+}
+
+const CNN_SCRIPT = fileURLToPath(new URL("./torch_cnn.py", import.meta.url));
+
+/** Parsed output of `torch_cnn.py --speed`: the cnn recipe's network in PyTorch on the CPU. */
+export interface TorchCnnReport {
+  /** torch.__version__. */
+  torch: string;
+  /** The BLAS in use. */
+  blas: TorchBlasInfo;
+  /** torch.get_num_threads() during the run. */
+  threads: number;
+  /** The network's trainable parameter count (288,746). */
+  params: number;
+  /** Training samples/s (SGD Nesterov, label-smoothed cross-entropy), median of rounds. */
+  train: number;
+  /** Eval-mode forward samples/s under no_grad, median of rounds. */
+  eval: number;
+  /** Present when the comparison is unfair to PyTorch (slow BLAS). */
+  warning?: string;
+}
+
+/**
+ * Runs the PyTorch CPU peer for the cnn recipe's network (`torch_cnn.py --speed`), with the
+ * same skip rules as {@link benchTorch}.
+ *
+ * @example Time it briefly
+ * ```ts
+ * const r = await benchTorchCnn({ batchSize: 256, steps: 3 });
+ * if (r) console.log(`${r.train} train samples/s`);
+ * ```
+ */
+export async function benchTorchCnn(
+  opts: Omit<TorchBenchOptions, "variants"> = {},
+): Promise<TorchCnnReport | null> {
+  const python = opts.python ?? "/usr/bin/python3";
+  const onSkip = opts.onSkip ??
+    ((reason: string) => console.warn(`PyTorch peer skipped: ${reason}`));
+  const stdout = await runPythonPeer(
+    python,
+    [
+      CNN_SCRIPT,
+      "--speed",
+      "--batch",
+      count("batchSize", opts.batchSize, 256, 1),
+      "--warmup",
+      count("warmupSteps", opts.warmupSteps, 1, 0),
+      "--steps",
+      count("steps", opts.steps, 5, 1),
+      "--rounds",
+      count("rounds", opts.rounds, 1, 1),
+      "--threads",
+      count("threads", opts.threads, 2, 1),
+    ],
+    opts,
+    onSkip,
+  );
+  if (stdout === null) return null;
+  const line = stdout.trim().split("\n").at(-1) ?? "";
+  let report: TorchCnnReport;
+  try {
+    report = JSON.parse(line);
+  } catch {
+    throw new Error(
+      `Cannot parse torch_cnn.py output: last line is not JSON: ${line.slice(0, 200)}`,
+    );
+  }
+  if (typeof report.train !== "number" || typeof report.eval !== "number" || !report.blas) {
+    throw new Error(
+      `Cannot parse torch_cnn.py output: missing train/eval/blas in ${line.slice(0, 200)}`,
+    );
+  }
+  const warning = slowBlasWarning(report.blas);
+  if (warning) report.warning = warning;
   return report;
 }

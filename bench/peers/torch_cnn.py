@@ -16,7 +16,8 @@ Two uses:
   --speed: train and eval samples/s of the network at a batch size (synthetic data), JSON.
 
 Usage: python3 bench/peers/torch_cnn.py --train --data DIR [--epochs 12] [--threads 2]
-       python3 bench/peers/torch_cnn.py --speed [--batch 256] [--steps 5] [--threads 2]
+       python3 bench/peers/torch_cnn.py --speed [--batch 256] [--steps 5] [--warmup 1]
+       [--rounds 1] [--threads 2]
 """
 
 import argparse
@@ -129,34 +130,48 @@ def train(args):
 
 
 def speed(args):
+    """Median train and eval samples/s of `rounds` rounds of `steps` steps after `warmup`."""
+    import statistics  # pylint: disable=import-outside-toplevel
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from torch_mlp import blas_info  # pylint: disable=import-outside-toplevel
     torch.manual_seed(0)
     model = build_model()
     opt = optimizer_for(model, 0.01)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=RECIPE["label_smoothing"])
-    x = torch.rand(args.batch, 3072)
+    x = torch.randint(0, 256, (args.batch, 3072), dtype=torch.uint8).float() / 255
     y = torch.randint(0, 10, (args.batch,))
 
-    def step():
-        loss = loss_fn(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    model.train()
-    step()
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    train_rate = args.batch * args.steps / (time.perf_counter() - start)
-    model.eval()
-    with torch.no_grad():
-        model(x)
+    def train_steps(n):
+        model.train()
         start = time.perf_counter()
-        for _ in range(args.steps):
-            model(x)
-        eval_rate = args.batch * args.steps / (time.perf_counter() - start)
-    print(json.dumps({"batch": args.batch, "threads": torch.get_num_threads(),
-                      "train_samples_per_s": train_rate, "eval_samples_per_s": eval_rate}))
+        for _ in range(n):
+            loss = loss_fn(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        loss.item()
+        return args.batch * n / (time.perf_counter() - start)
+
+    def eval_steps(n):
+        model.eval()
+        start = time.perf_counter()
+        with torch.no_grad():
+            for _ in range(n):
+                out = model(x)
+        out.sum().item()
+        return args.batch * n / (time.perf_counter() - start)
+
+    train_steps(max(1, args.warmup))
+    eval_steps(max(1, args.warmup))
+    train_rates, eval_rates = [], []
+    for _ in range(args.rounds):
+        train_rates.append(train_steps(args.steps))
+        eval_rates.append(eval_steps(args.steps))
+    print(json.dumps({"torch": torch.__version__, "blas": blas_info(), "batch": args.batch,
+                      "threads": torch.get_num_threads(),
+                      "params": sum(p.numel() for p in model.parameters()),
+                      "train": statistics.median(train_rates),
+                      "eval": statistics.median(eval_rates)}))
 
 
 def main():
@@ -169,6 +184,8 @@ def main():
     p.add_argument("--batch", type=int, default=RECIPE["batch"])
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.train == args.speed:
