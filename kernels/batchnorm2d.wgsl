@@ -18,9 +18,13 @@
 //           read_write), 6 p: Params (storage, read; see batchnorm.wgsl).
 //           backward:  0 x, 1 gamma, 7 dy, 8 saved_in (storage, read), 9 dx, 10 dgamma,
 //           11 dbeta (storage, read_write), 6 p.
+//           The *4 entry points (H·W a multiple of 4) bind the same buffers as vec4 views,
+//           12 x_v4 for x, 13 y_v4 for y, 14 dy_v4 for dy, 15 dx_v4 for dx, and work on 4
+//           values of a plane at a time: Mesa's software adapters turn each storage load into
+//           a loop over the SIMD lanes, so a vec4 load costs about what a scalar one does.
 // Dispatch: one workgroup of WG = 64 invocations per channel (WG sizes the reduction array);
-//           grid = [C, 1, 1]. Lane l visits the channel's values l, l + WG, … with its (n, k)
-//           position carried along (no division in the loops).
+//           grid = [C, 1, 1]. Lane l visits the channel's values l, l + WG, … (vec4 values in the
+//           *4 entry points) with its (n, k) position carried along (no division in the loops).
 
 struct Params {
   N: u32,
@@ -47,6 +51,10 @@ const WG = 64u;
 @group(0) @binding(9) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(10) var<storage, read_write> dgamma: array<f32>;
 @group(0) @binding(11) var<storage, read_write> dbeta: array<f32>;
+@group(0) @binding(12) var<storage, read> x_v4: array<vec4<f32>>;
+@group(0) @binding(13) var<storage, read_write> y_v4: array<vec4<f32>>;
+@group(0) @binding(14) var<storage, read> dy_v4: array<vec4<f32>>;
+@group(0) @binding(15) var<storage, read_write> dx_v4: array<vec4<f32>>;
 
 var<workgroup> red: array<vec2<f32>, 64>;
 
@@ -180,5 +188,143 @@ fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
     let i = at(cur, c);
     let xhat = (x[i] - mean) * rstd;
     dx[i] = k * (dy[i] - sums.x * inv_m - xhat * sums.y * inv_m);
+  }
+}
+
+// ---- The vec4 entry points: the same math on 4 consecutive values of a plane at a time. ----
+
+// A lane's walk over a channel's vec4s: the plane's length in vec4s (HW4) and the step of WG
+// vec4s as whole planes (dn) and a remainder (dk < HW4).
+struct Walk {
+  hw4: u32,
+  dn: u32,
+  dk: u32,
+}
+
+fn walk() -> Walk {
+  let hw4 = p.HW / 4u;
+  return Walk(hw4, WG / hw4, WG % hw4);
+}
+
+fn first4(li: u32, w: Walk) -> Cursor {
+  return Cursor(li / w.hw4, li % w.hw4);
+}
+
+fn advance4(cur: Cursor, w: Walk) -> Cursor {
+  var k = cur.k + w.dk;
+  var n = cur.n + w.dn;
+  if (k >= w.hw4) {
+    k -= w.hw4;
+    n += 1u;
+  }
+  return Cursor(n, k);
+}
+
+fn at4(cur: Cursor, c: u32, w: Walk) -> u32 {
+  return (cur.n * p.C + c) * w.hw4 + cur.k;
+}
+
+fn sum4(v: vec4<f32>) -> f32 {
+  return (v.x + v.y) + (v.z + v.w);
+}
+
+fn batch_stats4(c: u32, li: u32, w: Walk) -> vec2<f32> {
+  let m = f32(p.N * p.HW);
+  var s = vec4<f32>(0.0);
+  for (var cur = first4(li, w); cur.n < p.N; cur = advance4(cur, w)) {
+    s += x_v4[at4(cur, c, w)];
+  }
+  let mean = total(vec2<f32>(sum4(s), 0.0), li).x / m;
+  var q = vec4<f32>(0.0);
+  for (var cur = first4(li, w); cur.n < p.N; cur = advance4(cur, w)) {
+    let d = x_v4[at4(cur, c, w)] - mean;
+    q += d * d;
+  }
+  return vec2<f32>(mean, total(vec2<f32>(sum4(q), 0.0), li).x / m);
+}
+
+fn normalize4(c: u32, li: u32, mean: f32, rstd: f32, w: Walk) {
+  var g = 1.0;
+  var b = 0.0;
+  if (AFFINE) {
+    g = gamma[c];
+    b = beta[c];
+  }
+  let scale = rstd * g;
+  for (var cur = first4(li, w); cur.n < p.N; cur = advance4(cur, w)) {
+    let i = at4(cur, c, w);
+    y_v4[i] = (x_v4[i] - mean) * scale + b;
+  }
+}
+
+@compute @workgroup_size(WG)
+fn forward_train4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let c = wg.x;
+  let w = walk();
+  let st = batch_stats4(c, li, w);
+  let rstd = inverseSqrt(st.y + p.eps);
+  normalize4(c, li, st.x, rstd, w);
+  if (li == 0u) {
+    saved[c] = st.x;
+    saved[p.C + c] = rstd;
+    if (TRACK) {
+      let m = f32(p.N * p.HW);
+      let unbiased = st.y * m / (m - 1.0);
+      state[c] = (1.0 - p.momentum) * state[c] + p.momentum * st.x;
+      state[p.C + c] = (1.0 - p.momentum) * state[p.C + c] + p.momentum * unbiased;
+      if (c == 0u) {
+        state[2u * p.C] = bitcast<f32>(bitcast<u32>(state[2u * p.C]) + 1u);
+      }
+    }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn forward_eval4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let c = wg.x;
+  let w = walk();
+  var mean: f32;
+  var variance: f32;
+  if (TRACK) {
+    mean = state[c];
+    variance = state[p.C + c];
+  } else {
+    let st = batch_stats4(c, li, w);
+    mean = st.x;
+    variance = st.y;
+  }
+  normalize4(c, li, mean, inverseSqrt(variance + p.eps), w);
+}
+
+@compute @workgroup_size(WG)
+fn backward4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let c = wg.x;
+  let w = walk();
+  let mean = saved_in[c];
+  let rstd = saved_in[p.C + c];
+  var sg = vec4<f32>(0.0);
+  var sgx = vec4<f32>(0.0);
+  for (var cur = first4(li, w); cur.n < p.N; cur = advance4(cur, w)) {
+    let i = at4(cur, c, w);
+    let g = dy_v4[i];
+    sg += g;
+    sgx += g * (x_v4[i] - mean) * rstd;
+  }
+  let sums = total(vec2<f32>(sum4(sg), sum4(sgx)), li);
+  var k = rstd;
+  if (AFFINE) {
+    k *= gamma[c];
+    if (li == 0u) {
+      dgamma[c] += sums.y;
+      dbeta[c] += sums.x;
+    }
+  }
+  let inv_m = 1.0 / f32(p.N * p.HW);
+  let mdy = sums.x * inv_m;
+  let mdx = sums.y * inv_m;
+  for (var cur = first4(li, w); cur.n < p.N; cur = advance4(cur, w)) {
+    let i = at4(cur, c, w);
+    let xhat = (x_v4[i] - mean) * rstd;
+    dx_v4[i] = k * (dy_v4[i] - mdy - xhat * mdx);
   }
 }

@@ -457,68 +457,74 @@ Deno.test("twin: batchnorm2d backward matches finite differences", () => {
   });
 });
 
-gpuTest(
-  "BatchNorm2d: train forward, backward, running stats and eval match the twin",
-  async (gpu) => {
-    const shape: Shape4 = [3, 5, 7, 6];
-    const C = 5, m = 3 * 7 * 6;
-    const x = randomArray(3 * 5 * 42, 61, -1, 3);
-    const dy = randomArray(x.length, 62);
-    const gamma = randomArray(C, 63, 0.5, 1.5), beta = randomArray(C, 64);
-    const runningMean = randomArray(C, 65), runningVar = randomArray(C, 66, 0.5, 2);
-    const bn = new BatchNorm2d(C, { momentum: 0.2 });
-    const got = await runLayer(gpu, bn, x, shape, dy, {
-      steps: 2,
-      setState: (model) =>
-        model.loadStateDict({
-          "0.layer.weight": { dtype: "F32", shape: [C], data: gamma },
-          "0.layer.bias": { dtype: "F32", shape: [C], data: beta },
-          "0.layer.running_mean": { dtype: "F32", shape: [C], data: runningMean },
-          "0.layer.running_var": { dtype: "F32", shape: [C], data: runningVar },
-          "0.layer.num_batches_tracked": { dtype: "I64", shape: [], data: BigInt64Array.of(3n) },
-        }),
-    });
-    const train = batchnorm2dTrain(x, shape, gamma, beta, 1e-5);
-    assertClose(got.y, train.y, { atol: 2e-5, what: "y" });
-    const back = batchnorm2dBackward(x, shape, gamma, dy, 1e-5);
-    assertClose(got.dx, back.dx, { atol: 2e-5, what: "dX" });
-    assertClose(got.grads["0.layer.weight"].data as Float32Array, back.dgamma, {
-      atol: 1e-4,
-      what: "dγ",
-    });
-    assertClose(got.grads["0.layer.bias"].data as Float32Array, back.dbeta, {
-      atol: 1e-4,
-      what: "dβ",
-    });
-    // Two training forwards: the running estimates moved twice, with the unbiased variance.
-    let rm = Array.from(runningMean), rv = Array.from(runningVar);
-    for (let step = 0; step < 2; step++) {
-      rm = rm.map((v, c) => 0.8 * v + 0.2 * train.mean[c]);
-      rv = rv.map((v, c) => 0.8 * v + 0.2 * train.variance[c] * m / (m - 1));
-    }
-    assertClose(got.state["0.layer.running_mean"].data as Float32Array, rm, {
-      atol: 1e-6,
-      what: "running_mean",
-    });
-    assertClose(got.state["0.layer.running_var"].data as Float32Array, rv, {
-      atol: 1e-5,
-      what: "running_var",
-    });
-    assert.equal((got.state["0.layer.num_batches_tracked"].data as BigInt64Array)[0], 5n);
-    // Eval mode: the running estimates.
-    got.model.eval();
-    const X = Tensor.from(gpu, x, shape);
-    const enc = new StepEncoder(gpu);
-    const Y = got.model.forward(enc, X);
-    enc.submit();
-    assertClose(await Y.toFloat32(), batchnorm2dEval(x, shape, gamma, beta, rm, rv, 1e-5), {
-      atol: 2e-5,
-      what: "eval y",
-    });
-    X.dispose();
-    got.model.dispose();
-  },
-);
+// H·W = 42: the scalar kernels; 24 and 320: the vec4 ones, with a plane shorter than a
+// workgroup's stride (6 vec4s against 64) and longer (80).
+for (const shape of [[3, 5, 7, 6], [3, 5, 4, 6], [2, 5, 16, 20]] as Shape4[]) {
+  gpuTest(
+    `BatchNorm2d ${
+      shape.join("x")
+    }: train forward, backward, running stats and eval match the twin`,
+    async (gpu) => {
+      const [N, C, H, W] = shape;
+      const m = N * H * W;
+      const x = randomArray(N * C * H * W, 61, -1, 3);
+      const dy = randomArray(x.length, 62);
+      const gamma = randomArray(C, 63, 0.5, 1.5), beta = randomArray(C, 64);
+      const runningMean = randomArray(C, 65), runningVar = randomArray(C, 66, 0.5, 2);
+      const bn = new BatchNorm2d(C, { momentum: 0.2 });
+      const got = await runLayer(gpu, bn, x, shape, dy, {
+        steps: 2,
+        setState: (model) =>
+          model.loadStateDict({
+            "0.layer.weight": { dtype: "F32", shape: [C], data: gamma },
+            "0.layer.bias": { dtype: "F32", shape: [C], data: beta },
+            "0.layer.running_mean": { dtype: "F32", shape: [C], data: runningMean },
+            "0.layer.running_var": { dtype: "F32", shape: [C], data: runningVar },
+            "0.layer.num_batches_tracked": { dtype: "I64", shape: [], data: BigInt64Array.of(3n) },
+          }),
+      });
+      const train = batchnorm2dTrain(x, shape, gamma, beta, 1e-5);
+      assertClose(got.y, train.y, { atol: 2e-5, what: "y" });
+      const back = batchnorm2dBackward(x, shape, gamma, dy, 1e-5);
+      assertClose(got.dx, back.dx, { atol: 2e-5, what: "dX" });
+      assertClose(got.grads["0.layer.weight"].data as Float32Array, back.dgamma, {
+        atol: 1e-4,
+        what: "dγ",
+      });
+      assertClose(got.grads["0.layer.bias"].data as Float32Array, back.dbeta, {
+        atol: 1e-4,
+        what: "dβ",
+      });
+      // Two training forwards: the running estimates moved twice, with the unbiased variance.
+      let rm = Array.from(runningMean), rv = Array.from(runningVar);
+      for (let step = 0; step < 2; step++) {
+        rm = rm.map((v, c) => 0.8 * v + 0.2 * train.mean[c]);
+        rv = rv.map((v, c) => 0.8 * v + 0.2 * train.variance[c] * m / (m - 1));
+      }
+      assertClose(got.state["0.layer.running_mean"].data as Float32Array, rm, {
+        atol: 1e-6,
+        what: "running_mean",
+      });
+      assertClose(got.state["0.layer.running_var"].data as Float32Array, rv, {
+        atol: 1e-5,
+        what: "running_var",
+      });
+      assert.equal((got.state["0.layer.num_batches_tracked"].data as BigInt64Array)[0], 5n);
+      // Eval mode: the running estimates.
+      got.model.eval();
+      const X = Tensor.from(gpu, x, shape);
+      const enc = new StepEncoder(gpu);
+      const Y = got.model.forward(enc, X);
+      enc.submit();
+      assertClose(await Y.toFloat32(), batchnorm2dEval(x, shape, gamma, beta, rm, rv, 1e-5), {
+        atol: 2e-5,
+        what: "eval y",
+      });
+      X.dispose();
+      got.model.dispose();
+    },
+  );
+}
 
 gpuTest("BatchNorm2d: affine false and bad inputs", async (gpu) => {
   const shape: Shape4 = [2, 3, 4, 5];

@@ -3,7 +3,7 @@
  * biased batch variance to normalise, unbiased variance into `running_var`, momentum updates,
  * `num_batches_tracked`, running estimates in eval mode (kernels/batchnorm2d.wgsl). Forward is
  * one dispatch (statistics, normalisation and the running update, one workgroup per channel);
- * backward is one dispatch. Options, state layout and state-dict entries are BatchNorm1d's.
+ * backward is one dispatch. Where H·W is a multiple of 4 both read and write vec4s. Options, state layout and state-dict entries are BatchNorm1d's.
  *
  * @module
  */
@@ -35,6 +35,10 @@ export const BATCHNORM2D = {
     dx: 9,
     dgamma: 10,
     dbeta: 11,
+    x_v4: 12,
+    y_v4: 13,
+    dy_v4: 14,
+    dx_v4: 15,
   },
 } as const satisfies KernelFamily;
 const FORWARD_TRAIN = entryPoint(BATCHNORM2D, "forward_train", [
@@ -60,6 +64,34 @@ const BACKWARD = entryPoint(BATCHNORM2D, "backward", [
   "dy",
   "saved_in",
   "dx",
+  "dgamma",
+  "dbeta",
+  "p",
+]);
+// The same math on vec4 views, where H·W is a multiple of 4 (4 values of a plane per load).
+const FORWARD_TRAIN4 = entryPoint(BATCHNORM2D, "forward_train4", [
+  "x_v4",
+  "gamma",
+  "beta",
+  "y_v4",
+  "saved",
+  "state",
+  "p",
+]);
+const FORWARD_EVAL4 = entryPoint(BATCHNORM2D, "forward_eval4", [
+  "x_v4",
+  "gamma",
+  "beta",
+  "y_v4",
+  "state",
+  "p",
+]);
+const BACKWARD4 = entryPoint(BATCHNORM2D, "backward4", [
+  "x_v4",
+  "gamma",
+  "dy_v4",
+  "saved_in",
+  "dx_v4",
   "dgamma",
   "dbeta",
   "p",
@@ -148,6 +180,9 @@ export class BatchNorm2d extends Module {
   #train: KernelCall<typeof FORWARD_TRAIN> | null = null;
   #eval: KernelCall<typeof FORWARD_EVAL> | null = null;
   #backward: KernelCall<typeof BACKWARD> | null = null;
+  #train4: KernelCall<typeof FORWARD_TRAIN4> | null = null;
+  #eval4: KernelCall<typeof FORWARD_EVAL4> | null = null;
+  #backward4: KernelCall<typeof BACKWARD4> | null = null;
   /** Stand-ins bound where γ/β and their gradients do not exist (affine: false). */
   #dummy: Tensor | null = null;
   #dummyGrads: [Tensor, Tensor] | null = null;
@@ -208,6 +243,9 @@ export class BatchNorm2d extends Module {
     this.#train = new KernelCall(gpu, FORWARD_TRAIN, constants);
     this.#eval = new KernelCall(gpu, FORWARD_EVAL, constants);
     this.#backward = new KernelCall(gpu, BACKWARD, constants);
+    this.#train4 = new KernelCall(gpu, FORWARD_TRAIN4, constants);
+    this.#eval4 = new KernelCall(gpu, FORWARD_EVAL4, constants);
+    this.#backward4 = new KernelCall(gpu, BACKWARD4, constants);
   }
 
   /** The input shape, which must be [C, H, W]; throws a RangeError otherwise. */
@@ -260,9 +298,13 @@ export class BatchNorm2d extends Module {
     const gamma = this.#gamma?.value ?? this.#dummy!;
     const beta = this.#beta?.value ?? this.#dummy!;
     const grid: [number, number, number] = [this.numFeatures, 1, 1];
-    const y = bufs.y, state = this.#state!, p = bufs.params;
-    if (this.training) {
-      this.#train!.encode(enc, grid, { x, gamma, beta, y, saved: this.#saved!, state, p });
+    const y = bufs.y, state = this.#state!, p = bufs.params, saved = this.#saved!;
+    if ((H * W) % 4 === 0) {
+      const v = { x_v4: x, gamma, beta, y_v4: y, state, p };
+      if (this.training) this.#train4!.encode(enc, grid, { ...v, saved });
+      else this.#eval4!.encode(enc, grid, v);
+    } else if (this.training) {
+      this.#train!.encode(enc, grid, { x, gamma, beta, y, saved, state, p });
     } else {
       this.#eval!.encode(enc, grid, { x, gamma, beta, y, state, p });
     }
@@ -287,16 +329,20 @@ export class BatchNorm2d extends Module {
     dY.expectShape(`Cannot run ${this.describe()} backward`, this.#x.shape);
     const bufs = this.#buffersFor(this.#x.shape);
     const dx = bufs.dx();
-    this.#backward!.encode(enc, [this.numFeatures, 1, 1], {
-      x: this.#x,
+    const common = {
       gamma: this.#gamma?.value ?? this.#dummy!,
-      dy: dY,
       saved_in: this.#saved!,
-      dx,
       dgamma: this.#gamma?.grad ?? this.#dummyGrads![0],
       dbeta: this.#beta?.grad ?? this.#dummyGrads![1],
       p: bufs.params,
-    });
+    };
+    const grid: [number, number, number] = [this.numFeatures, 1, 1];
+    const [, , H, W] = this.#x.shape;
+    if ((H * W) % 4 === 0) {
+      this.#backward4!.encode(enc, grid, { ...common, x_v4: this.#x, dy_v4: dY, dx_v4: dx });
+    } else {
+      this.#backward!.encode(enc, grid, { ...common, x: this.#x, dy: dY, dx });
+    }
     return dx;
   }
 
