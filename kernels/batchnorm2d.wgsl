@@ -7,6 +7,10 @@
 //                running_var  ← (1−momentum)·running_var  + momentum·σ²·m/(m−1) (unbiased)
 //                num_batches_tracked += 1
 // Math (eval):   y = (x−running_mean)/√(running_var+eps)·γ + β (batch statistics when !TRACK)
+// Fused:         with ACT, y = a(bn(x)), a(v) = v > 0 ? v : SLOPE·v (a following ReLU or
+//                LeakyReLU with slope ≥ 0, as activation.wgsl; +0, not −0, when SLOPE = 0),
+//                and backward first takes dy ← y > 0 ? dy : SLOPE·dy from the layer's own
+//                output (y > 0 ⇔ bn(x) > 0).
 // Math (backward, train statistics): x̂ = (x−μ)·r
 //                dγ += Σ dy·x̂,  dβ += Σ dy
 //                dx = γ·r·(dy − Σ dy/m − x̂·Σ(dy·x̂)/m)
@@ -16,8 +20,8 @@
 //           `state` = [running_mean (C), running_var (C), num_batches_tracked (1, u32 bits)].
 // Bindings: forward_*: 0 x, 1 gamma, 2 beta (storage, read), 3 y, 4 saved, 5 state (storage,
 //           read_write), 6 p: Params (storage, read; see batchnorm.wgsl).
-//           backward:  0 x, 1 gamma, 7 dy, 8 saved_in (storage, read), 9 dx, 10 dgamma,
-//           11 dbeta (storage, read_write), 6 p.
+//           backward:  0 x, 1 gamma, 7 dy, 8 saved_in (storage, read), 3 y (read: the forward's
+//           output, for ACT), 9 dx, 10 dgamma, 11 dbeta (storage, read_write), 6 p.
 //           The *4 entry points (H·W a multiple of 4) bind the same buffers as vec4 views,
 //           12 x_v4 for x, 13 y_v4 for y, 14 dy_v4 for dy, 15 dx_v4 for dx, and work on 4
 //           values of a plane at a time: Mesa's software adapters turn each storage load into
@@ -36,6 +40,8 @@ struct Params {
 
 override AFFINE: bool = true;
 override TRACK: bool = true;
+override ACT: bool = false;
+override SLOPE: f32 = 0.0;
 
 const WG = 64u;
 
@@ -57,6 +63,28 @@ const WG = 64u;
 @group(0) @binding(15) var<storage, read_write> dx_v4: array<vec4<f32>>;
 
 var<workgroup> red: array<vec2<f32>, 64>;
+
+// The fused activation and its gradient mask (the identity without ACT). With SLOPE = 0 (ReLU)
+// the negative side is +0, as PyTorch's relu gives, whether or not a compiler folds 0·v.
+fn act(v: f32) -> f32 {
+  let neg = select(SLOPE * v, 0.0, SLOPE == 0.0);
+  return select(v, select(neg, v, v > 0.0), ACT);
+}
+
+fn act4(v: vec4<f32>) -> vec4<f32> {
+  let neg = select(SLOPE * v, vec4<f32>(0.0), SLOPE == 0.0);
+  return select(v, select(neg, v, v > vec4<f32>(0.0)), ACT);
+}
+
+fn act_grad(g: f32, out: f32) -> f32 {
+  let neg = select(SLOPE * g, 0.0, SLOPE == 0.0);
+  return select(g, select(neg, g, out > 0.0), ACT);
+}
+
+fn act_grad4(g: vec4<f32>, out: vec4<f32>) -> vec4<f32> {
+  let neg = select(SLOPE * g, vec4<f32>(0.0), SLOPE == 0.0);
+  return select(g, select(neg, g, out > vec4<f32>(0.0)), ACT);
+}
 
 // The workgroup's sum of v (two sums at once), in a fixed order; every lane gets it.
 fn total(v: vec2<f32>, li: u32) -> vec2<f32> {
@@ -122,7 +150,7 @@ fn normalize(c: u32, li: u32, mean: f32, rstd: f32) {
   }
   for (var cur = first(li); cur.n < p.N; cur = advance(cur)) {
     let i = at(cur, c);
-    y[i] = (x[i] - mean) * rstd * g + b;
+    y[i] = act((x[i] - mean) * rstd * g + b);
   }
 }
 
@@ -171,7 +199,7 @@ fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
   var part = vec2<f32>(0.0);
   for (var cur = first(li); cur.n < p.N; cur = advance(cur)) {
     let i = at(cur, c);
-    let g = dy[i];
+    let g = act_grad(dy[i], y[i]);
     part += vec2<f32>(g, g * (x[i] - mean) * rstd);
   }
   let sums = total(part, li);
@@ -187,7 +215,7 @@ fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
   for (var cur = first(li); cur.n < p.N; cur = advance(cur)) {
     let i = at(cur, c);
     let xhat = (x[i] - mean) * rstd;
-    dx[i] = k * (dy[i] - sums.x * inv_m - xhat * sums.y * inv_m);
+    dx[i] = k * (act_grad(dy[i], y[i]) - sums.x * inv_m - xhat * sums.y * inv_m);
   }
 }
 
@@ -253,7 +281,7 @@ fn normalize4(c: u32, li: u32, mean: f32, rstd: f32, w: Walk) {
   let scale = rstd * g;
   for (var cur = first4(li, w); cur.n < p.N; cur = advance4(cur, w)) {
     let i = at4(cur, c, w);
-    y_v4[i] = (x_v4[i] - mean) * scale + b;
+    y_v4[i] = act4((x_v4[i] - mean) * scale + b);
   }
 }
 
@@ -306,7 +334,7 @@ fn backward4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
   var sgx = vec4<f32>(0.0);
   for (var cur = first4(li, w); cur.n < p.N; cur = advance4(cur, w)) {
     let i = at4(cur, c, w);
-    let g = dy_v4[i];
+    let g = act_grad4(dy_v4[i], y_v4[i]);
     sg += g;
     sgx += g * (x_v4[i] - mean) * rstd;
   }
@@ -325,6 +353,6 @@ fn backward4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
   for (var cur = first4(li, w); cur.n < p.N; cur = advance4(cur, w)) {
     let i = at4(cur, c, w);
     let xhat = (x_v4[i] - mean) * rstd;
-    dx_v4[i] = k * (dy_v4[i] - mdy - xhat * mdx);
+    dx_v4[i] = k * (act_grad4(dy_v4[i], y_v4[i]) - mdy - xhat * mdx);
   }
 }

@@ -15,7 +15,7 @@ import { manualSeed } from "../lib/nn/random.ts";
 import { AdaptiveAvgPool2d, AvgPool2d, MaxPool2d } from "../lib/nn/pool.ts";
 import { BatchNorm2d } from "../lib/nn/batchnorm2d.ts";
 import { Dropout } from "../lib/nn/dropout.ts";
-import { Flatten } from "../lib/nn/layers.ts";
+import { Flatten, LeakyReLU, ReLU } from "../lib/nn/layers.ts";
 import {
   avgPoolBackward,
   avgPoolForward,
@@ -524,6 +524,83 @@ for (const shape of [[3, 5, 7, 6], [3, 5, 4, 6], [2, 5, 16, 20]] as Shape4[]) {
       got.model.dispose();
     },
   );
+}
+
+// A ReLU or LeakyReLU right after BatchNorm2d runs inside its kernels: the same bits as the two
+// run apart (a container boundary keeps them apart), and the twin's act(bn(x)) and gradients.
+for (const shape of [[3, 5, 7, 6], [2, 5, 16, 20]] as Shape4[]) {
+  for (const slope of [0, 0.1]) {
+    gpuTest(
+      `BatchNorm2d ${
+        shape.join("x")
+      } + LeakyReLU(${slope}) fused: bits of the unfused pair, the twin`,
+      async (gpu) => {
+        const [N, C, H, W] = shape;
+        const x = randomArray(N * C * H * W, 91, -1, 3);
+        const dy = randomArray(x.length, 92);
+        const gamma = randomArray(C, 93, 0.5, 1.5), beta = randomArray(C, 94, -0.3, 0.3);
+        const act = () => slope === 0 ? new ReLU() : new LeakyReLU(slope);
+        const setState = (model: Sequential) =>
+          model.loadStateDict({
+            "0.layer.0.weight": { dtype: "F32", shape: [C], data: gamma },
+            "0.layer.0.bias": { dtype: "F32", shape: [C], data: beta },
+            "0.layer.0.running_mean": { dtype: "F32", shape: [C], data: new Float32Array(C) },
+            "0.layer.0.running_var": {
+              dtype: "F32",
+              shape: [C],
+              data: new Float32Array(C).fill(1),
+            },
+            "0.layer.0.num_batches_tracked": {
+              dtype: "I64",
+              shape: [],
+              data: BigInt64Array.of(0n),
+            },
+          });
+        const bn = new BatchNorm2d(C);
+        const fused = await runLayer(gpu, new Sequential(bn, act()), x, shape, dy, {
+          setState,
+          steps: 2,
+        });
+        assert.equal(bn.fusedSlope, slope);
+        const apart = new BatchNorm2d(C);
+        const unfused = await runLayer(
+          gpu,
+          new Sequential(apart, new Sequential(act())),
+          x,
+          shape,
+          dy,
+          {
+            setState,
+            steps: 2,
+          },
+        );
+        assert.equal(apart.fusedSlope, null);
+        // The fused ReLU writes +0 where the activation kernel may write −0 (0·x for x < 0),
+        // in y and in the masked gradient: equal as numbers, bit for bit otherwise.
+        const zero = (a: Float32Array) => Array.from(a, (v) => v + 0);
+        assert.deepEqual(zero(fused.y), zero(unfused.y));
+        assert.deepEqual(zero(fused.dx), zero(unfused.dx));
+        assert.ok(fused.dx.every((v) => v !== 0), "every channel has values on both sides of 0");
+        for (const name of ["0.layer.0.weight", "0.layer.0.bias"]) {
+          assert.deepEqual(fused.grads[name].data, unfused.grads[name].data, name);
+        }
+        const train = batchnorm2dTrain(x, shape, gamma, beta, 1e-5);
+        assertClose(fused.y, train.y.map((v) => v > 0 ? v : slope * v), { atol: 2e-5, what: "y" });
+        const masked = dy.map((g, i) => train.y[i] > 0 ? g : slope * g);
+        const back = batchnorm2dBackward(x, shape, gamma, masked, 1e-5);
+        // Elements within float32 rounding of 0 may take the other side of the mask on the GPU.
+        const near = train.y.filter((v) => Math.abs(v) < 1e-5).length;
+        assert.equal(near, 0, "the inputs put no pre-activation within 1e-5 of 0");
+        assertClose(fused.dx, back.dx, { atol: 2e-5, what: "dX" });
+        assertClose(fused.grads["0.layer.0.weight"].data as Float32Array, back.dgamma, {
+          atol: 1e-4,
+          what: "dγ",
+        });
+        fused.model.dispose();
+        unfused.model.dispose();
+      },
+    );
+  }
 }
 
 gpuTest("BatchNorm2d: affine false and bad inputs", async (gpu) => {

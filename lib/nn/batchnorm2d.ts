@@ -3,7 +3,8 @@
  * biased batch variance to normalise, unbiased variance into `running_var`, momentum updates,
  * `num_batches_tracked`, running estimates in eval mode (kernels/batchnorm2d.wgsl). Forward is
  * one dispatch (statistics, normalisation and the running update, one workgroup per channel);
- * backward is one dispatch. Where H·W is a multiple of 4 both read and write vec4s. Options, state layout and state-dict entries are BatchNorm1d's.
+ * backward is one dispatch. Where H·W is a multiple of 4 both read and write vec4s. A ReLU or
+ * LeakyReLU right after it in a Sequential runs inside both (`fusedSlope`). Options, state layout and state-dict entries are BatchNorm1d's.
  *
  * @module
  */
@@ -61,6 +62,7 @@ const FORWARD_EVAL = entryPoint(BATCHNORM2D, "forward_eval", [
 const BACKWARD = entryPoint(BATCHNORM2D, "backward", [
   "x",
   "gamma",
+  "y",
   "dy",
   "saved_in",
   "dx",
@@ -89,6 +91,7 @@ const FORWARD_EVAL4 = entryPoint(BATCHNORM2D, "forward_eval4", [
 const BACKWARD4 = entryPoint(BATCHNORM2D, "backward4", [
   "x_v4",
   "gamma",
+  "y_v4",
   "dy_v4",
   "saved_in",
   "dx_v4",
@@ -168,6 +171,11 @@ export class BatchNorm2d extends Module {
   readonly affine: boolean;
   /** Whether running estimates are kept (and used in eval mode). */
   readonly trackRunningStats: boolean;
+  /**
+   * The slope of a following ReLU/LeakyReLU that runs inside this layer's kernels (set by
+   * Sequential before `to(gpu)`), or null: the activation then runs on its own.
+   */
+  fusedSlope: number | null = null;
   #gamma: Parameter | null = null;
   #beta: Parameter | null = null;
   /** [running_mean (C), running_var (C), num_batches_tracked (1, u32 bits)]. */
@@ -223,6 +231,12 @@ export class BatchNorm2d extends Module {
     ];
   }
 
+  /** Takes a following ReLU or LeakyReLU (slope ≥ 0) into its forward and backward kernels. */
+  override absorbActivation(slope: number): boolean {
+    this.fusedSlope = slope;
+    return true;
+  }
+
   /** Takes γ and β, allocates the running statistics and compiles the kernels. */
   override attach(context: AttachContext, params: Parameter[]): void {
     super.attach(context, params);
@@ -239,7 +253,12 @@ export class BatchNorm2d extends Module {
       Tensor.empty(gpu, [C], "f32", "batchnorm2d.unused.dgamma"),
       Tensor.empty(gpu, [C], "f32", "batchnorm2d.unused.dbeta"),
     ];
-    const constants = { AFFINE: Number(this.affine), TRACK: Number(this.trackRunningStats) };
+    const constants = {
+      AFFINE: Number(this.affine),
+      TRACK: Number(this.trackRunningStats),
+      ACT: Number(this.fusedSlope !== null),
+      SLOPE: this.fusedSlope ?? 0,
+    };
     this.#train = new KernelCall(gpu, FORWARD_TRAIN, constants);
     this.#eval = new KernelCall(gpu, FORWARD_EVAL, constants);
     this.#backward = new KernelCall(gpu, BACKWARD, constants);
@@ -339,9 +358,10 @@ export class BatchNorm2d extends Module {
     const grid: [number, number, number] = [this.numFeatures, 1, 1];
     const [, , H, W] = this.#x.shape;
     if ((H * W) % 4 === 0) {
-      this.#backward4!.encode(enc, grid, { ...common, x_v4: this.#x, dy_v4: dY, dx_v4: dx });
+      const v = { x_v4: this.#x, y_v4: bufs.y, dy_v4: dY, dx_v4: dx };
+      this.#backward4!.encode(enc, grid, { ...common, ...v });
     } else {
-      this.#backward!.encode(enc, grid, { ...common, x: this.#x, dy: dY, dx });
+      this.#backward!.encode(enc, grid, { ...common, x: this.#x, y: bufs.y, dy: dY, dx });
     }
     return dx;
   }

@@ -271,7 +271,8 @@ export abstract class Module {
 
   /**
    * Asked by a following LeakyReLU with `slope` ≥ 0: whether this module takes
-   * `y = y > 0 ? y : slope·y` into its own forward (Linear, in its matmul's epilogue). The
+   * `y = y > 0 ? y : slope·y` into its own forward (Linear, in its matmul's epilogue;
+   * BatchNorm2d, in its normalisation) and the mask into its backward. The
    * default declines.
    */
   absorbActivation(_slope: number): boolean {

@@ -7,7 +7,8 @@
  * an optimizer updates the whole model in one dispatch) and attaches each module, a parent
  * before its children. Each Sequential offers each child to the one before it
  * ({@link Module.fuseInto}: a LeakyReLU/ReLU with slope ≥ 0 runs in a preceding Linear's matmul
- * epilogue), so only siblings fuse, never across a container's boundary. When a module anywhere
+ * epilogue or a preceding BatchNorm2d's kernels), so only siblings fuse, never across a
+ * container's boundary. When a module anywhere
  * reads it ({@link Module.readsStepCounter}: Dropout), the model keeps the GPU's
  * training-forward counter that keys its masks; other models count training forwards on the host
  * and run no counter kernel. The state dict converts each parameter to PyTorch's layout as its
