@@ -20,13 +20,14 @@ import { pack, unpack } from "./browser/wire.ts";
 import { assertClose, assertWithin, hasGpu, testGpu } from "./helpers.ts";
 import { bundle, chromiumMissing, Session, type Site } from "./browser/chromium.ts";
 import {
+  cnnChecks,
   kernelChecks,
   matmulChecks,
   type Outputs,
   parityRun,
   type Variant,
 } from "./browser/checks.ts";
-import { expectations, matmulExpectations } from "./browser/twins.ts";
+import { cnnExpectations, expectations, matmulExpectations } from "./browser/twins.ts";
 import {
   type Golden,
   lossBounds,
@@ -106,6 +107,16 @@ function compare(
   });
 }
 
+/** The outputs named `prefix…`, renamed without the prefix. */
+function pick(out: Outputs, prefix: string): Outputs {
+  return Object.fromEntries(
+    Object.entries(out).filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [
+      k.slice(prefix.length),
+      v,
+    ]),
+  );
+}
+
 function report(what: string, diffs: ReturnType<typeof compare>): void {
   const same = diffs.filter((d) => d.differ === 0).map((d) => d.name);
   const lines = diffs.filter((d) => d.differ > 0).map((d) =>
@@ -171,6 +182,37 @@ Deno.test({
       assertClose(dawn[name], lavapipe[name], { atol, rtol, what: `Dawn vs lavapipe ${name}` });
     }
     report("matmul kernels", compare(dawn, lavapipe));
+  },
+});
+
+Deno.test({
+  name:
+    "browser: Conv2d (GEMM and direct), BatchNorm2d + ReLU, pools match the float64 twins on Dawn and on lavapipe",
+  ignore: skip !== null,
+  ...options,
+  fn: async () => {
+    const dawn = await inPage(async (session, s) => {
+      await session.page.evaluate("globalThis.wgnnTest.cnn()");
+      return received(s, "/out/cnn");
+    });
+    const gpu = await testGpu();
+    if (typeof gpu === "string") throw new Error(gpu);
+    const lavapipe = await cnnChecks(nn, gpu);
+    const want = cnnExpectations();
+    assert.deepEqual(Object.keys(dawn).sort(), Object.keys(want).sort(), "outputs checked");
+    for (const [name, { want: w, atol, rtol }] of Object.entries(want)) {
+      assertClose(dawn[name], w, { atol, rtol, what: `Dawn ${name}` });
+      assertClose(lavapipe[name], w, { atol, rtol, what: `lavapipe ${name}` });
+      assertClose(dawn[name], lavapipe[name], { atol, rtol, what: `Dawn vs lavapipe ${name}` });
+    }
+    // Each path ran as forced: the GEMM's sums differ from the direct loops' in some bits.
+    for (const out of [dawn, lavapipe]) {
+      assert.ok(
+        compare(pick(out, "cnn/gemm/"), pick(out, "cnn/direct/")).some((d) => d.differ > 0),
+        "the GEMM and direct paths gave different bits",
+      );
+    }
+    report("cnn layers", compare(dawn, lavapipe));
   },
 });
 

@@ -365,3 +365,62 @@ export async function matmulChecks(nn: Nn, gpu: Wgnn.Gpu): Promise<Outputs> {
   }
   return out;
 }
+
+/** The CNN check's batch, input channels, side (H·W a multiple of 4) and feature channels. */
+export const CNN_SIZES = { B: 3, C: 3, H: 10, F: 6 } as const;
+
+/** The convolution paths the CNN check forces in turn. */
+export const CONV_ALGORITHMS = ["gemm", "direct"] as const;
+
+/**
+ * The CNN check's model: Conv2d (3×3, padding 1, no bias) → BatchNorm2d → ReLU (run inside the
+ * BatchNorm2d) → MaxPool2d(2) → Conv2d (3×3, stride 2, padding 1, bias) → AdaptiveAvgPool2d(1)
+ * → Flatten, both convolutions on `algorithm`.
+ */
+export function cnnCheckModel(nn: Nn, algorithm: "gemm" | "direct"): Wgnn.Sequential {
+  const { C, F } = CNN_SIZES;
+  return new nn.Sequential(
+    new nn.Conv2d(C, F, 3, { padding: 1, bias: false, algorithm }),
+    new nn.BatchNorm2d(F),
+    new nn.ReLU(),
+    new nn.MaxPool2d(2),
+    new nn.Conv2d(F, F, 3, { stride: 2, padding: 1, algorithm }),
+    new nn.AdaptiveAvgPool2d(1),
+    new nn.Flatten(),
+  );
+}
+
+/**
+ * The CNN kernels: {@link cnnCheckModel} on each convolution path, one training forward and
+ * backward (output and every gradient), the running statistics, then an eval-mode forward.
+ */
+export async function cnnChecks(nn: Nn, gpu: Wgnn.Gpu): Promise<Outputs> {
+  const { B, C, H, F } = CNN_SIZES;
+  const out: Outputs = {};
+  for (const algorithm of CONV_ALGORITHMS) {
+    const model = cnnCheckModel(nn, algorithm).to(gpu);
+    randomState(model, 50);
+    const X = nn.Tensor.from(gpu, randomArray(B * C * H * H, 51), [B, C, H, H], "x");
+    const DY = nn.Tensor.from(gpu, randomArray(B * F, 52), [B, F], "dy");
+    const prefix = `cnn/${algorithm}/`;
+    let enc = new nn.StepEncoder(gpu);
+    model.parameters().zeroGrad(enc);
+    const y = model.forward(enc, X);
+    model.backward(enc, DY);
+    enc.submit();
+    out[`${prefix}y`] = await y.toFloat32();
+    for (const [name, g] of Object.entries(await model.gradients())) {
+      out[`${prefix}${name}.grad`] = g.data as Float32Array;
+    }
+    const state = await model.stateDict();
+    out[`${prefix}running_mean`] = state["1.running_mean"].data as Float32Array;
+    out[`${prefix}running_var`] = state["1.running_var"].data as Float32Array;
+    model.eval();
+    enc = new nn.StepEncoder(gpu);
+    const e = model.forward(enc, X);
+    enc.submit();
+    out[`${prefix}eval`] = await e.toFloat32();
+    for (const t of [X, DY, model]) t.dispose();
+  }
+  return out;
+}

@@ -8,6 +8,7 @@
 
 import { pack, unpack } from "./wire.ts";
 import {
+  cnnChecks,
   kernelChecks,
   matmulChecks,
   type Nn,
@@ -39,6 +40,8 @@ const api = {
   adapter: () => ({ ...gpu.adapter, features: [...gpu.adapter.features] }),
   /** Runs the kernel checks and POSTs their outputs to /out/kernels. */
   kernels: async () => send("/out/kernels", await kernelChecks(nn, gpu)),
+  /** Runs the CNN layers' checks on each convolution path and POSTs them to /out/cnn. */
+  cnn: async () => send("/out/cnn", await cnnChecks(nn, gpu)),
   /** Runs every matmul kernel, forced, and POSTs the products to /out/matmul. */
   matmul: async () => send("/out/matmul", await matmulChecks(nn, gpu)),
   /** Runs the PyTorch parity of `variant` on the inputs under /in/ and POSTs to /out/<variant>. */

@@ -29,6 +29,9 @@ import {
   adamGrad,
   adamInit,
   CE_CASES,
+  CNN_SIZES,
+  cnnCheckModel,
+  CONV_ALGORITHMS,
   MATMUL_CHOICES,
   MATMUL_SHAPE,
   matmulOperands,
@@ -36,7 +39,22 @@ import {
   SIZES,
   TRANSPOSES,
 } from "./checks.ts";
+import * as layers from "../../browser.ts";
 import { matmulRef } from "../reference/matmul.ts";
+import {
+  avgPoolBackward,
+  avgPoolForward,
+  batchnorm2dBackward,
+  batchnorm2dEval,
+  batchnorm2dTrain,
+  conv2dBackward,
+  conv2dForward,
+  type ConvGeometry,
+  maxPoolBackward,
+  maxPoolForward,
+  type PoolGeometry,
+  type Shape4,
+} from "../reference/cnn.ts";
 
 /** One expected output and its tolerance: |got − want| ≤ atol + rtol·|want|. */
 export interface Expected {
@@ -183,6 +201,67 @@ export function matmulExpectations(): Record<string, Expected> {
       const want = matmulRef(a, b, M, N, K, { transA, transB, bias, leakySlope: 0.1 });
       e[`${name}/tA=${transA}/tB=${transB}`] = { want, atol: 1e-5 * Math.sqrt(K), rtol: 1e-5 };
     }
+  }
+  return e;
+}
+
+/** Every output of `cnnChecks`, as the twins compute it (the same for both convolution paths). */
+export function cnnExpectations(): Record<string, Expected> {
+  const { B, C, H, F } = CNN_SIZES;
+  const conv = (stride: number): ConvGeometry => ({
+    outChannels: F,
+    kernel: [3, 3],
+    stride: [stride, stride],
+    pad: [1, 1, 1, 1],
+    dilation: [1, 1],
+    groups: 1,
+  });
+  const pool: PoolGeometry = { kernel: [2, 2], stride: [2, 2], pad: [0, 0] };
+  const global = { adaptive: [1, 1] as const };
+  const f = weightsOf(cnnCheckModel(layers, "direct"), 50);
+  const x = randomArray(B * C * H * H, 51);
+  const dy = randomArray(B * F, 52);
+  const s1: Shape4 = [B, F, H, H], s2: Shape4 = [B, F, H / 2, H / 2], s3: Shape4 = [B, F, 3, 3];
+  const z1 = conv2dForward(x, [B, C, H, H], f("0.weight"), null, conv(1));
+  const bn = batchnorm2dTrain(z1, s1, f("1.weight"), f("1.bias"), 1e-5);
+  const relu = bn.y.map((v) => Math.max(v, 0));
+  const mp = maxPoolForward(relu, s1, pool);
+  const z2 = conv2dForward(mp.y, s2, f("4.weight"), f("4.bias"), conv(2));
+  const y = avgPoolForward(z2, s3, global);
+  const c2 = conv2dBackward(mp.y, s2, f("4.weight"), avgPoolBackward(dy, s3, global), conv(2));
+  const dRelu = maxPoolBackward(mp.argmax, c2.dx, s1, pool);
+  const b1 = batchnorm2dBackward(
+    z1,
+    s1,
+    f("1.weight"),
+    dRelu.map((g, i) => bn.y[i] > 0 ? g : 0),
+    1e-5,
+  );
+  const c1 = conv2dBackward(x, [B, C, H, H], f("0.weight"), b1.dx, conv(1));
+  const m = B * H * H;
+  const rm = f("1.running_mean").map((v, i) => 0.9 * v + 0.1 * bn.mean[i]);
+  const rv = f("1.running_var").map((v, i) => 0.9 * v + 0.1 * bn.variance[i] * m / (m - 1));
+  const zEval = batchnorm2dEval(z1, s1, f("1.weight"), f("1.bias"), rm, rv, 1e-5);
+  const pEval = maxPoolForward(zEval.map((v) => Math.max(v, 0)), s1, pool).y;
+  const yEval = avgPoolForward(
+    conv2dForward(pEval, s2, f("4.weight"), f("4.bias"), conv(2)),
+    s3,
+    global,
+  );
+  const e: Record<string, Expected> = {};
+  for (const algorithm of CONV_ALGORITHMS) {
+    const put = (name: string, want: ArrayLike<number>, atol = 1e-5, rtol = 1e-5) => {
+      e[`cnn/${algorithm}/${name}`] = { want, atol, rtol };
+    };
+    put("y", y);
+    put("0.weight.grad", c1.dw, 1e-4, 1e-4);
+    put("1.weight.grad", b1.dgamma, 1e-4, 1e-4);
+    put("1.bias.grad", b1.dbeta, 1e-4, 1e-4);
+    put("4.weight.grad", c2.dw, 1e-4, 1e-4);
+    put("4.bias.grad", c2.db, 1e-4, 1e-4);
+    put("running_mean", rm, 1e-6);
+    put("running_var", rv);
+    put("eval", yEval);
   }
   return e;
 }
