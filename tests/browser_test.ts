@@ -21,13 +21,19 @@ import { assertClose, assertWithin, hasGpu, testGpu } from "./helpers.ts";
 import { bundle, chromiumMissing, Session, type Site } from "./browser/chromium.ts";
 import {
   cnnChecks,
+  extraChecks,
   kernelChecks,
   matmulChecks,
   type Outputs,
   parityRun,
   type Variant,
 } from "./browser/checks.ts";
-import { cnnExpectations, expectations, matmulExpectations } from "./browser/twins.ts";
+import {
+  cnnExpectations,
+  expectations,
+  extraExpectations,
+  matmulExpectations,
+} from "./browser/twins.ts";
 import {
   type Golden,
   lossBounds,
@@ -213,6 +219,30 @@ Deno.test({
       );
     }
     report("cnn layers", compare(dawn, lavapipe));
+  },
+});
+
+Deno.test({
+  name:
+    "browser: Tanh, Sigmoid, GELU, SiLU, Softmax, LogSoftmax, four losses, SGD, AdamW, RMSprop match the twins on Dawn and on lavapipe",
+  ignore: skip !== null,
+  ...options,
+  fn: async () => {
+    const dawn = await inPage(async (session, s) => {
+      await session.page.evaluate("globalThis.wgnnTest.extra()");
+      return received(s, "/out/extra");
+    });
+    const gpu = await testGpu();
+    if (typeof gpu === "string") throw new Error(gpu);
+    const lavapipe = await extraChecks(nn, gpu);
+    const want = extraExpectations();
+    assert.deepEqual(Object.keys(dawn).sort(), Object.keys(want).sort(), "outputs checked");
+    for (const [name, { want: w, atol, rtol }] of Object.entries(want)) {
+      assertClose(dawn[name], w, { atol, rtol, what: `Dawn ${name}` });
+      assertClose(lavapipe[name], w, { atol, rtol, what: `lavapipe ${name}` });
+      assertClose(dawn[name], lavapipe[name], { atol, rtol, what: `Dawn vs lavapipe ${name}` });
+    }
+    report("other layers, losses, optimizers", compare(dawn, lavapipe));
   },
 });
 

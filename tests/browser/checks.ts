@@ -424,3 +424,143 @@ export async function cnnChecks(nn: Nn, gpu: Wgnn.Gpu): Promise<Outputs> {
   }
   return out;
 }
+
+/** The element-wise and softmax layers the extra checks run, by their twins' names. */
+export const POINTWISE_CHECKS = [
+  "tanh",
+  "sigmoid",
+  "gelu",
+  "gelu_tanh",
+  "silu",
+  "softmax",
+  "log_softmax",
+] as const;
+
+/** One of {@link POINTWISE_CHECKS} as a layer. */
+function pointwiseLayer(nn: Nn, name: typeof POINTWISE_CHECKS[number]): Wgnn.Module {
+  switch (name) {
+    case "tanh":
+      return new nn.Tanh();
+    case "sigmoid":
+      return new nn.Sigmoid();
+    case "gelu":
+      return new nn.GELU();
+    case "gelu_tanh":
+      return new nn.GELU({ approximate: "tanh" });
+    case "silu":
+      return new nn.SiLU();
+    case "softmax":
+      return new nn.Softmax();
+    case "log_softmax":
+      return new nn.LogSoftmax();
+  }
+}
+
+/** The optimizers the extra checks step (besides Adam, in the kernel checks). */
+export const OPTIMIZER_CASES = [
+  { kind: "SGD", options: { lr: 0.05, momentum: 0.9, nesterov: true, weightDecay: 0.01 } },
+  { kind: "SGD", options: { lr: 0.05, momentum: 0.5, dampening: 0.2 } },
+  { kind: "AdamW", options: { lr: 0.01, weightDecay: 0.1 } },
+  { kind: "RMSprop", options: { lr: 0.01, momentum: 0.5, centered: true, weightDecay: 0.01 } },
+] as const;
+
+/** The class weights of the NLL check, and its ignored label. */
+export const NLL_CASE = {
+  weight: Array.from({ length: 10 }, (_, c) => 0.5 + c / 10),
+  ignoreIndex: 3,
+};
+
+/** BCEWithLogits's positive weights, one per column of the [B, OUT] output. */
+export const POS_WEIGHT = Array.from({ length: SIZES.OUT }, (_, c) => 0.5 + c / 4);
+
+/**
+ * The other layers, losses and optimizers: each element-wise and softmax layer after an identity
+ * Linear (so that its input gradient is computed: the Linear's gradients are xᵀ·dz and Σ dz),
+ * forward and backward; MSELoss, L1Loss, BCEWithLogitsLoss (posWeight) and NLLLoss (class
+ * weights, an ignored label) on one batch, loss and gradient; SGD (Nesterov with weight decay,
+ * and dampening), AdamW and RMSprop (centered, momentum) for the Adam check's steps.
+ */
+export async function extraChecks(nn: Nn, gpu: Wgnn.Gpu): Promise<Outputs> {
+  const { B, HID: D, OUT } = SIZES;
+  const out: Outputs = {};
+  const eye = new Float32Array(D * D);
+  for (let i = 0; i < D; i++) eye[i * D + i] = 1;
+  const x = randomArray(B * D, 60, -3, 3);
+  const dy = randomArray(B * D, 61);
+  for (const name of POINTWISE_CHECKS) {
+    const model = new nn.Sequential(new nn.Linear(D, D), pointwiseLayer(nn, name)).to(gpu);
+    model.loadStateDict({
+      "0.weight": { dtype: "F32", shape: [D, D], data: eye },
+      "0.bias": { dtype: "F32", shape: [D], data: new Float32Array(D) },
+    });
+    const X = nn.Tensor.from(gpu, x, [B, D], "x");
+    const DY = nn.Tensor.from(gpu, dy, [B, D], "dy");
+    const enc = new nn.StepEncoder(gpu);
+    model.parameters().zeroGrad(enc);
+    const y = model.forward(enc, X);
+    model.backward(enc, DY);
+    enc.submit();
+    out[`act/${name}/y`] = await y.toFloat32();
+    for (const [k, g] of Object.entries(await model.gradients())) {
+      out[`act/${name}/${k}.grad`] = g.data as Float32Array;
+    }
+    for (const t of [X, DY, model]) t.dispose();
+  }
+
+  const z = randomArray(B * OUT, 62, -3, 3);
+  const target = randomArray(B * OUT, 63, -1, 1);
+  const bits = Float32Array.from(randomArray(B * OUT, 64), (v) => v > 0 ? 1 : 0);
+  type StatLoss = Wgnn.Loss & { stats: Wgnn.LossStats; dispose(): void };
+  const losses: [string, StatLoss, Float32Array][] = [
+    ["mse", new nn.MSELoss(), target],
+    ["l1", new nn.L1Loss({ reduction: "sum" }), target],
+    ["bce", new nn.BCEWithLogitsLoss({ posWeight: POS_WEIGHT }), bits],
+  ];
+  for (const [name, loss, t] of losses) {
+    const Z = nn.Tensor.from(gpu, z, [B, OUT]);
+    const T = nn.Tensor.from(gpu, t, [B, OUT]);
+    const enc = new nn.StepEncoder(gpu);
+    loss.forward(enc, Z, T);
+    enc.submit();
+    out[`loss/${name}/loss`] = Float64Array.of((await loss.stats.read()).lastLoss);
+    out[`loss/${name}/grad`] = await loss.backward().toFloat32();
+    for (const d of [loss, Z, T]) d.dispose();
+  }
+  const C = NLL_CASE.weight.length;
+  const logp = randomArray(B * C, 65, -5, 0);
+  const labels = Uint32Array.from({ length: B }, (_, i) => (i * 3) % C);
+  const nll = new nn.NLLLoss(NLL_CASE);
+  const L = nn.Tensor.from(gpu, logp, [B, C]);
+  const Y = nn.Tensor.from(gpu, labels, [B]);
+  const enc = new nn.StepEncoder(gpu);
+  nll.forward(enc, L, Y);
+  enc.submit();
+  out["loss/nll/loss"] = Float64Array.of((await nll.stats.read()).lastLoss);
+  out["loss/nll/grad"] = await nll.backward().toFloat32();
+  for (const d of [nll, L, Y]) d.dispose();
+
+  for (const [k, c] of OPTIMIZER_CASES.entries()) {
+    const arena = new nn.ParameterArena(
+      gpu,
+      ADAM_SHAPES.map((shape, i) => ({ name: `p${i}`, shape, init: adamInit(i) })),
+      "optimizer check",
+    );
+    const optimizer = c.kind === "SGD"
+      ? new nn.SGD(arena, c.options)
+      : c.kind === "AdamW"
+      ? new nn.AdamW(arena, c.options)
+      : new nn.RMSprop(arena, c.options);
+    for (let step = 0; step < ADAM_STEPS; step++) {
+      arena.params.forEach((p, i) => p.grad.write(adamGrad(step, i)));
+      const enc = new nn.StepEncoder(gpu, "optimizer check");
+      optimizer.step(enc);
+      enc.submit();
+    }
+    for (const [i, p] of arena.params.entries()) {
+      out[`optim/${k}/p${i}`] = await p.value.toFloat32();
+    }
+    optimizer.dispose();
+    arena.dispose();
+  }
+  return out;
+}

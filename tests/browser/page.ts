@@ -9,6 +9,7 @@
 import { pack, unpack } from "./wire.ts";
 import {
   cnnChecks,
+  extraChecks,
   kernelChecks,
   matmulChecks,
   type Nn,
@@ -40,6 +41,8 @@ const api = {
   adapter: () => ({ ...gpu.adapter, features: [...gpu.adapter.features] }),
   /** Runs the kernel checks and POSTs their outputs to /out/kernels. */
   kernels: async () => send("/out/kernels", await kernelChecks(nn, gpu)),
+  /** Runs the other layers', losses' and optimizers' checks and POSTs them to /out/extra. */
+  extra: async () => send("/out/extra", await extraChecks(nn, gpu)),
   /** Runs the CNN layers' checks on each convolution path and POSTs them to /out/cnn. */
   cnn: async () => send("/out/cnn", await cnnChecks(nn, gpu)),
   /** Runs every matmul kernel, forced, and POSTs the products to /out/matmul. */

@@ -22,7 +22,16 @@ import {
   linearForward,
 } from "../reference/nn.ts";
 import { dropoutMask } from "../reference/dropout_mask.ts";
-import { adamRef, refState } from "../reference/optim.ts";
+import { adamRef, refState, rmspropRef, sgdRef } from "../reference/optim.ts";
+import {
+  logSoftmaxBackward,
+  logSoftmaxForward,
+  pointwiseBackward,
+  pointwiseForward,
+  softmaxBackward,
+  softmaxForward,
+} from "../reference/activations.ts";
+import { bceWithLogits, l1, mse, nll } from "../reference/losses.ts";
 import {
   ADAM_CASES,
   ADAM_STEPS,
@@ -35,6 +44,10 @@ import {
   MATMUL_CHOICES,
   MATMUL_SHAPE,
   matmulOperands,
+  NLL_CASE,
+  OPTIMIZER_CASES,
+  POINTWISE_CHECKS,
+  POS_WEIGHT,
   randomState,
   SIZES,
   TRANSPOSES,
@@ -262,6 +275,105 @@ export function cnnExpectations(): Record<string, Expected> {
     put("running_mean", rm, 1e-6);
     put("running_var", rv);
     put("eval", yEval);
+  }
+  return e;
+}
+
+/** Every output of `extraChecks`, as the twins compute it. */
+export function extraExpectations(): Record<string, Expected> {
+  const { B, HID: D, OUT } = SIZES;
+  const e: Record<string, Expected> = {};
+  const put = (name: string, want: ArrayLike<number>, atol: number, rtol: number) => {
+    e[name] = { want, atol, rtol };
+  };
+  const eye = new Float64Array(D * D);
+  for (let i = 0; i < D; i++) eye[i * D + i] = 1;
+  const x = randomArray(B * D, 60, -3, 3);
+  const dy = randomArray(B * D, 61);
+  for (const name of POINTWISE_CHECKS) {
+    const [y, dz] = name === "softmax"
+      ? [softmaxForward(x, B, D), softmaxBackward(x, dy, B, D)]
+      : name === "log_softmax"
+      ? [logSoftmaxForward(x, B, D), logSoftmaxBackward(x, dy, B, D)]
+      : [pointwiseForward(name, x), pointwiseBackward(name, x, dy)];
+    const g = linearBackward(x, eye, dz, B, D, D);
+    put(`act/${name}/y`, y, 1e-6, 1e-5);
+    put(`act/${name}/0.weight.grad`, g.dw, 1e-5, 1e-4);
+    put(`act/${name}/0.bias.grad`, g.db, 1e-5, 1e-4);
+  }
+
+  const z = randomArray(B * OUT, 62, -3, 3);
+  const target = randomArray(B * OUT, 63, -1, 1);
+  const bits = Float32Array.from(randomArray(B * OUT, 64), (v) => v > 0 ? 1 : 0);
+  const losses = {
+    mse: mse(z, target),
+    l1: l1(z, target, "sum"),
+    bce: bceWithLogits(z, bits, OUT, { posWeight: POS_WEIGHT }),
+  };
+  for (const [name, { loss, grad }] of Object.entries(losses)) {
+    put(`loss/${name}/loss`, [loss], 1e-6, 1e-5);
+    put(`loss/${name}/grad`, grad, 1e-7, 1e-5);
+  }
+  const C = NLL_CASE.weight.length;
+  const logp = randomArray(B * C, 65, -5, 0);
+  const labels = Uint32Array.from({ length: B }, (_, i) => (i * 3) % C);
+  const n = nll(logp, labels, B, C, NLL_CASE);
+  put("loss/nll/loss", [n.loss], 1e-6, 1e-5);
+  put("loss/nll/grad", n.grad, 1e-7, 1e-5);
+
+  for (const [k, c] of OPTIMIZER_CASES.entries()) {
+    for (const i of [0, 1]) {
+      const value = Float64Array.from(adamInit(i));
+      const state = refState(value.length, [
+        "momentum_buffer",
+        "exp_avg",
+        "exp_avg_sq",
+        "max_exp_avg_sq",
+        "square_avg",
+        "grad_avg",
+      ]);
+      for (let step = 0; step < ADAM_STEPS; step++) {
+        const g = adamGrad(step, i);
+        if (c.kind === "SGD") {
+          const o: {
+            lr: number;
+            momentum: number;
+            dampening?: number;
+            nesterov?: boolean;
+            weightDecay?: number;
+          } = c.options;
+          sgdRef(value, g, state, {
+            lr: o.lr,
+            momentum: o.momentum,
+            dampening: o.dampening ?? 0,
+            nesterov: o.nesterov ?? false,
+            weightDecay: o.weightDecay ?? 0,
+            maximize: false,
+          });
+        } else if (c.kind === "AdamW") {
+          adamRef(value, g, state, {
+            lr: c.options.lr,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+            weightDecay: c.options.weightDecay,
+            amsgrad: false,
+            maximize: false,
+            decoupled: true,
+          });
+        } else {
+          rmspropRef(value, g, state, {
+            lr: c.options.lr,
+            alpha: 0.99,
+            eps: 1e-8,
+            weightDecay: c.options.weightDecay,
+            momentum: c.options.momentum,
+            centered: c.options.centered,
+            maximize: false,
+          });
+        }
+      }
+      put(`optim/${k}/p${i}`, value, 1e-6, 1e-5);
+    }
   }
   return e;
 }
