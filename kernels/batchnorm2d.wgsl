@@ -9,8 +9,8 @@
 // Math (eval):   y = (x−running_mean)/√(running_var+eps)·γ + β (batch statistics when !TRACK)
 // Fused:         with ACT, y = a(bn(x)), a(v) = v > 0 ? v : SLOPE·v (a following ReLU or
 //                LeakyReLU with slope ≥ 0, as activation.wgsl; +0, not −0, when SLOPE = 0),
-//                and backward first takes dy ← y > 0 ? dy : SLOPE·dy from the layer's own
-//                output (y > 0 ⇔ bn(x) > 0).
+//                and backward first takes dy ← bn(x) > 0 ? dy : SLOPE·dy, with bn(x)
+//                recomputed from x by the forward's own expression (no read of y).
 // Math (backward, train statistics): x̂ = (x−μ)·r
 //                dγ += Σ dy·x̂,  dβ += Σ dy
 //                dx = γ·r·(dy − Σ dy/m − x̂·Σ(dy·x̂)/m)
@@ -20,15 +20,16 @@
 //           `state` = [running_mean (C), running_var (C), num_batches_tracked (1, u32 bits)].
 // Bindings: forward_*: 0 x, 1 gamma, 2 beta (storage, read), 3 y, 4 saved, 5 state (storage,
 //           read_write), 6 p: Params (storage, read; see batchnorm.wgsl).
-//           backward:  0 x, 1 gamma, 7 dy, 8 saved_in (storage, read), 3 y (read: the forward's
-//           output, for ACT), 9 dx, 10 dgamma, 11 dbeta (storage, read_write), 6 p.
+//           backward:  0 x, 1 gamma, 2 beta, 7 dy, 8 saved_in (storage, read), 9 dx, 10 dgamma,
+//           11 dbeta (storage, read_write), 6 p.
 //           The *4 entry points (H·W a multiple of 4) bind the same buffers as vec4 views,
 //           12 x_v4 for x, 13 y_v4 for y, 14 dy_v4 for dy, 15 dx_v4 for dx, and work on 4
 //           values of a plane at a time: Mesa's software adapters turn each storage load into
 //           a loop over the SIMD lanes, so a vec4 load costs about what a scalar one does.
 // Dispatch: one workgroup of WG = 64 invocations per channel (WG sizes the reduction array);
 //           grid = [C, 1, 1]. Lane l visits the channel's values l, l + WG, … (vec4 values in the
-//           *4 entry points) with its (n, k) position carried along (no division in the loops).
+//           *4 entry points) with its position carried along (no division, no read of p, in the
+//           loops: on Mesa each storage read of p in a loop costs as much as a data load).
 
 struct Params {
   N: u32,
@@ -101,56 +102,98 @@ fn total(v: vec2<f32>, li: u32) -> vec2<f32> {
   return s;
 }
 
-// Index of lane li's first value of channel c, and the step to the next one, as (n, k).
-struct Cursor {
+// A lane's walk over one channel's values (vec4s in the *4 entry points, width 4): a plane is
+// `hw` of them, planes are `plane` apart, and the step of WG is `dn` whole planes plus `dk`
+// (< hw). Everything is read from p once, so the loops load only data.
+struct Walk {
+  N: u32,
+  hw: u32,
+  plane: u32,
+  dn: u32,
+  dk: u32,
+  step: u32,
+  wrap: u32,
+}
+
+fn walk(width: u32) -> Walk {
+  let hw = p.HW / width;
+  let plane = p.C * hw;
+  let dn = WG / hw;
+  let dk = WG % hw;
+  return Walk(p.N, hw, plane, dn, dk, dn * plane + dk, plane - hw);
+}
+
+// Lane li's position in channel c: image n, offset k in the plane, flat index i.
+struct Pos {
   n: u32,
   k: u32,
+  i: u32,
 }
 
-fn first(li: u32) -> Cursor {
-  return Cursor(li / p.HW, li % p.HW);
+fn first(li: u32, c: u32, w: Walk) -> Pos {
+  let n = li / w.hw;
+  let k = li % w.hw;
+  return Pos(n, k, n * w.plane + c * w.hw + k);
 }
 
-fn advance(cur: Cursor) -> Cursor {
-  var k = cur.k + WG;
-  var n = cur.n;
-  while (k >= p.HW) {
-    k -= p.HW;
+fn next(q: Pos, w: Walk) -> Pos {
+  var k = q.k + w.dk;
+  var n = q.n + w.dn;
+  var i = q.i + w.step;
+  if (k >= w.hw) {
+    k -= w.hw;
     n += 1u;
+    i += w.wrap;
   }
-  return Cursor(n, k);
-}
-
-fn at(cur: Cursor, c: u32) -> u32 {
-  return (cur.n * p.C + c) * p.HW + cur.k;
+  return Pos(n, k, i);
 }
 
 // (μ, σ²) of channel c, σ² biased.
 fn batch_stats(c: u32, li: u32) -> vec2<f32> {
+  let w = walk(1u);
   let m = f32(p.N * p.HW);
   var s = 0.0;
-  for (var cur = first(li); cur.n < p.N; cur = advance(cur)) {
-    s += x[at(cur, c)];
+  for (var q = first(li, c, w); q.n < w.N; q = next(q, w)) {
+    s += x[q.i];
   }
   let mean = total(vec2<f32>(s, 0.0), li).x / m;
-  var q = 0.0;
-  for (var cur = first(li); cur.n < p.N; cur = advance(cur)) {
-    let d = x[at(cur, c)] - mean;
-    q += d * d;
+  var ss = 0.0;
+  for (var q = first(li, c, w); q.n < w.N; q = next(q, w)) {
+    let d = x[q.i] - mean;
+    ss += d * d;
   }
-  return vec2<f32>(mean, total(vec2<f32>(q, 0.0), li).x / m);
+  return vec2<f32>(mean, total(vec2<f32>(ss, 0.0), li).x / m);
+}
+
+// (γ, β) of channel c: (1, 0) without AFFINE.
+fn affine(c: u32) -> vec2<f32> {
+  if (AFFINE) {
+    return vec2<f32>(gamma[c], beta[c]);
+  }
+  return vec2<f32>(1.0, 0.0);
 }
 
 fn normalize(c: u32, li: u32, mean: f32, rstd: f32) {
-  var g = 1.0;
-  var b = 0.0;
-  if (AFFINE) {
-    g = gamma[c];
-    b = beta[c];
+  let w = walk(1u);
+  let gb = affine(c);
+  let scale = rstd * gb.x;
+  for (var q = first(li, c, w); q.n < w.N; q = next(q, w)) {
+    y[q.i] = act(pre(x[q.i], mean, scale, gb.y));
   }
-  for (var cur = first(li); cur.n < p.N; cur = advance(cur)) {
-    let i = at(cur, c);
-    y[i] = act((x[i] - mean) * rstd * g + b);
+}
+
+// Lane 0's epilogue of a training forward: the saved statistics and the running estimates.
+fn update_stats(c: u32, st: vec2<f32>, rstd: f32) {
+  saved[c] = st.x;
+  saved[p.C + c] = rstd;
+  if (TRACK) {
+    let m = f32(p.N * p.HW);
+    let unbiased = st.y * m / (m - 1.0);
+    state[c] = (1.0 - p.momentum) * state[c] + p.momentum * st.x;
+    state[p.C + c] = (1.0 - p.momentum) * state[p.C + c] + p.momentum * unbiased;
+    if (c == 0u) {
+      state[2u * p.C] = bitcast<f32>(bitcast<u32>(state[2u * p.C]) + 1u);
+    }
   }
 }
 
@@ -161,17 +204,7 @@ fn forward_train(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
   let rstd = inverseSqrt(st.y + p.eps);
   normalize(c, li, st.x, rstd);
   if (li == 0u) {
-    saved[c] = st.x;
-    saved[p.C + c] = rstd;
-    if (TRACK) {
-      let m = f32(p.N * p.HW);
-      let unbiased = st.y * m / (m - 1.0);
-      state[c] = (1.0 - p.momentum) * state[c] + p.momentum * st.x;
-      state[p.C + c] = (1.0 - p.momentum) * state[p.C + c] + p.momentum * unbiased;
-      if (c == 0u) {
-        state[2u * p.C] = bitcast<f32>(bitcast<u32>(state[2u * p.C]) + 1u);
-      }
-    }
+    update_stats(c, st, rstd);
   }
 }
 
@@ -191,66 +224,46 @@ fn forward_eval(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
   normalize(c, li, mean, inverseSqrt(variance + p.eps));
 }
 
+// The pre-activation of the forward, recomputed from x by the same expression: backward's
+// mask needs no read of y.
+fn pre(v: f32, mean: f32, scale: f32, b: f32) -> f32 {
+  return (v - mean) * scale + b;
+}
+
+fn pre4(v: vec4<f32>, mean: f32, scale: f32, b: f32) -> vec4<f32> {
+  return (v - mean) * scale + b;
+}
+
 @compute @workgroup_size(WG)
 fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let c = wg.x;
+  let w = walk(1u);
   let mean = saved_in[c];
   let rstd = saved_in[p.C + c];
+  let gb = affine(c);
+  let scale = rstd * gb.x;
   var part = vec2<f32>(0.0);
-  for (var cur = first(li); cur.n < p.N; cur = advance(cur)) {
-    let i = at(cur, c);
-    let g = act_grad(dy[i], y[i]);
-    part += vec2<f32>(g, g * (x[i] - mean) * rstd);
+  for (var q = first(li, c, w); q.n < w.N; q = next(q, w)) {
+    let v = x[q.i];
+    let g = act_grad(dy[q.i], pre(v, mean, scale, gb.y));
+    part += vec2<f32>(g, g * (v - mean) * rstd);
   }
   let sums = total(part, li);
-  var k = rstd;
-  if (AFFINE) {
-    k *= gamma[c];
-    if (li == 0u) {
-      dgamma[c] += sums.y;
-      dbeta[c] += sums.x;
-    }
+  if (AFFINE && li == 0u) {
+    dgamma[c] += sums.y;
+    dbeta[c] += sums.x;
   }
   let inv_m = 1.0 / f32(p.N * p.HW);
-  for (var cur = first(li); cur.n < p.N; cur = advance(cur)) {
-    let i = at(cur, c);
-    let xhat = (x[i] - mean) * rstd;
-    dx[i] = k * (act_grad(dy[i], y[i]) - sums.x * inv_m - xhat * sums.y * inv_m);
+  let mdy = sums.x * inv_m;
+  let mdx = sums.y * inv_m;
+  for (var q = first(li, c, w); q.n < w.N; q = next(q, w)) {
+    let v = x[q.i];
+    let g = act_grad(dy[q.i], pre(v, mean, scale, gb.y));
+    dx[q.i] = scale * (g - mdy - (v - mean) * rstd * mdx);
   }
 }
 
 // ---- The vec4 entry points: the same math on 4 consecutive values of a plane at a time. ----
-
-// A lane's walk over a channel's vec4s: the plane's length in vec4s (HW4) and the step of WG
-// vec4s as whole planes (dn) and a remainder (dk < HW4).
-struct Walk {
-  hw4: u32,
-  dn: u32,
-  dk: u32,
-}
-
-fn walk() -> Walk {
-  let hw4 = p.HW / 4u;
-  return Walk(hw4, WG / hw4, WG % hw4);
-}
-
-fn first4(li: u32, w: Walk) -> Cursor {
-  return Cursor(li / w.hw4, li % w.hw4);
-}
-
-fn advance4(cur: Cursor, w: Walk) -> Cursor {
-  var k = cur.k + w.dk;
-  var n = cur.n + w.dn;
-  if (k >= w.hw4) {
-    k -= w.hw4;
-    n += 1u;
-  }
-  return Cursor(n, k);
-}
-
-fn at4(cur: Cursor, c: u32, w: Walk) -> u32 {
-  return (cur.n * p.C + c) * w.hw4 + cur.k;
-}
 
 fn sum4(v: vec4<f32>) -> f32 {
   return (v.x + v.y) + (v.z + v.w);
@@ -259,58 +272,42 @@ fn sum4(v: vec4<f32>) -> f32 {
 fn batch_stats4(c: u32, li: u32, w: Walk) -> vec2<f32> {
   let m = f32(p.N * p.HW);
   var s = vec4<f32>(0.0);
-  for (var cur = first4(li, w); cur.n < p.N; cur = advance4(cur, w)) {
-    s += x_v4[at4(cur, c, w)];
+  for (var q = first(li, c, w); q.n < w.N; q = next(q, w)) {
+    s += x_v4[q.i];
   }
   let mean = total(vec2<f32>(sum4(s), 0.0), li).x / m;
-  var q = vec4<f32>(0.0);
-  for (var cur = first4(li, w); cur.n < p.N; cur = advance4(cur, w)) {
-    let d = x_v4[at4(cur, c, w)] - mean;
-    q += d * d;
+  var ss = vec4<f32>(0.0);
+  for (var q = first(li, c, w); q.n < w.N; q = next(q, w)) {
+    let d = x_v4[q.i] - mean;
+    ss += d * d;
   }
-  return vec2<f32>(mean, total(vec2<f32>(sum4(q), 0.0), li).x / m);
+  return vec2<f32>(mean, total(vec2<f32>(sum4(ss), 0.0), li).x / m);
 }
 
 fn normalize4(c: u32, li: u32, mean: f32, rstd: f32, w: Walk) {
-  var g = 1.0;
-  var b = 0.0;
-  if (AFFINE) {
-    g = gamma[c];
-    b = beta[c];
-  }
-  let scale = rstd * g;
-  for (var cur = first4(li, w); cur.n < p.N; cur = advance4(cur, w)) {
-    let i = at4(cur, c, w);
-    y_v4[i] = act4((x_v4[i] - mean) * scale + b);
+  let gb = affine(c);
+  let scale = rstd * gb.x;
+  for (var q = first(li, c, w); q.n < w.N; q = next(q, w)) {
+    y_v4[q.i] = act4(pre4(x_v4[q.i], mean, scale, gb.y));
   }
 }
 
 @compute @workgroup_size(WG)
 fn forward_train4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let c = wg.x;
-  let w = walk();
+  let w = walk(4u);
   let st = batch_stats4(c, li, w);
   let rstd = inverseSqrt(st.y + p.eps);
   normalize4(c, li, st.x, rstd, w);
   if (li == 0u) {
-    saved[c] = st.x;
-    saved[p.C + c] = rstd;
-    if (TRACK) {
-      let m = f32(p.N * p.HW);
-      let unbiased = st.y * m / (m - 1.0);
-      state[c] = (1.0 - p.momentum) * state[c] + p.momentum * st.x;
-      state[p.C + c] = (1.0 - p.momentum) * state[p.C + c] + p.momentum * unbiased;
-      if (c == 0u) {
-        state[2u * p.C] = bitcast<f32>(bitcast<u32>(state[2u * p.C]) + 1u);
-      }
-    }
+    update_stats(c, st, rstd);
   }
 }
 
 @compute @workgroup_size(WG)
 fn forward_eval4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let c = wg.x;
-  let w = walk();
+  let w = walk(4u);
   var mean: f32;
   var variance: f32;
   if (TRACK) {
@@ -327,32 +324,30 @@ fn forward_eval4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation
 @compute @workgroup_size(WG)
 fn backward4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let c = wg.x;
-  let w = walk();
+  let w = walk(4u);
   let mean = saved_in[c];
   let rstd = saved_in[p.C + c];
+  let gb = affine(c);
+  let scale = rstd * gb.x;
   var sg = vec4<f32>(0.0);
   var sgx = vec4<f32>(0.0);
-  for (var cur = first4(li, w); cur.n < p.N; cur = advance4(cur, w)) {
-    let i = at4(cur, c, w);
-    let g = act_grad4(dy_v4[i], y_v4[i]);
+  for (var q = first(li, c, w); q.n < w.N; q = next(q, w)) {
+    let v = x_v4[q.i];
+    let g = act_grad4(dy_v4[q.i], pre4(v, mean, scale, gb.y));
     sg += g;
-    sgx += g * (x_v4[i] - mean) * rstd;
+    sgx += g * (v - mean) * rstd;
   }
   let sums = total(vec2<f32>(sum4(sg), sum4(sgx)), li);
-  var k = rstd;
-  if (AFFINE) {
-    k *= gamma[c];
-    if (li == 0u) {
-      dgamma[c] += sums.y;
-      dbeta[c] += sums.x;
-    }
+  if (AFFINE && li == 0u) {
+    dgamma[c] += sums.y;
+    dbeta[c] += sums.x;
   }
   let inv_m = 1.0 / f32(p.N * p.HW);
   let mdy = sums.x * inv_m;
   let mdx = sums.y * inv_m;
-  for (var cur = first4(li, w); cur.n < p.N; cur = advance4(cur, w)) {
-    let i = at4(cur, c, w);
-    let xhat = (x_v4[i] - mean) * rstd;
-    dx_v4[i] = k * (act_grad4(dy_v4[i], y_v4[i]) - mdy - xhat * mdx);
+  for (var q = first(li, c, w); q.n < w.N; q = next(q, w)) {
+    let v = x_v4[q.i];
+    let g = act_grad4(dy_v4[q.i], pre4(v, mean, scale, gb.y));
+    dx_v4[q.i] = scale * (g - mdy - (v - mean) * rstd * mdx);
   }
 }

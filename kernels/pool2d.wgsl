@@ -15,8 +15,14 @@
 //           6 p: Params (storage, read; see batchnorm.wgsl).
 //           max_forward: x, y, idx, p. max_backward: dy, idx_in, dx, p. avg_forward: x, y, p.
 //           avg_backward: dy, dx, p.
-// Dispatch: one invocation per output element (forward) or input element (backward),
-//           workgroup WG, linear workgroup index wid.x + wid.y·nwg.x; grid = grid1d(ceil(n / WG)).
+// Dispatch: one invocation per output position (i, j) (forward) or input position (h, w)
+//           (backward) of a plane, TX×TY = 8×8 positions per workgroup, looping over the planes
+//           gid.z, gid.z + nwg.z, …: grid = [ceil(OW / 8), ceil(OH / 8), Z] (forward; W and H
+//           in backward), Z = min(ceil(planes / 4), 65535). A position's window (or the
+//           outputs that hold it) is worked out once for all its planes, and nothing divides
+//           per element (integer division is a scalar loop on CPU adapters). Each entry point
+//           reads p once into a local: on Mesa every storage read is a load, and loops do not
+//           hoist them.
 
 struct Params {
   planes: u32,
@@ -32,7 +38,8 @@ struct Params {
   PW: u32,
 }
 
-override WG: u32 = 64u;
+const TX = 8u;
+const TY = 8u;
 override ADAPTIVE: bool = false;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -42,10 +49,6 @@ override ADAPTIVE: bool = false;
 @group(0) @binding(4) var<storage, read_write> idx: array<u32>;
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(6) var<storage, read> p: Params;
-
-fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
-  return (wid.x + wid.y * nwg.x) * WG + lid.x;
-}
 
 // [start, end) of output o's window along a dimension of input size n and output size m,
 // clipped to [0, n).
@@ -69,123 +72,116 @@ fn outputs_of(t: u32, n: u32, m: u32, k: u32, s: u32, pad: u32) -> vec2<u32> {
   return vec2<u32>(u32(lo), u32(max(hi, lo - 1)));
 }
 
-fn divisor(rows: vec2<u32>, cols: vec2<u32>) -> f32 {
+fn divisor(q: Params, rows: vec2<u32>, cols: vec2<u32>) -> f32 {
   if (ADAPTIVE) {
     return f32((rows.y - rows.x) * (cols.y - cols.x));
   }
-  return f32(p.KH * p.KW);
+  return f32(q.KH * q.KW);
 }
 
-@compute @workgroup_size(WG)
-fn max_forward(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-  let e = linear_id(wid, nwg, lid);
-  if (e >= p.planes * p.OH * p.OW) {
+@compute @workgroup_size(TX, TY)
+fn max_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let q = p;
+  let j = gid.x;
+  let i = gid.y;
+  if (j >= q.OW || i >= q.OH) {
     return;
   }
-  let plane = e / (p.OH * p.OW);
-  let i = (e / p.OW) % p.OH;
-  let j = e % p.OW;
-  let rows = window(i, p.H, p.OH, p.KH, p.SH, p.PH);
-  let cols = window(j, p.W, p.OW, p.KW, p.SW, p.PW);
-  var best = x[(plane * p.H + rows.x) * p.W + cols.x];
-  var at = rows.x * p.W + cols.x;
-  for (var h = rows.x; h < rows.y; h++) {
-    for (var w = cols.x; w < cols.y; w++) {
-      let v = x[(plane * p.H + h) * p.W + w];
-      // Strictly greater: the first maximum wins ties. A NaN wins once and stays (v != v).
-      if ((v > best || v != v) && best == best) {
-        best = v;
-        at = h * p.W + w;
+  let rows = window(i, q.H, q.OH, q.KH, q.SH, q.PH);
+  let cols = window(j, q.W, q.OW, q.KW, q.SW, q.PW);
+  let first = rows.x * q.W + cols.x;
+  for (var plane = gid.z; plane < q.planes; plane += nwg.z) {
+    let base = plane * q.H * q.W;
+    var best = x[base + first];
+    var at = first;
+    for (var h = rows.x; h < rows.y; h++) {
+      for (var w = cols.x; w < cols.y; w++) {
+        let v = x[base + h * q.W + w];
+        // Strictly greater: the first maximum wins ties. A NaN wins once and stays (v != v).
+        if ((v > best || v != v) && best == best) {
+          best = v;
+          at = h * q.W + w;
+        }
       }
     }
+    let e = (plane * q.OH + i) * q.OW + j;
+    y[e] = best;
+    idx[e] = at;
   }
-  y[e] = best;
-  idx[e] = at;
 }
 
-@compute @workgroup_size(WG)
-fn max_backward(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-  let e = linear_id(wid, nwg, lid);
-  if (e >= p.planes * p.H * p.W) {
+@compute @workgroup_size(TX, TY)
+fn max_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let q = p;
+  let w = gid.x;
+  let h = gid.y;
+  if (w >= q.W || h >= q.H) {
     return;
   }
-  let plane = e / (p.H * p.W);
-  let h = (e / p.W) % p.H;
-  let w = e % p.W;
-  let me = h * p.W + w;
-  let ri = outputs_of(h, p.H, p.OH, p.KH, p.SH, p.PH);
-  let rj = outputs_of(w, p.W, p.OW, p.KW, p.SW, p.PW);
-  var s = 0.0;
-  for (var i = ri.x; i <= ri.y; i++) {
-    for (var j = rj.x; j <= rj.y; j++) {
-      let o = (plane * p.OH + i) * p.OW + j;
-      if (idx_in[o] == me) {
-        s += dy[o];
+  let me = h * q.W + w;
+  let ri = outputs_of(h, q.H, q.OH, q.KH, q.SH, q.PH);
+  let rj = outputs_of(w, q.W, q.OW, q.KW, q.SW, q.PW);
+  for (var plane = gid.z; plane < q.planes; plane += nwg.z) {
+    var s = 0.0;
+    for (var i = ri.x; i <= ri.y; i++) {
+      for (var j = rj.x; j <= rj.y; j++) {
+        let o = (plane * q.OH + i) * q.OW + j;
+        if (idx_in[o] == me) {
+          s += dy[o];
+        }
       }
     }
+    dx[plane * q.H * q.W + me] = s;
   }
-  dx[e] = s;
 }
 
-@compute @workgroup_size(WG)
-fn avg_forward(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-  let e = linear_id(wid, nwg, lid);
-  if (e >= p.planes * p.OH * p.OW) {
+@compute @workgroup_size(TX, TY)
+fn avg_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let q = p;
+  let j = gid.x;
+  let i = gid.y;
+  if (j >= q.OW || i >= q.OH) {
     return;
   }
-  let plane = e / (p.OH * p.OW);
-  let i = (e / p.OW) % p.OH;
-  let j = e % p.OW;
-  let rows = window(i, p.H, p.OH, p.KH, p.SH, p.PH);
-  let cols = window(j, p.W, p.OW, p.KW, p.SW, p.PW);
-  var s = 0.0;
-  for (var h = rows.x; h < rows.y; h++) {
-    for (var w = cols.x; w < cols.y; w++) {
-      s += x[(plane * p.H + h) * p.W + w];
-    }
-  }
-  y[e] = s / divisor(rows, cols);
-}
-
-@compute @workgroup_size(WG)
-fn avg_backward(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-  let e = linear_id(wid, nwg, lid);
-  if (e >= p.planes * p.H * p.W) {
-    return;
-  }
-  let plane = e / (p.H * p.W);
-  let h = (e / p.W) % p.H;
-  let w = e % p.W;
-  let ri = outputs_of(h, p.H, p.OH, p.KH, p.SH, p.PH);
-  let rj = outputs_of(w, p.W, p.OW, p.KW, p.SW, p.PW);
-  var s = 0.0;
-  for (var i = ri.x; i <= ri.y; i++) {
-    let rows = window(i, p.H, p.OH, p.KH, p.SH, p.PH);
-    if (h < rows.x || h >= rows.y) {
-      continue;
-    }
-    for (var j = rj.x; j <= rj.y; j++) {
-      let cols = window(j, p.W, p.OW, p.KW, p.SW, p.PW);
-      if (w >= cols.x && w < cols.y) {
-        s += dy[(plane * p.OH + i) * p.OW + j] / divisor(rows, cols);
+  let rows = window(i, q.H, q.OH, q.KH, q.SH, q.PH);
+  let cols = window(j, q.W, q.OW, q.KW, q.SW, q.PW);
+  let d = divisor(q, rows, cols);
+  for (var plane = gid.z; plane < q.planes; plane += nwg.z) {
+    let base = plane * q.H * q.W;
+    var s = 0.0;
+    for (var h = rows.x; h < rows.y; h++) {
+      for (var w = cols.x; w < cols.y; w++) {
+        s += x[base + h * q.W + w];
       }
     }
+    y[(plane * q.OH + i) * q.OW + j] = s / d;
   }
-  dx[e] = s;
+}
+
+@compute @workgroup_size(TX, TY)
+fn avg_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let q = p;
+  let w = gid.x;
+  let h = gid.y;
+  if (w >= q.W || h >= q.H) {
+    return;
+  }
+  let ri = outputs_of(h, q.H, q.OH, q.KH, q.SH, q.PH);
+  let rj = outputs_of(w, q.W, q.OW, q.KW, q.SW, q.PW);
+  for (var plane = gid.z; plane < q.planes; plane += nwg.z) {
+    var s = 0.0;
+    for (var i = ri.x; i <= ri.y; i++) {
+      let rows = window(i, q.H, q.OH, q.KH, q.SH, q.PH);
+      if (h < rows.x || h >= rows.y) {
+        continue;
+      }
+      for (var j = rj.x; j <= rj.y; j++) {
+        let cols = window(j, q.W, q.OW, q.KW, q.SW, q.PW);
+        if (w >= cols.x && w < cols.y) {
+          s += dy[(plane * q.OH + i) * q.OW + j] / divisor(q, rows, cols);
+        }
+      }
+    }
+    dx[plane * q.H * q.W + h * q.W + w] = s;
+  }
 }

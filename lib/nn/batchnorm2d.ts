@@ -62,7 +62,7 @@ const FORWARD_EVAL = entryPoint(BATCHNORM2D, "forward_eval", [
 const BACKWARD = entryPoint(BATCHNORM2D, "backward", [
   "x",
   "gamma",
-  "y",
+  "beta",
   "dy",
   "saved_in",
   "dx",
@@ -91,7 +91,7 @@ const FORWARD_EVAL4 = entryPoint(BATCHNORM2D, "forward_eval4", [
 const BACKWARD4 = entryPoint(BATCHNORM2D, "backward4", [
   "x_v4",
   "gamma",
-  "y_v4",
+  "beta",
   "dy_v4",
   "saved_in",
   "dx_v4",
@@ -350,6 +350,7 @@ export class BatchNorm2d extends Module {
     const dx = bufs.dx();
     const common = {
       gamma: this.#gamma?.value ?? this.#dummy!,
+      beta: this.#beta?.value ?? this.#dummy!,
       saved_in: this.#saved!,
       dgamma: this.#gamma?.grad ?? this.#dummyGrads![0],
       dbeta: this.#beta?.grad ?? this.#dummyGrads![1],
@@ -358,10 +359,10 @@ export class BatchNorm2d extends Module {
     const grid: [number, number, number] = [this.numFeatures, 1, 1];
     const [, , H, W] = this.#x.shape;
     if ((H * W) % 4 === 0) {
-      const v = { x_v4: this.#x, y_v4: bufs.y, dy_v4: dY, dx_v4: dx };
+      const v = { x_v4: this.#x, dy_v4: dY, dx_v4: dx };
       this.#backward4!.encode(enc, grid, { ...common, ...v });
     } else {
-      this.#backward!.encode(enc, grid, { ...common, x: this.#x, y: bufs.y, dy: dY, dx });
+      this.#backward!.encode(enc, grid, { ...common, x: this.#x, dy: dY, dx });
     }
     return dx;
   }

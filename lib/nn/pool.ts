@@ -9,7 +9,7 @@
 
 import type { GpuBuffer } from "../gpu/buffer.ts";
 import type { StepEncoder } from "../gpu/encoder.ts";
-import { grid1d } from "../gpu/kernels.ts";
+import { MAX_GRID } from "../gpu/kernels.ts";
 import { ParamsLayout } from "../gpu/params.ts";
 import { Tensor } from "../tensor.ts";
 import pool2dSource from "../../kernels/pool2d.wgsl" with { type: "text" };
@@ -41,7 +41,14 @@ const POOL_PARAMS = new ParamsLayout("pool2d.Params", {
   PH: "u32",
   PW: "u32",
 });
-const WG = 64;
+/**
+ * pool2d.wgsl's grid over [N, C, H, W] positions: 8×8 of a plane per workgroup, each invocation
+ * looping over up to 4 planes (more where N·C/4 passes the 65,535 limit).
+ */
+function planeGrid(shape: readonly number[]): [number, number, number] {
+  const [N, C, H, W] = shape;
+  return [Math.ceil(W / 8), Math.ceil(H / 8), Math.min(Math.ceil((N * C) / 4), MAX_GRID)];
+}
 
 function pair(what: string, name: string, value: Pair, min: number): [number, number] {
   const p: [number, number] = typeof value === "number" ? [value, value] : [value?.[0], value?.[1]];
@@ -141,7 +148,7 @@ export abstract class Pool2d extends Module {
   /** Compiles the kernels. */
   override attach(context: AttachContext, params: Parameter[]): void {
     super.attach(context, params);
-    const constants = { WG, ADAPTIVE: Number(this.kind === "adaptive") };
+    const constants = { ADAPTIVE: Number(this.kind === "adaptive") };
     if (this.kind === "max") {
       this.#forward = new KernelCall(context.gpu, MAX_FORWARD, constants);
       this.#maxBackward = new KernelCall(context.gpu, MAX_BACKWARD, constants);
@@ -173,7 +180,7 @@ export abstract class Pool2d extends Module {
       );
     }
     const bufs = this.#buffersFor(x.shape);
-    const grid = grid1d(Math.ceil(bufs.y.numel / WG));
+    const grid = planeGrid(bufs.y.shape);
     if (bufs.idx) {
       const call = this.#forward as KernelCall<typeof MAX_FORWARD>;
       call.encode(enc, grid, { x, y: bufs.y, idx: bufs.idx, p: bufs.params });
@@ -193,7 +200,7 @@ export abstract class Pool2d extends Module {
     const bufs = this.#buffersFor(this.#x.shape);
     dY.expectShape(`Cannot run ${this.describe()} backward`, bufs.y.shape);
     const dx = bufs.dx();
-    const grid = grid1d(Math.ceil(dx.numel / WG));
+    const grid = planeGrid(dx.shape);
     if (bufs.idx) {
       this.#maxBackward!.encode(enc, grid, { dy: dY, idx_in: bufs.idx, dx, p: bufs.params });
     } else {
