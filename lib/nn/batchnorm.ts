@@ -313,39 +313,19 @@ export class BatchNorm1d extends Module {
 
   /** `running_mean` and `running_var` (F32 [F]) and `num_batches_tracked` (I64 []). */
   override bufferShapes(): Record<string, { dtype: "F32" | "I64"; shape: number[] }> {
-    if (!this.trackRunningStats) return {};
-    const F = this.numFeatures;
-    return {
-      running_mean: { dtype: "F32", shape: [F] },
-      running_var: { dtype: "F32", shape: [F] },
-      num_batches_tracked: { dtype: "I64", shape: [] },
-    };
+    return this.trackRunningStats ? runningStatsShapes(this.numFeatures) : {};
   }
 
   /** Reads the running statistics back (waits for the GPU). */
-  override async readBuffers(): Promise<Record<string, HostTensor>> {
-    if (!this.trackRunningStats || this.#state === null) return {};
-    const F = this.numFeatures;
-    const all = await this.#state.toFloat32();
-    const count = new Uint32Array(all.buffer, all.byteOffset + 8 * F, 1)[0];
-    return {
-      running_mean: { dtype: "F32", shape: [F], data: all.slice(0, F) },
-      running_var: { dtype: "F32", shape: [F], data: all.slice(F, 2 * F) },
-      num_batches_tracked: { dtype: "I64", shape: [], data: BigInt64Array.of(BigInt(count)) },
-    };
+  override readBuffers(): Promise<Record<string, HostTensor>> {
+    if (!this.trackRunningStats || this.#state === null) return Promise.resolve({});
+    return readRunningStats(this.#state, this.numFeatures);
   }
 
   /** Uploads running statistics (shapes as {@link BatchNorm1d.bufferShapes}). */
   override writeBuffers(buffers: Record<string, HostTensor>): void {
     if (!this.trackRunningStats || this.#state === null) return;
-    const F = this.numFeatures;
-    const all = new Float32Array(2 * F + 1);
-    all.set(buffers.running_mean.data as Float32Array, 0);
-    all.set(buffers.running_var.data as Float32Array, F);
-    new Uint32Array(all.buffer, 8 * F, 1)[0] = Number(
-      (buffers.num_batches_tracked.data as BigInt64Array)[0],
-    );
-    this.#state.write(all);
+    this.#state.write(runningStatsData(buffers, this.numFeatures));
   }
 
   /** Frees the activations and running statistics (γ and β belong to the model's arena). */
@@ -353,4 +333,43 @@ export class BatchNorm1d extends Module {
     this.#buffers.dispose();
     disposeAll(this.#state, this.#saved, this.#dummy, ...(this.#dummyGrads ?? []));
   }
+}
+
+/** The state-dict entries of a BatchNorm's running statistics over `C` channels. */
+export function runningStatsShapes(
+  C: number,
+): Record<string, { dtype: "F32" | "I64"; shape: number[] }> {
+  return {
+    running_mean: { dtype: "F32", shape: [C] },
+    running_var: { dtype: "F32", shape: [C] },
+    num_batches_tracked: { dtype: "I64", shape: [] },
+  };
+}
+
+/**
+ * Reads a BatchNorm's state tensor [running_mean (C), running_var (C), num_batches_tracked (1,
+ * u32 bits)] back as its state-dict entries (waits for the GPU).
+ */
+export async function readRunningStats(
+  state: Tensor,
+  C: number,
+): Promise<Record<string, HostTensor>> {
+  const all = await state.toFloat32();
+  const count = new Uint32Array(all.buffer, all.byteOffset + 8 * C, 1)[0];
+  return {
+    running_mean: { dtype: "F32", shape: [C], data: all.slice(0, C) },
+    running_var: { dtype: "F32", shape: [C], data: all.slice(C, 2 * C) },
+    num_batches_tracked: { dtype: "I64", shape: [], data: BigInt64Array.of(BigInt(count)) },
+  };
+}
+
+/** The state tensor's contents for state-dict entries shaped as {@link runningStatsShapes}. */
+export function runningStatsData(buffers: Record<string, HostTensor>, C: number): Float32Array {
+  const all = new Float32Array(2 * C + 1);
+  all.set(buffers.running_mean.data as Float32Array, 0);
+  all.set(buffers.running_var.data as Float32Array, C);
+  new Uint32Array(all.buffer, 8 * C, 1)[0] = Number(
+    (buffers.num_batches_tracked.data as BigInt64Array)[0],
+  );
+  return all;
 }

@@ -14,7 +14,12 @@ import type { GpuBuffer } from "../gpu/buffer.ts";
 import { ParamsLayout } from "../gpu/params.ts";
 import { Tensor } from "../tensor.ts";
 import batchnorm2dSource from "../../kernels/batchnorm2d.wgsl" with { type: "text" };
-import type { BatchNormOptions } from "./batchnorm.ts";
+import {
+  type BatchNormOptions,
+  readRunningStats,
+  runningStatsData,
+  runningStatsShapes,
+} from "./batchnorm.ts";
 import { entryPoint, KernelCall, type KernelFamily } from "./kernel_call.ts";
 import { type AttachContext, disposeAll, type HostTensor, Module, positiveInt } from "./module.ts";
 import type { Parameter, ParameterSpec } from "./parameter.ts";
@@ -369,39 +374,19 @@ export class BatchNorm2d extends Module {
 
   /** `running_mean` and `running_var` (F32 [C]) and `num_batches_tracked` (I64 []). */
   override bufferShapes(): Record<string, { dtype: "F32" | "I64"; shape: number[] }> {
-    if (!this.trackRunningStats) return {};
-    const C = this.numFeatures;
-    return {
-      running_mean: { dtype: "F32", shape: [C] },
-      running_var: { dtype: "F32", shape: [C] },
-      num_batches_tracked: { dtype: "I64", shape: [] },
-    };
+    return this.trackRunningStats ? runningStatsShapes(this.numFeatures) : {};
   }
 
   /** Reads the running statistics back (waits for the GPU). */
-  override async readBuffers(): Promise<Record<string, HostTensor>> {
-    if (!this.trackRunningStats || this.#state === null) return {};
-    const C = this.numFeatures;
-    const all = await this.#state.toFloat32();
-    const count = new Uint32Array(all.buffer, all.byteOffset + 8 * C, 1)[0];
-    return {
-      running_mean: { dtype: "F32", shape: [C], data: all.slice(0, C) },
-      running_var: { dtype: "F32", shape: [C], data: all.slice(C, 2 * C) },
-      num_batches_tracked: { dtype: "I64", shape: [], data: BigInt64Array.of(BigInt(count)) },
-    };
+  override readBuffers(): Promise<Record<string, HostTensor>> {
+    if (!this.trackRunningStats || this.#state === null) return Promise.resolve({});
+    return readRunningStats(this.#state, this.numFeatures);
   }
 
   /** Uploads running statistics (shapes as {@link BatchNorm2d.bufferShapes}). */
   override writeBuffers(buffers: Record<string, HostTensor>): void {
     if (!this.trackRunningStats || this.#state === null) return;
-    const C = this.numFeatures;
-    const all = new Float32Array(2 * C + 1);
-    all.set(buffers.running_mean.data as Float32Array, 0);
-    all.set(buffers.running_var.data as Float32Array, C);
-    new Uint32Array(all.buffer, 8 * C, 1)[0] = Number(
-      (buffers.num_batches_tracked.data as BigInt64Array)[0],
-    );
-    this.#state.write(all);
+    this.#state.write(runningStatsData(buffers, this.numFeatures));
   }
 
   /** Frees the activations and running statistics (γ and β belong to the model's arena). */
