@@ -4,7 +4,12 @@
  */
 
 import { requestGpu } from "../lib/gpu/device.ts";
-import { adapterVectorWidth, useLavapipeVectorWidth } from "../lib/gpu/lavapipe.ts";
+import {
+  adapterVectorWidth,
+  chooseVectorWidth,
+  readCpuFlags,
+  useLavapipeVectorWidth,
+} from "../lib/gpu/lavapipe.ts";
 import { join } from "node:path";
 import { DATASET_FILES, findBatchesDir, isPermissionError } from "../lib/data/cifar10.ts";
 import {
@@ -62,10 +67,12 @@ convolutional recipe (cnn).
                                  commits after every epoch (default: 0 on software adapters, 10 on
                                  hardware ones, where epochs take milliseconds). Ctrl-C and the
                                  end of a run always write the last epoch
-  --vector-width 256|512         Mesa's software adapters only: 512 compiles the kernels for
-                                 AVX-512, 1.1-1.2x faster where the CPU has it (default: the
-                                 driver's, 256). Its shader cache is OUT/.mesa-shader-cache-512:
-                                 the first run there compiles for about 25 s, later ones ~7 s
+  --vector-width auto|256|512    Mesa's software adapters only: 512 compiles the kernels for
+                                 AVX-512, 1.1-1.2x faster for the MLPs where the CPU has it.
+                                 auto (the default) takes 512 for MLP runs of 40 epochs or
+                                 more on an AVX-512 CPU, else 256, and prints the choice. The
+                                 512-bit shader cache is OUT/.mesa-shader-cache-512: the first
+                                 run there compiles for about 25 s, later ones ~7 s
   --sequential                   train the variants one after another (the default on software
                                  adapters; hardware adapters train them side by side, with the
                                  same results, so a fast GPU never idles on a readback)
@@ -138,9 +145,11 @@ await runMain("train", async () => {
   if (v.resume && v.overwrite) {
     throw new UsageError("--resume and --overwrite exclude each other: choose one");
   }
-  const width = v["vector-width"] === undefined
-    ? undefined
-    : oneOf("vector-width", v["vector-width"], ["256", "512"] as const);
+  const widthFlag = oneOf(
+    "vector-width",
+    v["vector-width"] ?? "auto",
+    ["auto", "256", "512"] as const,
+  );
   const options = {
     variants,
     epochs: positiveInt("epochs", v.epochs ?? String(defaults.epochs)),
@@ -206,16 +215,26 @@ await runMain("train", async () => {
     Deno.exit(130);
   };
   Deno.addSignalListener("SIGINT", onSignal);
-  if (width === "512") {
+  // auto: 512 bits where the CPU has AVX-512 and the run is long enough (lavapipe.ts).
+  const choice = widthFlag === "auto"
+    ? chooseVectorWidth(readCpuFlags(), {
+      epochs: options.epochs,
+      convolutional: variants.includes("cnn"),
+    })
+    : { width: Number(widthFlag) as 256 | 512, reason: "--vector-width" };
+  if (choice.width === 512) {
     // Before the adapter is requested; the shader cache goes where this task may write (256 is
     // the driver's default and keeps Mesa's own cache).
     useLavapipeVectorWidth(512, join(options.outDir, ".mesa-shader-cache-512"));
   }
   const gpu = await requestGpu();
-  if (width && adapterVectorWidth(gpu.adapter.description) !== Number(width)) {
+  const adapterWidth = adapterVectorWidth(gpu.adapter.description);
+  if (widthFlag !== "auto" && adapterWidth !== choice.width) {
     console.error(
-      `train: --vector-width ${width} has no effect on this adapter (${gpu.adapter.description})`,
+      `train: --vector-width ${widthFlag} has no effect on this adapter (${gpu.adapter.description})`,
     );
+  } else if (adapterWidth !== null) {
+    console.error(`train: vector width ${adapterWidth} bits (${choice.reason})`);
   }
   await matmulVariant(gpu);
   const hint = slowAdapterHint(gpu);

@@ -59,3 +59,74 @@ export function useLavapipeVectorWidth(width: VectorWidth, cacheDir?: string): s
 function userCacheDir(): string {
   return Deno.env.get("XDG_CACHE_HOME") ?? `${Deno.env.get("HOME") ?? "/tmp"}/.cache`;
 }
+
+/** What {@link chooseVectorWidth} picked, and the reason in a few words (printed by the CLI). */
+export interface VectorWidthChoice {
+  /** The width to set with {@link useLavapipeVectorWidth} (256: leave the driver's default). */
+  width: VectorWidth;
+  /** Why, e.g. "AVX-512 CPU, 200 epochs". */
+  reason: string;
+}
+
+/**
+ * Epochs of an MLP run from which 512-bit vectors pay for their longer first compile. Measured on
+ * a 2-core AMD EPYC with AVX-512 (BENCHMARKS.md, "512-bit mode"): the lecture's MLPs train
+ * 1.1–1.2× faster per epoch at 512 bits, and a cold shader cache costs several seconds more.
+ */
+export const MIN_EPOCHS_512 = 40;
+
+/**
+ * The vector width for a training run on Mesa's software adapters: 512 where the CPU has AVX-512
+ * (`avx512f` in `cpuFlags`), the model is an MLP (convolutional models gained nothing from 512
+ * bits in the same measurements) and the run has at least {@link MIN_EPOCHS_512} epochs; else
+ * 256, the driver's default. Pure: pass the flags from {@link readCpuFlags}.
+ *
+ * @example
+ * ```ts
+ * import { chooseVectorWidth } from "./lavapipe.ts";
+ * const flags = "fpu sse2 avx2 avx512f avx512bw";
+ * console.assert(chooseVectorWidth(flags, { epochs: 200, convolutional: false }).width === 512);
+ * console.assert(chooseVectorWidth(flags, { epochs: 5, convolutional: false }).width === 256);
+ * console.assert(chooseVectorWidth(null, { epochs: 200, convolutional: false }).width === 256);
+ * ```
+ *
+ * @param cpuFlags The CPU's feature flags (as /proc/cpuinfo lists them), or null when unknown.
+ * @param run The run's length and whether its model is convolutional.
+ */
+export function chooseVectorWidth(
+  cpuFlags: string | null,
+  run: { epochs: number; convolutional: boolean },
+): VectorWidthChoice {
+  if (cpuFlags === null) {
+    return {
+      width: 256,
+      reason: "the CPU's flags are unknown: Deno reads /proc/cpuinfo only with --allow-all; " +
+        "on a CPU with AVX-512, --vector-width 512 trains the MLPs 1.1-1.2x faster",
+    };
+  }
+  if (!/\bavx512f\b/.test(cpuFlags)) return { width: 256, reason: "the CPU has no AVX-512" };
+  if (run.convolutional) {
+    return { width: 256, reason: "AVX-512 CPU, but convolutions gain nothing from 512 bits" };
+  }
+  if (run.epochs < MIN_EPOCHS_512) {
+    return {
+      width: 256,
+      reason: `AVX-512 CPU, but ${run.epochs} epochs do not pay for 512 bits' longer compile`,
+    };
+  }
+  return { width: 512, reason: `AVX-512 CPU, ${run.epochs} epochs` };
+}
+
+/**
+ * The CPU's feature flags from /proc/cpuinfo's first "flags" line (Linux), or null where it
+ * cannot be read: another OS, or any permission short of `--allow-all` (Deno 2.9 refuses
+ * /proc/cpuinfo even to an unscoped `--allow-read`), as under the `train` task's permissions.
+ */
+export function readCpuFlags(): string | null {
+  try {
+    const text = Deno.readTextFileSync("/proc/cpuinfo");
+    return /^flags\s*:(.*)$/m.exec(text)?.[1].trim() ?? null;
+  } catch {
+    return null;
+  }
+}
