@@ -21,6 +21,8 @@ import { assertClose, assertWithin, hasGpu, testGpu } from "./helpers.ts";
 import { bundle, chromiumMissing, Session, type Site } from "./browser/chromium.ts";
 import {
   cnnChecks,
+  DATA_CASE,
+  dataChecks,
   extraChecks,
   kernelChecks,
   matmulChecks,
@@ -30,6 +32,7 @@ import {
 } from "./browser/checks.ts";
 import {
   cnnExpectations,
+  dataExpectations,
   expectations,
   extraExpectations,
   matmulExpectations,
@@ -243,6 +246,46 @@ Deno.test({
       assertClose(dawn[name], lavapipe[name], { atol, rtol, what: `Dawn vs lavapipe ${name}` });
     }
     report("other layers, losses, optimizers", compare(dawn, lavapipe));
+  },
+});
+
+Deno.test({
+  name:
+    "browser: the loader's augmented gather, evaluate's confusion and a Residual block match the twins on Dawn and on lavapipe",
+  ignore: skip !== null,
+  ...options,
+  fn: async () => {
+    const dawn = await inPage(async (session, s) => {
+      await session.page.evaluate("globalThis.wgnnTest.data()");
+      return received(s, "/out/data");
+    });
+    const gpu = await testGpu();
+    if (typeof gpu === "string") throw new Error(gpu);
+    const lavapipe = await dataChecks(nn, gpu);
+    // The epochs' order and augmentation words are host-side draws: the same on both runtimes,
+    // and the twins gather with them.
+    const draws: Outputs = {};
+    for (const epoch of [0, 1]) {
+      for (const k of ["order", "aug"]) {
+        const name = `data/e${epoch}/${k}`;
+        assert.deepEqual(dawn[name], lavapipe[name], `${name}: the same draws`);
+        draws[name] = lavapipe[name];
+        delete dawn[name];
+        delete lavapipe[name];
+      }
+      // The batch's rows were augmented: flips and shifts both drawn.
+      const words = Array.from(draws[`data/e${epoch}/aug`].slice(0, DATA_CASE.batchSize));
+      assert.ok(words.some((a) => (a & 1) === 1) && words.some((a) => (a & 1) === 0), "flips");
+      assert.ok(words.some((a) => ((a >> 8) & 255) !== DATA_CASE.augment.crop), "shifts");
+    }
+    const want = dataExpectations(draws);
+    assert.deepEqual(Object.keys(dawn).sort(), Object.keys(want).sort(), "outputs checked");
+    for (const [name, { want: w, atol, rtol }] of Object.entries(want)) {
+      assertClose(dawn[name], w, { atol, rtol, what: `Dawn ${name}` });
+      assertClose(lavapipe[name], w, { atol, rtol, what: `lavapipe ${name}` });
+      assertClose(dawn[name], lavapipe[name], { atol, rtol, what: `Dawn vs lavapipe ${name}` });
+    }
+    report("data, evaluate, residual", compare(dawn, lavapipe));
   },
 });
 

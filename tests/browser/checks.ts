@@ -564,3 +564,75 @@ export async function extraChecks(nn: Nn, gpu: Wgnn.Gpu): Promise<Outputs> {
   }
   return out;
 }
+
+/** The data check's images (seeded bytes), labels, batch and augmentation. */
+export const DATA_CASE = {
+  count: 40,
+  batchSize: 16,
+  seed: 5,
+  augment: { flip: true, crop: 4 },
+  normalize: { mean: [0.49, 0.48, 0.45], std: [0.25, 0.24, 0.26] },
+} as const;
+
+/** The data check's images and labels: seeded bytes, labels i·3 mod 10. */
+export function dataSet(): { images: Uint8Array; labels: Uint8Array; count: number } {
+  const { count } = DATA_CASE;
+  const images = Uint8Array.from(randomArray(count * 3072, 70, 0, 256), (v) => Math.floor(v));
+  const labels = Uint8Array.from({ length: count }, (_, i) => (i * 3) % 10);
+  return { images, labels, count };
+}
+
+/**
+ * The loader's gather with random flips, 4-pixel crops and normalisation (batch 0 of epochs 0
+ * and 1, with each epoch's order and augmentation words, which are host-side draws); `evaluate`
+ * of a Linear classifier over the unaugmented set (loss, accuracy, confusion); and a Residual
+ * block, Linear → Residual(Linear → Tanh), forward and backward.
+ */
+export async function dataChecks(nn: Nn, gpu: Wgnn.Gpu): Promise<Outputs> {
+  const out: Outputs = {};
+  const set = dataSet();
+  const data = nn.GpuDataset.upload(gpu, set);
+  const { batchSize, seed, augment, normalize } = DATA_CASE;
+  const loader = new nn.Loader(gpu, data, { batchSize, shuffle: true, seed, augment, normalize });
+  for (const epoch of [0, 1]) {
+    loader.startEpoch(epoch);
+    const enc = new nn.StepEncoder(gpu);
+    const { x, y } = loader.encodeBatch(enc, 0);
+    enc.submit();
+    out[`data/e${epoch}/x`] = await x.toFloat32();
+    out[`data/e${epoch}/y`] = Float64Array.from(await y.read());
+    out[`data/e${epoch}/order`] = Float64Array.from(loader.order(epoch));
+    out[`data/e${epoch}/aug`] = Float64Array.from(loader.augmentation(epoch));
+  }
+  loader.dispose();
+
+  const classifier = new nn.Sequential(new nn.Linear(3072, 10)).to(gpu);
+  randomState(classifier, 71);
+  const plain = new nn.Loader(gpu, data, { batchSize, normalize });
+  const e = await nn.evaluate(classifier, plain);
+  out["evaluate/summary"] = Float64Array.of(e.loss, e.accuracy ?? NaN, e.samples, e.batches);
+  out["evaluate/confusion"] = Float64Array.from(e.confusion!.flat());
+  plain.dispose();
+  classifier.dispose();
+  data.dispose();
+
+  const { B, HID: D } = SIZES;
+  const residual = new nn.Sequential(
+    new nn.Linear(D, D),
+    new nn.Residual(new nn.Sequential(new nn.Linear(D, D), new nn.Tanh())),
+  ).to(gpu);
+  randomState(residual, 72);
+  const X = nn.Tensor.from(gpu, randomArray(B * D, 73), [B, D], "x");
+  const DY = nn.Tensor.from(gpu, randomArray(B * D, 74), [B, D], "dy");
+  const enc = new nn.StepEncoder(gpu);
+  residual.parameters().zeroGrad(enc);
+  const y = residual.forward(enc, X);
+  residual.backward(enc, DY);
+  enc.submit();
+  out["residual/y"] = await y.toFloat32();
+  for (const [k, g] of Object.entries(await residual.gradients())) {
+    out[`residual/${k}.grad`] = g.data as Float32Array;
+  }
+  for (const t of [X, DY, residual]) t.dispose();
+  return out;
+}

@@ -9,6 +9,7 @@
 import { pack, unpack } from "./wire.ts";
 import {
   cnnChecks,
+  dataChecks,
   extraChecks,
   kernelChecks,
   matmulChecks,
@@ -41,6 +42,8 @@ const api = {
   adapter: () => ({ ...gpu.adapter, features: [...gpu.adapter.features] }),
   /** Runs the kernel checks and POSTs their outputs to /out/kernels. */
   kernels: async () => send("/out/kernels", await kernelChecks(nn, gpu)),
+  /** Runs the loader's augmented gather, evaluate and a Residual; POSTs them to /out/data. */
+  data: async () => send("/out/data", await dataChecks(nn, gpu)),
   /** Runs the other layers', losses' and optimizers' checks and POSTs them to /out/extra. */
   extra: async () => send("/out/extra", await extraChecks(nn, gpu)),
   /** Runs the CNN layers' checks on each convolution path and POSTs them to /out/cnn. */

@@ -32,6 +32,7 @@ import {
   softmaxForward,
 } from "../reference/activations.ts";
 import { bceWithLogits, l1, mse, nll } from "../reference/losses.ts";
+import { gatherRef } from "../reference/data.ts";
 import {
   ADAM_CASES,
   ADAM_STEPS,
@@ -41,11 +42,14 @@ import {
   CNN_SIZES,
   cnnCheckModel,
   CONV_ALGORITHMS,
+  DATA_CASE,
+  dataSet,
   MATMUL_CHOICES,
   MATMUL_SHAPE,
   matmulOperands,
   NLL_CASE,
   OPTIMIZER_CASES,
+  type Outputs,
   POINTWISE_CHECKS,
   POS_WEIGHT,
   randomState,
@@ -375,5 +379,81 @@ export function extraExpectations(): Record<string, Expected> {
       put(`optim/${k}/p${i}`, value, 1e-6, 1e-5);
     }
   }
+  return e;
+}
+
+/**
+ * The twins of `dataChecks`: the gather from the host-side order and augmentation words (checked
+ * equal on both runtimes first), evaluate's loss, accuracy and confusion from float64 logits, and
+ * the Residual block's output and gradients.
+ */
+export function dataExpectations(draws: Outputs): Record<string, Expected> {
+  const set = dataSet();
+  const { batchSize, augment, normalize } = DATA_CASE;
+  const e: Record<string, Expected> = {};
+  for (const epoch of [0, 1]) {
+    const order = draws[`data/e${epoch}/order`], aug = draws[`data/e${epoch}/aug`];
+    const ref = gatherRef(set.images, set.labels, order, aug, 0, batchSize, {
+      normalize,
+      flip: augment.flip,
+      crop: augment.crop,
+    });
+    e[`data/e${epoch}/x`] = { want: ref.x, atol: 1e-6, rtol: 1e-6 };
+    e[`data/e${epoch}/y`] = { want: ref.y, atol: 0, rtol: 0 };
+  }
+  // evaluate: a Linear(3072, 10) on the normalised, unaugmented set in order, batches of 16.
+  const state = weightsOf(new Sequential(new Linear(3072, 10)), 71);
+  const all = gatherRef(
+    set.images,
+    set.labels,
+    [...set.labels.keys()],
+    new Uint32Array(set.count),
+    0,
+    set.count,
+    { normalize },
+  );
+  const logits = linearForward(all.x, state("0.weight"), state("0.bias"), set.count, 3072, 10);
+  const confusion = new Float64Array(100);
+  let correct = 0, lossSum = 0, batches = 0;
+  for (let start = 0; start < set.count; start += batchSize) {
+    const rows = Math.min(batchSize, set.count - start);
+    const z = logits.subarray(start * 10, (start + rows) * 10);
+    lossSum += crossEntropy(z, all.y.subarray(start, start + rows), rows, 10).loss;
+    batches++;
+  }
+  for (let r = 0; r < set.count; r++) {
+    const row = logits.subarray(r * 10, r * 10 + 10);
+    const predicted = row.indexOf(Math.max(...row));
+    confusion[all.y[r] * 10 + predicted]++;
+    if (predicted === all.y[r]) correct++;
+  }
+  e["evaluate/summary"] = {
+    want: [lossSum / batches, correct / set.count, set.count, batches],
+    atol: 1e-5,
+    rtol: 1e-5,
+  };
+  e["evaluate/confusion"] = { want: confusion, atol: 0, rtol: 0 };
+  // Residual: y = h + tanh(h·W1ᵀ + b1), h = x·W0ᵀ + b0.
+  const { B, HID: D } = SIZES;
+  const f = weightsOf(
+    new Sequential(
+      new Linear(D, D),
+      new layers.Residual(new Sequential(new Linear(D, D), new layers.Tanh())),
+    ),
+    72,
+  );
+  const x = randomArray(B * D, 73), dy = randomArray(B * D, 74);
+  const h = linearForward(x, f("0.weight"), f("0.bias"), B, D, D);
+  const z1 = linearForward(h, f("1.fn.0.weight"), f("1.fn.0.bias"), B, D, D);
+  const t = pointwiseForward("tanh", z1);
+  e["residual/y"] = { want: h.map((v, i) => v + t[i]), atol: 1e-5, rtol: 1e-5 };
+  const g1 = linearBackward(h, f("1.fn.0.weight"), pointwiseBackward("tanh", z1, dy), B, D, D);
+  const g0 = linearBackward(x, f("0.weight"), dy.map((v, i) => v + g1.dx[i]), B, D, D);
+  const put = (name: string, want: ArrayLike<number>) =>
+    e[`residual/${name}.grad`] = { want, atol: 1e-4, rtol: 1e-4 };
+  put("1.fn.0.weight", g1.dw);
+  put("1.fn.0.bias", g1.db);
+  put("0.weight", g0.dw);
+  put("0.bias", g0.db);
   return e;
 }
