@@ -58,6 +58,7 @@ export type { ScalarType } from "./lib/gpu/params.ts";
 export { Tensor } from "./lib/tensor.ts";
 export type { DType, TensorFromOptions } from "./lib/tensor.ts";
 export type { StagedOperand } from "./lib/ops/staging.ts";
+export type { RowSource } from "./lib/ops/rows.ts";
 
 // The matmul engine and the choice of its kernel
 export { Matmul, matmul } from "./lib/ops/matmul.ts";
@@ -92,6 +93,7 @@ export { Sequential } from "./lib/nn/sequential.ts";
 export type { StateDict } from "./lib/nn/sequential.ts";
 export { Residual } from "./lib/nn/residual.ts";
 export { Conv2d, type Conv2dOptions, type Pair } from "./lib/nn/conv.ts";
+export type { ConvAlgorithm, ConvChoice } from "./lib/nn/conv_choice.ts";
 export { AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, Pool2d, PoolWindow } from "./lib/nn/pool.ts";
 export { BatchNorm2d } from "./lib/nn/batchnorm2d.ts";
 export { lectureModel, VARIANTS } from "./lib/nn/lecture.ts";
