@@ -115,8 +115,10 @@ export interface LoaderOptions {
   /**
    * Let {@link Loader.encodeBatchFor} hand the first layer the batch as rows of the uint8
    * dataset, read by its matmuls, instead of gathering it (where that applies: uint8 samples,
-   * no augmentation, at most two shards). `false` always gathers (tests compare the two).
-   * Default: true.
+   * no augmentation, at most two shards). `false` always gathers (tests compare the two); the
+   * results are the same bits either way. Default: true on hardware adapters, false on software
+   * ones (Mesa's lavapipe: its storage-buffer loads of the rows made a training step of the
+   * lecture's MLPs 10-20% slower than gathering first, BENCHMARKS.md).
    */
   fuseInput?: boolean;
 }
@@ -262,7 +264,8 @@ export class Loader {
 
     // The first layer may read the rows itself: uint8, unaugmented, shards it can bind whose
     // byte offsets fit the 31 bits of a row start.
-    const fuses = (options.fuseInput ?? true) && dataset.dtype === "uint8" && !flip &&
+    const fuses = (options.fuseInput ?? !gpu.adapter.fallback) && dataset.dtype === "uint8" &&
+      !flip &&
       crop === 0 && dataset.shards.length <= MAX_ROW_SHARDS &&
       dataset.shardImages * dataset.rowLength < SECOND_SHARD;
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
