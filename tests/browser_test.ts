@@ -34,6 +34,7 @@ import {
   cnnExpectations,
   dataExpectations,
   expectations,
+  type Expected,
   extraExpectations,
   matmulExpectations,
 } from "./browser/twins.ts";
@@ -116,6 +117,19 @@ function compare(
   });
 }
 
+/**
+ * Both runtimes' outputs against the twins' and against each other, with each output's
+ * tolerance; every expected output must be there, and nothing else.
+ */
+function judge(dawn: Outputs, lavapipe: Outputs, want: Record<string, Expected>): void {
+  assert.deepEqual(Object.keys(dawn).sort(), Object.keys(want).sort(), "outputs checked");
+  for (const [name, { want: w, atol, rtol }] of Object.entries(want)) {
+    assertClose(dawn[name], w, { atol, rtol, what: `Dawn ${name}` });
+    assertClose(lavapipe[name], w, { atol, rtol, what: `lavapipe ${name}` });
+    assertClose(dawn[name], lavapipe[name], { atol, rtol, what: `Dawn vs lavapipe ${name}` });
+  }
+}
+
 /** The outputs named `prefix…`, renamed without the prefix. */
 function pick(out: Outputs, prefix: string): Outputs {
   return Object.fromEntries(
@@ -153,12 +167,7 @@ Deno.test({
     if (typeof gpu === "string") throw new Error(gpu);
     const lavapipe = await kernelChecks(nn, gpu);
     const want = expectations();
-    assert.deepEqual(Object.keys(dawn).sort(), Object.keys(want).sort(), "outputs checked");
-    for (const [name, { want: w, atol, rtol }] of Object.entries(want)) {
-      assertClose(dawn[name], w, { atol, rtol, what: `Dawn ${name}` });
-      assertClose(lavapipe[name], w, { atol, rtol, what: `lavapipe ${name}` });
-      assertClose(dawn[name], lavapipe[name], { atol, rtol, what: `Dawn vs lavapipe ${name}` });
-    }
+    judge(dawn, lavapipe, want);
     report("kernel checks", compare(dawn, lavapipe));
   },
 });
@@ -184,12 +193,7 @@ Deno.test({
       } s`,
     );
     const want = matmulExpectations();
-    assert.deepEqual(Object.keys(dawn).sort(), Object.keys(want).sort(), "outputs checked");
-    for (const [name, { want: w, atol, rtol }] of Object.entries(want)) {
-      assertClose(dawn[name], w, { atol, rtol, what: `Dawn ${name}` });
-      assertClose(lavapipe[name], w, { atol, rtol, what: `lavapipe ${name}` });
-      assertClose(dawn[name], lavapipe[name], { atol, rtol, what: `Dawn vs lavapipe ${name}` });
-    }
+    judge(dawn, lavapipe, want);
     report("matmul kernels", compare(dawn, lavapipe));
   },
 });
@@ -208,12 +212,7 @@ Deno.test({
     if (typeof gpu === "string") throw new Error(gpu);
     const lavapipe = await cnnChecks(nn, gpu);
     const want = cnnExpectations();
-    assert.deepEqual(Object.keys(dawn).sort(), Object.keys(want).sort(), "outputs checked");
-    for (const [name, { want: w, atol, rtol }] of Object.entries(want)) {
-      assertClose(dawn[name], w, { atol, rtol, what: `Dawn ${name}` });
-      assertClose(lavapipe[name], w, { atol, rtol, what: `lavapipe ${name}` });
-      assertClose(dawn[name], lavapipe[name], { atol, rtol, what: `Dawn vs lavapipe ${name}` });
-    }
+    judge(dawn, lavapipe, want);
     // Each path ran as forced: the GEMM's sums differ from the direct loops' in some bits.
     for (const out of [dawn, lavapipe]) {
       assert.ok(
@@ -239,12 +238,7 @@ Deno.test({
     if (typeof gpu === "string") throw new Error(gpu);
     const lavapipe = await extraChecks(nn, gpu);
     const want = extraExpectations();
-    assert.deepEqual(Object.keys(dawn).sort(), Object.keys(want).sort(), "outputs checked");
-    for (const [name, { want: w, atol, rtol }] of Object.entries(want)) {
-      assertClose(dawn[name], w, { atol, rtol, what: `Dawn ${name}` });
-      assertClose(lavapipe[name], w, { atol, rtol, what: `lavapipe ${name}` });
-      assertClose(dawn[name], lavapipe[name], { atol, rtol, what: `Dawn vs lavapipe ${name}` });
-    }
+    judge(dawn, lavapipe, want);
     report("other layers, losses, optimizers", compare(dawn, lavapipe));
   },
 });
@@ -279,12 +273,7 @@ Deno.test({
       assert.ok(words.some((a) => ((a >> 8) & 255) !== DATA_CASE.augment.crop), "shifts");
     }
     const want = dataExpectations(draws);
-    assert.deepEqual(Object.keys(dawn).sort(), Object.keys(want).sort(), "outputs checked");
-    for (const [name, { want: w, atol, rtol }] of Object.entries(want)) {
-      assertClose(dawn[name], w, { atol, rtol, what: `Dawn ${name}` });
-      assertClose(lavapipe[name], w, { atol, rtol, what: `lavapipe ${name}` });
-      assertClose(dawn[name], lavapipe[name], { atol, rtol, what: `Dawn vs lavapipe ${name}` });
-    }
+    judge(dawn, lavapipe, want);
     report("data, evaluate, residual", compare(dawn, lavapipe));
   },
 });

@@ -142,7 +142,18 @@ export function siteHandler(mounts: readonly Mount[]): (request: Request) => Pro
       }
       throw error;
     }
-    const info = await file.stat();
+    // Stat the path, not the open file: Deno checks a file's stat against its real path, so a
+    // folder reached through a symlink (an allowed ../shared that links elsewhere) fails there.
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.stat(found);
+    } catch (error) {
+      file.close();
+      if (error instanceof Deno.errors.NotCapable) {
+        return text(403, `Cannot serve ${pathname}: the server may not read it`);
+      }
+      throw error;
+    }
     if (!info.isFile) {
       file.close();
       return text(404, `Cannot serve ${pathname}: not a file`);
