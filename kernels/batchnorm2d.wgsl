@@ -25,7 +25,7 @@
 //           The *4 entry points (H·W a multiple of 4) bind the same buffers as vec4 views,
 //           12 x_v4 for x, 13 y_v4 for y, 14 dy_v4 for dy, 15 dx_v4 for dx, and work on 4
 //           values of a plane at a time: Mesa's software adapters turn each storage load into
-//           a loop over the SIMD lanes, so a vec4 load costs about what a scalar one does.
+//           a loop over the SIMD lanes, so fewer, wider loads are cheaper.
 // Dispatch: one workgroup of WG = 64 invocations per channel (WG sizes the reduction array);
 //           grid = [C, 1, 1]. Lane l visits the channel's values l, l + WG, … (vec4 values in the
 //           *4 entry points) with its position carried along (no division, no read of p, in the
@@ -65,8 +65,9 @@ const WG = 64u;
 
 var<workgroup> red: array<vec2<f32>, 64>;
 
-// The fused activation and its gradient mask (the identity without ACT). With SLOPE = 0 (ReLU)
-// the negative side is +0, as PyTorch's relu gives, whether or not a compiler folds 0·v.
+// The fused activation and its gradient mask at pre-activation z (the identity without ACT).
+// With SLOPE = 0 (ReLU) the negative side is +0, as PyTorch's relu gives, whether or not a
+// compiler folds 0·v.
 fn act(v: f32) -> f32 {
   let neg = select(SLOPE * v, 0.0, SLOPE == 0.0);
   return select(v, select(neg, v, v > 0.0), ACT);
@@ -77,14 +78,14 @@ fn act4(v: vec4<f32>) -> vec4<f32> {
   return select(v, select(neg, v, v > vec4<f32>(0.0)), ACT);
 }
 
-fn act_grad(g: f32, out: f32) -> f32 {
+fn act_grad(g: f32, z: f32) -> f32 {
   let neg = select(SLOPE * g, 0.0, SLOPE == 0.0);
-  return select(g, select(neg, g, out > 0.0), ACT);
+  return select(g, select(neg, g, z > 0.0), ACT);
 }
 
-fn act_grad4(g: vec4<f32>, out: vec4<f32>) -> vec4<f32> {
+fn act_grad4(g: vec4<f32>, z: vec4<f32>) -> vec4<f32> {
   let neg = select(SLOPE * g, vec4<f32>(0.0), SLOPE == 0.0);
-  return select(g, select(neg, g, out > vec4<f32>(0.0)), ACT);
+  return select(g, select(neg, g, z > vec4<f32>(0.0)), ACT);
 }
 
 // The workgroup's sum of v (two sums at once), in a fixed order; every lane gets it.

@@ -4,7 +4,8 @@
  * `num_batches_tracked`, running estimates in eval mode (kernels/batchnorm2d.wgsl). Forward is
  * one dispatch (statistics, normalisation and the running update, one workgroup per channel);
  * backward is one dispatch. Where H·W is a multiple of 4 both read and write vec4s. A ReLU or
- * LeakyReLU right after it in a Sequential runs inside both (`fusedSlope`). Options, state layout and state-dict entries are BatchNorm1d's.
+ * LeakyReLU right after it in a Sequential runs inside both (`fusedSlope`). Options, state layout
+ * and state-dict entries are BatchNorm1d's.
  *
  * @module
  */
@@ -20,7 +21,8 @@ import {
   runningStatsData,
   runningStatsShapes,
 } from "./batchnorm.ts";
-import { entryPoint, KernelCall, type KernelFamily } from "./kernel_call.ts";
+import { type EntryPoint, entryPoint, KernelCall, type KernelFamily } from "./kernel_call.ts";
+import type { Constants } from "../gpu/kernels.ts";
 import { type AttachContext, disposeAll, type HostTensor, Module, positiveInt } from "./module.ts";
 import type { Parameter, ParameterSpec } from "./parameter.ts";
 
@@ -196,6 +198,8 @@ export class BatchNorm2d extends Module {
   #train4: KernelCall<typeof FORWARD_TRAIN4> | null = null;
   #eval4: KernelCall<typeof FORWARD_EVAL4> | null = null;
   #backward4: KernelCall<typeof BACKWARD4> | null = null;
+  /** The kernels' override constants (AFFINE, TRACK, the fused activation), set by attach. */
+  #constants: Constants | null = null;
   /** Stand-ins bound where γ/β and their gradients do not exist (affine: false). */
   #dummy: Tensor | null = null;
   #dummyGrads: [Tensor, Tensor] | null = null;
@@ -258,18 +262,20 @@ export class BatchNorm2d extends Module {
       Tensor.empty(gpu, [C], "f32", "batchnorm2d.unused.dgamma"),
       Tensor.empty(gpu, [C], "f32", "batchnorm2d.unused.dbeta"),
     ];
-    const constants = {
+    this.#constants = {
       AFFINE: Number(this.affine),
       TRACK: Number(this.trackRunningStats),
       ACT: Number(this.fusedSlope !== null),
       SLOPE: this.fusedSlope ?? 0,
     };
-    this.#train = new KernelCall(gpu, FORWARD_TRAIN, constants);
-    this.#eval = new KernelCall(gpu, FORWARD_EVAL, constants);
-    this.#backward = new KernelCall(gpu, BACKWARD, constants);
-    this.#train4 = new KernelCall(gpu, FORWARD_TRAIN4, constants);
-    this.#eval4 = new KernelCall(gpu, FORWARD_EVAL4, constants);
-    this.#backward4 = new KernelCall(gpu, BACKWARD4, constants);
+  }
+
+  /**
+   * The call of `entry`, compiled on first use: which path (scalar or vec4) a layer takes depends
+   * on its input's H·W, known at the first forward, and most layers only ever take one.
+   */
+  #call<E extends EntryPoint<string>>(entry: E): KernelCall<E> {
+    return new KernelCall(this.requireGpu(), entry, this.#constants!);
   }
 
   /** The input shape, which must be [C, H, W]; throws a RangeError otherwise. */
@@ -325,12 +331,21 @@ export class BatchNorm2d extends Module {
     const y = bufs.y, state = this.#state!, p = bufs.params, saved = this.#saved!;
     if ((H * W) % 4 === 0) {
       const v = { x_v4: x, gamma, beta, y_v4: y, state, p };
-      if (this.training) this.#train4!.encode(enc, grid, { ...v, saved });
-      else this.#eval4!.encode(enc, grid, v);
+      if (this.training) {
+        (this.#train4 ??= this.#call(FORWARD_TRAIN4)).encode(enc, grid, { ...v, saved });
+      } else (this.#eval4 ??= this.#call(FORWARD_EVAL4)).encode(enc, grid, v);
     } else if (this.training) {
-      this.#train!.encode(enc, grid, { x, gamma, beta, y, saved, state, p });
+      (this.#train ??= this.#call(FORWARD_TRAIN)).encode(enc, grid, {
+        x,
+        gamma,
+        beta,
+        y,
+        saved,
+        state,
+        p,
+      });
     } else {
-      this.#eval!.encode(enc, grid, { x, gamma, beta, y, state, p });
+      (this.#eval ??= this.#call(FORWARD_EVAL)).encode(enc, grid, { x, gamma, beta, y, state, p });
     }
     this.#x = x;
     this.#wasTraining = this.training;
@@ -365,9 +380,14 @@ export class BatchNorm2d extends Module {
     const [, , H, W] = this.#x.shape;
     if ((H * W) % 4 === 0) {
       const v = { x_v4: this.#x, dy_v4: dY, dx_v4: dx };
-      this.#backward4!.encode(enc, grid, { ...common, ...v });
+      (this.#backward4 ??= this.#call(BACKWARD4)).encode(enc, grid, { ...common, ...v });
     } else {
-      this.#backward!.encode(enc, grid, { ...common, x: this.#x, dy: dY, dx });
+      (this.#backward ??= this.#call(BACKWARD)).encode(enc, grid, {
+        ...common,
+        x: this.#x,
+        dy: dY,
+        dx,
+      });
     }
     return dx;
   }
