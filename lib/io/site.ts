@@ -130,8 +130,13 @@ export function siteHandler(mounts: readonly Mount[]): (request: Request) => Pro
     const pathname = new URL(request.url).pathname;
     const found = locate(mounts, pathname);
     if (found instanceof Response) return found;
+    // Stat the path, not an open file: Deno checks a file's stat against its real path, so a
+    // folder reached through a symlink (an allowed ../shared that links elsewhere) fails there.
+    let info: Deno.FileInfo;
     let file: Deno.FsFile;
     try {
+      info = await Deno.stat(found);
+      if (!info.isFile) return text(404, `Cannot serve ${pathname}: not a file`);
       file = await Deno.open(found, { read: true });
     } catch (error) {
       if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
@@ -141,22 +146,6 @@ export function siteHandler(mounts: readonly Mount[]): (request: Request) => Pro
         return text(403, `Cannot serve ${pathname}: the server may not read it`);
       }
       throw error;
-    }
-    // Stat the path, not the open file: Deno checks a file's stat against its real path, so a
-    // folder reached through a symlink (an allowed ../shared that links elsewhere) fails there.
-    let info: Deno.FileInfo;
-    try {
-      info = await Deno.stat(found);
-    } catch (error) {
-      file.close();
-      if (error instanceof Deno.errors.NotCapable) {
-        return text(403, `Cannot serve ${pathname}: the server may not read it`);
-      }
-      throw error;
-    }
-    if (!info.isFile) {
-      file.close();
-      return text(404, `Cannot serve ${pathname}: not a file`);
     }
     const headers = {
       "content-type": contentType(found),
