@@ -63,7 +63,13 @@ export function randomState(model: Wgnn.Sequential, seed: number): Wgnn.StateDic
   return state;
 }
 
-/** One forward and backward of `model` on (x, dy); the output and every gradient. */
+/** The MLP checks' shapes of x and dy: [B, IN] and [B, OUT]. */
+const MLP_SHAPES = { x: [SIZES.B, SIZES.IN], dy: [SIZES.B, SIZES.OUT] } as const;
+
+/**
+ * One forward and backward of `model` on (x, dy); the output and every gradient, named
+ * `prefix` + "y" and `prefix` + name + ".grad". Shapes: Default: {@link MLP_SHAPES}.
+ */
 async function forwardBackward(
   nn: Nn,
   gpu: Wgnn.Gpu,
@@ -72,10 +78,10 @@ async function forwardBackward(
   dy: Float32Array,
   prefix: string,
   out: Outputs,
+  shapes: { x: readonly number[]; dy: readonly number[] } = MLP_SHAPES,
 ): Promise<void> {
-  const { B, IN, OUT } = SIZES;
-  const X = nn.Tensor.from(gpu, x, [B, IN], "x");
-  const DY = nn.Tensor.from(gpu, dy, [B, OUT], "dy");
+  const X = nn.Tensor.from(gpu, x, shapes.x, "x");
+  const DY = nn.Tensor.from(gpu, dy, shapes.dy, "dy");
   const enc = new nn.StepEncoder(gpu);
   model.parameters().zeroGrad(enc);
   const y = model.forward(enc, X);
@@ -89,15 +95,16 @@ async function forwardBackward(
   DY.dispose();
 }
 
-/** An eval-mode forward of `model` on x. */
+/** An eval-mode forward of `model` on x. Shape: Default: [B, IN]. */
 async function evalForward(
   nn: Nn,
   gpu: Wgnn.Gpu,
   model: Wgnn.Sequential,
   x: Float32Array,
+  shape: readonly number[] = MLP_SHAPES.x,
 ): Promise<Float32Array> {
   model.eval();
-  const X = nn.Tensor.from(gpu, x, [SIZES.B, SIZES.IN], "x");
+  const X = nn.Tensor.from(gpu, x, shape, "x");
   const enc = new nn.StepEncoder(gpu);
   const y = model.forward(enc, X);
   enc.submit();
@@ -400,27 +407,15 @@ export async function cnnChecks(nn: Nn, gpu: Wgnn.Gpu): Promise<Outputs> {
   for (const algorithm of CONV_ALGORITHMS) {
     const model = cnnCheckModel(nn, algorithm).to(gpu);
     randomState(model, 50);
-    const X = nn.Tensor.from(gpu, randomArray(B * C * H * H, 51), [B, C, H, H], "x");
-    const DY = nn.Tensor.from(gpu, randomArray(B * F, 52), [B, F], "dy");
+    const x = randomArray(B * C * H * H, 51);
+    const shapes = { x: [B, C, H, H], dy: [B, F] };
     const prefix = `cnn/${algorithm}/`;
-    let enc = new nn.StepEncoder(gpu);
-    model.parameters().zeroGrad(enc);
-    const y = model.forward(enc, X);
-    model.backward(enc, DY);
-    enc.submit();
-    out[`${prefix}y`] = await y.toFloat32();
-    for (const [name, g] of Object.entries(await model.gradients())) {
-      out[`${prefix}${name}.grad`] = g.data as Float32Array;
-    }
+    await forwardBackward(nn, gpu, model, x, randomArray(B * F, 52), prefix, out, shapes);
     const state = await model.stateDict();
     out[`${prefix}running_mean`] = state["1.running_mean"].data as Float32Array;
     out[`${prefix}running_var`] = state["1.running_var"].data as Float32Array;
-    model.eval();
-    enc = new nn.StepEncoder(gpu);
-    const e = model.forward(enc, X);
-    enc.submit();
-    out[`${prefix}eval`] = await e.toFloat32();
-    for (const t of [X, DY, model]) t.dispose();
+    out[`${prefix}eval`] = await evalForward(nn, gpu, model, x, shapes.x);
+    model.dispose();
   }
   return out;
 }
@@ -493,18 +488,8 @@ export async function extraChecks(nn: Nn, gpu: Wgnn.Gpu): Promise<Outputs> {
       "0.weight": { dtype: "F32", shape: [D, D], data: eye },
       "0.bias": { dtype: "F32", shape: [D], data: new Float32Array(D) },
     });
-    const X = nn.Tensor.from(gpu, x, [B, D], "x");
-    const DY = nn.Tensor.from(gpu, dy, [B, D], "dy");
-    const enc = new nn.StepEncoder(gpu);
-    model.parameters().zeroGrad(enc);
-    const y = model.forward(enc, X);
-    model.backward(enc, DY);
-    enc.submit();
-    out[`act/${name}/y`] = await y.toFloat32();
-    for (const [k, g] of Object.entries(await model.gradients())) {
-      out[`act/${name}/${k}.grad`] = g.data as Float32Array;
-    }
-    for (const t of [X, DY, model]) t.dispose();
+    await forwardBackward(nn, gpu, model, x, dy, `act/${name}/`, out, { x: [B, D], dy: [B, D] });
+    model.dispose();
   }
 
   const z = randomArray(B * OUT, 62, -3, 3);
@@ -622,17 +607,16 @@ export async function dataChecks(nn: Nn, gpu: Wgnn.Gpu): Promise<Outputs> {
     new nn.Residual(new nn.Sequential(new nn.Linear(D, D), new nn.Tanh())),
   ).to(gpu);
   randomState(residual, 72);
-  const X = nn.Tensor.from(gpu, randomArray(B * D, 73), [B, D], "x");
-  const DY = nn.Tensor.from(gpu, randomArray(B * D, 74), [B, D], "dy");
-  const enc = new nn.StepEncoder(gpu);
-  residual.parameters().zeroGrad(enc);
-  const y = residual.forward(enc, X);
-  residual.backward(enc, DY);
-  enc.submit();
-  out["residual/y"] = await y.toFloat32();
-  for (const [k, g] of Object.entries(await residual.gradients())) {
-    out[`residual/${k}.grad`] = g.data as Float32Array;
-  }
-  for (const t of [X, DY, residual]) t.dispose();
+  await forwardBackward(
+    nn,
+    gpu,
+    residual,
+    randomArray(B * D, 73),
+    randomArray(B * D, 74),
+    "residual/",
+    out,
+    { x: [B, D], dy: [B, D] },
+  );
+  residual.dispose();
   return out;
 }
