@@ -70,7 +70,9 @@ convolutional recipe (cnn).
   --vector-width auto|256|512    Mesa's software adapters only: 512 compiles the kernels for
                                  AVX-512, 1.1-1.2x faster for the MLPs where the CPU has it.
                                  auto (the default) takes 512 for MLP runs of 40 epochs or
-                                 more on an AVX-512 CPU, else 256, and prints the choice. The
+                                 more on an AVX-512 CPU, else 256, and prints the choice; Deno
+                                 reads the CPU's flags only with --allow-all, so under this
+                                 task's permissions auto stays at 256 (pass 512 to opt in). The
                                  512-bit shader cache is OUT/.mesa-shader-cache-512: the first
                                  run there compiles for about 25 s, later ones ~7 s
   --sequential                   train the variants one after another (the default on software
